@@ -1,0 +1,34 @@
+//! `ordersync init [DIR]`: a commented config.toml and the folders.
+
+use std::path::Path;
+
+use anyhow::Context as _;
+
+use super::CliError;
+use crate::config::Config;
+
+/// The commented example config (the repository's own `config.toml`).
+pub const TEMPLATE: &str = include_str!("../../config.toml");
+
+pub fn run(dir: &Path) -> Result<(), CliError> {
+    std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+    let file = dir.join("config.toml");
+    if file.exists() {
+        return Err(CliError::Usage(format!(
+            "{} already exists; not overwritten",
+            file.display()
+        )));
+    }
+    let config = Config::parse(TEMPLATE, &file)?;
+    std::fs::write(&file, TEMPLATE).with_context(|| format!("writing {}", file.display()))?;
+    let p = &config.paths;
+    for d in [&p.inbox, &p.outbox, &p.archive, &p.errors, &p.state] {
+        std::fs::create_dir_all(d).with_context(|| format!("creating {}", d.display()))?;
+    }
+    for s in &config.systems {
+        let d = p.outbox.join(&s.id);
+        std::fs::create_dir_all(&d).with_context(|| format!("creating {}", d.display()))?;
+    }
+    println!("wrote {} and its folders", file.display());
+    Ok(())
+}

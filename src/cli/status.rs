@@ -1,0 +1,52 @@
+//! `ordersync status [--json]`.
+
+use serde_json::{Map, Value, json};
+
+use super::{CliError, print_json, print_table};
+use crate::engine::Engine;
+use crate::inbox;
+use crate::store::ExportState;
+
+/// The status as the JSON of SPEC §10.
+pub fn status_json(e: &Engine) -> Value {
+    let mut systems = Map::new();
+    for s in &e.config.systems {
+        let mut counts = Map::new();
+        for st in ExportState::ALL {
+            counts.insert(st.name().into(), e.store.count_in_state(&s.id, st).into());
+        }
+        systems.insert(s.id.clone(), Value::Object(counts));
+    }
+    json!({
+        "orders": e.store.order_count(),
+        "errors": inbox::error_count(&e.config),
+        "systems": systems,
+    })
+}
+
+pub fn run(e: &Engine, as_json: bool) -> Result<(), CliError> {
+    let v = status_json(e);
+    if as_json {
+        print_json(&v);
+        return Ok(());
+    }
+    println!("orders  {}", v["orders"]);
+    println!("errors  {}", v["errors"]);
+    let mut rows = vec![vec![
+        "system".to_string(),
+        "pending".into(),
+        "written".into(),
+        "acked".into(),
+    ]];
+    for s in &e.config.systems {
+        let c = &v["systems"][&s.id];
+        rows.push(vec![
+            s.id.clone(),
+            c["pending"].to_string(),
+            c["written"].to_string(),
+            c["acked"].to_string(),
+        ]);
+    }
+    print_table(&rows);
+    Ok(())
+}

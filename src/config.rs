@@ -1,0 +1,579 @@
+//! The configuration file (SPEC §2): parsed, defaulted and validated once, at
+//! start-up, into a [`Config`] the rest of the program only reads.
+//!
+//! Every problem is reported naming the key (`systems[1].batch_size: …`), and a
+//! config error stops the program before it touches any file.
+
+use std::collections::HashSet;
+use std::fmt;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use globset::{Glob, GlobSet, GlobSetBuilder};
+use serde::Deserialize;
+
+use crate::filter::{FilterGroup, RawFilterGroup};
+
+/// A configuration that cannot be used. Always fatal (exit code 2).
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// The file could not be read.
+    #[error("cannot read config {path}: {source}")]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    /// TOML syntax, an unknown key or a value of the wrong type.
+    #[error("config {path}: {message}")]
+    Parse { path: PathBuf, message: String },
+    /// A value that parses but is not allowed.
+    #[error("config {path}: {key}: {message}")]
+    Invalid {
+        path: PathBuf,
+        key: String,
+        message: String,
+    },
+}
+
+/// How inbox CSV files are decoded (JSON is always UTF-8).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+pub enum Encoding {
+    #[serde(rename = "utf-8", alias = "utf8", alias = "UTF-8")]
+    Utf8,
+    #[serde(rename = "windows-1252", alias = "cp1252")]
+    Windows1252,
+    #[serde(rename = "iso-8859-1", alias = "latin1")]
+    Iso88591,
+}
+
+/// Export file format of one system.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Format {
+    Json,
+    Ndjson,
+    Csv,
+}
+
+impl Format {
+    /// File name extension of export files in this format.
+    pub fn extension(self) -> &'static str {
+        match self {
+            Format::Json => "json",
+            Format::Ndjson => "ndjson",
+            Format::Csv => "csv",
+        }
+    }
+}
+
+/// The resolved folders; all absolute or relative to the working directory.
+#[derive(Debug, Clone)]
+pub struct Paths {
+    pub inbox: PathBuf,
+    pub outbox: PathBuf,
+    pub archive: PathBuf,
+    pub errors: PathBuf,
+    pub state: PathBuf,
+}
+
+/// `[inbox]`: how candidate files are found and when they are ready.
+#[derive(Debug, Clone)]
+pub struct InboxConfig {
+    pub settle: Duration,
+    /// `None` when configured as "0s" (never).
+    pub rescan: Option<Duration>,
+    pub poll: bool,
+    pub max_file_size: u64,
+    pub encoding: Encoding,
+    pub ignore: GlobSet,
+    /// The patterns as written, for `check`.
+    pub ignore_patterns: Vec<String>,
+    /// `None` when empty.
+    pub ready_marker: Option<String>,
+}
+
+/// `[inventory]`.
+#[derive(Debug, Clone)]
+pub struct InventoryConfig {
+    pub allow_negative: bool,
+}
+
+/// One downstream system (`[[systems]]`).
+#[derive(Debug, Clone)]
+pub struct SystemConfig {
+    pub id: String,
+    pub format: Format,
+    pub batch_size: usize,
+    pub include_not_approved: bool,
+    pub include_cancelled: bool,
+    pub include_archived: bool,
+    pub include_lines: bool,
+    pub ready_marker: bool,
+    /// `None` when "0s" (never).
+    pub resend_after: Option<Duration>,
+    pub auto_ack: bool,
+    pub auto_ack_regulate: bool,
+    pub csv_delimiter: u8,
+    pub csv_crlf: bool,
+    pub csv_bom: bool,
+    pub filter_groups: Vec<FilterGroup>,
+}
+
+/// The whole, validated configuration.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// The file it was read from.
+    pub file: PathBuf,
+    pub paths: Paths,
+    pub inbox: InboxConfig,
+    pub inventory: InventoryConfig,
+    pub systems: Vec<SystemConfig>,
+}
+
+impl Config {
+    /// The system with this id, if configured.
+    pub fn system(&self, id: &str) -> Option<&SystemConfig> {
+        self.systems.iter().find(|s| s.id == id)
+    }
+}
+
+// ---- the file as written -------------------------------------------------
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields, default)]
+struct RawConfig {
+    paths: RawPaths,
+    inbox: RawInbox,
+    inventory: RawInventory,
+    systems: Vec<RawSystem>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields, default)]
+struct RawPaths {
+    inbox: PathBuf,
+    outbox: PathBuf,
+    archive: PathBuf,
+    errors: PathBuf,
+    state: PathBuf,
+}
+
+impl Default for RawPaths {
+    fn default() -> Self {
+        RawPaths {
+            inbox: "inbox".into(),
+            outbox: "outbox".into(),
+            archive: "archive".into(),
+            errors: "errors".into(),
+            state: "state".into(),
+        }
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields, default)]
+struct RawInbox {
+    #[serde(with = "humantime_serde")]
+    settle: Duration,
+    #[serde(with = "humantime_serde")]
+    rescan: Duration,
+    poll: bool,
+    max_file_size: Size,
+    encoding: Encoding,
+    ignore: Vec<String>,
+    ready_marker: String,
+}
+
+impl Default for RawInbox {
+    fn default() -> Self {
+        RawInbox {
+            settle: Duration::from_secs(1),
+            rescan: Duration::from_secs(30),
+            poll: false,
+            max_file_size: Size(64 << 20),
+            encoding: Encoding::Utf8,
+            ignore: DEFAULT_IGNORE.iter().map(|s| s.to_string()).collect(),
+            ready_marker: String::new(),
+        }
+    }
+}
+
+/// The default `[inbox] ignore` patterns: hidden files and the temporary names
+/// that SFTP clients, rsync and WinSCP upload to before renaming.
+pub const DEFAULT_IGNORE: &[&str] = &[".*", "*.tmp", "*.part", "*.partial", "*.filepart", "~*"];
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields, default)]
+struct RawInventory {
+    allow_negative: bool,
+}
+
+impl Default for RawInventory {
+    fn default() -> Self {
+        RawInventory {
+            allow_negative: true,
+        }
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawSystem {
+    id: String,
+    #[serde(default = "default_format")]
+    format: Format,
+    #[serde(default = "default_batch_size")]
+    batch_size: i64,
+    #[serde(default)]
+    include_not_approved: bool,
+    #[serde(default)]
+    include_cancelled: bool,
+    #[serde(default)]
+    include_archived: bool,
+    #[serde(default = "yes")]
+    include_lines: bool,
+    #[serde(default)]
+    ready_marker: bool,
+    #[serde(default, with = "humantime_serde")]
+    resend_after: Duration,
+    #[serde(default)]
+    auto_ack: bool,
+    #[serde(default)]
+    auto_ack_regulate: bool,
+    #[serde(default = "default_delimiter")]
+    csv_delimiter: String,
+    #[serde(default)]
+    csv_crlf: bool,
+    #[serde(default)]
+    csv_bom: bool,
+    #[serde(default)]
+    filter_groups: Vec<RawFilterGroup>,
+}
+
+fn default_format() -> Format {
+    Format::Json
+}
+fn default_batch_size() -> i64 {
+    100
+}
+fn yes() -> bool {
+    true
+}
+fn default_delimiter() -> String {
+    ",".into()
+}
+
+/// A byte size written as `"64MiB"`, `"512 KiB"`, `"1GiB"`, `"1000"` or an integer.
+#[derive(Debug, Clone, Copy)]
+struct Size(u64);
+
+impl<'de> Deserialize<'de> for Size {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        #[derive(Deserialize)]
+        #[serde(untagged)]
+        enum Either {
+            Int(u64),
+            Text(String),
+        }
+        match Either::deserialize(d)? {
+            Either::Int(n) => Ok(Size(n)),
+            Either::Text(s) => parse_size(&s).map(Size).map_err(serde::de::Error::custom),
+        }
+    }
+}
+
+/// Parses `"64MiB"`-style sizes (B, KiB, MiB, GiB; KB/MB/GB as powers of ten).
+pub fn parse_size(text: &str) -> Result<u64, String> {
+    let t = text.trim();
+    let split = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
+    let (num, unit) = t.split_at(split);
+    let n: u64 = num
+        .parse()
+        .map_err(|_| format!("invalid size {text:?}: expected e.g. \"64MiB\""))?;
+    let mult: u64 = match unit.trim().to_ascii_lowercase().as_str() {
+        "" | "b" => 1,
+        "kib" | "k" => 1 << 10,
+        "mib" | "m" => 1 << 20,
+        "gib" | "g" => 1 << 30,
+        "kb" => 1_000,
+        "mb" => 1_000_000,
+        "gb" => 1_000_000_000,
+        other => return Err(format!("invalid size unit {other:?} in {text:?}")),
+    };
+    n.checked_mul(mult)
+        .ok_or_else(|| format!("size {text:?} is too large"))
+}
+
+/// Whether `id` is a safe system id: `[A-Za-z0-9_-]{1,64}`.
+pub fn valid_system_id(id: &str) -> bool {
+    (1..=64).contains(&id.len())
+        && id
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
+}
+
+// ---- loading ---------------------------------------------------------------
+
+impl Config {
+    /// Reads and validates the config file at `path`.
+    pub fn load(path: &Path) -> Result<Config, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        Config::parse(&text, path)
+    }
+
+    /// Parses config `text` as if read from `path` (relative paths resolve
+    /// against `path`'s folder).
+    pub fn parse(text: &str, path: &Path) -> Result<Config, ConfigError> {
+        let raw: RawConfig = toml::from_str(text).map_err(|e| ConfigError::Parse {
+            path: path.to_path_buf(),
+            message: e.to_string().trim_end().to_string(),
+        })?;
+        let invalid = |key: String, message: String| ConfigError::Invalid {
+            path: path.to_path_buf(),
+            key,
+            message,
+        };
+        let base = path
+            .parent()
+            .filter(|p| !p.as_os_str().is_empty())
+            .unwrap_or(Path::new("."));
+        let resolve = |p: &Path| -> PathBuf {
+            if p.is_absolute() {
+                p.to_path_buf()
+            } else {
+                base.join(p)
+            }
+        };
+        let paths = Paths {
+            inbox: resolve(&raw.paths.inbox),
+            outbox: resolve(&raw.paths.outbox),
+            archive: resolve(&raw.paths.archive),
+            errors: resolve(&raw.paths.errors),
+            state: resolve(&raw.paths.state),
+        };
+        check_distinct_paths(&paths).map_err(|(k, m)| invalid(k, m))?;
+
+        let mut globs = GlobSetBuilder::new();
+        for (i, pat) in raw.inbox.ignore.iter().enumerate() {
+            let glob = Glob::new(pat)
+                .map_err(|e| invalid(format!("inbox.ignore[{i}]"), e.kind().to_string()))?;
+            globs.add(glob);
+        }
+        let ignore = globs
+            .build()
+            .map_err(|e| invalid("inbox.ignore".into(), e.to_string()))?;
+        let marker = raw.inbox.ready_marker.clone();
+        if marker.contains('/') || marker.contains('\\') || marker == "." || marker == ".." {
+            return Err(invalid(
+                "inbox.ready_marker".into(),
+                format!("{marker:?} must be a file name suffix such as \".done\""),
+            ));
+        }
+        if raw.inbox.max_file_size.0 == 0 {
+            return Err(invalid(
+                "inbox.max_file_size".into(),
+                "must be greater than 0".into(),
+            ));
+        }
+        let inbox = InboxConfig {
+            settle: raw.inbox.settle,
+            rescan: nonzero(raw.inbox.rescan),
+            poll: raw.inbox.poll,
+            max_file_size: raw.inbox.max_file_size.0,
+            encoding: raw.inbox.encoding,
+            ignore,
+            ignore_patterns: raw.inbox.ignore.clone(),
+            ready_marker: (!marker.is_empty()).then_some(marker),
+        };
+
+        let mut seen = HashSet::new();
+        let mut systems = Vec::with_capacity(raw.systems.len());
+        for (i, s) in raw.systems.into_iter().enumerate() {
+            let key = |k: &str| format!("systems[{i}].{k}");
+            if !valid_system_id(&s.id) {
+                return Err(invalid(
+                    key("id"),
+                    format!("{:?} must be 1 to 64 of A-Z a-z 0-9 _ -", s.id),
+                ));
+            }
+            if !seen.insert(s.id.clone()) {
+                return Err(invalid(
+                    key("id"),
+                    format!("duplicate system id {:?}", s.id),
+                ));
+            }
+            if s.batch_size < 1 {
+                return Err(invalid(
+                    key("batch_size"),
+                    format!("must be at least 1, got {}", s.batch_size),
+                ));
+            }
+            if s.auto_ack_regulate && !s.auto_ack {
+                return Err(invalid(
+                    key("auto_ack_regulate"),
+                    "needs auto_ack = true".into(),
+                ));
+            }
+            let delim = match s.csv_delimiter.as_bytes() {
+                [b] if b.is_ascii() && !matches!(b, b'"' | b'\r' | b'\n') => *b,
+                _ => {
+                    return Err(invalid(
+                        key("csv_delimiter"),
+                        format!(
+                            "{:?} must be one ASCII character (not a quote or newline)",
+                            s.csv_delimiter
+                        ),
+                    ));
+                }
+            };
+            let mut filter_groups = Vec::with_capacity(s.filter_groups.len());
+            for (g, raw_group) in s.filter_groups.into_iter().enumerate() {
+                let group = FilterGroup::compile(raw_group).map_err(|(k, m)| {
+                    invalid(format!("{}{k}", key(&format!("filter_groups[{g}]"))), m)
+                })?;
+                filter_groups.push(group);
+            }
+            systems.push(SystemConfig {
+                id: s.id,
+                format: s.format,
+                batch_size: s.batch_size as usize,
+                include_not_approved: s.include_not_approved,
+                include_cancelled: s.include_cancelled,
+                include_archived: s.include_archived,
+                include_lines: s.include_lines,
+                ready_marker: s.ready_marker,
+                resend_after: nonzero(s.resend_after),
+                auto_ack: s.auto_ack,
+                auto_ack_regulate: s.auto_ack_regulate,
+                csv_delimiter: delim,
+                csv_crlf: s.csv_crlf,
+                csv_bom: s.csv_bom,
+                filter_groups,
+            });
+        }
+
+        Ok(Config {
+            file: path.to_path_buf(),
+            paths,
+            inbox,
+            inventory: InventoryConfig {
+                allow_negative: raw.inventory.allow_negative,
+            },
+            systems,
+        })
+    }
+}
+
+fn nonzero(d: Duration) -> Option<Duration> {
+    (!d.is_zero()).then_some(d)
+}
+
+/// The five folders must be different, and none may lie inside the inbox:
+/// otherwise archived files would be read again, or exports taken as input.
+fn check_distinct_paths(p: &Paths) -> Result<(), (String, String)> {
+    let all = [
+        ("paths.inbox", &p.inbox),
+        ("paths.outbox", &p.outbox),
+        ("paths.archive", &p.archive),
+        ("paths.errors", &p.errors),
+        ("paths.state", &p.state),
+    ];
+    for (i, (ka, a)) in all.iter().enumerate() {
+        for (kb, b) in &all[i + 1..] {
+            if a == b {
+                return Err((
+                    kb.to_string(),
+                    format!("is the same folder as {ka} ({})", a.display()),
+                ));
+            }
+        }
+    }
+    Ok(())
+}
+
+impl fmt::Display for Format {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.extension())
+    }
+}
+
+impl fmt::Display for Encoding {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Encoding::Utf8 => "utf-8",
+            Encoding::Windows1252 => "windows-1252",
+            Encoding::Iso88591 => "iso-8859-1",
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(text: &str) -> Result<Config, ConfigError> {
+        Config::parse(text, Path::new("/srv/os/config.toml"))
+    }
+
+    #[test]
+    fn defaults_and_relative_paths() {
+        let c = parse("[[systems]]\nid = \"erp\"\n").unwrap();
+        assert_eq!(c.paths.inbox, Path::new("/srv/os/inbox"));
+        assert_eq!(c.inbox.settle, Duration::from_secs(1));
+        assert_eq!(c.inbox.rescan, Some(Duration::from_secs(30)));
+        assert_eq!(c.inbox.max_file_size, 64 << 20);
+        assert!(c.inbox.ignore.is_match("x.filepart"));
+        assert!(c.inbox.ignore.is_match(".hidden.json"));
+        assert!(!c.inbox.ignore.is_match("order.json"));
+        let s = &c.systems[0];
+        assert_eq!(
+            (s.format, s.batch_size, s.include_lines),
+            (Format::Json, 100, true)
+        );
+        assert!(s.resend_after.is_none());
+    }
+
+    #[test]
+    fn errors_name_the_key() {
+        let e = parse("[inbox]\nsetle = \"1s\"\n").unwrap_err().to_string();
+        assert!(e.contains("setle"), "{e}");
+        let e = parse("[[systems]]\nid = \"a/b\"\n")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("systems[0].id"), "{e}");
+        let e = parse("[[systems]]\nid = \"a\"\n[[systems]]\nid = \"a\"\n")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("systems[1].id") && e.contains("duplicate"),
+            "{e}"
+        );
+        let e = parse("[[systems]]\nid = \"a\"\nbatch_size = 0\n")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("systems[0].batch_size"), "{e}");
+        let e = parse("[[systems]]\nid = \"a\"\ncsv_delimiter = \";;\"\n")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("csv_delimiter"), "{e}");
+        let e = parse("[inbox]\nmax_file_size = \"12 parsecs\"\n")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("max_file_size"), "{e}");
+        let e = parse("[paths]\narchive = \"inbox\"\n")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("paths.archive"), "{e}");
+    }
+
+    #[test]
+    fn sizes() {
+        assert_eq!(parse_size("64MiB"), Ok(64 << 20));
+        assert_eq!(parse_size("1 KiB"), Ok(1024));
+        assert_eq!(parse_size("10"), Ok(10));
+        assert!(parse_size("MiB").is_err());
+    }
+}

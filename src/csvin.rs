@@ -1,0 +1,356 @@
+//! Inbox CSV (SPEC §3, §5, §6): decoding, delimiter sniffing, header lookup,
+//! and the two row kinds, acknowledgements and stock.
+//!
+//! Accepts UTF-8 with or without BOM (or the configured single-byte
+//! encoding), `,` or `;` (sniffed from the header line), LF or CRLF, quoted
+//! fields; header names are matched case-insensitively after trimming and
+//! extra columns are ignored. Every row problem is reported with its line.
+
+use std::collections::HashMap;
+
+use crate::config::Encoding;
+use crate::problem::Problem;
+
+/// A decoded CSV file: its header (lower-cased, trimmed) and its records with
+/// the line each starts on.
+pub struct Table {
+    columns: HashMap<String, usize>,
+    width: usize,
+    pub rows: Vec<Row>,
+}
+
+/// One record of a [`Table`].
+pub struct Row {
+    pub line: u64,
+    fields: Vec<String>,
+}
+
+/// What a CSV file is, by its header.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CsvKind {
+    Acks,
+    StockAbsolute,
+    StockAdjustment,
+}
+
+/// One acknowledgement row (SPEC §6).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AckRow {
+    pub line: u64,
+    pub order_id: String,
+    pub system_id: String,
+    pub regulate: bool,
+    pub note: Option<String>,
+}
+
+/// One stock row (SPEC §5): the value is absolute or an adjustment,
+/// depending on the file's [`CsvKind`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StockRow {
+    pub line: u64,
+    pub sku: String,
+    pub value: i64,
+}
+
+/// Decodes raw bytes to text. A UTF-8 BOM always means UTF-8.
+pub fn decode(bytes: &[u8], encoding: Encoding) -> Result<String, Problem> {
+    if let Some(rest) = bytes.strip_prefix(b"\xEF\xBB\xBF") {
+        return utf8(rest);
+    }
+    match encoding {
+        Encoding::Utf8 => utf8(bytes),
+        Encoding::Windows1252 => Ok(encoding_rs::WINDOWS_1252
+            .decode_without_bom_handling(bytes)
+            .0
+            .into_owned()),
+        // ISO-8859-1 maps each byte to the code point of the same number
+        // (encoding_rs would treat it as windows-1252, per WHATWG).
+        Encoding::Iso88591 => Ok(bytes.iter().map(|&b| b as char).collect()),
+    }
+}
+
+fn utf8(bytes: &[u8]) -> Result<String, Problem> {
+    String::from_utf8(bytes.to_vec()).map_err(|e| {
+        let at = e.utf8_error().valid_up_to();
+        let line = bytes[..at].iter().filter(|&&b| b == b'\n').count() + 1;
+        Problem::new(
+            format!("line {line}"),
+            format!(
+                "not valid UTF-8 (byte {at}); set [inbox] encoding = \"windows-1252\" or \"iso-8859-1\" for such files"
+            ),
+        )
+    })
+}
+
+/// `;` when the header line has more semicolons than commas outside quotes.
+fn sniff_delimiter(text: &str) -> u8 {
+    let header = text.lines().next().unwrap_or("");
+    let (mut commas, mut semis, mut quoted) = (0, 0, false);
+    for c in header.chars() {
+        match c {
+            '"' => quoted = !quoted,
+            ',' if !quoted => commas += 1,
+            ';' if !quoted => semis += 1,
+            _ => {}
+        }
+    }
+    if semis > commas { b';' } else { b',' }
+}
+
+impl Table {
+    /// Parses decoded text. Blank lines are skipped.
+    pub fn parse(text: &str) -> Result<Table, Vec<Problem>> {
+        let mut reader = csv::ReaderBuilder::new()
+            .delimiter(sniff_delimiter(text))
+            .has_headers(false)
+            .flexible(true)
+            .from_reader(text.as_bytes());
+        // The csv crate's positions are off with CRLF (they can point at the
+        // terminator before a record), so skip to the record's first byte
+        // (a record never starts with a raw CR or LF) and count lines.
+        let bytes = text.as_bytes();
+        let newlines: Vec<usize> = text.match_indices('\n').map(|(i, _)| i).collect();
+        let line_at = |pos: Option<&csv::Position>| -> u64 {
+            pos.map_or(0, |p| {
+                let mut start = p.byte() as usize;
+                while matches!(bytes.get(start), Some(b'\r' | b'\n')) {
+                    start += 1;
+                }
+                newlines.partition_point(|&n| n < start) as u64 + 1
+            })
+        };
+        let mut records = reader.records();
+        let header = match records.next() {
+            None => return Err(vec![Problem::new("line 1", "the file is empty")]),
+            Some(Err(e)) => return Err(vec![csv_problem(&e, line_at(e.position()))]),
+            Some(Ok(h)) => h,
+        };
+        let mut columns = HashMap::new();
+        for (i, name) in header.iter().enumerate() {
+            columns.entry(name.trim().to_lowercase()).or_insert(i);
+        }
+        let mut rows = Vec::new();
+        let mut problems = Vec::new();
+        for record in records {
+            match record {
+                Err(e) => problems.push(csv_problem(&e, line_at(e.position()))),
+                Ok(r) if r.iter().all(|f| f.trim().is_empty()) => {}
+                Ok(r) => rows.push(Row {
+                    line: line_at(r.position()),
+                    fields: r.iter().map(str::to_string).collect(),
+                }),
+            }
+        }
+        if !problems.is_empty() {
+            return Err(problems);
+        }
+        Ok(Table {
+            width: header.len(),
+            columns,
+            rows,
+        })
+    }
+
+    /// Whether the header has this column (lower-case name).
+    pub fn has(&self, column: &str) -> bool {
+        self.columns.contains_key(column)
+    }
+
+    /// The file's kind by its header, or `None` when it is neither.
+    pub fn kind(&self) -> Result<CsvKind, Problem> {
+        if self.has("order_id") && self.has("system_id") {
+            if !self.has("regulate_inventory") {
+                return Err(Problem::new(
+                    "line 1",
+                    "acknowledgement header needs a regulate_inventory column",
+                ));
+            }
+            return Ok(CsvKind::Acks);
+        }
+        if self.has("sku") {
+            match (self.has("in_stock"), self.has("adjustment")) {
+                (true, false) => return Ok(CsvKind::StockAbsolute),
+                (false, true) => return Ok(CsvKind::StockAdjustment),
+                (true, true) => {
+                    return Err(Problem::new(
+                        "line 1",
+                        "stock header has both in_stock and adjustment; use one per file",
+                    ));
+                }
+                (false, false) => {}
+            }
+        }
+        Err(Problem::new(
+            "line 1",
+            "unsupported file type: a CSV header needs order_id,system_id,regulate_inventory (acknowledgements) or sku,in_stock / sku,adjustment (stock)",
+        ))
+    }
+
+    /// The trimmed cell of `column` in `row`; a problem when the row is short.
+    fn cell<'r>(&self, row: &'r Row, column: &str) -> Result<&'r str, Problem> {
+        let i = self.columns.get(column).copied().unwrap_or(usize::MAX);
+        row.fields.get(i).map(|f| f.trim()).ok_or_else(|| {
+            Problem::new(
+                format!("line {}", row.line),
+                format!(
+                    "expected {} fields like the header, got {} (no {column})",
+                    self.width,
+                    row.fields.len()
+                ),
+            )
+        })
+    }
+}
+
+fn csv_problem(e: &csv::Error, line: u64) -> Problem {
+    let what = match e.kind() {
+        csv::ErrorKind::Utf8 { .. } => "not valid UTF-8".to_string(),
+        _ => e.to_string(),
+    };
+    Problem::new(format!("line {line}"), what)
+}
+
+/// Parses every acknowledgement row, collecting every problem.
+pub fn ack_rows(table: &Table) -> Result<Vec<AckRow>, Vec<Problem>> {
+    let mut out = Vec::with_capacity(table.rows.len());
+    let mut problems = Vec::new();
+    for row in &table.rows {
+        let at = format!("line {}", row.line);
+        let parsed = (|| -> Result<AckRow, Problem> {
+            let order_id = table.cell(row, "order_id")?;
+            let system_id = table.cell(row, "system_id")?;
+            let regulate = table.cell(row, "regulate_inventory")?;
+            if order_id.is_empty() {
+                return Err(Problem::new(&at, "order_id is empty"));
+            }
+            if system_id.is_empty() {
+                return Err(Problem::new(&at, "system_id is empty"));
+            }
+            let regulate = match regulate.to_ascii_lowercase().as_str() {
+                "true" | "1" | "yes" => true,
+                "false" | "0" | "no" => false,
+                _ => {
+                    return Err(Problem::new(
+                        &at,
+                        format!(
+                            "regulate_inventory: expected true/false, 1/0 or yes/no, got {regulate:?}"
+                        ),
+                    ));
+                }
+            };
+            let note = if table.has("note") {
+                let n = table.cell(row, "note")?;
+                (!n.is_empty()).then(|| n.to_string())
+            } else {
+                None
+            };
+            Ok(AckRow {
+                line: row.line,
+                order_id: order_id.to_string(),
+                system_id: system_id.to_string(),
+                regulate,
+                note,
+            })
+        })();
+        match parsed {
+            Ok(r) => out.push(r),
+            Err(p) => problems.push(p),
+        }
+    }
+    if problems.is_empty() {
+        Ok(out)
+    } else {
+        Err(problems)
+    }
+}
+
+/// Parses every stock row of a file of `kind`, collecting every problem.
+pub fn stock_rows(table: &Table, kind: CsvKind) -> Result<Vec<StockRow>, Vec<Problem>> {
+    let column = if kind == CsvKind::StockAbsolute {
+        "in_stock"
+    } else {
+        "adjustment"
+    };
+    let mut out = Vec::with_capacity(table.rows.len());
+    let mut problems = Vec::new();
+    for row in &table.rows {
+        let at = format!("line {}", row.line);
+        let parsed = (|| -> Result<StockRow, Problem> {
+            let sku = table.cell(row, "sku")?;
+            let value = table.cell(row, column)?;
+            if sku.is_empty() {
+                return Err(Problem::new(&at, "sku is empty"));
+            }
+            let value: i64 = value.parse().map_err(|_| {
+                Problem::new(
+                    &at,
+                    format!("{column}: expected a whole number, got {value:?}"),
+                )
+            })?;
+            Ok(StockRow {
+                line: row.line,
+                sku: sku.to_string(),
+                value,
+            })
+        })();
+        match parsed {
+            Ok(r) => out.push(r),
+            Err(p) => problems.push(p),
+        }
+    }
+    if problems.is_empty() {
+        Ok(out)
+    } else {
+        Err(problems)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bom_crlf_semicolon_quotes_and_case() {
+        let text = decode(
+            b"\xEF\xBB\xBF Order_ID ;SYSTEM_ID;Regulate_Inventory;note;extra\r\nabc;erp;YES;\"a; b\"\"c\";x\r\n\r\ndef;erp;0;;\r\n",
+            Encoding::Utf8,
+        )
+        .unwrap();
+        let t = Table::parse(&text).unwrap();
+        assert_eq!(t.kind().unwrap(), CsvKind::Acks);
+        let rows = ack_rows(&t).unwrap();
+        assert_eq!(rows.len(), 2);
+        assert_eq!(rows[0].note.as_deref(), Some("a; b\"c"));
+        assert!(rows[0].regulate && !rows[1].regulate);
+        assert_eq!((rows[0].line, rows[1].line), (2, 4));
+    }
+
+    #[test]
+    fn single_byte_encodings() {
+        // "Æblegrød €" in windows-1252 and "Straße" in ISO-8859-1.
+        assert_eq!(
+            decode(b"\xC6blegr\xF8d \x80", Encoding::Windows1252).unwrap(),
+            "Æblegrød €"
+        );
+        assert_eq!(decode(b"Stra\xDFe", Encoding::Iso88591).unwrap(), "Straße");
+        let e = decode(b"sku,in_stock\n\xC6,1\n", Encoding::Utf8).unwrap_err();
+        assert_eq!(e.at, "line 2");
+    }
+
+    #[test]
+    fn every_bad_row_is_reported() {
+        let t = Table::parse("sku,adjustment\nA,1\n,2\nB,ten\nC\n").unwrap();
+        let p = ack_rows(&t).err();
+        assert!(p.is_some());
+        let p = stock_rows(&t, CsvKind::StockAdjustment).unwrap_err();
+        let text: Vec<String> = p.iter().map(|p| p.to_string()).collect();
+        assert_eq!(
+            text,
+            vec![
+                "line 3: sku is empty",
+                "line 4: adjustment: expected a whole number, got \"ten\"",
+                "line 5: expected 2 fields like the header, got 1 (no adjustment)",
+            ]
+        );
+    }
+}

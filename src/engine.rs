@@ -1,0 +1,206 @@
+//! The pipeline, one file at a time: read a ready inbox file, parse it,
+//! apply it in one store transaction, flush, move it to `archive/` or
+//! `errors/`; then export. Both `run --once` and the daemon drive this.
+//!
+//! The order of durable steps is what makes crashes harmless: the store
+//! records the file (name + hash) with its effects and is flushed *before*
+//! the file is moved, so a file found again after a crash is archived
+//! without effect.
+
+use std::collections::HashSet;
+use std::io;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use chrono::Utc;
+use sha2::{Digest, Sha256};
+
+use crate::config::Config;
+use crate::export::{self, ExportError};
+use crate::inbox::{self, Candidate, ReadOutcome, Settle};
+use crate::input;
+use crate::problem::Problem;
+use crate::store::{Applied, ApplyError, Context, Store, StoreError};
+
+/// A failure that stops processing (the file in hand stays in the inbox).
+#[derive(Debug, thiserror::Error)]
+pub enum EngineError {
+    #[error("{what} {path}: {source}")]
+    Io {
+        what: &'static str,
+        path: PathBuf,
+        source: io::Error,
+    },
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error(transparent)]
+    Export(#[from] ExportError),
+}
+
+fn io_err<'a>(what: &'static str, path: &'a Path) -> impl FnOnce(io::Error) -> EngineError + 'a {
+    move |source| EngineError::Io {
+        what,
+        path: path.to_path_buf(),
+        source,
+    }
+}
+
+/// What became of one inbox file.
+#[derive(Debug)]
+pub enum Outcome {
+    /// Applied and archived.
+    Applied(PathBuf),
+    /// Same name and content as a file applied before: archived, no effect.
+    AlreadyApplied(PathBuf),
+    /// Rejected to `errors/` with its report.
+    Rejected(PathBuf, Vec<Problem>),
+    /// It changed or vanished while being read: left for a later scan.
+    NotReady,
+}
+
+/// The open store with its configuration.
+pub struct Engine {
+    pub config: Config,
+    pub store: Store,
+}
+
+impl Engine {
+    /// Creates the folders (never outside the configured ones) and opens the
+    /// store.
+    pub fn open(config: Config) -> Result<Engine, EngineError> {
+        let p = &config.paths;
+        for dir in [&p.inbox, &p.outbox, &p.archive, &p.errors, &p.state] {
+            std::fs::create_dir_all(dir).map_err(io_err("creating folder", dir))?;
+        }
+        for s in &config.systems {
+            let dir = p.outbox.join(&s.id);
+            std::fs::create_dir_all(&dir).map_err(io_err("creating folder", &dir))?;
+        }
+        let store = Store::open(&p.state)?;
+        Ok(Engine { config, store })
+    }
+
+    /// Processes one ready candidate.
+    pub fn process(&self, c: &Candidate) -> Result<Outcome, EngineError> {
+        let max = self.config.inbox.max_file_size;
+        let bytes = match inbox::read(c, max).map_err(io_err("reading", &c.path))? {
+            ReadOutcome::Content(b) => b,
+            ReadOutcome::Changed => return Ok(Outcome::NotReady),
+            ReadOutcome::TooLarge(n) => {
+                let p = Problem::new(
+                    "file",
+                    format!(
+                        "{n} bytes is larger than [inbox] max_file_size ({max} bytes); not read"
+                    ),
+                );
+                return self.reject(c, vec![p]);
+            }
+        };
+        let sha256: [u8; 32] = Sha256::digest(&bytes).into();
+        let now = Utc::now();
+        let parsed = input::parse(
+            &c.name,
+            &bytes,
+            self.config.inbox.encoding,
+            now.timestamp_millis(),
+        );
+        let input = match parsed {
+            Ok(i) => i,
+            Err(problems) => return self.reject(c, problems),
+        };
+        let ctx = Context {
+            now: now.timestamp_millis(),
+            systems: &self.config.systems,
+            allow_negative: self.config.inventory.allow_negative,
+        };
+        match self.store.apply(&c.name, &sha256, &input, &ctx) {
+            Ok(Applied::AlreadyApplied) => {
+                let to =
+                    inbox::archive(&self.config, c, now).map_err(io_err("archiving", &c.path))?;
+                tracing::info!(file = %c.name, to = %to.display(), "already applied (same name and content): archived without effect");
+                Ok(Outcome::AlreadyApplied(to))
+            }
+            Ok(Applied::Done(s)) => {
+                self.store.flush()?;
+                let to =
+                    inbox::archive(&self.config, c, now).map_err(io_err("archiving", &c.path))?;
+                tracing::info!(
+                    file = %c.name, kind = input.kind(), new = s.new_orders, updated = s.updated_orders,
+                    duplicates = s.duplicate_orders, acks = s.acks, regulated = s.regulated,
+                    stock_rows = s.stock_rows, to = %to.display(), "applied"
+                );
+                Ok(Outcome::Applied(to))
+            }
+            Err(ApplyError::Rejected(problems)) => self.reject(c, problems),
+            Err(ApplyError::Store(e)) => Err(e.into()),
+        }
+    }
+
+    fn reject(&self, c: &Candidate, problems: Vec<Problem>) -> Result<Outcome, EngineError> {
+        let to = inbox::reject(&self.config, c, &problems).map_err(io_err("rejecting", &c.path))?;
+        tracing::warn!(
+            file = %c.name, problems = problems.len(), first = %problems.first().map(ToString::to_string).unwrap_or_default(),
+            report = %format!("{}{}", to.display(), inbox::ERROR_SUFFIX), "rejected"
+        );
+        Ok(Outcome::Rejected(to, problems))
+    }
+
+    /// Writes export files for everything pending.
+    pub fn export(&self) -> Result<Vec<PathBuf>, EngineError> {
+        Ok(export::export_all(&self.store, &self.config)?)
+    }
+
+    /// `run --once`: finishes interrupted export batches, then takes every
+    /// inbox file as it becomes ready (waiting out `settle`) until none is
+    /// left, exporting as it goes. Files waiting for a ready marker that does
+    /// not exist are left for a later run.
+    pub fn drain(&self) -> Result<DrainStats, EngineError> {
+        self.export()?;
+        let mut settle = Settle::default();
+        let mut noted = HashSet::new();
+        let mut stats = DrainStats::default();
+        let inbox_dir = &self.config.paths.inbox;
+        loop {
+            let candidates = inbox::scan(inbox_dir, &self.config.inbox, &mut noted)
+                .map_err(io_err("scanning", inbox_dir))?;
+            if candidates.is_empty() {
+                break;
+            }
+            let (ready, next) = settle.ready(candidates, &self.config.inbox, Instant::now());
+            if ready.is_empty() {
+                match next {
+                    None => break,
+                    Some(_) => std::thread::sleep(inbox::until(next, Duration::from_millis(250))),
+                }
+                continue;
+            }
+            for c in &ready {
+                stats.count(&self.process(c)?);
+                settle.forget(&c.path);
+            }
+            stats.export_files += self.export()?.len();
+        }
+        Ok(stats)
+    }
+}
+
+/// Counts of what a drain did.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct DrainStats {
+    pub applied: usize,
+    pub already_applied: usize,
+    pub rejected: usize,
+    pub export_files: usize,
+}
+
+impl DrainStats {
+    /// Counts one outcome.
+    pub fn count(&mut self, o: &Outcome) {
+        match o {
+            Outcome::Applied(_) => self.applied += 1,
+            Outcome::AlreadyApplied(_) => self.already_applied += 1,
+            Outcome::Rejected(..) => self.rejected += 1,
+            Outcome::NotReady => {}
+        }
+    }
+}

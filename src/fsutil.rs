@@ -1,0 +1,99 @@
+//! Durable file operations shared by the inbox and the exporter: atomic
+//! writes (hidden temporary name → fsync → rename → fsync the folder), and
+//! moves that never overwrite (`name`, `name.1`, `name.2`…).
+
+use std::fs::{self, File};
+use std::io::{self, Write};
+use std::path::{Path, PathBuf};
+
+/// Flushes a folder's entries (new names, renames) to disk.
+pub fn sync_dir(dir: &Path) -> io::Result<()> {
+    File::open(dir)?.sync_all()
+}
+
+/// Writes `bytes` to `dir/name` atomically: a reader sees no file or the
+/// whole file, never a part, and the file survives a crash once this returns.
+/// An existing file of that name is replaced.
+pub fn write_atomic(dir: &Path, name: &str, bytes: &[u8]) -> io::Result<PathBuf> {
+    let mut tmp = tempfile::Builder::new()
+        .prefix(&format!(".{name}."))
+        .suffix(".tmp")
+        .tempfile_in(dir)?;
+    tmp.write_all(bytes)?;
+    tmp.as_file().sync_all()?;
+    let path = dir.join(name);
+    tmp.persist(&path).map_err(|e| e.error)?;
+    sync_dir(dir)?;
+    Ok(path)
+}
+
+/// The first of `name`, `name.1`, `name.2`… for which neither `dir/X` nor
+/// any `dir/X<companion>` exists (e.g. the error report beside a file).
+pub fn free_name(dir: &Path, name: &str, companions: &[&str]) -> String {
+    let taken = |candidate: &str| {
+        dir.join(candidate).symlink_metadata().is_ok()
+            || companions.iter().any(|c| {
+                dir.join(format!("{candidate}{c}"))
+                    .symlink_metadata()
+                    .is_ok()
+            })
+    };
+    if !taken(name) {
+        return name.to_string();
+    }
+    (1u64..)
+        .map(|i| format!("{name}.{i}"))
+        .find(|c| !taken(c))
+        .unwrap_or_else(|| name.to_string())
+}
+
+/// Moves `from` to `dir/name` (the caller picked a free name), durably: the
+/// rename is flushed in both folders. Across file systems (EXDEV) the file
+/// is copied, fsynced, and only then removed from its source.
+pub fn move_file(from: &Path, dir: &Path, name: &str) -> io::Result<PathBuf> {
+    let to = dir.join(name);
+    match fs::rename(from, &to) {
+        Ok(()) => {}
+        Err(e) if e.raw_os_error() == Some(18) => {
+            // EXDEV: a different file system (e.g. an SFTP share mounted apart).
+            let tmp = dir.join(format!(".{name}.moving"));
+            fs::copy(from, &tmp)?;
+            File::open(&tmp)?.sync_all()?;
+            fs::rename(&tmp, &to)?;
+            sync_dir(dir)?;
+            fs::remove_file(from)?;
+        }
+        Err(e) => return Err(e),
+    }
+    sync_dir(dir)?;
+    if let Some(parent) = from.parent() {
+        sync_dir(parent)?;
+    }
+    Ok(to)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn free_name_never_overwrites() {
+        let dir = tempfile::tempdir().unwrap();
+        assert_eq!(free_name(dir.path(), "a.json", &[]), "a.json");
+        fs::write(dir.path().join("a.json"), "x").unwrap();
+        assert_eq!(free_name(dir.path(), "a.json", &[]), "a.json.1");
+        fs::write(dir.path().join("a.json.1.error.txt"), "x").unwrap();
+        assert_eq!(free_name(dir.path(), "a.json", &[".error.txt"]), "a.json.2");
+    }
+
+    #[test]
+    fn atomic_write_leaves_no_temporary() {
+        let dir = tempfile::tempdir().unwrap();
+        write_atomic(dir.path(), "out.json", b"{}").unwrap();
+        let names: Vec<_> = fs::read_dir(dir.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .collect();
+        assert_eq!(names, vec!["out.json"]);
+    }
+}

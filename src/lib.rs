@@ -1,0 +1,20 @@
+//! ordersync: a file-based order export daemon.
+//!
+//! The data flows one way — inbox file ([`inbox`]) → parsed, validated input
+//! ([`input`], [`order`], [`csvin`]) → one store transaction ([`store`]) →
+//! export files ([`export`]) — driven by the [`engine`], either once
+//! (`run --once`) or by the [`daemon`]. See ARCHITECTURE.md.
+
+pub mod cli;
+pub mod config;
+pub mod csvin;
+pub mod daemon;
+pub mod engine;
+pub mod export;
+pub mod filter;
+pub mod fsutil;
+pub mod inbox;
+pub mod input;
+pub mod order;
+pub mod problem;
+pub mod store;

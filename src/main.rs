@@ -1,0 +1,25 @@
+//! The `ordersync` binary: parses the command line, sets up logging and hands
+//! over to the library. Exit codes: 0 success, 1 runtime failure, 2 usage or
+//! config error.
+
+use std::process::ExitCode;
+
+use clap::Parser;
+use tracing_subscriber::EnvFilter;
+
+fn main() -> ExitCode {
+    let cli = ordersync::cli::Cli::parse();
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    match ordersync::cli::run(cli) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("ordersync: {e:#}");
+            ExitCode::from(e.exit_code())
+        }
+    }
+}

@@ -1,0 +1,488 @@
+//! The order model (SPEC §4): validation of an order object as sent, and the
+//! filled-in document ordersync stores and exports.
+//!
+//! Validation walks the JSON once and collects *every* problem with its path
+//! (`$.line_items[2].qty_ordered: expected a number, got "ten"`), so a
+//! rejected file's report lists them all. Unknown fields are kept untouched.
+
+use std::collections::HashSet;
+
+use serde_json::{Map, Value};
+use uuid::Uuid;
+
+use crate::problem::{Problem, describe};
+
+/// A validated order, ready to be applied to the store.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Order {
+    pub id: Uuid,
+    pub external_id: String,
+    /// The object exactly as sent: updates and duplicates are decided on it.
+    pub sent: Value,
+    /// The object with every default filled in (id, status, line numbers…).
+    pub doc: Value,
+}
+
+/// The id an order without `id` gets: UUIDv5 of its `external_id` in the OID
+/// namespace, so a re-sent order keeps its id.
+pub fn id_for_external_id(external_id: &str) -> Uuid {
+    Uuid::new_v5(&Uuid::NAMESPACE_OID, external_id.as_bytes())
+}
+
+const STATUSES: &[&str] = &["Waiting", "Processing", "Hold", "Complete"];
+const INTERNAL_STATUSES: &[&str] = &["draft", "selection", "approved"];
+const ADDRESS_FIELDS: &[&str] = &[
+    "company_name",
+    "contact_email",
+    "contact_name",
+    "contact_number",
+    "address1",
+    "address2",
+    "city",
+    "postcode",
+    "state",
+    "country",
+];
+const ADDRESS_REQUIRED: &[&str] = &["address1", "city", "country"];
+
+/// Validates one order object found at `path` (`$`, `$[3]`, `$.orders[3]`).
+/// `now_ms` fills `created`/`updated` when absent. Problems are appended to
+/// `problems`; `None` when there was any.
+pub fn validate(
+    value: &Value,
+    path: &str,
+    now_ms: i64,
+    problems: &mut Vec<Problem>,
+) -> Option<Order> {
+    let before = problems.len();
+    let Some(obj) = value.as_object() else {
+        problems.push(Problem::new(
+            path,
+            format!("expected an order object, got {}", describe(value)),
+        ));
+        return None;
+    };
+    let mut v = Check {
+        obj,
+        path: path.to_string(),
+        problems,
+    };
+
+    let external_id = v.string("external_id", Need::NonEmpty);
+    let id = match obj.get("id") {
+        None | Some(Value::Null) => external_id.as_deref().map(id_for_external_id),
+        Some(Value::String(s)) => match Uuid::parse_str(s) {
+            Ok(u) => Some(u),
+            Err(_) => {
+                v.problem(
+                    "id",
+                    format!("expected a UUID, got {}", describe(&obj["id"])),
+                );
+                None
+            }
+        },
+        Some(other) => {
+            v.problem(
+                "id",
+                format!("expected a UUID string, got {}", describe(other)),
+            );
+            None
+        }
+    };
+    v.string("type", Need::NonEmpty);
+    v.string("channel", Need::Optional);
+    v.one_of("status", STATUSES);
+    v.one_of("internal_status", INTERNAL_STATUSES);
+    v.boolean("cancelled", false);
+    v.boolean("archived", false);
+    if let Some(c) = v.string("currency", Need::Present) {
+        if !(c.len() == 3 && c.bytes().all(|b| b.is_ascii_uppercase())) {
+            v.problem(
+                "currency",
+                format!("expected an ISO 4217 code of three capital letters, got {c:?}"),
+            );
+        }
+    }
+    v.string("reference", Need::Present);
+    if let Some(Value::String(s)) = obj.get("account_id") {
+        if Uuid::parse_str(s).is_err() {
+            v.problem("account_id", format!("expected a UUID, got {s:?}"));
+        }
+    } else {
+        v.string("account_id", Need::Optional);
+    }
+    v.timestamp("created");
+    v.timestamp("updated");
+    v.address("billing_address", "billing_reference");
+    v.address("shipping_address", "shipping_reference");
+    if let Some(rule) = v.object("shipping_rule") {
+        let mut r = v.nested(rule, "shipping_rule");
+        r.string("name", Need::Present);
+        r.number("recovery", Need::Present, None);
+    }
+    if let Some(rule) = v.object("tax_rule") {
+        let mut r = v.nested(rule, "tax_rule");
+        r.string("name", Need::Present);
+        r.boolean("inclusive", true);
+        r.number("rate", Need::Present, Some((0.0, 1.0)));
+    }
+    let line_numbers = v.line_items();
+
+    if problems.len() > before {
+        return None;
+    }
+    let (id, external_id) = (id?, external_id?);
+    let doc = fill_defaults(obj, id, now_ms, &line_numbers);
+    Some(Order {
+        id,
+        external_id,
+        sent: value.clone(),
+        doc,
+    })
+}
+
+/// The order with its defaults filled in (SPEC §4).
+fn fill_defaults(obj: &Map<String, Value>, id: Uuid, now_ms: i64, line_numbers: &[i64]) -> Value {
+    let mut doc = obj.clone();
+    doc.insert("id".into(), Value::String(id.to_string()));
+    let defaults: [(&str, Value); 6] = [
+        ("status", "Waiting".into()),
+        ("internal_status", "approved".into()),
+        ("cancelled", false.into()),
+        ("archived", false.into()),
+        ("created", now_ms.into()),
+        ("updated", now_ms.into()),
+    ];
+    for (key, default) in defaults {
+        if doc.get(key).is_none_or(Value::is_null) {
+            doc.insert(key.into(), default);
+        }
+    }
+    if let Some(Value::Array(lines)) = doc.get_mut("line_items") {
+        for (line, number) in lines.iter_mut().zip(line_numbers) {
+            if let Value::Object(line) = line {
+                line.insert("line_number".into(), (*number).into());
+                for (key, default) in [
+                    ("qty_shipped", Value::from(0)),
+                    ("requires_shipping", true.into()),
+                ] {
+                    if line.get(key).is_none_or(Value::is_null) {
+                        line.insert(key.into(), default);
+                    }
+                }
+            }
+        }
+    }
+    Value::Object(doc)
+}
+
+#[derive(Clone, Copy, PartialEq)]
+enum Need {
+    /// May be absent or null.
+    Optional,
+    /// Must be there (may be empty, for strings).
+    Present,
+    /// Must be there and not empty.
+    NonEmpty,
+}
+
+/// Field checks on one JSON object, appending problems with full paths.
+struct Check<'a, 'p> {
+    obj: &'a Map<String, Value>,
+    path: String,
+    problems: &'p mut Vec<Problem>,
+}
+
+impl<'a> Check<'a, '_> {
+    fn at(&self, key: &str) -> String {
+        format!("{}.{key}", self.path)
+    }
+
+    fn problem(&mut self, key: &str, what: String) {
+        let at = self.at(key);
+        self.problems.push(Problem::new(at, what));
+    }
+
+    fn nested<'b>(&mut self, obj: &'b Map<String, Value>, key: &str) -> Check<'b, '_> {
+        Check {
+            path: self.at(key),
+            obj,
+            problems: self.problems,
+        }
+    }
+
+    /// Absent (or null) fields: a problem unless optional. Returns the field.
+    fn field(&mut self, key: &str, need: Need) -> Option<&'a Value> {
+        match self.obj.get(key) {
+            None | Some(Value::Null) => {
+                if need != Need::Optional {
+                    self.problem(key, "required field is missing".into());
+                }
+                None
+            }
+            Some(v) => Some(v),
+        }
+    }
+
+    fn string(&mut self, key: &str, need: Need) -> Option<String> {
+        match self.field(key, need)? {
+            Value::String(s) if need == Need::NonEmpty && s.trim().is_empty() => {
+                self.problem(key, "must not be empty".into());
+                None
+            }
+            Value::String(s) => Some(s.clone()),
+            other => {
+                self.problem(key, format!("expected a string, got {}", describe(other)));
+                None
+            }
+        }
+    }
+
+    fn one_of(&mut self, key: &str, allowed: &[&str]) {
+        if let Some(s) = self.string(key, Need::Optional) {
+            if !allowed.contains(&s.as_str()) {
+                self.problem(
+                    key,
+                    format!("expected one of {}, got {s:?}", allowed.join(", ")),
+                );
+            }
+        }
+    }
+
+    /// A boolean; `required` makes absence a problem.
+    fn boolean(&mut self, key: &str, required: bool) {
+        let need = if required {
+            Need::Present
+        } else {
+            Need::Optional
+        };
+        if let Some(v) = self.field(key, need) {
+            if !v.is_boolean() {
+                self.problem(key, format!("expected true or false, got {}", describe(v)));
+            }
+        }
+    }
+
+    fn number(&mut self, key: &str, need: Need, range: Option<(f64, f64)>) {
+        let Some(v) = self.field(key, need) else {
+            return;
+        };
+        match v.as_f64() {
+            None => self.problem(key, format!("expected a number, got {}", describe(v))),
+            Some(n) => {
+                if let Some((lo, hi)) = range {
+                    if !(lo..=hi).contains(&n) {
+                        self.problem(key, format!("expected a number from {lo} to {hi}, got {n}"));
+                    }
+                }
+            }
+        }
+    }
+
+    /// An integer ≥ `min`, absent allowed unless `need` says otherwise.
+    fn integer(&mut self, key: &str, need: Need, min: i64) -> Option<i64> {
+        let v = self.field(key, need)?;
+        match v.as_i64() {
+            Some(n) if n >= min => Some(n),
+            Some(n) => {
+                self.problem(
+                    key,
+                    format!("expected an integer of at least {min}, got {n}"),
+                );
+                None
+            }
+            None => {
+                self.problem(key, format!("expected an integer, got {}", describe(v)));
+                None
+            }
+        }
+    }
+
+    fn timestamp(&mut self, key: &str) {
+        if let Some(v) = self.field(key, Need::Optional) {
+            if v.as_i64().is_none_or(|n| n < 0) {
+                self.problem(
+                    key,
+                    format!(
+                        "expected UNIX milliseconds (an integer), got {}",
+                        describe(v)
+                    ),
+                );
+            }
+        }
+    }
+
+    fn object(&mut self, key: &str) -> Option<&'a Map<String, Value>> {
+        match self.field(key, Need::Present)? {
+            Value::Object(o) => Some(o),
+            other => {
+                self.problem(key, format!("expected an object, got {}", describe(other)));
+                None
+            }
+        }
+    }
+
+    fn address(&mut self, key: &str, reference: &str) {
+        let Some(addr) = self.object(key) else { return };
+        let mut a = self.nested(addr, key);
+        for field in ADDRESS_FIELDS.iter().chain([&reference]) {
+            let need = if ADDRESS_REQUIRED.contains(field) {
+                Need::NonEmpty
+            } else {
+                Need::Optional
+            };
+            a.string(field, need);
+        }
+    }
+
+    /// Checks `line_items`; returns each line's line number (given or
+    /// defaulted to its position), for filling in.
+    fn line_items(&mut self) -> Vec<i64> {
+        let Some(items) = self.field("line_items", Need::Present) else {
+            return Vec::new();
+        };
+        let Some(items) = items.as_array() else {
+            self.problem(
+                "line_items",
+                format!("expected an array, got {}", describe(items)),
+            );
+            return Vec::new();
+        };
+        if items.is_empty() {
+            self.problem("line_items", "needs at least one line item".into());
+        }
+        let mut numbers = Vec::with_capacity(items.len());
+        let mut seen = HashSet::new();
+        for (i, item) in items.iter().enumerate() {
+            let key = format!("line_items[{i}]");
+            let Some(line) = item.as_object() else {
+                self.problem(
+                    &key,
+                    format!("expected a line item object, got {}", describe(item)),
+                );
+                continue;
+            };
+            let mut l = self.nested(line, &key);
+            let number = l
+                .integer("line_number", Need::Optional, 1)
+                .unwrap_or(i as i64 + 1);
+            if !seen.insert(number) {
+                l.problem(
+                    "line_number",
+                    format!("duplicate line_number {number} in this order"),
+                );
+            }
+            numbers.push(number);
+            l.string("sku", Need::NonEmpty);
+            l.string("description", Need::Optional);
+            l.integer("qty_ordered", Need::Present, 1);
+            l.integer("qty_shipped", Need::Optional, 0);
+            l.boolean("requires_shipping", false);
+            l.number("unit_price", Need::Optional, Some((0.0, f64::MAX)));
+        }
+        numbers
+    }
+}
+
+/// What inventory needs to know of a stored order document.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Facts {
+    pub approved: bool,
+    pub cancelled: bool,
+    pub archived: bool,
+    /// (sku, qty_ordered) of every line with `requires_shipping`.
+    pub shipped_lines: Vec<(String, i64)>,
+}
+
+impl Facts {
+    /// Reads the facts of a filled-in document (as made by [`validate`]).
+    pub fn of(doc: &Value) -> Facts {
+        let lines = doc["line_items"]
+            .as_array()
+            .map(Vec::as_slice)
+            .unwrap_or(&[]);
+        Facts {
+            approved: doc["internal_status"].as_str() == Some("approved"),
+            cancelled: doc["cancelled"].as_bool().unwrap_or(false),
+            archived: doc["archived"].as_bool().unwrap_or(false),
+            shipped_lines: lines
+                .iter()
+                .filter(|l| l["requires_shipping"].as_bool().unwrap_or(true))
+                .filter_map(|l| Some((l["sku"].as_str()?.to_string(), l["qty_ordered"].as_i64()?)))
+                .collect(),
+        }
+    }
+
+    /// Whether this order holds a reservation (SPEC §7).
+    pub fn reserves(&self) -> bool {
+        self.approved && !self.cancelled && !self.archived
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    pub fn sample() -> Value {
+        json!({
+            "external_id": "shop-1001",
+            "type": "Sales Order",
+            "currency": "DKK",
+            "reference": "PO-1",
+            "line_items": [{"sku": "A", "qty_ordered": 2}, {"sku": "B", "qty_ordered": 1, "requires_shipping": false}],
+            "billing_address": {"address1": "Vej 1", "city": "Aarhus", "country": "DK"},
+            "shipping_address": {"address1": "Vej 1", "city": "Aarhus", "country": "DK"},
+            "shipping_rule": {"name": "Post", "recovery": 49.0},
+            "tax_rule": {"name": "VAT", "inclusive": true, "rate": 0.25},
+            "x_custom": {"kept": [1, 2]}
+        })
+    }
+
+    #[test]
+    fn fills_defaults_and_keeps_unknown_fields() {
+        let mut p = Vec::new();
+        let o = validate(&sample(), "$", 42, &mut p).expect("valid");
+        assert!(p.is_empty());
+        assert_eq!(o.id, id_for_external_id("shop-1001"));
+        assert_eq!(o.doc["status"], "Waiting");
+        assert_eq!(o.doc["internal_status"], "approved");
+        assert_eq!(o.doc["created"], 42);
+        assert_eq!(o.doc["line_items"][1]["line_number"], 2);
+        assert_eq!(o.doc["line_items"][0]["requires_shipping"], true);
+        assert_eq!(o.doc["x_custom"], json!({"kept": [1, 2]}));
+        assert_eq!(o.sent, sample());
+        let f = Facts::of(&o.doc);
+        assert!(f.reserves());
+        assert_eq!(f.shipped_lines, vec![("A".to_string(), 2)]);
+    }
+
+    #[test]
+    fn reports_every_problem_with_its_path() {
+        let mut bad = sample();
+        bad["line_items"][1]["qty_ordered"] = json!("ten");
+        bad["currency"] = json!("dkk");
+        bad["tax_rule"]["rate"] = json!(1.5);
+        bad["billing_address"]
+            .as_object_mut()
+            .unwrap()
+            .remove("city");
+        bad["status"] = json!("Lost");
+        let mut p = Vec::new();
+        assert!(validate(&bad, "$", 0, &mut p).is_none());
+        let text: Vec<String> = p.iter().map(|p| p.to_string()).collect();
+        for want in [
+            "$.line_items[1].qty_ordered: expected an integer, got \"ten\"",
+            "$.currency: expected an ISO 4217 code",
+            "$.tax_rule.rate: expected a number from 0 to 1, got 1.5",
+            "$.billing_address.city: required field is missing",
+            "$.status: expected one of Waiting, Processing, Hold, Complete, got \"Lost\"",
+        ] {
+            assert!(
+                text.iter().any(|t| t.starts_with(want)),
+                "missing {want:?} in {text:#?}"
+            );
+        }
+        assert_eq!(p.len(), 5, "{text:#?}");
+    }
+}

@@ -1,0 +1,212 @@
+//! Export batches: the store's side of writing an export file (SPEC §8).
+//!
+//! A batch is recorded (sequence number, file name, orders and revisions)
+//! *before* its file is written and cleared in the transaction that marks its
+//! orders written. A batch still recorded at start-up was interrupted by a
+//! crash: the exporter writes it again under the same name.
+
+use serde::{Deserialize, Serialize};
+use uuid::Uuid;
+
+use super::apply::{Context, Strictness, Writer, finish};
+use super::{ApplyError, ExportRecord, ExportState, OrderRecord, Store, StoreError, keys};
+use crate::config::SystemConfig;
+
+/// One export file's worth of orders.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct Batch {
+    pub system: String,
+    pub seq: u64,
+    /// The export file's name (no folder).
+    pub file: String,
+    /// The orders and the revision of each that the file holds.
+    pub orders: Vec<(Uuid, u32)>,
+}
+
+fn store_error(e: ApplyError) -> StoreError {
+    match e {
+        ApplyError::Store(e) => e,
+        // Batch transactions never collect problems.
+        ApplyError::Rejected(p) => StoreError::Corrupt {
+            key: "batch".into(),
+            message: format!("{p:?}"),
+        },
+    }
+}
+
+impl Store {
+    /// The batch of `system` interrupted by a crash, if any.
+    pub fn batch_in_flight(&self, system: &str) -> Result<Option<Batch>, StoreError> {
+        self.get(&keys::batch(system))
+    }
+
+    /// Records the next batch of `system`: the orders `ids` at their current
+    /// revision, under the file name `name(seq)` for the next sequence number.
+    pub fn start_batch(
+        &self,
+        system: &str,
+        ids: &[Uuid],
+        name: impl Fn(u64) -> String,
+    ) -> Result<Batch, StoreError> {
+        let seq_key = keys::sequence(system);
+        let batch_key = keys::batch(system);
+        let ctx = Context {
+            now: 0,
+            systems: &[],
+            allow_negative: true,
+        };
+        finish(self.db.transaction(|tx| {
+            let w = Writer::new(tx, &ctx, "");
+            let seq = tx.get(&seq_key)?.map_or(0, |v| keys::int_of(&v) as u64) + 1;
+            let mut orders = Vec::with_capacity(ids.len());
+            for id in ids {
+                if let Some(rec) = w.get::<OrderRecord>(&keys::order(*id))? {
+                    orders.push((*id, rec.revision));
+                }
+            }
+            let batch = Batch {
+                system: system.to_string(),
+                seq,
+                file: name(seq),
+                orders,
+            };
+            tx.insert(&seq_key[..], &(seq as i64).to_be_bytes())?;
+            w.put(&batch_key, &batch)?;
+            Ok(batch)
+        }))
+        .map_err(store_error)
+    }
+
+    /// Marks the batch's orders written (and, with `auto_ack`, acked) once its
+    /// file is safely in the outbox, and clears the batch. An order updated
+    /// since the batch was recorded stays pending, for its new revision.
+    pub fn finish_batch(
+        &self,
+        batch: &Batch,
+        system: &SystemConfig,
+        ctx: &Context,
+    ) -> Result<(), StoreError> {
+        let batch_key = keys::batch(&batch.system);
+        finish(self.db.transaction(|tx| {
+            let mut w = Writer::new(tx, ctx, &batch.file);
+            for (id, revision) in &batch.orders {
+                let Some(rec) = w.get::<OrderRecord>(&keys::order(*id))? else {
+                    continue;
+                };
+                let state = w.export_state(&system.id, *id)?;
+                let Some(state) = state.filter(|s| s.state == ExportState::Pending) else {
+                    continue;
+                };
+                if rec.revision != *revision {
+                    continue;
+                }
+                w.set_state(
+                    &system.id,
+                    *id,
+                    &ExportRecord {
+                        state: ExportState::Written,
+                        sort: ctx.now,
+                        file: Some(batch.file.clone()),
+                        written_at: Some(ctx.now),
+                        acked_at: state.acked_at,
+                    },
+                )?;
+                w.event(
+                    *id,
+                    "written",
+                    format!("revision {} for {} to {}", revision, system.id, batch.file),
+                )?;
+                if system.auto_ack {
+                    w.ack(
+                        "auto_ack",
+                        rec,
+                        &system.id,
+                        system.auto_ack_regulate,
+                        Some("auto_ack"),
+                        Strictness::NoteOnly,
+                    )?;
+                }
+            }
+            tx.remove(&batch_key[..])?;
+            Ok(())
+        }))
+        .map_err(store_error)
+    }
+
+    /// Makes every order acked by `system` at or after `since` (UNIX ms)
+    /// pending again for it (SPEC §8, "not_exported_since"). Returns how many.
+    pub fn reexport(&self, system: &str, since: i64) -> Result<usize, StoreError> {
+        let ids = self.ids_since(system, ExportState::Acked, since)?;
+        self.requeue(
+            system,
+            &ids,
+            "reexport",
+            &format!("acked at or after {since}"),
+        )
+    }
+
+    /// Makes orders written to `system` before `cutoff` and still not acked
+    /// pending again (`resend_after`). Returns how many.
+    pub fn resend_written_before(&self, system: &str, cutoff: i64) -> Result<usize, StoreError> {
+        let mut ids = Vec::new();
+        for key in self
+            .db
+            .scan_prefix(keys::index_prefix(ExportState::Written, system))
+            .keys()
+        {
+            let key = key?;
+            if keys::index_sort(&key) >= cutoff {
+                break;
+            }
+            ids.push(keys::uuid_suffix(&key));
+        }
+        self.requeue(system, &ids, "resend", "not acked in time")
+    }
+
+    fn ids_since(
+        &self,
+        system: &str,
+        state: ExportState,
+        since: i64,
+    ) -> Result<Vec<Uuid>, StoreError> {
+        let mut start = keys::index_prefix(state, system);
+        start.extend_from_slice(&keys::sortable(since));
+        let end = keys::index_prefix(state, system);
+        let mut ids = Vec::new();
+        for key in self.db.range(start..).keys() {
+            let key = key?;
+            if !key.starts_with(&end) {
+                break;
+            }
+            ids.push(keys::uuid_suffix(&key));
+        }
+        Ok(ids)
+    }
+
+    fn requeue(
+        &self,
+        system: &str,
+        ids: &[Uuid],
+        event: &str,
+        detail: &str,
+    ) -> Result<usize, StoreError> {
+        let ctx = Context {
+            now: chrono::Utc::now().timestamp_millis(),
+            systems: &[],
+            allow_negative: true,
+        };
+        finish(self.db.transaction(|tx| {
+            let w = Writer::new(tx, &ctx, "");
+            let mut n = 0;
+            for id in ids {
+                if let Some(rec) = w.get::<OrderRecord>(&keys::order(*id))? {
+                    w.make_pending(system, &rec)?;
+                    w.event(*id, event, format!("for {system}: {detail}"))?;
+                    n += 1;
+                }
+            }
+            Ok(n)
+        }))
+        .map_err(store_error)
+    }
+}

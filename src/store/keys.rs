@@ -1,0 +1,168 @@
+//! Key layout of the single sled tree. The first byte says what a key holds:
+//!
+//! | prefix | key | value |
+//! |---|---|---|
+//! | `o` | order id (16 bytes) | [`OrderRecord`](super::OrderRecord) |
+//! | `x` | external id | order id |
+//! | `e` | system `\0` order id | [`ExportRecord`](super::ExportRecord) |
+//! | `p` / `w` / `a` | system `\0` sort key (8) order id | empty: pending / written / acked index |
+//! | `t` | order id, event id (8) | [`Event`](super::Event) |
+//! | `s` / `r` | sku | in_stock / reserved (i64, big-endian) |
+//! | `f` | file name `\0` SHA-256 (32) | applied-file record |
+//! | `q` | system | last export sequence number (u64) |
+//! | `b` | system | the export batch in flight |
+//!
+//! System ids never contain `\0` (config validation), so `system\0` is an
+//! unambiguous prefix. Sort keys are big-endian with the sign bit flipped, so
+//! byte order is numeric order.
+
+use uuid::Uuid;
+
+use super::ExportState;
+
+pub const ORDER: u8 = b'o';
+pub const EXTERNAL: u8 = b'x';
+pub const EXPORT: u8 = b'e';
+pub const PENDING: u8 = b'p';
+pub const WRITTEN: u8 = b'w';
+pub const ACKED: u8 = b'a';
+pub const TIMELINE: u8 = b't';
+pub const STOCK: u8 = b's';
+pub const RESERVED: u8 = b'r';
+pub const FILE: u8 = b'f';
+pub const SEQUENCE: u8 = b'q';
+pub const BATCH: u8 = b'b';
+
+fn with(prefix: u8, parts: &[&[u8]]) -> Vec<u8> {
+    let mut k = Vec::with_capacity(1 + parts.iter().map(|p| p.len()).sum::<usize>());
+    k.push(prefix);
+    for p in parts {
+        k.extend_from_slice(p);
+    }
+    k
+}
+
+/// `i64` as 8 bytes whose byte order is numeric order.
+pub fn sortable(n: i64) -> [u8; 8] {
+    ((n as u64) ^ (1 << 63)).to_be_bytes()
+}
+
+pub fn order(id: Uuid) -> Vec<u8> {
+    with(ORDER, &[id.as_bytes()])
+}
+
+pub fn external(external_id: &str) -> Vec<u8> {
+    with(EXTERNAL, &[external_id.as_bytes()])
+}
+
+pub fn export(system: &str, id: Uuid) -> Vec<u8> {
+    with(EXPORT, &[system.as_bytes(), b"\0", id.as_bytes()])
+}
+
+fn index_byte(state: ExportState) -> u8 {
+    match state {
+        ExportState::Pending => PENDING,
+        ExportState::Written => WRITTEN,
+        ExportState::Acked => ACKED,
+    }
+}
+
+/// All index keys of one state and system.
+pub fn index_prefix(state: ExportState, system: &str) -> Vec<u8> {
+    with(index_byte(state), &[system.as_bytes(), b"\0"])
+}
+
+/// An index key: pending orders sort by `created`, written by the time they
+/// were written, acked by the time they were acked.
+pub fn index(state: ExportState, system: &str, sort: i64, id: Uuid) -> Vec<u8> {
+    with(
+        index_byte(state),
+        &[system.as_bytes(), b"\0", &sortable(sort), id.as_bytes()],
+    )
+}
+
+/// The sort key of an index key (the 8 bytes before the order id).
+pub fn index_sort(key: &[u8]) -> i64 {
+    let end = key.len().saturating_sub(16);
+    let bytes = &key[end.saturating_sub(8)..end];
+    bytes
+        .try_into()
+        .map(|b| (u64::from_be_bytes(b) ^ (1 << 63)) as i64)
+        .unwrap_or(0)
+}
+
+/// The order id at the end of an index key.
+pub fn uuid_suffix(key: &[u8]) -> Uuid {
+    uuid_of(&key[key.len().saturating_sub(16)..])
+}
+
+/// 16 bytes as a UUID (nil when the slice is malformed).
+pub fn uuid_of(bytes: &[u8]) -> Uuid {
+    Uuid::from_slice(bytes).unwrap_or_default()
+}
+
+pub fn timeline_prefix(id: Uuid) -> Vec<u8> {
+    with(TIMELINE, &[id.as_bytes()])
+}
+
+pub fn timeline(id: Uuid, event: u64) -> Vec<u8> {
+    with(TIMELINE, &[id.as_bytes(), &event.to_be_bytes()])
+}
+
+pub fn stock(sku: &str) -> Vec<u8> {
+    with(STOCK, &[sku.as_bytes()])
+}
+
+pub fn reserved(sku: &str) -> Vec<u8> {
+    with(RESERVED, &[sku.as_bytes()])
+}
+
+/// The SKU of a stock or reserved key.
+pub fn sku_of(key: &[u8]) -> String {
+    String::from_utf8_lossy(&key[1..]).into_owned()
+}
+
+/// An i64 value (0 when malformed).
+pub fn int_of(bytes: &[u8]) -> i64 {
+    bytes.try_into().map(i64::from_be_bytes).unwrap_or(0)
+}
+
+pub fn file(name: &str, sha256: &[u8; 32]) -> Vec<u8> {
+    with(FILE, &[name.as_bytes(), b"\0", sha256])
+}
+
+pub fn sequence(system: &str) -> Vec<u8> {
+    with(SEQUENCE, &[system.as_bytes()])
+}
+
+pub fn batch(system: &str) -> Vec<u8> {
+    with(BATCH, &[system.as_bytes()])
+}
+
+/// A key for messages: its kind letter and printable content.
+pub fn describe(key: &[u8]) -> String {
+    let (kind, rest) = key
+        .split_first()
+        .map_or((b'?', &key[..0]), |(k, r)| (*k, r));
+    if matches!(kind, ORDER) && rest.len() == 16 {
+        return format!("order {}", uuid_of(rest));
+    }
+    format!(
+        "{}:{}",
+        kind as char,
+        String::from_utf8_lossy(rest).escape_debug()
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sortable_keeps_numeric_order() {
+        let ns = [i64::MIN, -5, -1, 0, 1, 1_700_000_000_000, i64::MAX];
+        for w in ns.windows(2) {
+            assert!(sortable(w[0]) < sortable(w[1]), "{} < {}", w[0], w[1]);
+        }
+    }
+}

@@ -1,0 +1,184 @@
+//! The embedded database (sled) and everything kept in it: orders and their
+//! revisions, export state per system, stock and reservations, timelines,
+//! the applied-file log and the export sequence counters.
+//!
+//! The store never touches the file system outside its own folder. Every
+//! change is one sled transaction over a single tree whose keys carry a
+//! one-byte prefix per record kind (see [`keys`]); transactions only use
+//! point reads and writes (sled cannot scan inside one), so every index the
+//! exporter or the CLI scans is kept up to date by the writes themselves.
+
+mod apply;
+mod batch;
+pub mod keys;
+mod records;
+
+use std::path::Path;
+
+use serde::de::DeserializeOwned;
+use uuid::Uuid;
+
+pub use apply::{Applied, ApplyError, Context};
+pub use batch::Batch;
+pub use records::{Event, ExportRecord, ExportState, OrderRecord};
+
+use records::Versioned;
+
+/// A store that cannot be used. Fatal at start-up, a runtime failure later.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// Another process (the daemon, usually) holds the database.
+    #[error("the state folder {0} is in use by another ordersync process (is the daemon running?)")]
+    Locked(String),
+    /// sled failed: disk, permissions, corruption.
+    #[error("database error: {0}")]
+    Db(#[from] sled::Error),
+    /// A record that does not decode.
+    #[error("corrupt record {key}: {message}")]
+    Corrupt { key: String, message: String },
+}
+
+/// The open database.
+pub struct Store {
+    db: sled::Db,
+}
+
+impl Store {
+    /// Opens (creating if needed) the database in `folder`.
+    pub fn open(folder: &Path) -> Result<Store, StoreError> {
+        std::fs::create_dir_all(folder).map_err(|e| sled::Error::Io(e))?;
+        match sled::Config::new().path(folder).open() {
+            Ok(db) => Ok(Store { db }),
+            Err(sled::Error::Io(e)) if is_lock_error(&e) => {
+                Err(StoreError::Locked(folder.display().to_string()))
+            }
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    /// Makes every committed change durable.
+    pub fn flush(&self) -> Result<(), StoreError> {
+        self.db.flush()?;
+        Ok(())
+    }
+
+    fn get<T: DeserializeOwned>(&self, key: &[u8]) -> Result<Option<T>, StoreError> {
+        match self.db.get(key)? {
+            None => Ok(None),
+            Some(bytes) => decode(key, &bytes).map(Some),
+        }
+    }
+
+    /// The stored order with this id.
+    pub fn order(&self, id: Uuid) -> Result<Option<OrderRecord>, StoreError> {
+        self.get(&keys::order(id))
+    }
+
+    /// Finds an order by its id or its external id.
+    pub fn find_order(&self, id_or_external: &str) -> Result<Option<OrderRecord>, StoreError> {
+        if let Ok(id) = Uuid::parse_str(id_or_external) {
+            if let Some(o) = self.order(id)? {
+                return Ok(Some(o));
+            }
+        }
+        match self.db.get(keys::external(id_or_external))? {
+            Some(id) => self.order(keys::uuid_of(&id)),
+            None => Ok(None),
+        }
+    }
+
+    /// Every stored order, in id order.
+    pub fn orders(&self) -> impl Iterator<Item = Result<OrderRecord, StoreError>> + '_ {
+        self.db.scan_prefix([keys::ORDER]).map(|kv| {
+            let (k, v) = kv?;
+            decode(&k, &v)
+        })
+    }
+
+    /// The number of stored orders.
+    pub fn order_count(&self) -> usize {
+        self.db.scan_prefix([keys::ORDER]).keys().count()
+    }
+
+    /// The export state of an order for a system, if it has one.
+    pub fn export_state(&self, system: &str, id: Uuid) -> Result<Option<ExportRecord>, StoreError> {
+        self.get(&keys::export(system, id))
+    }
+
+    /// How many orders are in `state` for `system` (an index count).
+    pub fn count_in_state(&self, system: &str, state: ExportState) -> usize {
+        self.db
+            .scan_prefix(keys::index_prefix(state, system))
+            .keys()
+            .count()
+    }
+
+    /// Ids of orders in `state` for `system`, in index order (pending: oldest
+    /// `created` first; written/acked: oldest first), at most `limit`.
+    pub fn ids_in_state(
+        &self,
+        system: &str,
+        state: ExportState,
+        limit: usize,
+    ) -> Result<Vec<Uuid>, StoreError> {
+        let mut out = Vec::new();
+        for key in self
+            .db
+            .scan_prefix(keys::index_prefix(state, system))
+            .keys()
+            .take(limit)
+        {
+            out.push(keys::uuid_suffix(&key?));
+        }
+        Ok(out)
+    }
+
+    /// The order's timeline, oldest first.
+    pub fn timeline(&self, id: Uuid) -> Result<Vec<Event>, StoreError> {
+        self.db
+            .scan_prefix(keys::timeline_prefix(id))
+            .map(|kv| {
+                let (k, v) = kv?;
+                decode(&k, &v)
+            })
+            .collect()
+    }
+
+    /// `(sku, in_stock, reserved)` for every SKU with stock or reservations,
+    /// sorted by SKU.
+    pub fn inventory(&self) -> Result<Vec<(String, i64, i64)>, StoreError> {
+        let mut map = std::collections::BTreeMap::<String, (i64, i64)>::new();
+        for kv in self.db.scan_prefix([keys::STOCK]) {
+            let (k, v) = kv?;
+            map.entry(keys::sku_of(&k)).or_default().0 = keys::int_of(&v);
+        }
+        for kv in self.db.scan_prefix([keys::RESERVED]) {
+            let (k, v) = kv?;
+            map.entry(keys::sku_of(&k)).or_default().1 = keys::int_of(&v);
+        }
+        Ok(map.into_iter().map(|(s, (i, r))| (s, i, r)).collect())
+    }
+}
+
+/// sled reports a held lock as an `Io` error ("could not acquire lock").
+fn is_lock_error(e: &std::io::Error) -> bool {
+    e.kind() == std::io::ErrorKind::WouldBlock
+        || e.to_string().contains("lock")
+        || e.raw_os_error() == Some(11)
+}
+
+/// Decodes a versioned record.
+fn decode<T: DeserializeOwned>(key: &[u8], bytes: &[u8]) -> Result<T, StoreError> {
+    serde_json::from_slice::<Versioned<T>>(bytes)
+        .map(Versioned::into_inner)
+        .map_err(|e| StoreError::Corrupt {
+            key: keys::describe(key),
+            message: e.to_string(),
+        })
+}
+
+/// Encodes a record as its current version.
+fn encode<T: serde::Serialize>(value: &T) -> Vec<u8> {
+    // Serialising our own plain structs to JSON cannot fail.
+    serde_json::to_vec(&Versioned::V1(value)).unwrap_or_default()
+}
