@@ -210,8 +210,9 @@ fn csv_problem(e: &csv::Error, line: u64) -> Problem {
     Problem::new(format!("line {line}"), what)
 }
 
-/// Parses every acknowledgement row, collecting every problem.
-pub fn ack_rows(table: &Table) -> Result<Vec<AckRow>, Vec<Problem>> {
+/// Parses every acknowledgement row: the good rows, and a problem for each
+/// bad one.
+pub fn ack_rows(table: &Table) -> (Vec<AckRow>, Vec<Problem>) {
     let mut out = Vec::with_capacity(table.rows.len());
     let mut problems = Vec::new();
     for row in &table.rows {
@@ -257,15 +258,12 @@ pub fn ack_rows(table: &Table) -> Result<Vec<AckRow>, Vec<Problem>> {
             Err(p) => problems.push(p),
         }
     }
-    if problems.is_empty() {
-        Ok(out)
-    } else {
-        Err(problems)
-    }
+    (out, problems)
 }
 
-/// Parses every stock row of a file of `kind`, collecting every problem.
-pub fn stock_rows(table: &Table, kind: CsvKind) -> Result<Vec<StockRow>, Vec<Problem>> {
+/// Parses every stock row of a file of `kind`: the good rows, and a problem
+/// for each bad one.
+pub fn stock_rows(table: &Table, kind: CsvKind) -> (Vec<StockRow>, Vec<Problem>) {
     let column = if kind == CsvKind::StockAbsolute {
         "in_stock"
     } else {
@@ -298,11 +296,7 @@ pub fn stock_rows(table: &Table, kind: CsvKind) -> Result<Vec<StockRow>, Vec<Pro
             Err(p) => problems.push(p),
         }
     }
-    if problems.is_empty() {
-        Ok(out)
-    } else {
-        Err(problems)
-    }
+    (out, problems)
 }
 
 #[cfg(test)]
@@ -318,7 +312,8 @@ mod tests {
         .unwrap();
         let t = Table::parse(&text).unwrap();
         assert_eq!(t.kind().unwrap(), CsvKind::Acks);
-        let rows = ack_rows(&t).unwrap();
+        let (rows, problems) = ack_rows(&t);
+        assert!(problems.is_empty());
         assert_eq!(rows.len(), 2);
         assert_eq!(rows[0].note.as_deref(), Some("a; b\"c"));
         assert!(rows[0].regulate && !rows[1].regulate);
@@ -340,9 +335,8 @@ mod tests {
     #[test]
     fn every_bad_row_is_reported() {
         let t = Table::parse("sku,adjustment\nA,1\n,2\nB,ten\nC\n").unwrap();
-        let p = ack_rows(&t).err();
-        assert!(p.is_some());
-        let p = stock_rows(&t, CsvKind::StockAdjustment).unwrap_err();
+        let (rows, p) = stock_rows(&t, CsvKind::StockAdjustment);
+        assert_eq!(rows.len(), 1);
         let text: Vec<String> = p.iter().map(|p| p.to_string()).collect();
         assert_eq!(
             text,

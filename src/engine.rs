@@ -104,16 +104,18 @@ impl Engine {
             self.config.inbox.encoding,
             now.timestamp_millis(),
         );
-        let input = match parsed {
-            Ok(i) => i,
-            Err(problems) => return self.reject(c, problems),
+        let Some(input) = &parsed.input else {
+            return self.reject(c, parsed.problems);
         };
         let ctx = Context {
             now: now.timestamp_millis(),
             systems: &self.config.systems,
             allow_negative: self.config.inventory.allow_negative,
         };
-        match self.store.apply(&c.name, &sha256, &input, &ctx) {
+        match self
+            .store
+            .apply(&c.name, &sha256, &input, &parsed.problems, &ctx)
+        {
             Ok(Applied::AlreadyApplied) => {
                 let to =
                     inbox::archive(&self.config, c, now).map_err(io_err("archiving", &c.path))?;

@@ -31,14 +31,42 @@ impl Input {
     }
 }
 
+/// A parsed file: the items that are valid on their own, and the problems
+/// of the others. The file is applied only if there are no problems at all,
+/// but the valid items are still checked against the store so that the
+/// report lists every problem.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Parsed {
+    /// `None` when the file could not be read as its kind at all.
+    pub input: Option<Input>,
+    pub problems: Vec<Problem>,
+}
+
+impl Parsed {
+    fn whole(r: Result<Input, Vec<Problem>>) -> Parsed {
+        match r {
+            Ok(input) => Parsed {
+                input: Some(input),
+                problems: Vec::new(),
+            },
+            Err(problems) => Parsed {
+                input: None,
+                problems,
+            },
+        }
+    }
+
+    fn partial(input: Input, problems: Vec<Problem>) -> Parsed {
+        Parsed {
+            input: Some(input),
+            problems,
+        }
+    }
+}
+
 /// Parses a file named `name` with content `bytes`. `now_ms` is the time of
 /// receipt (the default `created`/`updated` of orders).
-pub fn parse(
-    name: &str,
-    bytes: &[u8],
-    encoding: Encoding,
-    now_ms: i64,
-) -> Result<Input, Vec<Problem>> {
+pub fn parse(name: &str, bytes: &[u8], encoding: Encoding, now_ms: i64) -> Parsed {
     let lower = name.to_ascii_lowercase();
     if lower.ends_with(".json") {
         parse_json(strip_bom(bytes), now_ms)
@@ -47,10 +75,10 @@ pub fn parse(
     } else if lower.ends_with(".csv") {
         parse_csv(bytes, encoding)
     } else {
-        Err(vec![Problem::new(
+        Parsed::whole(Err(vec![Problem::new(
             "file",
             "unsupported file type: expected .json, .ndjson, .jsonl or .csv",
-        )])
+        )]))
     }
 }
 
@@ -71,8 +99,11 @@ fn json_problem(e: &serde_json::Error) -> Problem {
     )
 }
 
-fn parse_json(bytes: &[u8], now_ms: i64) -> Result<Input, Vec<Problem>> {
-    let value: Value = serde_json::from_slice(bytes).map_err(|e| vec![json_problem(&e)])?;
+fn parse_json(bytes: &[u8], now_ms: i64) -> Parsed {
+    let value: Value = match serde_json::from_slice(bytes) {
+        Ok(v) => v,
+        Err(e) => return Parsed::whole(Err(vec![json_problem(&e)])),
+    };
     let mut problems = Vec::new();
     let mut orders = Vec::new();
     let mut take = |v: &Value, path: String, problems: &mut Vec<Problem>| {
@@ -105,22 +136,22 @@ fn parse_json(bytes: &[u8], now_ms: i64) -> Result<Input, Vec<Problem>> {
         }
         v => take(v, "$".into(), &mut problems),
     }
-    if problems.is_empty() {
-        Ok(Input::Orders(orders))
-    } else {
-        Err(problems)
-    }
+    Parsed::partial(Input::Orders(orders), problems)
 }
 
-fn parse_ndjson(bytes: &[u8], now_ms: i64) -> Result<Input, Vec<Problem>> {
-    let text = std::str::from_utf8(bytes).map_err(|e| {
-        let line = bytes[..e.valid_up_to()]
-            .iter()
-            .filter(|&&b| b == b'\n')
-            .count()
-            + 1;
-        vec![Problem::new(format!("line {line}"), "not valid UTF-8")]
-    })?;
+fn parse_ndjson(bytes: &[u8], now_ms: i64) -> Parsed {
+    let text = match std::str::from_utf8(bytes) {
+        Ok(t) => t,
+        Err(e) => {
+            let line = bytes[..e.valid_up_to()]
+                .iter()
+                .filter(|&&b| b == b'\n')
+                .count()
+                + 1;
+            let p = Problem::new(format!("line {line}"), "not valid UTF-8");
+            return Parsed::whole(Err(vec![p]));
+        }
+    };
     let mut problems = Vec::new();
     let mut orders = Vec::new();
     for (i, line) in text.lines().enumerate() {
@@ -147,22 +178,28 @@ fn parse_ndjson(bytes: &[u8], now_ms: i64) -> Result<Input, Vec<Problem>> {
             }
         }
     }
-    if problems.is_empty() {
-        Ok(Input::Orders(orders))
-    } else {
-        Err(problems)
-    }
+    Parsed::partial(Input::Orders(orders), problems)
 }
 
-fn parse_csv(bytes: &[u8], encoding: Encoding) -> Result<Input, Vec<Problem>> {
-    let text = csvin::decode(bytes, encoding).map_err(|p| vec![p])?;
-    let table = Table::parse(&text)?;
-    match table.kind().map_err(|p| vec![p])? {
-        CsvKind::Acks => csvin::ack_rows(&table).map(Input::Acks),
-        kind => csvin::stock_rows(&table, kind).map(|rows| Input::Stock {
-            absolute: kind == CsvKind::StockAbsolute,
-            rows,
-        }),
+fn parse_csv(bytes: &[u8], encoding: Encoding) -> Parsed {
+    let table = csvin::decode(bytes, encoding)
+        .map_err(|p| vec![p])
+        .and_then(|text| Table::parse(&text));
+    let table = match table {
+        Ok(t) => t,
+        Err(p) => return Parsed::whole(Err(p)),
+    };
+    match table.kind() {
+        Err(p) => Parsed::whole(Err(vec![p])),
+        Ok(CsvKind::Acks) => {
+            let (rows, problems) = csvin::ack_rows(&table);
+            Parsed::partial(Input::Acks(rows), problems)
+        }
+        Ok(kind) => {
+            let (rows, problems) = csvin::stock_rows(&table, kind);
+            let absolute = kind == CsvKind::StockAbsolute;
+            Parsed::partial(Input::Stock { absolute, rows }, problems)
+        }
     }
 }
 
@@ -172,20 +209,20 @@ mod tests {
 
     #[test]
     fn json_syntax_error_names_line_and_column() {
-        let p = parse("a.json", b"{\n  \"x\": ,\n}", Encoding::Utf8, 0).unwrap_err();
+        let p = parse("a.json", b"{\n  \"x\": ,\n}", Encoding::Utf8, 0).problems;
         assert_eq!(p.len(), 1);
         assert!(p[0].at.starts_with("line 2, column"), "{}", p[0]);
     }
 
     #[test]
     fn unsupported_extension() {
-        let p = parse("a.xml", b"<x/>", Encoding::Utf8, 0).unwrap_err();
+        let p = parse("a.xml", b"<x/>", Encoding::Utf8, 0).problems;
         assert!(p[0].what.starts_with("unsupported file type"));
     }
 
     #[test]
     fn ndjson_problems_name_the_line() {
-        let p = parse("a.ndjson", b"\n{\"external_id\": 5}\n", Encoding::Utf8, 0).unwrap_err();
+        let p = parse("a.ndjson", b"\n{\"external_id\": 5}\n", Encoding::Utf8, 0).problems;
         assert!(p.iter().all(|p| p.at.starts_with("line 2: $")), "{p:?}");
         assert!(
             p.iter()

@@ -26,6 +26,15 @@ impl Problem {
         }
     }
 
+    /// The line number a problem names (`line 14…`), 0 when it names none.
+    pub fn line(&self) -> u64 {
+        self.at
+            .strip_prefix("line ")
+            .map(|r| r.split(|c: char| !c.is_ascii_digit()).next().unwrap_or(""))
+            .and_then(|n| n.parse().ok())
+            .unwrap_or(0)
+    }
+
     /// The same problem, located inside `outer` (e.g. `line 3` + `$.sku`).
     pub fn within(mut self, outer: &str) -> Problem {
         self.at = format!("{outer}: {}", self.at);

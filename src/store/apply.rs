@@ -85,12 +85,15 @@ pub(super) fn finish<T>(r: Result<T, TransactionError<Abort>>) -> Result<T, Appl
 
 impl Store {
     /// Applies `input`, read from the file `name` whose content hashes to
-    /// `sha256`, all or nothing.
+    /// `sha256`, all or nothing. `known` are problems already found while
+    /// parsing: with any, nothing is applied, but the input is still checked
+    /// so that the rejection lists every problem.
     pub fn apply(
         &self,
         name: &str,
         sha256: &[u8; 32],
         input: &Input,
+        known: &[Problem],
         ctx: &Context,
     ) -> Result<Applied, ApplyError> {
         let file_key = keys::file(name, sha256);
@@ -99,6 +102,7 @@ impl Store {
                 return Ok(Applied::AlreadyApplied);
             }
             let mut w = Writer::new(tx, ctx, name);
+            w.problems.extend_from_slice(known);
             match input {
                 Input::Orders(orders) => {
                     for (path, order) in orders {
@@ -117,8 +121,11 @@ impl Store {
                 }
             }
             if !w.problems.is_empty() {
+                let mut problems = w.problems;
+                // Parse and store problems, back in file order.
+                problems.sort_by_key(Problem::line);
                 return Err(ConflictableTransactionError::Abort(Abort::Rejected(
-                    w.problems,
+                    problems,
                 )));
             }
             w.put(
