@@ -69,6 +69,18 @@ impl Store {
         }
     }
 
+    /// Every key and value in the database, in key order: what "the store
+    /// did not change" is checked against.
+    pub fn dump(&self) -> Result<Vec<(Vec<u8>, Vec<u8>)>, StoreError> {
+        self.db
+            .iter()
+            .map(|kv| {
+                let (k, v) = kv?;
+                Ok((k.to_vec(), v.to_vec()))
+            })
+            .collect()
+    }
+
     /// The stored order with this id.
     pub fn order(&self, id: Uuid) -> Result<Option<OrderRecord>, StoreError> {
         self.get(&keys::order(id))

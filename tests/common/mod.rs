@@ -1,0 +1,199 @@
+//! Shared helpers for the integration tests: each test gets its own folder
+//! with a config, an inbox and the real `ordersync` binary.
+#![allow(dead_code)]
+
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+use serde_json::{Value, json};
+
+/// One test's working folder.
+pub struct Work {
+    pub dir: tempfile::TempDir,
+}
+
+/// A config with `settle = "0s"` and two systems, erp and wms (json).
+pub const TWO_SYSTEMS: &str = r#"
+[inbox]
+settle = "0s"
+[[systems]]
+id = "erp"
+[[systems]]
+id = "wms"
+"#;
+
+impl Work {
+    /// A folder with this config.toml.
+    pub fn new(config: &str) -> Work {
+        let dir = tempfile::tempdir().expect("temp dir");
+        fs::write(dir.path().join("config.toml"), config).expect("config");
+        fs::create_dir_all(dir.path().join("inbox")).expect("inbox");
+        Work { dir }
+    }
+
+    pub fn path(&self, rel: &str) -> PathBuf {
+        self.dir.path().join(rel)
+    }
+
+    /// Drops a file into the inbox (written aside, then renamed in).
+    pub fn drop_file(&self, name: &str, content: impl AsRef<[u8]>) {
+        let tmp = self.path(&format!("inbox/.{name}.tmp"));
+        fs::write(&tmp, content).expect("write");
+        fs::rename(&tmp, self.path(&format!("inbox/{name}"))).expect("rename");
+    }
+
+    /// Drops a JSON value as a file.
+    pub fn drop_json(&self, name: &str, v: &Value) {
+        self.drop_file(name, serde_json::to_vec_pretty(v).expect("json"));
+    }
+
+    /// Runs the binary with these arguments in this folder.
+    pub fn cmd(&self, args: &[&str]) -> Output {
+        Command::new(env!("CARGO_BIN_EXE_ordersync"))
+            .args(args)
+            .current_dir(self.dir.path())
+            .env("RUST_LOG", "warn")
+            .env_remove("ORDERSYNC_CONFIG")
+            .output()
+            .expect("run ordersync")
+    }
+
+    /// Runs a command that must succeed; returns its stdout.
+    pub fn ok(&self, args: &[&str]) -> String {
+        let out = self.cmd(args);
+        assert!(
+            out.status.success(),
+            "ordersync {args:?} failed ({}):\n{}",
+            out.status,
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8(out.stdout).expect("utf-8 stdout")
+    }
+
+    /// `run --once`.
+    pub fn run_once(&self) {
+        self.ok(&["run", "--once"]);
+    }
+
+    /// A command with `--json`, parsed.
+    pub fn json(&self, args: &[&str]) -> Value {
+        let mut a = args.to_vec();
+        a.push("--json");
+        let out = self.ok(&a);
+        serde_json::from_str(&out).unwrap_or_else(|e| panic!("{a:?}: {e}: {out}"))
+    }
+
+    /// (in_stock, reserved, available) of a SKU; zeros when unknown.
+    pub fn stock(&self, sku: &str) -> (i64, i64, i64) {
+        let inv = self.json(&["inventory"]);
+        inv.as_array()
+            .expect("array")
+            .iter()
+            .find(|r| r["sku"] == sku)
+            .map_or((0, 0, 0), |r| {
+                (
+                    r["in_stock"].as_i64().unwrap(),
+                    r["reserved"].as_i64().unwrap(),
+                    r["available"].as_i64().unwrap(),
+                )
+            })
+    }
+
+    /// The export state of an order for a system (`None` when it has none).
+    pub fn state(&self, order: &str, system: &str) -> Option<String> {
+        let v = self.json(&["orders", "show", order]);
+        v["systems"][system]["state"].as_str().map(str::to_string)
+    }
+
+    /// Export files in `outbox/<system>/`, sorted by name.
+    pub fn outbox(&self, system: &str) -> Vec<PathBuf> {
+        files_in(&self.path(&format!("outbox/{system}")))
+    }
+
+    /// The orders of every export file of a json-format system, in order.
+    pub fn exported(&self, system: &str) -> Vec<Value> {
+        self.outbox(system)
+            .iter()
+            .filter(|p| p.extension().is_some_and(|e| e == "json"))
+            .flat_map(|p| {
+                let v: Value = serde_json::from_slice(&fs::read(p).unwrap()).unwrap();
+                v["orders"].as_array().unwrap().clone()
+            })
+            .collect()
+    }
+
+    /// Names of the files in `errors/`.
+    pub fn errors(&self) -> Vec<String> {
+        names(&self.path("errors"))
+    }
+
+    /// The error report of a rejected file.
+    pub fn report(&self, name: &str) -> String {
+        fs::read_to_string(self.path(&format!("errors/{name}.error.txt"))).unwrap_or_else(|e| {
+            panic!("no report for {name}: {e}; errors/ has {:?}", self.errors())
+        })
+    }
+
+    /// Names of files left in the inbox.
+    pub fn inbox(&self) -> Vec<String> {
+        names(&self.path("inbox"))
+    }
+
+    /// Names of archived files (all dates).
+    pub fn archived(&self) -> Vec<String> {
+        let mut out = Vec::new();
+        for day in files_in(&self.path("archive")) {
+            out.extend(names(&day));
+        }
+        out.sort();
+        out
+    }
+}
+
+/// Sorted paths in a folder (empty when it does not exist).
+pub fn files_in(dir: &Path) -> Vec<PathBuf> {
+    let mut v: Vec<PathBuf> = fs::read_dir(dir)
+        .map(|rd| rd.filter_map(Result::ok).map(|e| e.path()).collect())
+        .unwrap_or_default();
+    v.sort();
+    v
+}
+
+/// Sorted file names in a folder.
+pub fn names(dir: &Path) -> Vec<String> {
+    files_in(dir)
+        .iter()
+        .filter_map(|p| p.file_name()?.to_str().map(str::to_string))
+        .collect()
+}
+
+/// A valid order with these `(sku, qty)` lines, all requiring shipping.
+pub fn order(external_id: &str, lines: &[(&str, i64)]) -> Value {
+    let items: Vec<Value> = lines
+        .iter()
+        .map(|(sku, qty)| json!({"sku": sku, "qty_ordered": qty, "unit_price": 10.0}))
+        .collect();
+    json!({
+        "external_id": external_id,
+        "type": "Sales Order",
+        "currency": "EUR",
+        "reference": format!("ref-{external_id}"),
+        "created": 1_790_000_000_000i64,
+        "updated": 1_790_000_000_000i64,
+        "line_items": items,
+        "billing_address": {"address1": "Main St 1", "city": "Berlin", "country": "DE"},
+        "shipping_address": {"address1": "Main St 1", "city": "Berlin", "country": "DE"},
+        "shipping_rule": {"name": "DHL", "recovery": 5.0},
+        "tax_rule": {"name": "VAT", "inclusive": false, "rate": 0.19},
+    })
+}
+
+/// An ack CSV with rows `(order, system, regulate)`.
+pub fn acks(rows: &[(&str, &str, bool)]) -> String {
+    let mut s = String::from("order_id,system_id,regulate_inventory\n");
+    for (o, sys, r) in rows {
+        s.push_str(&format!("{o},{sys},{r}\n"));
+    }
+    s
+}
