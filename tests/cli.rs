@@ -1,0 +1,198 @@
+//! The command line: init, check, exit codes, JSON shapes, reexport.
+
+mod common;
+
+use std::fs;
+
+use common::{TWO_SYSTEMS, Work, acks, order};
+
+fn code(out: &std::process::Output) -> i32 {
+    out.status.code().unwrap_or(-1)
+}
+
+fn stderr(out: &std::process::Output) -> String {
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+#[test]
+fn init_writes_a_working_config_and_refuses_to_overwrite() {
+    let w = Work::new("");
+    fs::remove_file(w.path("config.toml")).unwrap();
+    w.ok(&["init", "site"]);
+    for d in [
+        "inbox",
+        "outbox/erp",
+        "outbox/wms",
+        "archive",
+        "errors",
+        "state",
+    ] {
+        assert!(w.path(&format!("site/{d}")).is_dir(), "{d}");
+    }
+    let check = w.ok(&["--config", "site/config.toml", "check"]);
+    assert!(
+        check.contains("is valid") && check.contains("wms"),
+        "{check}"
+    );
+    let again = w.cmd(&["init", "site"]);
+    assert_eq!(code(&again), 2);
+    assert!(stderr(&again).contains("already exists"));
+}
+
+#[test]
+fn config_errors_exit_2_naming_the_key_before_touching_files() {
+    for (config, key) in [
+        ("[inbox]\nsettle = \"soon\"\n", "settle"),
+        ("[inbox]\nsetle = \"1s\"\n", "setle"),
+        ("[[systems]]\nid = \"../evil\"\n", "systems[0].id"),
+        (
+            "[[systems]]\nid = \"a\"\n[[systems]]\nid = \"a\"\n",
+            "systems[1].id",
+        ),
+        ("[[systems]]\nid = \"a\"\nformat = \"xml\"\n", "format"),
+        (
+            "[[systems]]\nid = \"a\"\n[[systems.filter_groups]]\nfilters = [{ key = \"colour\", operator = \"eq\", value = \"x\" }]\n",
+            "systems[0].filter_groups[0].filters[0].key",
+        ),
+        (
+            "[[systems]]\nid = \"a\"\n[[systems.filter_groups]]\nfilters = [{ key = \"channel\", operator = \"bt\", value = [\"a\"] }]\n",
+            "filters[0].value",
+        ),
+    ] {
+        let w = Work::new(config);
+        for args in [&["check"][..], &["run", "--once"], &["status"]] {
+            let out = w.cmd(args);
+            assert_eq!(code(&out), 2, "{config} {args:?}: {}", stderr(&out));
+            assert!(
+                stderr(&out).contains(key),
+                "{config}: {key} not in {}",
+                stderr(&out)
+            );
+        }
+        assert!(
+            !w.path("state").exists(),
+            "{config}: touched the state folder"
+        );
+        assert!(!w.path("outbox").exists(), "{config}: touched the outbox");
+    }
+}
+
+#[test]
+fn usage_errors_exit_2_and_runtime_failures_exit_1() {
+    let w = Work::new(TWO_SYSTEMS);
+    assert_eq!(code(&w.cmd(&["frobnicate"])), 2);
+    assert_eq!(code(&w.cmd(&["orders", "list", "--state", "lost"])), 2);
+    assert_eq!(
+        code(&w.cmd(&["reexport", "--system", "crm", "--since", "2026-01-01"])),
+        2
+    );
+    assert_eq!(
+        code(&w.cmd(&["reexport", "--system", "erp", "--since", "last tuesday"])),
+        2
+    );
+    let missing = w.cmd(&["orders", "show", "no-such-order"]);
+    assert_eq!(code(&missing), 1);
+    assert!(stderr(&missing).contains("no order"));
+    let no_config = w.cmd(&["--config", "nope.toml", "check"]);
+    assert_eq!(code(&no_config), 2);
+}
+
+#[test]
+fn config_from_environment_and_relative_paths() {
+    let w = Work::new("");
+    fs::create_dir_all(w.path("etc")).unwrap();
+    fs::write(
+        w.path("etc/os.toml"),
+        "[paths]\ninbox = \"../drop\"\n[inbox]\nsettle = \"0s\"\n[[systems]]\nid = \"erp\"\n",
+    )
+    .unwrap();
+    fs::create_dir_all(w.path("drop")).unwrap();
+    fs::write(
+        w.path("drop/o.json"),
+        serde_json::to_vec(&order("o-1", &[("A", 1)])).unwrap(),
+    )
+    .unwrap();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_ordersync"))
+        .args(["run", "--once"])
+        .current_dir(w.dir.path())
+        .env("ORDERSYNC_CONFIG", w.path("etc/os.toml"))
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(common::files_in(&w.path("etc/outbox/erp")).len(), 1);
+}
+
+#[test]
+fn json_shapes() {
+    let w = Work::new(TWO_SYSTEMS);
+    w.drop_file("s.csv", "sku,in_stock\nA,5\n");
+    w.drop_json("o.json", &order("o-1", &[("A", 2)]));
+    w.run_once();
+    w.drop_file(
+        "ack.csv",
+        "order_id,system_id,regulate_inventory,note\no-1,erp,false,got it\n",
+    );
+    w.run_once();
+
+    let inv = w.json(&["inventory", "--sku", "A"]);
+    assert_eq!(
+        inv,
+        serde_json::json!([{"sku": "A", "in_stock": 5, "reserved": 2, "available": 3}])
+    );
+
+    let show = w.json(&["orders", "show", "o-1"]);
+    let keys: Vec<&String> = show.as_object().unwrap().keys().collect();
+    assert_eq!(keys, ["order", "systems", "timeline"]);
+    let erp = &show["systems"]["erp"];
+    assert_eq!(erp["state"], "acked");
+    assert!(erp["file"].as_str().unwrap().starts_with("orders-"));
+    assert!(erp["acked_at"].as_str().unwrap().ends_with('Z'));
+    let last = show["timeline"].as_array().unwrap().last().unwrap().clone();
+    assert_eq!(last["event"], "acked");
+    assert!(last["detail"].as_str().unwrap().contains("got it"));
+    assert!(last["at"].as_str().unwrap().ends_with('Z'));
+
+    let list = w.json(&["orders", "list", "--system", "wms", "--state", "written"]);
+    assert_eq!(list.as_array().unwrap().len(), 1);
+    assert_eq!(list[0]["systems"]["wms"], "written");
+    assert_eq!(
+        w.json(&["orders", "list", "--state", "pending"]),
+        serde_json::json!([])
+    );
+
+    let text = w.ok(&["status"]);
+    assert!(text.contains("orders  1") && text.contains("erp"), "{text}");
+}
+
+#[test]
+fn reexport_makes_acked_orders_pending_again() {
+    let w = Work::new(TWO_SYSTEMS);
+    w.drop_json("o1.json", &order("o-1", &[("A", 1)]));
+    w.drop_json("o2.json", &order("o-2", &[("A", 1)]));
+    w.run_once();
+    w.drop_file(
+        "ack.csv",
+        acks(&[("o-1", "erp", false), ("o-2", "erp", false)]),
+    );
+    w.run_once();
+    let acked_at = w.json(&["orders", "show", "o-1"])["systems"]["erp"]["acked_at"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let out = w.ok(&["reexport", "--system", "erp", "--since", &acked_at]);
+    assert!(out.starts_with("2 order(s)"), "{out}");
+    assert_eq!(w.state("o-1", "erp").as_deref(), Some("pending"));
+    assert_eq!(w.state("o-1", "wms").as_deref(), Some("written"));
+    w.run_once();
+    assert_eq!(w.exported("erp").len(), 4);
+    assert_eq!(w.exported("wms").len(), 2);
+    // Nothing acked after a time in the future.
+    let out = w.ok(&[
+        "reexport",
+        "--system",
+        "erp",
+        "--since",
+        "2999-01-01T00:00:00Z",
+    ]);
+    assert!(out.starts_with("0 order(s)"), "{out}");
+}
