@@ -114,7 +114,7 @@ impl Engine {
         };
         match self
             .store
-            .apply(&c.name, &sha256, &input, &parsed.problems, &ctx)
+            .apply(&c.name, &sha256, input, &parsed.problems, &ctx)
         {
             Ok(Applied::AlreadyApplied) => {
                 let to =

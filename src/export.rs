@@ -114,10 +114,10 @@ pub fn render(system: &SystemConfig, orders: &[OrderRecord]) -> Vec<u8> {
         .iter()
         .map(|o| {
             let mut doc = o.export_doc();
-            if !system.include_lines {
-                if let Value::Object(m) = &mut doc {
-                    m.remove("line_items");
-                }
+            if !system.include_lines
+                && let Value::Object(m) = &mut doc
+            {
+                m.remove("line_items");
             }
             doc
         })

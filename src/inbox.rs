@@ -46,10 +46,10 @@ pub fn scan(
         if cfg.ignore.is_match(&name) {
             continue;
         }
-        if let Some(marker) = &cfg.ready_marker {
-            if name.ends_with(marker.as_str()) {
-                continue;
-            }
+        if let Some(marker) = &cfg.ready_marker
+            && name.ends_with(marker.as_str())
+        {
+            continue;
         }
         // symlink_metadata: a symlink is never followed.
         let meta = match fs::symlink_metadata(&path) {
@@ -118,10 +118,10 @@ impl Settle {
                 next = Some(next.map_or(due, |n| n.min(due)));
                 continue;
             }
-            if let Some(marker) = &cfg.ready_marker {
-                if !marker_path(&c.path, marker).exists() {
-                    continue;
-                }
+            if let Some(marker) = &cfg.ready_marker
+                && !marker_path(&c.path, marker).exists()
+            {
+                continue;
             }
             ready.push(c);
         }
@@ -224,10 +224,10 @@ pub const ERROR_SUFFIX: &str = ".error.txt";
 fn remove_marker(config: &Config, c: &Candidate) {
     if let Some(marker) = &config.inbox.ready_marker {
         let m = marker_path(&c.path, marker);
-        if let Err(e) = fs::remove_file(&m) {
-            if e.kind() != io::ErrorKind::NotFound {
-                tracing::warn!(marker = %m.display(), error = %e, "could not remove ready marker");
-            }
+        if let Err(e) = fs::remove_file(&m)
+            && e.kind() != io::ErrorKind::NotFound
+        {
+            tracing::warn!(marker = %m.display(), error = %e, "could not remove ready marker");
         }
     }
 }

@@ -95,13 +95,13 @@ pub fn validate(
     v.one_of("internal_status", INTERNAL_STATUSES);
     v.boolean("cancelled", false);
     v.boolean("archived", false);
-    if let Some(c) = v.string("currency", Need::Present) {
-        if !(c.len() == 3 && c.bytes().all(|b| b.is_ascii_uppercase())) {
-            v.problem(
-                "currency",
-                format!("expected an ISO 4217 code of three capital letters, got {c:?}"),
-            );
-        }
+    if let Some(c) = v.string("currency", Need::Present)
+        && !(c.len() == 3 && c.bytes().all(|b| b.is_ascii_uppercase()))
+    {
+        v.problem(
+            "currency",
+            format!("expected an ISO 4217 code of three capital letters, got {c:?}"),
+        );
     }
     v.string("reference", Need::Present);
     if let Some(Value::String(s)) = obj.get("account_id") {
@@ -239,13 +239,13 @@ impl<'a> Check<'a, '_> {
     }
 
     fn one_of(&mut self, key: &str, allowed: &[&str]) {
-        if let Some(s) = self.string(key, Need::Optional) {
-            if !allowed.contains(&s.as_str()) {
-                self.problem(
-                    key,
-                    format!("expected one of {}, got {s:?}", allowed.join(", ")),
-                );
-            }
+        if let Some(s) = self.string(key, Need::Optional)
+            && !allowed.contains(&s.as_str())
+        {
+            self.problem(
+                key,
+                format!("expected one of {}, got {s:?}", allowed.join(", ")),
+            );
         }
     }
 
@@ -256,10 +256,10 @@ impl<'a> Check<'a, '_> {
         } else {
             Need::Optional
         };
-        if let Some(v) = self.field(key, need) {
-            if !v.is_boolean() {
-                self.problem(key, format!("expected true or false, got {}", describe(v)));
-            }
+        if let Some(v) = self.field(key, need)
+            && !v.is_boolean()
+        {
+            self.problem(key, format!("expected true or false, got {}", describe(v)));
         }
     }
 
@@ -270,10 +270,10 @@ impl<'a> Check<'a, '_> {
         match v.as_f64() {
             None => self.problem(key, format!("expected a number, got {}", describe(v))),
             Some(n) => {
-                if let Some((lo, hi)) = range {
-                    if !(lo..=hi).contains(&n) {
-                        self.problem(key, format!("expected a number from {lo} to {hi}, got {n}"));
-                    }
+                if let Some((lo, hi)) = range
+                    && !(lo..=hi).contains(&n)
+                {
+                    self.problem(key, format!("expected a number from {lo} to {hi}, got {n}"));
                 }
             }
         }
@@ -299,16 +299,16 @@ impl<'a> Check<'a, '_> {
     }
 
     fn timestamp(&mut self, key: &str) {
-        if let Some(v) = self.field(key, Need::Optional) {
-            if v.as_i64().is_none_or(|n| n < 0) {
-                self.problem(
-                    key,
-                    format!(
-                        "expected UNIX milliseconds (an integer), got {}",
-                        describe(v)
-                    ),
-                );
-            }
+        if let Some(v) = self.field(key, Need::Optional)
+            && v.as_i64().is_none_or(|n| n < 0)
+        {
+            self.problem(
+                key,
+                format!(
+                    "expected UNIX milliseconds (an integer), got {}",
+                    describe(v)
+                ),
+            );
         }
     }
 

@@ -37,12 +37,12 @@ fn list(
     state: Option<&str>,
     as_json: bool,
 ) -> Result<(), CliError> {
-    if let Some(s) = system {
-        if e.config.system(s).is_none() {
-            return Err(CliError::Usage(format!(
-                "--system {s:?} is not a configured system"
-            )));
-        }
+    if let Some(s) = system
+        && e.config.system(s).is_none()
+    {
+        return Err(CliError::Usage(format!(
+            "--system {s:?} is not a configured system"
+        )));
     }
     let state = state.and_then(ExportState::parse);
     let mut orders = Vec::new();

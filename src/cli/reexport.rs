@@ -12,10 +12,10 @@ pub fn parse_since(text: &str) -> Result<i64, CliError> {
     if let Ok(dt) = chrono::DateTime::parse_from_rfc3339(t) {
         return Ok(dt.timestamp_millis());
     }
-    if let Ok(d) = chrono::NaiveDate::parse_from_str(t, "%Y-%m-%d") {
-        if let Some(dt) = d.and_hms_opt(0, 0, 0) {
-            return Ok(dt.and_utc().timestamp_millis());
-        }
+    if let Ok(d) = chrono::NaiveDate::parse_from_str(t, "%Y-%m-%d")
+        && let Some(dt) = d.and_hms_opt(0, 0, 0)
+    {
+        return Ok(dt.and_utc().timestamp_millis());
     }
     Err(CliError::Usage(format!(
         "--since {text:?}: expected an RFC 3339 time (2026-11-01T00:00:00Z), UNIX milliseconds or a date (2026-11-01)"

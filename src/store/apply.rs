@@ -421,10 +421,10 @@ impl<'t> Writer<'t> {
     }
 
     fn find_order(&self, id_or_external: &str) -> TxResult<Option<OrderRecord>> {
-        if let Ok(id) = Uuid::parse_str(id_or_external) {
-            if let Some(o) = self.get(&keys::order(id))? {
-                return Ok(Some(o));
-            }
+        if let Ok(id) = Uuid::parse_str(id_or_external)
+            && let Some(o) = self.get(&keys::order(id))?
+        {
+            return Ok(Some(o));
         }
         match self.tx.get(keys::external(id_or_external))? {
             Some(id) => self.get(&keys::order(keys::uuid_of(&id))),
@@ -521,10 +521,11 @@ impl<'t> Writer<'t> {
         // Archived now: systems that do not take archived orders and have not
         // been sent it yet no longer get it.
         for other in self.ctx.systems {
-            if let Some(st) = self.export_state(&other.id, rec.id)? {
-                if st.state == ExportState::Pending && !eligible(other, &rec.doc) {
-                    self.drop_pending(&other.id, rec.id)?;
-                }
+            if let Some(st) = self.export_state(&other.id, rec.id)?
+                && st.state == ExportState::Pending
+                && !eligible(other, &rec.doc)
+            {
+                self.drop_pending(&other.id, rec.id)?;
             }
         }
         self.summary.regulated += 1;

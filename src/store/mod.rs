@@ -38,6 +38,9 @@ pub enum StoreError {
     Corrupt { key: String, message: String },
 }
 
+/// A raw key and value, as [`Store::dump`] lists them.
+pub type KeyValue = (Vec<u8>, Vec<u8>);
+
 /// The open database.
 pub struct Store {
     db: sled::Db,
@@ -46,7 +49,7 @@ pub struct Store {
 impl Store {
     /// Opens (creating if needed) the database in `folder`.
     pub fn open(folder: &Path) -> Result<Store, StoreError> {
-        std::fs::create_dir_all(folder).map_err(|e| sled::Error::Io(e))?;
+        std::fs::create_dir_all(folder).map_err(sled::Error::Io)?;
         match sled::Config::new().path(folder).open() {
             Ok(db) => Ok(Store { db }),
             Err(sled::Error::Io(e)) if is_lock_error(&e) => {
@@ -71,7 +74,7 @@ impl Store {
 
     /// Every key and value in the database, in key order: what "the store
     /// did not change" is checked against.
-    pub fn dump(&self) -> Result<Vec<(Vec<u8>, Vec<u8>)>, StoreError> {
+    pub fn dump(&self) -> Result<Vec<KeyValue>, StoreError> {
         self.db
             .iter()
             .map(|kv| {
@@ -88,10 +91,10 @@ impl Store {
 
     /// Finds an order by its id or its external id.
     pub fn find_order(&self, id_or_external: &str) -> Result<Option<OrderRecord>, StoreError> {
-        if let Ok(id) = Uuid::parse_str(id_or_external) {
-            if let Some(o) = self.order(id)? {
-                return Ok(Some(o));
-            }
+        if let Ok(id) = Uuid::parse_str(id_or_external)
+            && let Some(o) = self.order(id)?
+        {
+            return Ok(Some(o));
         }
         match self.db.get(keys::external(id_or_external))? {
             Some(id) => self.order(keys::uuid_of(&id)),
