@@ -52,6 +52,13 @@ fn export_system(
         tracing::info!(system = %system.id, file = %batch.file, "finishing an export batch interrupted earlier");
         write_batch(store, config, system, &batch, written, true)?;
     }
+    if let Some(after) = system.resend_after {
+        let cutoff = Utc::now().timestamp_millis() - after.as_millis() as i64;
+        let n = store.resend_written_before(&system.id, cutoff)?;
+        if n > 0 {
+            tracing::info!(system = %system.id, orders = n, "written but not acked in time: exporting again");
+        }
+    }
     loop {
         let ids = store.ids_in_state(&system.id, ExportState::Pending, system.batch_size)?;
         if ids.is_empty() {
