@@ -13,11 +13,15 @@ pub fn sync_dir(dir: &Path) -> io::Result<()> {
 
 /// Writes `bytes` to `dir/name` atomically: a reader sees no file or the
 /// whole file, never a part, and the file survives a crash once this returns.
-/// An existing file of that name is replaced.
+/// An existing file of that name is replaced. The file gets the usual
+/// `0666 & !umask` mode (not the temporary file's private 0600), so the
+/// systems reading the outbox under another user of the group can read it.
 pub fn write_atomic(dir: &Path, name: &str, bytes: &[u8]) -> io::Result<PathBuf> {
+    use std::os::unix::fs::PermissionsExt;
     let mut tmp = tempfile::Builder::new()
         .prefix(&format!(".{name}."))
         .suffix(".tmp")
+        .permissions(fs::Permissions::from_mode(0o666))
         .tempfile_in(dir)?;
     tmp.write_all(bytes)?;
     tmp.as_file().sync_all()?;
@@ -84,6 +88,18 @@ mod tests {
         assert_eq!(free_name(dir.path(), "a.json", &[]), "a.json.1");
         fs::write(dir.path().join("a.json.1.error.txt"), "x").unwrap();
         assert_eq!(free_name(dir.path(), "a.json", &[".error.txt"]), "a.json.2");
+    }
+
+    #[test]
+    fn atomic_write_honours_the_umask_not_0600() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let mode = |p: &Path| fs::metadata(p).unwrap().permissions().mode() & 0o777;
+        let p = write_atomic(dir.path(), "out.csv", b"x").unwrap();
+        // The same mode as any file created normally under this umask.
+        let plain = dir.path().join("plain");
+        File::create(&plain).unwrap();
+        assert_eq!(mode(&p), mode(&plain), "not the mode of a plain file");
     }
 
     #[test]
