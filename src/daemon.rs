@@ -1,73 +1,387 @@
-//! `ordersync run`: the long-running daemon. Scans the inbox, waits out
-//! `settle`, processes ready files one at a time and exports continuously,
-//! until SIGTERM/SIGINT, which finish the file in hand.
+//! `ordersync run`: the long-running daemon.
+//!
+//! One loop does all the work, one file at a time: every time it wakes it
+//! scans the inbox (the truth), waits out `settle` for each file, processes
+//! the ready ones, then exports. It wakes on a *hint* — a file system event,
+//! an overflow, a signal, a control command — or on a timer: the next settle
+//! deadline, the periodic rescan (or the poll interval with `poll = true`),
+//! a retry, resend checks and the systemd watchdog. A hint never carries
+//! data, so a lost or coalesced event can only delay a scan, never lose a
+//! file.
+//!
+//! Failures (an unreadable inbox on a network share, a full disk, an outbox
+//! that cannot be written) are logged and retried with backoff; the daemon
+//! keeps running. SIGTERM/SIGINT finish the file in hand and exit 0.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::mpsc::{Receiver, RecvTimeoutError, SyncSender, sync_channel};
 use std::time::{Duration, Instant};
 
 use anyhow::Context as _;
+use notify::{RecommendedWatcher, RecursiveMode, Watcher};
 
 use crate::config::Config;
-use crate::engine::Engine;
+use crate::control;
+use crate::engine::{Engine, Outcome};
 use crate::inbox::{self, Settle};
 
-/// How often the inbox is looked at when nothing else says when.
-const TICK: Duration = Duration::from_millis(200);
+/// Why the loop should look at the inbox now.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Hint {
+    /// Something changed in the inbox.
+    Changed,
+    /// Events were lost (queue overflow): a full rescan.
+    Rescan,
+    /// Wake up: a signal, or the store changed through the control socket.
+    Wake,
+}
 
-/// Runs until SIGTERM or SIGINT.
+/// How often the inbox is scanned with `poll = true` (or when no watcher
+/// could be set up).
+pub const POLL_INTERVAL: Duration = Duration::from_millis(500);
+/// Capacity of the hint channel; when full, hints are dropped, which is
+/// harmless: the queued ones already wake the loop for a full scan.
+const HINTS: usize = 1024;
+/// Events closer together than this share one scan.
+const COALESCE: Duration = Duration::from_millis(20);
+const RETRY_FIRST: Duration = Duration::from_secs(1);
+const RETRY_MAX: Duration = Duration::from_secs(60);
+
+/// Runs the daemon until SIGTERM or SIGINT.
 pub fn run(config: Config) -> anyhow::Result<()> {
-    let engine = Engine::open(config)?;
+    let engine = Arc::new(Engine::open(config)?);
+    let (tx, rx) = sync_channel(HINTS);
     let shutdown = Arc::new(AtomicBool::new(false));
-    spawn_signal_listener(shutdown.clone())?;
-    engine.export()?;
-    let mut settle = Settle::default();
-    let mut noted = HashSet::new();
+    spawn_signal_listener(shutdown.clone(), tx.clone())?;
+
     let inbox_dir = engine.config.paths.inbox.clone();
-    tracing::info!(inbox = %inbox_dir.display(), "ordersync running");
-    while !shutdown.load(Ordering::SeqCst) {
-        let candidates = inbox::scan(&inbox_dir, &engine.config.inbox, &mut noted)
-            .with_context(|| format!("scanning {}", inbox_dir.display()))?;
-        let (ready, next) = settle.ready(candidates, &engine.config.inbox, Instant::now());
-        for c in &ready {
-            engine.process(c)?;
-            settle.forget(&c.path);
-            if shutdown.load(Ordering::SeqCst) {
-                break;
+    let watcher = if engine.config.inbox.poll {
+        None
+    } else {
+        match watch(&inbox_dir, tx.clone()) {
+            Ok(w) => Some(w),
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot watch the inbox for events; polling instead");
+                None
             }
         }
-        if !ready.is_empty() {
-            engine.export()?;
-        }
-        std::thread::sleep(inbox::until(next, TICK));
-    }
-    engine.store.flush()?;
+    };
+    let wake = tx.clone();
+    let _server = control::serve(engine.clone(), move || {
+        let _ = wake.try_send(Hint::Wake);
+    })
+    .context("starting the control socket")?;
+    tracing::info!(
+        inbox = %inbox_dir.display(),
+        mode = if watcher.is_some() { "events" } else { "polling" },
+        "ordersync running"
+    );
+    let mut systemd = Systemd::from_env();
+    run_loop(&engine, &rx, &shutdown, watcher.is_some(), &mut systemd)?;
+    drop(watcher);
     tracing::info!("stopped");
     Ok(())
 }
 
-fn spawn_signal_listener(flag: Arc<AtomicBool>) -> anyhow::Result<()> {
+/// Turns file system events into hints. The callback only converts and
+/// `try_send`s: it never blocks the watcher's thread.
+fn watch(dir: &std::path::Path, tx: SyncSender<Hint>) -> notify::Result<RecommendedWatcher> {
+    let mut w = notify::recommended_watcher(move |res: notify::Result<notify::Event>| {
+        let hint = match &res {
+            Ok(ev) if ev.need_rescan() => Hint::Rescan,
+            Ok(_) => Hint::Changed,
+            Err(_) => Hint::Rescan,
+        };
+        let _ = tx.try_send(hint);
+    })?;
+    w.watch(dir, RecursiveMode::NonRecursive)?;
+    Ok(w)
+}
+
+fn spawn_signal_listener(flag: Arc<AtomicBool>, tx: SyncSender<Hint>) -> anyhow::Result<()> {
+    use tokio::signal::unix::{SignalKind, signal};
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
         .context("starting the signal listener")?;
-    std::thread::spawn(move || {
-        rt.block_on(async {
-            use tokio::signal::unix::{SignalKind, signal};
-            let (Ok(mut term), Ok(mut int)) = (
-                signal(SignalKind::terminate()),
-                signal(SignalKind::interrupt()),
-            ) else {
-                return;
-            };
-            tokio::select! {
-                _ = term.recv() => {}
-                _ = int.recv() => {}
-            }
-            tracing::info!("shutting down: finishing the file in hand");
-            flag.store(true, Ordering::SeqCst);
-        });
-    });
+    // Register before returning, so a signal right after start-up is caught.
+    let (mut term, mut int) = rt.block_on(async {
+        Ok::<_, std::io::Error>((
+            signal(SignalKind::terminate())?,
+            signal(SignalKind::interrupt())?,
+        ))
+    })?;
+    std::thread::Builder::new()
+        .name("signals".into())
+        .spawn(move || {
+            rt.block_on(async {
+                loop {
+                    tokio::select! {
+                        _ = term.recv() => {}
+                        _ = int.recv() => {}
+                    }
+                    if flag.swap(true, Ordering::SeqCst) {
+                        tracing::info!("already stopping: finishing the file in hand");
+                    } else {
+                        tracing::info!("stopping: finishing the file in hand");
+                        let _ = sd_notify::notify(&[sd_notify::NotifyState::Stopping]);
+                    }
+                    let _ = tx.try_send(Hint::Wake);
+                }
+            });
+        })?;
     Ok(())
+}
+
+/// systemd notifications (nothing happens without `NOTIFY_SOCKET`).
+pub struct Systemd {
+    /// Half of `WATCHDOG_USEC`, when the watchdog is on.
+    watchdog: Option<Duration>,
+    last_ping: Instant,
+    last_status: String,
+}
+
+impl Systemd {
+    /// Reads `NOTIFY_SOCKET` / `WATCHDOG_USEC` from the environment.
+    pub fn from_env() -> Systemd {
+        Systemd {
+            watchdog: sd_notify::watchdog_enabled().map(|d| d / 2),
+            last_ping: Instant::now(),
+            last_status: String::new(),
+        }
+    }
+
+    fn send(&self, states: &[sd_notify::NotifyState]) {
+        if let Err(e) = sd_notify::notify(states) {
+            tracing::debug!(error = %e, "sd_notify failed");
+        }
+    }
+
+    fn ready(&mut self, status: &str) {
+        self.send(&[
+            sd_notify::NotifyState::Ready,
+            sd_notify::NotifyState::Status(status),
+        ]);
+        self.last_status = status.to_string();
+    }
+
+    fn status(&mut self, status: &str) {
+        if status != self.last_status {
+            self.send(&[sd_notify::NotifyState::Status(status)]);
+            self.last_status = status.to_string();
+        }
+    }
+
+    /// Pings the watchdog if half its interval has passed. Called from the
+    /// loop itself, so a stuck loop is noticed.
+    fn ping_if_due(&mut self) {
+        if let Some(every) = self.watchdog {
+            if self.last_ping.elapsed() >= every {
+                self.send(&[sd_notify::NotifyState::Watchdog]);
+                self.last_ping = Instant::now();
+            }
+        }
+    }
+
+    fn next_ping(&self) -> Option<Instant> {
+        self.watchdog.map(|every| self.last_ping + every)
+    }
+}
+
+/// Running totals for the status line.
+#[derive(Debug, Default)]
+struct Totals {
+    applied: u64,
+    already_applied: u64,
+    rejected: u64,
+    failed: u64,
+    exported: u64,
+}
+
+/// The loop. `watching` says whether `hints` gets file system events; without
+/// them the inbox is polled every [`POLL_INTERVAL`]. Returns once `shutdown`
+/// is set (send a hint to wake it), after the file in hand.
+pub fn run_loop(
+    engine: &Engine,
+    hints: &Receiver<Hint>,
+    shutdown: &AtomicBool,
+    watching: bool,
+    systemd: &mut Systemd,
+) -> anyhow::Result<()> {
+    let cfg = &engine.config;
+    let inbox_dir = &cfg.paths.inbox;
+    let scan_every = if watching {
+        cfg.inbox.rescan
+    } else {
+        Some(POLL_INTERVAL)
+    };
+    let resend_every = cfg
+        .systems
+        .iter()
+        .filter_map(|s| s.resend_after)
+        .min()
+        .map(|d| (d / 4).clamp(Duration::from_millis(50), Duration::from_secs(5)));
+    let mut settle = Settle::default();
+    let mut noted = HashSet::new();
+    let mut retry: HashMap<PathBuf, (u32, Instant)> = HashMap::new();
+    let mut export_retry: Option<(u32, Instant)> = None;
+    let mut scan_failing = false;
+    let mut totals = Totals::default();
+    let mut started = false;
+    let mut next_timer = Instant::now() + scan_every.unwrap_or(Duration::MAX / 4);
+    let mut next_resend = resend_every.map(|d| Instant::now() + d);
+    let mut last_scan = Instant::now() - COALESCE;
+
+    while !shutdown.load(Ordering::SeqCst) {
+        // 1. The truth: a scan of the folder.
+        let now = Instant::now();
+        if now < last_scan + COALESCE {
+            std::thread::sleep(last_scan + COALESCE - now);
+        }
+        last_scan = Instant::now();
+        let candidates = match inbox::scan(inbox_dir, &cfg.inbox, &mut noted) {
+            Ok(c) => {
+                if scan_failing {
+                    tracing::info!(inbox = %inbox_dir.display(), "inbox readable again");
+                    scan_failing = false;
+                }
+                c
+            }
+            Err(e) => {
+                if !scan_failing {
+                    tracing::error!(inbox = %inbox_dir.display(), error = %e, "cannot scan the inbox; retrying");
+                    scan_failing = true;
+                }
+                Vec::new()
+            }
+        };
+        let (ready, next_settle) = settle.ready(candidates, &cfg.inbox, Instant::now());
+        if !started {
+            started = true;
+            systemd.ready(&format!("watching {}", inbox_dir.display()));
+            tracing::info!(
+                ready = ready.len(),
+                settling = next_settle.is_some(),
+                "start-up scan done"
+            );
+        }
+
+        // 2. Ready files, oldest first, one at a time.
+        for c in &ready {
+            if shutdown.load(Ordering::SeqCst) {
+                break;
+            }
+            if retry
+                .get(&c.path)
+                .is_some_and(|(_, at)| *at > Instant::now())
+            {
+                continue;
+            }
+            systemd.status(&format!("processing {}", c.name));
+            match engine.process(c) {
+                Ok(outcome) => {
+                    retry.remove(&c.path);
+                    match outcome {
+                        Outcome::Applied(_) => totals.applied += 1,
+                        Outcome::AlreadyApplied(_) => totals.already_applied += 1,
+                        Outcome::Rejected(..) => totals.rejected += 1,
+                        Outcome::NotReady => continue,
+                    }
+                    settle.forget(&c.path);
+                }
+                Err(e) => {
+                    totals.failed += 1;
+                    let attempts = retry.get(&c.path).map_or(0, |(n, _)| *n) + 1;
+                    let wait = backoff(attempts);
+                    tracing::error!(file = %c.name, error = %e, retry_in = ?wait, "could not process; the file stays in the inbox");
+                    retry.insert(c.path.clone(), (attempts, Instant::now() + wait));
+                }
+            }
+            systemd.ping_if_due();
+        }
+        retry.retain(|p, _| p.exists());
+
+        // 3. Export (also finishes batches and resends what is due).
+        if export_retry.is_none_or(|(_, at)| at <= Instant::now()) {
+            match engine.export() {
+                Ok(files) => {
+                    totals.exported += files.len() as u64;
+                    export_retry = None;
+                }
+                Err(e) => {
+                    let attempts = export_retry.map_or(0, |(n, _)| n) + 1;
+                    let wait = backoff(attempts);
+                    tracing::error!(error = %e, retry_in = ?wait, "export failed; orders stay pending");
+                    export_retry = Some((attempts, Instant::now() + wait));
+                }
+            }
+        }
+        systemd.status(&format!(
+            "watching {}: {} applied, {} rejected, {} already applied, {} failed, {} export files",
+            inbox_dir.display(),
+            totals.applied,
+            totals.rejected,
+            totals.already_applied,
+            totals.failed,
+            totals.exported
+        ));
+        systemd.ping_if_due();
+
+        // 4. Sleep until a hint or the earliest timer.
+        let now = Instant::now();
+        if now >= next_timer {
+            next_timer = now + scan_every.unwrap_or(Duration::MAX / 4);
+        }
+        if let Some(at) = next_resend.filter(|at| *at <= now) {
+            next_resend = resend_every.map(|d| at.max(now) + d);
+        }
+        let deadline = [
+            Some(next_timer),
+            next_settle,
+            next_resend,
+            systemd.next_ping(),
+            retry.values().map(|(_, at)| *at).min(),
+            export_retry.map(|(_, at)| at),
+        ]
+        .into_iter()
+        .flatten()
+        .min()
+        .unwrap_or(next_timer);
+        if shutdown.load(Ordering::SeqCst) {
+            break;
+        }
+        match hints.recv_timeout(deadline.saturating_duration_since(Instant::now())) {
+            Ok(_) => while hints.try_recv().is_ok() {},
+            Err(RecvTimeoutError::Timeout) => {}
+            Err(RecvTimeoutError::Disconnected) => std::thread::sleep(
+                deadline
+                    .saturating_duration_since(Instant::now())
+                    .min(POLL_INTERVAL),
+            ),
+        }
+    }
+    engine.store.flush()?;
+    Ok(())
+}
+
+fn backoff(attempts: u32) -> Duration {
+    RETRY_FIRST
+        .saturating_mul(1 << attempts.saturating_sub(1).min(6))
+        .min(RETRY_MAX)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_doubles_up_to_a_minute() {
+        assert_eq!(backoff(1), Duration::from_secs(1));
+        assert_eq!(backoff(2), Duration::from_secs(2));
+        assert_eq!(backoff(5), Duration::from_secs(16));
+        assert_eq!(backoff(30), Duration::from_secs(60));
+    }
 }

@@ -7,6 +7,7 @@
 
 pub mod cli;
 pub mod config;
+pub mod control;
 pub mod csvin;
 pub mod daemon;
 pub mod engine;

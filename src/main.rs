@@ -9,13 +9,17 @@ use tracing_subscriber::EnvFilter;
 
 fn main() -> ExitCode {
     let cli = ordersync::cli::Cli::parse();
+    let args: Vec<String> = std::env::args_os()
+        .skip(1)
+        .map(|a| a.to_string_lossy().into_owned())
+        .collect();
     tracing_subscriber::fmt()
         .with_env_filter(
             EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")),
         )
         .with_writer(std::io::stderr)
         .init();
-    match ordersync::cli::run(cli) {
+    match ordersync::cli::run(cli, &args) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("ordersync: {e:#}");

@@ -1,18 +1,21 @@
 //! `ordersync check`: validate the config, print what it resolves to.
 
-use super::{CliError, print_table};
+use super::{CliError, table};
 use crate::config::Config;
 
 pub fn run(c: &Config) -> Result<(), CliError> {
     println!("config {} is valid", c.file.display());
     let p = &c.paths;
-    print_table(&[
-        vec!["inbox".into(), p.inbox.display().to_string()],
-        vec!["outbox".into(), p.outbox.display().to_string()],
-        vec!["archive".into(), p.archive.display().to_string()],
-        vec!["errors".into(), p.errors.display().to_string()],
-        vec!["state".into(), p.state.display().to_string()],
-    ]);
+    print!(
+        "{}",
+        table(&[
+            vec!["inbox".into(), p.inbox.display().to_string()],
+            vec!["outbox".into(), p.outbox.display().to_string()],
+            vec!["archive".into(), p.archive.display().to_string()],
+            vec!["errors".into(), p.errors.display().to_string()],
+            vec!["state".into(), p.state.display().to_string()],
+        ])
+    );
     let i = &c.inbox;
     println!(
         "inbox: settle {}, rescan {}, {}, max_file_size {} bytes, encoding {}, ready_marker {}",
@@ -66,7 +69,7 @@ pub fn run(c: &Config) -> Result<(), CliError> {
     if c.systems.is_empty() {
         println!("no systems configured: orders are stored but never exported");
     } else {
-        print_table(&rows);
+        print!("{}", table(&rows));
     }
     Ok(())
 }

@@ -2,7 +2,7 @@
 
 use serde_json::{Value, json};
 
-use super::{CliError, print_json, print_table};
+use super::{CliError, json_line, table};
 use crate::engine::Engine;
 
 /// `[{"sku", "in_stock", "reserved", "available"}]`, sorted by SKU.
@@ -18,12 +18,12 @@ pub fn inventory_json(e: &Engine, sku: Option<&str>) -> Result<Value, CliError> 
     ))
 }
 
-pub fn run(e: &Engine, sku: Option<&str>, as_json: bool) -> Result<(), CliError> {
+pub fn run(e: &Engine, sku: Option<&str>, as_json: bool) -> Result<String, CliError> {
     let v = inventory_json(e, sku)?;
     if as_json {
-        print_json(&v);
-        return Ok(());
+        return Ok(json_line(&v));
     }
+    let mut out = String::new();
     let mut rows = vec![vec![
         "sku".to_string(),
         "in_stock".into(),
@@ -38,6 +38,6 @@ pub fn run(e: &Engine, sku: Option<&str>, as_json: bool) -> Result<(), CliError>
             r["available"].to_string(),
         ]);
     }
-    print_table(&rows);
-    Ok(())
+    out.push_str(&table(&rows));
+    Ok(out)
 }

@@ -103,6 +103,9 @@ pub enum CliError {
     /// Anything that went wrong while running (exit 1).
     #[error("{0:#}")]
     Runtime(#[from] anyhow::Error),
+    /// The daemon ran the command and it failed with this code and message.
+    #[error("{message}")]
+    Remote { code: u8, message: String },
 }
 
 impl CliError {
@@ -111,6 +114,7 @@ impl CliError {
         match self {
             CliError::Usage(_) | CliError::Config(_) => 2,
             CliError::Runtime(_) => 1,
+            CliError::Remote { code, .. } => *code,
         }
     }
 }
@@ -127,24 +131,48 @@ impl From<crate::store::StoreError> for CliError {
     }
 }
 
-/// Runs a parsed command line.
-pub fn run(cli: Cli) -> Result<(), CliError> {
+/// Runs a parsed command line. `args` are the arguments as given (without
+/// the program name), forwarded to a running daemon for the commands that
+/// need the store.
+pub fn run(cli: Cli, args: &[String]) -> Result<(), CliError> {
     match cli.command {
         Command::Init { dir } => init::run(dir.as_deref().unwrap_or(Path::new("."))),
         Command::Check => check::run(&Config::load(&cli.config)?),
         Command::Run { once } => run::run(Config::load(&cli.config)?, once),
-        Command::Status { json } => status::run(&open(&cli.config)?, json),
-        Command::Orders { command } => orders::run(&open(&cli.config)?, command),
-        Command::Inventory { sku, json } => {
-            inventory::run(&open(&cli.config)?, sku.as_deref(), json)
+        command => {
+            let config = Config::load(&cli.config)?;
+            // sled allows one process: when the daemon runs, it answers.
+            let asked = crate::control::ask(&config.paths.state, args)
+                .map_err(|e| anyhow::anyhow!("asking the running daemon: {e}"))?;
+            if let Some(answer) = asked {
+                print!("{}", answer.stdout);
+                return match answer.code {
+                    0 => Ok(()),
+                    code => Err(CliError::Remote {
+                        code,
+                        message: answer.stderr,
+                    }),
+                };
+            }
+            let engine = Engine::open(config)?;
+            print!("{}", execute(&engine, command)?);
+            Ok(())
         }
-        Command::Reexport { system, since } => reexport::run(&open(&cli.config)?, &system, &since),
     }
 }
 
-/// Loads the config and opens the store for a command.
-fn open(config: &Path) -> Result<Engine, CliError> {
-    Ok(Engine::open(Config::load(config)?)?)
+/// Runs a command that reads or changes the store, returning what it prints.
+/// Used by the CLI (store opened here) and by the daemon's control socket.
+pub fn execute(e: &Engine, command: Command) -> Result<String, CliError> {
+    match command {
+        Command::Status { json } => status::run(e, json),
+        Command::Orders { command } => orders::run(e, command),
+        Command::Inventory { sku, json } => inventory::run(e, sku.as_deref(), json),
+        Command::Reexport { system, since } => reexport::run(e, &system, &since),
+        Command::Init { .. } | Command::Check | Command::Run { .. } => Err(CliError::Usage(
+            "this command does not go through the daemon".into(),
+        )),
+    }
 }
 
 /// UNIX ms as RFC 3339 UTC, e.g. `2026-11-22T14:43:00.123Z`.
@@ -154,8 +182,9 @@ pub fn rfc3339(ms: i64) -> String {
         .unwrap_or_default()
 }
 
-/// Prints rows as left-aligned columns separated by two spaces.
-fn print_table(rows: &[Vec<String>]) {
+/// Rows as left-aligned columns separated by two spaces.
+fn table(rows: &[Vec<String>]) -> String {
+    let mut out = String::new();
     let width = rows.iter().map(Vec::len).max().unwrap_or(0);
     let widths: Vec<usize> = (0..width)
         .map(|i| {
@@ -175,11 +204,13 @@ fn print_table(rows: &[Vec<String>]) {
                 line.push_str(cell);
             }
         }
-        println!("{}", line.trim_end());
+        out.push_str(line.trim_end());
+        out.push('\n');
     }
+    out
 }
 
-/// Prints a JSON value on one line.
-fn print_json(v: &serde_json::Value) {
-    println!("{v}");
+/// A JSON value on one line.
+fn json_line(v: &serde_json::Value) -> String {
+    format!("{v}\n")
 }

@@ -1,13 +1,15 @@
 //! `ordersync orders list|show`.
 
 use anyhow::anyhow;
+use std::fmt::Write as _;
+
 use serde_json::{Map, Value, json};
 
-use super::{CliError, OrdersCommand, print_json, print_table, rfc3339};
+use super::{CliError, OrdersCommand, json_line, rfc3339, table};
 use crate::engine::Engine;
 use crate::store::{ExportState, OrderRecord};
 
-pub fn run(e: &Engine, command: OrdersCommand) -> Result<(), CliError> {
+pub fn run(e: &Engine, command: OrdersCommand) -> Result<String, CliError> {
     match command {
         OrdersCommand::List {
             system,
@@ -36,7 +38,7 @@ fn list(
     system: Option<&str>,
     state: Option<&str>,
     as_json: bool,
-) -> Result<(), CliError> {
+) -> Result<String, CliError> {
     if let Some(s) = system
         && e.config.system(s).is_none()
     {
@@ -91,9 +93,9 @@ fn list(
         }));
     }
     if as_json {
-        print_json(&Value::Array(items));
-        return Ok(());
+        return Ok(json_line(&Value::Array(items)));
     }
+    let mut out = String::new();
     let mut rows = vec![vec![
         "id".to_string(),
         "external_id".into(),
@@ -125,8 +127,8 @@ fn list(
             systems.join(" "),
         ]);
     }
-    print_table(&rows);
-    Ok(())
+    out.push_str(&table(&rows));
+    Ok(out)
 }
 
 /// `{"order": ORDER, "systems": {...}, "timeline": [...]}` (SPEC §10).
@@ -158,21 +160,27 @@ pub fn show_json(e: &Engine, id: &str) -> Result<Value, CliError> {
     Ok(json!({"order": o.export_doc(), "systems": systems, "timeline": timeline}))
 }
 
-fn show(e: &Engine, id: &str, as_json: bool) -> Result<(), CliError> {
+fn show(e: &Engine, id: &str, as_json: bool) -> Result<String, CliError> {
     let v = show_json(e, id)?;
     if as_json {
-        print_json(&v);
-        return Ok(());
+        return Ok(json_line(&v));
     }
     let o = &v["order"];
-    println!("order     {}", o["id"].as_str().unwrap_or_default());
-    println!(
+    let mut out = String::new();
+    let _ = writeln!(out, "order     {}", o["id"].as_str().unwrap_or_default());
+    let _ = writeln!(
+        out,
         "external  {}",
         o["external_id"].as_str().unwrap_or_default()
     );
-    println!("revision  {}", o["revision"]);
-    println!("reference {}", o["reference"].as_str().unwrap_or_default());
-    println!(
+    let _ = writeln!(out, "revision  {}", o["revision"]);
+    let _ = writeln!(
+        out,
+        "reference {}",
+        o["reference"].as_str().unwrap_or_default()
+    );
+    let _ = writeln!(
+        out,
         "status    {} / {}{}{}",
         o["status"].as_str().unwrap_or_default(),
         o["internal_status"].as_str().unwrap_or_default(),
@@ -187,7 +195,7 @@ fn show(e: &Engine, id: &str, as_json: bool) -> Result<(), CliError> {
             ""
         }
     );
-    println!();
+    out.push('\n');
     let mut rows = vec![vec![
         "system".to_string(),
         "state".into(),
@@ -202,8 +210,8 @@ fn show(e: &Engine, id: &str, as_json: bool) -> Result<(), CliError> {
             s["acked_at"].as_str().unwrap_or("-").into(),
         ]);
     }
-    print_table(&rows);
-    println!();
+    out.push_str(&table(&rows));
+    out.push('\n');
     let mut rows = Vec::new();
     for ev in v["timeline"].as_array().into_iter().flatten() {
         rows.push(vec![
@@ -212,6 +220,6 @@ fn show(e: &Engine, id: &str, as_json: bool) -> Result<(), CliError> {
             ev["detail"].as_str().unwrap_or_default().into(),
         ]);
     }
-    print_table(&rows);
-    Ok(())
+    out.push_str(&table(&rows));
+    Ok(out)
 }

@@ -22,7 +22,7 @@ pub fn parse_since(text: &str) -> Result<i64, CliError> {
     )))
 }
 
-pub fn run(e: &Engine, system: &str, since: &str) -> Result<(), CliError> {
+pub fn run(e: &Engine, system: &str, since: &str) -> Result<String, CliError> {
     if e.config.system(system).is_none() {
         return Err(CliError::Usage(format!(
             "--system {system:?} is not a configured system"
@@ -31,6 +31,5 @@ pub fn run(e: &Engine, system: &str, since: &str) -> Result<(), CliError> {
     let since = parse_since(since)?;
     let n = e.store.reexport(system, since)?;
     e.store.flush()?;
-    println!("{n} order(s) pending again for {system}");
-    Ok(())
+    Ok(format!("{n} order(s) pending again for {system}\n"))
 }

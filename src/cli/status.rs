@@ -1,8 +1,10 @@
 //! `ordersync status [--json]`.
 
+use std::fmt::Write as _;
+
 use serde_json::{Map, Value, json};
 
-use super::{CliError, print_json, print_table};
+use super::{CliError, json_line, table};
 use crate::engine::Engine;
 use crate::inbox;
 use crate::store::ExportState;
@@ -24,14 +26,14 @@ pub fn status_json(e: &Engine) -> Value {
     })
 }
 
-pub fn run(e: &Engine, as_json: bool) -> Result<(), CliError> {
+pub fn run(e: &Engine, as_json: bool) -> Result<String, CliError> {
     let v = status_json(e);
     if as_json {
-        print_json(&v);
-        return Ok(());
+        return Ok(json_line(&v));
     }
-    println!("orders  {}", v["orders"]);
-    println!("errors  {}", v["errors"]);
+    let mut out = String::new();
+    let _ = writeln!(out, "orders  {}", v["orders"]);
+    let _ = writeln!(out, "errors  {}", v["errors"]);
     let mut rows = vec![vec![
         "system".to_string(),
         "pending".into(),
@@ -47,6 +49,6 @@ pub fn run(e: &Engine, as_json: bool) -> Result<(), CliError> {
             c["acked"].to_string(),
         ]);
     }
-    print_table(&rows);
-    Ok(())
+    out.push_str(&table(&rows));
+    Ok(out)
 }
