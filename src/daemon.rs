@@ -178,11 +178,11 @@ impl Systemd {
     /// Pings the watchdog if half its interval has passed. Called from the
     /// loop itself, so a stuck loop is noticed.
     fn ping_if_due(&mut self) {
-        if let Some(every) = self.watchdog {
-            if self.last_ping.elapsed() >= every {
-                self.send(&[sd_notify::NotifyState::Watchdog]);
-                self.last_ping = Instant::now();
-            }
+        if let Some(every) = self.watchdog
+            && self.last_ping.elapsed() >= every
+        {
+            self.send(&[sd_notify::NotifyState::Watchdog]);
+            self.last_ping = Instant::now();
         }
     }
 

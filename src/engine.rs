@@ -17,6 +17,7 @@ use sha2::{Digest, Sha256};
 
 use crate::config::Config;
 use crate::export::{self, ExportError};
+use crate::fsutil;
 use crate::inbox::{self, Candidate, ReadOutcome, Settle};
 use crate::input;
 use crate::problem::Problem;
@@ -77,6 +78,16 @@ impl Engine {
             std::fs::create_dir_all(&dir).map_err(io_err("creating folder", &dir))?;
         }
         let store = Store::open(&p.state)?;
+        // Holding the store's lock, no write of ours is in flight: a hidden
+        // temporary is what a killed process left behind.
+        let mut folders = vec![p.errors.clone()];
+        folders.extend(config.systems.iter().map(|s| p.outbox.join(&s.id)));
+        for dir in folders {
+            let n = fsutil::remove_stale_temporaries(&dir).map_err(io_err("cleaning", &dir))?;
+            if n > 0 {
+                tracing::info!(folder = %dir.display(), removed = n, "removed temporary files left by an interrupted run");
+            }
+        }
         Ok(Engine { config, store })
     }
 

@@ -31,6 +31,28 @@ pub fn write_atomic(dir: &Path, name: &str, bytes: &[u8]) -> io::Result<PathBuf>
     Ok(path)
 }
 
+/// Removes the hidden temporaries [`write_atomic`] leaves when the process is
+/// killed mid-write (`.<name>.<random>.tmp`). Only call this while no write
+/// can be in flight (at start-up, holding the store's lock). Returns how many.
+pub fn remove_stale_temporaries(dir: &Path) -> io::Result<usize> {
+    let mut removed = 0;
+    let entries = match fs::read_dir(dir) {
+        Ok(e) => e,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(0),
+        Err(e) => return Err(e),
+    };
+    for entry in entries {
+        let entry = entry?;
+        let name = entry.file_name();
+        let name = name.to_string_lossy();
+        if name.starts_with('.') && name.ends_with(".tmp") && entry.file_type()?.is_file() {
+            fs::remove_file(entry.path())?;
+            removed += 1;
+        }
+    }
+    Ok(removed)
+}
+
 /// The first of `name`, `name.1`, `name.2`… for which neither `dir/X` nor
 /// any `dir/X<companion>` exists (e.g. the error report beside a file).
 pub fn free_name(dir: &Path, name: &str, companions: &[&str]) -> String {

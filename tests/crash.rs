@@ -61,7 +61,9 @@ fn killed_at_any_instant_nothing_is_lost_or_applied_twice() {
     assert_eq!(w.stock("B"), (0, ORDERS as i64, -(ORDERS as i64)));
 
     // Every order reached at least one export file of each system, and no
-    // hidden temporary file was left visible as an export.
+    // hidden temporary file was left in the outbox. (Regression: a kill
+    // during an export write used to leave `.orders-….csv.XXXX.tmp` behind;
+    // start-up now removes such leftovers.)
     let erp: HashSet<String> = w
         .exported("erp")
         .iter()
