@@ -2,6 +2,7 @@
 //! over to the library. Exit codes: 0 success, 1 runtime failure, 2 usage or
 //! config error.
 
+use std::io::IsTerminal;
 use std::process::ExitCode;
 
 use clap::Parser;
@@ -18,6 +19,8 @@ fn main() -> ExitCode {
             EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")),
         )
         .with_writer(std::io::stderr)
+        // Colours only on a terminal: journald and log files get plain text.
+        .with_ansi(std::io::stderr().is_terminal())
         .init();
     match ordersync::cli::run(cli, &args) {
         Ok(()) => ExitCode::SUCCESS,

@@ -197,3 +197,90 @@ pub fn acks(rows: &[(&str, &str, bool)]) -> String {
     }
     s
 }
+
+/// Polls `check` every 20 ms until it holds; panics after `timeout`. Waits
+/// for a correctness condition with a generous bound: no speed is asserted.
+pub fn wait_for(what: &str, timeout: std::time::Duration, mut check: impl FnMut() -> bool) {
+    let start = std::time::Instant::now();
+    while !check() {
+        if start.elapsed() > timeout {
+            panic!("timed out after {timeout:?} waiting for {what}");
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+}
+
+/// A running `ordersync run`, killed when dropped.
+pub struct Daemon {
+    pub child: std::process::Child,
+    pub log: PathBuf,
+}
+
+impl Work {
+    /// Starts the daemon with extra environment variables and waits until its
+    /// control socket answers.
+    pub fn start(&self, env: &[(&str, &str)]) -> Daemon {
+        let d = self.spawn(env);
+        wait_for(
+            "the daemon's control socket",
+            std::time::Duration::from_secs(20),
+            || self.path("state/ordersync.sock").exists(),
+        );
+        d
+    }
+
+    /// Starts the daemon without waiting for it.
+    pub fn spawn(&self, env: &[(&str, &str)]) -> Daemon {
+        let log = self.path("daemon.log");
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_ordersync"));
+        cmd.arg("run")
+            .current_dir(self.dir.path())
+            .env("RUST_LOG", "info")
+            .env_remove("NOTIFY_SOCKET")
+            .env_remove("WATCHDOG_USEC")
+            .stdout(std::process::Stdio::null())
+            .stderr(fs::File::create(&log).expect("log file"));
+        for (k, v) in env {
+            cmd.env(k, v);
+        }
+        Daemon {
+            child: cmd.spawn().expect("spawn ordersync run"),
+            log,
+        }
+    }
+}
+
+impl Daemon {
+    /// Sends SIGTERM and waits (at most 20 s) for the exit status.
+    pub fn terminate(&mut self) -> std::process::ExitStatus {
+        let pid = self.child.id().to_string();
+        Command::new("kill")
+            .args(["-TERM", &pid])
+            .status()
+            .expect("kill");
+        let start = std::time::Instant::now();
+        loop {
+            if let Some(status) = self.child.try_wait().expect("wait") {
+                return status;
+            }
+            if start.elapsed() > std::time::Duration::from_secs(20) {
+                panic!(
+                    "the daemon did not stop within 20 s of SIGTERM:\n{}",
+                    self.log_text()
+                );
+            }
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+    }
+
+    pub fn log_text(&self) -> String {
+        fs::read_to_string(&self.log).unwrap_or_default()
+    }
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
