@@ -1,0 +1,245 @@
+//! End to end over real SFTP: OpenSSH's sshd on 127.0.0.1 (a free port, a
+//! throwaway host key and client key) and the real `sftp` client upload
+//! orders into the inbox while the daemon runs — small files, a large file
+//! throttled, and an upload to `name.filepart` renamed when complete. Every
+//! order must arrive once, whole, and no partial file may ever be read.
+//!
+//! Runs when `ORDERSYNC_E2E=1` (as `.ci/run` sets, after installing
+//! openssh-server); otherwise it says it was skipped.
+
+mod common;
+
+use std::fs;
+use std::net::{TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use common::{Work, order, wait_for};
+use serde_json::json;
+
+struct Sshd {
+    child: Child,
+    port: u16,
+    key: PathBuf,
+    user: String,
+}
+
+impl Drop for Sshd {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn run(cmd: &mut Command) -> String {
+    let out = cmd.output().unwrap_or_else(|e| panic!("{cmd:?}: {e}"));
+    assert!(
+        out.status.success(),
+        "{cmd:?} failed:\n{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+fn start_sshd(dir: &Path) -> Sshd {
+    fs::create_dir_all(dir).unwrap();
+    for key in ["host_key", "client_key"] {
+        run(Command::new("ssh-keygen")
+            .args(["-q", "-t", "ed25519", "-N", "", "-f"])
+            .arg(dir.join(key)));
+    }
+    fs::copy(dir.join("client_key.pub"), dir.join("authorized_keys")).unwrap();
+    let user = run(Command::new("id").arg("-un")).trim().to_string();
+    let port = TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let config = format!(
+        "Port {port}\nListenAddress 127.0.0.1\nHostKey {d}/host_key\nPidFile {d}/sshd.pid\n\
+         AuthorizedKeysFile {d}/authorized_keys\nStrictModes no\nUsePAM no\n\
+         PasswordAuthentication no\nKbdInteractiveAuthentication no\nPubkeyAuthentication yes\n\
+         PermitRootLogin prohibit-password\nAllowUsers {user}\nSubsystem sftp internal-sftp\nLogLevel ERROR\n",
+        d = dir.display()
+    );
+    fs::write(dir.join("sshd_config"), config).unwrap();
+    // sshd run by root insists on its privilege separation folder.
+    let _ = fs::create_dir_all("/run/sshd");
+    let child = Command::new("/usr/sbin/sshd")
+        .args(["-D", "-e", "-f"])
+        .arg(dir.join("sshd_config"))
+        .stdout(Stdio::null())
+        .stderr(fs::File::create(dir.join("sshd.log")).unwrap())
+        .spawn()
+        .expect("/usr/sbin/sshd (install openssh-server)");
+    wait_for("sshd to listen", Duration::from_secs(20), || {
+        TcpStream::connect(("127.0.0.1", port)).is_ok()
+    });
+    Sshd {
+        child,
+        port,
+        key: dir.join("client_key"),
+        user,
+    }
+}
+
+/// Runs an sftp batch; `limit_kbit` throttles the transfer.
+fn sftp(s: &Sshd, batch: &str, limit_kbit: Option<u32>) {
+    let mut cmd = Command::new("sftp");
+    cmd.args(["-q", "-b", "-", "-P", &s.port.to_string(), "-i"])
+        .arg(&s.key)
+        .args([
+            "-o",
+            "StrictHostKeyChecking=no",
+            "-o",
+            "UserKnownHostsFile=/dev/null",
+            "-o",
+            "IdentitiesOnly=yes",
+            "-o",
+            "BatchMode=yes",
+            "-o",
+            "LogLevel=ERROR",
+        ]);
+    if let Some(l) = limit_kbit {
+        cmd.args(["-l", &l.to_string()]);
+    }
+    cmd.arg(format!("{}@127.0.0.1", s.user))
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    let mut child = cmd.spawn().expect("sftp (install openssh-client)");
+    use std::io::Write;
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(batch.as_bytes())
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(
+        out.status.success(),
+        "sftp failed:\n{batch}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+#[test]
+fn orders_uploaded_over_sftp_arrive_once_and_whole() {
+    if std::env::var("ORDERSYNC_E2E").as_deref() != Ok("1") {
+        eprintln!(
+            "skipped: set ORDERSYNC_E2E=1 to run the SFTP end-to-end test (needs openssh-server and openssh-client)"
+        );
+        return;
+    }
+    let w = Work::new("[inbox]\nsettle = \"1s\"\n[[systems]]\nid = \"erp\"\nbatch_size = 1000\n");
+    let sshd = start_sshd(&w.path("ssh"));
+    let mut daemon = w.start(&[]);
+    let inbox = w.path("inbox");
+    let local = w.path("upload");
+    fs::create_dir(&local).unwrap();
+
+    // Small files, straight to their final names.
+    let mut expected = Vec::new();
+    let mut batch = String::new();
+    for i in 0..5 {
+        let id = format!("small-{i}");
+        fs::write(
+            local.join(format!("{id}.json")),
+            serde_json::to_vec(&order(&id, &[("A", 1)])).unwrap(),
+        )
+        .unwrap();
+        batch.push_str(&format!(
+            "put {}/{id}.json {}/{id}.json\n",
+            local.display(),
+            inbox.display()
+        ));
+        expected.push(id);
+    }
+    sftp(&sshd, &batch, None);
+
+    // A large file (~2 MB), throttled to about 1 MB/s, straight to its final
+    // name: only `settle` stands between the daemon and a partial read.
+    let big: Vec<_> = (0..2500)
+        .map(|i| order(&format!("big-{i}"), &[("B", 1), ("C", 2)]))
+        .collect();
+    expected.extend((0..2500).map(|i| format!("big-{i}")));
+    fs::write(
+        local.join("big.json"),
+        serde_json::to_vec_pretty(&json!({"orders": big})).unwrap(),
+    )
+    .unwrap();
+    let size = fs::metadata(local.join("big.json")).unwrap().len();
+    assert!(size > 1_500_000, "{size}");
+    sftp(
+        &sshd,
+        &format!(
+            "put {}/big.json {}/big.json\n",
+            local.display(),
+            inbox.display()
+        ),
+        Some(8000),
+    );
+
+    // WinSCP style: upload to .filepart, throttled, then rename.
+    let part: Vec<_> = (0..800)
+        .map(|i| order(&format!("part-{i}"), &[("D", 1)]))
+        .collect();
+    expected.extend((0..800).map(|i| format!("part-{i}")));
+    fs::write(
+        local.join("part.ndjson"),
+        part.iter().map(|o| format!("{o}\n")).collect::<String>(),
+    )
+    .unwrap();
+    sftp(
+        &sshd,
+        &format!(
+            "put {l}/part.ndjson {i}/part.ndjson.filepart\nrename {i}/part.ndjson.filepart {i}/part.ndjson\n",
+            l = local.display(),
+            i = inbox.display()
+        ),
+        Some(4000),
+    );
+
+    wait_for(
+        "every upload to be applied",
+        Duration::from_secs(120),
+        || w.inbox().is_empty() && w.json(&["status"])["systems"]["erp"]["pending"] == 0,
+    );
+    assert!(
+        w.errors().is_empty(),
+        "a partial file was read: {:?}\n{}",
+        w.errors(),
+        daemon.log_text()
+    );
+    let mut exported: Vec<String> = w
+        .exported("erp")
+        .iter()
+        .map(|o| o["external_id"].as_str().unwrap().to_string())
+        .collect();
+    exported.sort();
+    expected.sort();
+    assert_eq!(
+        exported.len(),
+        expected.len(),
+        "an order was exported twice or not at all"
+    );
+    assert_eq!(exported, expected);
+    let mut archived = w.archived();
+    archived.sort();
+    let mut want: Vec<String> = (0..5).map(|i| format!("small-{i}.json")).collect();
+    want.extend(["big.json".to_string(), "part.ndjson".to_string()]);
+    want.sort();
+    assert_eq!(archived, want, "each upload applied once");
+    assert_eq!(
+        fs::read(w.path(&format!(
+            "archive/{}/big.json",
+            common::names(&w.path("archive"))[0]
+        )))
+        .unwrap(),
+        fs::read(local.join("big.json")).unwrap(),
+        "the archived upload is whole"
+    );
+    assert!(daemon.terminate().success());
+}
