@@ -68,7 +68,11 @@ fn count(dir: &Path) -> usize {
 }
 
 fn exported_orders(dir: &Path) -> usize {
-    let out = Command::new(BIN).args(["status", "--json"]).current_dir(dir).output().unwrap();
+    let out = Command::new(BIN)
+        .args(["status", "--json"])
+        .current_dir(dir)
+        .output()
+        .unwrap();
     let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap_or_default();
     v["systems"]["erp"]["written"].as_u64().unwrap_or(0) as usize
 }
@@ -83,7 +87,10 @@ fn peak_rss_kib(pid: u32) -> u64 {
 }
 
 fn stop(mut c: Child) {
-    Command::new("kill").args(["-TERM", &c.id().to_string()]).status().unwrap();
+    Command::new("kill")
+        .args(["-TERM", &c.id().to_string()])
+        .status()
+        .unwrap();
     c.wait().unwrap();
 }
 
@@ -173,7 +180,9 @@ fn main() {
     if args.iter().any(|a| a == "--test" || a == "--list") {
         return;
     }
-    let want = |name: &str| !args.iter().skip(1).any(|a| !a.starts_with('-')) || args.iter().any(|a| a == name);
+    let want = |name: &str| {
+        !args.iter().skip(1).any(|a| !a.starts_with('-')) || args.iter().any(|a| a == name)
+    };
     if want("latency") {
         latency(20);
     }

@@ -130,6 +130,20 @@ pub struct Config {
     pub systems: Vec<SystemConfig>,
 }
 
+impl SystemConfig {
+    /// Identifies the settings that decide which orders are eligible (include
+    /// flags and filters): when it changes, stored orders are re-evaluated.
+    pub fn eligibility_fingerprint(&self) -> String {
+        format!(
+            "v1 {} {} {} {:?}",
+            self.include_not_approved,
+            self.include_cancelled,
+            self.include_archived,
+            self.filter_groups
+        )
+    }
+}
+
 impl Config {
     /// The system with this id, if configured.
     pub fn system(&self, id: &str) -> Option<&SystemConfig> {

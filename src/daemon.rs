@@ -53,6 +53,7 @@ const RETRY_MAX: Duration = Duration::from_secs(60);
 /// Runs the daemon until SIGTERM or SIGINT.
 pub fn run(config: Config) -> anyhow::Result<()> {
     let engine = Arc::new(Engine::open(config)?);
+    engine.reconcile_systems()?;
     let (tx, rx) = sync_channel(HINTS);
     let shutdown = Arc::new(AtomicBool::new(false));
     spawn_signal_listener(shutdown.clone(), tx.clone())?;

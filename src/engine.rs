@@ -91,6 +91,21 @@ impl Engine {
         Ok(Engine { config, store })
     }
 
+    /// Before processing: re-evaluates stored orders for every system whose
+    /// eligibility settings changed since the last run (or that is new), so
+    /// an order eligible for a system reaches it even if it arrived before
+    /// the system was configured so.
+    pub fn reconcile_systems(&self) -> Result<(), EngineError> {
+        for system in &self.config.systems {
+            let fingerprint = system.eligibility_fingerprint();
+            let (queued, dropped) = self.store.reconcile_system(system, &fingerprint)?;
+            if queued + dropped > 0 {
+                tracing::info!(system = %system.id, queued, dropped, "eligibility settings changed: stored orders re-evaluated");
+            }
+        }
+        Ok(())
+    }
+
     /// Processes one ready candidate.
     pub fn process(&self, c: &Candidate) -> Result<Outcome, EngineError> {
         let max = self.config.inbox.max_file_size;
@@ -168,6 +183,7 @@ impl Engine {
     /// left, exporting as it goes. Files waiting for a ready marker that does
     /// not exist are left for a later run.
     pub fn drain(&self) -> Result<DrainStats, EngineError> {
+        self.reconcile_systems()?;
         self.export()?;
         let mut settle = Settle::default();
         let mut noted = HashSet::new();

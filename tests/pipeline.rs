@@ -464,3 +464,51 @@ fn orders_keep_unknown_fields_and_get_defaults() {
     assert_eq!(w.stock("GIFT-WRAP"), (0, 0, 0));
     assert_eq!(w.stock("MUG-RED"), (0, 2, -2));
 }
+
+/// SPEC §9: every order eligible for a system reaches it, even one stored
+/// before the system was added or its filters widened. Nothing is sent twice.
+#[test]
+fn added_systems_and_widened_filters_get_stored_orders() {
+    let w = Work::new("[inbox]\nsettle = \"0s\"\n[[systems]]\nid = \"erp\"\n");
+    w.drop_json(
+        "o.json",
+        &json!([order("o-1", &[("A", 1)]), order("o-2", &[("A", 1)])]),
+    );
+    w.run_once();
+    w.drop_file("ack.csv", acks(&[("o-2", "erp", true)])); // o-2 is archived now
+    w.run_once();
+
+    let with_wms = |filter: &str| {
+        format!(
+            "[inbox]\nsettle = \"0s\"\n[[systems]]\nid = \"erp\"\n[[systems]]\nid = \"wms\"\n{filter}"
+        )
+    };
+    fs::write(
+        w.path("config.toml"),
+        with_wms("[[systems.filter_groups]]\nfilters = [{ key = \"reference\", operator = \"eq\", value = \"nothing\" }]\n"),
+    )
+    .unwrap();
+    w.run_once();
+    assert!(w.outbox("wms").is_empty(), "nothing matches the filter yet");
+
+    // Widen the filter: the live order (not the archived one) goes out once.
+    fs::write(w.path("config.toml"), with_wms("")).unwrap();
+    w.run_once();
+    let wms: Vec<String> = w
+        .exported("wms")
+        .iter()
+        .map(|o| o["external_id"].as_str().unwrap().into())
+        .collect();
+    assert_eq!(wms, ["o-1"]);
+    assert_eq!(w.exported("erp").len(), 2, "erp got nothing twice");
+    w.run_once();
+    assert_eq!(w.exported("wms").len(), 1, "queued once only");
+    let show = w.json(&["orders", "show", "o-1"]);
+    assert!(
+        show["timeline"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|e| e["event"] == "queued")
+    );
+}

@@ -234,7 +234,7 @@ impl<'t> Writer<'t> {
     }
 
     /// Forgets a pending export that never happened (no longer eligible).
-    fn drop_pending(&self, system: &str, id: Uuid) -> TxResult<()> {
+    pub(super) fn drop_pending(&self, system: &str, id: Uuid) -> TxResult<()> {
         self.clear_index(system, id)?;
         self.tx.remove(keys::export(system, id))?;
         Ok(())

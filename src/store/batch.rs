@@ -163,6 +163,77 @@ impl Store {
         self.requeue(system, &ids, "resend", "not acked in time")
     }
 
+    /// Makes the stored orders eligible for `system` under its current
+    /// settings pending for it, once per change of those settings (a new
+    /// system, wider filters), so every eligible order reaches it (SPEC §9).
+    /// Orders pending for it that are no longer eligible are dropped. Only
+    /// orders without an export record are queued: none is sent twice.
+    /// `fingerprint` identifies the settings. Returns (queued, dropped).
+    pub fn reconcile_system(
+        &self,
+        system: &SystemConfig,
+        fingerprint: &str,
+    ) -> Result<(usize, usize), StoreError> {
+        let key = keys::system(&system.id);
+        if self
+            .db
+            .get(&key)?
+            .is_some_and(|v| v == fingerprint.as_bytes())
+        {
+            return Ok((0, 0));
+        }
+        let (mut queue, mut drop) = (Vec::new(), Vec::new());
+        for rec in self.orders() {
+            let rec = rec?;
+            let state = self.export_state(&system.id, rec.id)?;
+            let fits = crate::filter::eligible(system, &rec.doc);
+            match state {
+                None if fits => queue.push(rec.id),
+                Some(s) if s.state == ExportState::Pending && !fits => drop.push(rec.id),
+                _ => {}
+            }
+        }
+        let ctx = Context {
+            now: chrono::Utc::now().timestamp_millis(),
+            systems: &[],
+            allow_negative: true,
+        };
+        // In chunks: a crash part-way leaves the fingerprint unset, and the
+        // next start finishes the job (queuing is idempotent).
+        for chunk in queue.chunks(1000) {
+            finish(self.db.transaction(|tx| {
+                let w = Writer::new(tx, &ctx, "");
+                for id in chunk {
+                    if let Some(rec) = w.get::<OrderRecord>(&keys::order(*id))? {
+                        if w.export_state(&system.id, *id)?.is_none() {
+                            w.make_pending(&system.id, &rec)?;
+                            w.event(
+                                *id,
+                                "queued",
+                                format!("for {}: eligible under its current settings", system.id),
+                            )?;
+                        }
+                    }
+                }
+                Ok(())
+            }))
+            .map_err(store_error)?;
+        }
+        for chunk in drop.chunks(1000) {
+            finish(self.db.transaction(|tx| {
+                let w = Writer::new(tx, &ctx, "");
+                for id in chunk {
+                    w.drop_pending(&system.id, *id)?;
+                }
+                Ok(())
+            }))
+            .map_err(store_error)?;
+        }
+        self.db.insert(key, fingerprint.as_bytes())?;
+        self.flush()?;
+        Ok((queue.len(), drop.len()))
+    }
+
     fn ids_since(
         &self,
         system: &str,

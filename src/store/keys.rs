@@ -11,6 +11,7 @@
 //! | `f` | file name `\0` SHA-256 (32) | applied-file record |
 //! | `q` | system | last export sequence number (u64) |
 //! | `b` | system | the export batch in flight |
+//! | `k` | system | fingerprint of its eligibility settings last reconciled |
 //!
 //! System ids never contain `\0` (config validation), so `system\0` is an
 //! unambiguous prefix. Sort keys are big-endian with the sign bit flipped, so
@@ -32,6 +33,7 @@ pub const RESERVED: u8 = b'r';
 pub const FILE: u8 = b'f';
 pub const SEQUENCE: u8 = b'q';
 pub const BATCH: u8 = b'b';
+pub const SYSTEM: u8 = b'k';
 
 fn with(prefix: u8, parts: &[&[u8]]) -> Vec<u8> {
     let mut k = Vec::with_capacity(1 + parts.iter().map(|p| p.len()).sum::<usize>());
@@ -137,6 +139,10 @@ pub fn sequence(system: &str) -> Vec<u8> {
 
 pub fn batch(system: &str) -> Vec<u8> {
     with(BATCH, &[system.as_bytes()])
+}
+
+pub fn system(system: &str) -> Vec<u8> {
+    with(SYSTEM, &[system.as_bytes()])
 }
 
 /// A key for messages: its kind letter and printable content.
