@@ -204,8 +204,8 @@ impl Store {
             finish(self.db.transaction(|tx| {
                 let w = Writer::new(tx, &ctx, "");
                 for id in chunk {
-                    if let Some(rec) = w.get::<OrderRecord>(&keys::order(*id))? {
-                        if w.export_state(&system.id, *id)?.is_none() {
+                    if let Some(rec) = w.get::<OrderRecord>(&keys::order(*id))?
+                        && w.export_state(&system.id, *id)?.is_none() {
                             w.make_pending(&system.id, &rec)?;
                             w.event(
                                 *id,
@@ -213,7 +213,6 @@ impl Store {
                                 format!("for {}: eligible under its current settings", system.id),
                             )?;
                         }
-                    }
                 }
                 Ok(())
             }))
