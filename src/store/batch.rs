@@ -205,14 +205,15 @@ impl Store {
                 let w = Writer::new(tx, &ctx, "");
                 for id in chunk {
                     if let Some(rec) = w.get::<OrderRecord>(&keys::order(*id))?
-                        && w.export_state(&system.id, *id)?.is_none() {
-                            w.make_pending(&system.id, &rec)?;
-                            w.event(
-                                *id,
-                                "queued",
-                                format!("for {}: eligible under its current settings", system.id),
-                            )?;
-                        }
+                        && w.export_state(&system.id, *id)?.is_none()
+                    {
+                        w.make_pending(&system.id, &rec)?;
+                        w.event(
+                            *id,
+                            "queued",
+                            format!("for {}: eligible under its current settings", system.id),
+                        )?;
+                    }
                 }
                 Ok(())
             }))
