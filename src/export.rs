@@ -12,6 +12,7 @@ use serde_json::Value;
 
 use crate::config::{Config, Format, SystemConfig};
 use crate::fsutil;
+use crate::order::ADDRESS_FIELDS;
 use crate::store::{Batch, Context, ExportState, OrderRecord, Store, StoreError};
 
 /// Why exporting stopped. The pending orders stay pending.
@@ -199,20 +200,6 @@ pub const CSV_COLUMNS: &[&str] = &[
     "unit_price",
 ];
 
-const ADDRESS: &[&str] = &[
-    "company_name",
-    "contact_email",
-    "contact_name",
-    "contact_number",
-    "REF",
-    "address1",
-    "address2",
-    "city",
-    "postcode",
-    "state",
-    "country",
-];
-
 /// Columns whose numbers are left as they are (a negative number is not a
 /// formula).
 const NUMERIC: &[&str] = &[
@@ -262,21 +249,12 @@ fn render_csv(system: &SystemConfig, docs: &[Value]) -> Vec<u8> {
 }
 
 fn order_cells(doc: &Value) -> Vec<String> {
-    let mut row: Vec<String> = [
-        "id",
-        "external_id",
-        "reference",
-        "type",
-        "channel",
-        "status",
-        "internal_status",
-        "cancelled",
-        "archived",
-        "currency",
-    ]
-    .iter()
-    .map(|k| cell(&doc[*k]))
-    .collect();
+    // The first ten columns are top-level fields of the same names (the
+    // order's `id` is the `order_id` column).
+    let mut row: Vec<String> = CSV_COLUMNS[..10]
+        .iter()
+        .map(|c| cell(&doc[if *c == "order_id" { "id" } else { c }]))
+        .collect();
     row.push(time_cell(&doc["created"]));
     row.push(time_cell(&doc["updated"]));
     row.push(cell(&doc["revision"]));
@@ -284,8 +262,10 @@ fn order_cells(doc: &Value) -> Vec<String> {
         ("billing_address", "billing_reference"),
         ("shipping_address", "shipping_reference"),
     ] {
-        for field in ADDRESS {
-            let key = if *field == "REF" { reference } else { field };
+        // The columns are the address fields in order, with the reference
+        // after the contact number.
+        let (contact, place) = ADDRESS_FIELDS.split_at(4);
+        for key in contact.iter().chain([&reference]).chain(place) {
             row.push(cell(&doc[addr][key]));
         }
     }

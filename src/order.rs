@@ -31,7 +31,9 @@ pub fn id_for_external_id(external_id: &str) -> Uuid {
 
 const STATUSES: &[&str] = &["Waiting", "Processing", "Hold", "Complete"];
 const INTERNAL_STATUSES: &[&str] = &["draft", "selection", "approved"];
-const ADDRESS_FIELDS: &[&str] = &[
+/// The fields of an address besides its reference (`billing_reference` /
+/// `shipping_reference`), in the order of the csv export's columns.
+pub const ADDRESS_FIELDS: &[&str] = &[
     "company_name",
     "contact_email",
     "contact_name",
