@@ -277,3 +277,25 @@ fn a_burst_of_20000_files_is_fully_processed() {
     assert_eq!(w.stock("A").0, (FILES - orders) as i64);
     assert_eq!(w.stock("B").1, orders as i64);
 }
+
+/// A CLI command (here: this test process) holding the store for a moment
+/// when the daemon starts does not stop it: it waits for the store.
+#[test]
+fn the_daemon_waits_for_a_cli_command_holding_the_store() {
+    let w = Work::new(&config(""));
+    let held = Engine::open(Config::load(&w.path("config.toml")).unwrap()).unwrap();
+    let mut d = w.spawn(&[]);
+    sleep(Duration::from_millis(500));
+    assert!(
+        d.child.try_wait().unwrap().is_none(),
+        "gave up:\n{}",
+        d.log_text()
+    );
+    drop(held);
+    wait_for("the daemon's control socket", LONG, || {
+        w.path("state/ordersync.sock").exists()
+    });
+    w.drop_json("o.json", &order("o-1", &[("A", 1)]));
+    wait_for("the file", LONG, || w.exported("erp").len() == 1);
+    assert!(d.terminate().success());
+}
