@@ -96,9 +96,10 @@ impl Engine {
     /// an order eligible for a system reaches it even if it arrived before
     /// the system was configured so.
     pub fn reconcile_systems(&self) -> Result<(), EngineError> {
+        let now = Utc::now().timestamp_millis();
         for system in &self.config.systems {
             let fingerprint = system.eligibility_fingerprint();
-            let (queued, dropped) = self.store.reconcile_system(system, &fingerprint)?;
+            let (queued, dropped) = self.store.reconcile_system(system, &fingerprint, now)?;
             if queued + dropped > 0 {
                 tracing::info!(system = %system.id, queued, dropped, "eligibility settings changed: stored orders re-evaluated");
             }

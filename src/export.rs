@@ -54,8 +54,8 @@ fn export_system(
         write_batch(store, config, system, &batch, written, true)?;
     }
     if let Some(after) = system.resend_after {
-        let cutoff = Utc::now().timestamp_millis() - after.as_millis() as i64;
-        let n = store.resend_written_before(&system.id, cutoff)?;
+        let now = Utc::now().timestamp_millis();
+        let n = store.resend_written_before(&system.id, now - after.as_millis() as i64, now)?;
         if n > 0 {
             tracing::info!(system = %system.id, orders = n, "written but not acked in time: exporting again");
         }

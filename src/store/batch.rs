@@ -135,9 +135,10 @@ impl Store {
 
     /// Makes every order acked by `system` at or after `since` (UNIX ms)
     /// pending again for it (SPEC §8, "not_exported_since"). Returns how many.
-    pub fn reexport(&self, system: &str, since: i64) -> Result<usize, StoreError> {
+    pub fn reexport(&self, system: &str, since: i64, now: i64) -> Result<usize, StoreError> {
         let ids = self.ids_since(system, ExportState::Acked, since)?;
         self.requeue(
+            now,
             system,
             &ids,
             "reexport",
@@ -147,7 +148,12 @@ impl Store {
 
     /// Makes orders written to `system` before `cutoff` and still not acked
     /// pending again (`resend_after`). Returns how many.
-    pub fn resend_written_before(&self, system: &str, cutoff: i64) -> Result<usize, StoreError> {
+    pub fn resend_written_before(
+        &self,
+        system: &str,
+        cutoff: i64,
+        now: i64,
+    ) -> Result<usize, StoreError> {
         let mut ids = Vec::new();
         for key in self
             .db
@@ -160,7 +166,7 @@ impl Store {
             }
             ids.push(keys::uuid_suffix(&key));
         }
-        self.requeue(system, &ids, "resend", "not acked in time")
+        self.requeue(now, system, &ids, "resend", "not acked in time")
     }
 
     /// Makes the stored orders eligible for `system` under its current
@@ -173,6 +179,7 @@ impl Store {
         &self,
         system: &SystemConfig,
         fingerprint: &str,
+        now: i64,
     ) -> Result<(usize, usize), StoreError> {
         let key = keys::system(&system.id);
         if self
@@ -194,7 +201,7 @@ impl Store {
             }
         }
         let ctx = Context {
-            now: chrono::Utc::now().timestamp_millis(),
+            now,
             systems: &[],
             allow_negative: true,
         };
@@ -256,13 +263,14 @@ impl Store {
 
     fn requeue(
         &self,
+        now: i64,
         system: &str,
         ids: &[Uuid],
         event: &str,
         detail: &str,
     ) -> Result<usize, StoreError> {
         let ctx = Context {
-            now: chrono::Utc::now().timestamp_millis(),
+            now,
             systems: &[],
             allow_negative: true,
         };
