@@ -64,11 +64,7 @@ fn killed_at_any_instant_nothing_is_lost_or_applied_twice() {
     // hidden temporary file was left in the outbox. (Regression: a kill
     // during an export write used to leave `.orders-….csv.XXXX.tmp` behind;
     // start-up now removes such leftovers.)
-    let erp: HashSet<String> = w
-        .exported("erp")
-        .iter()
-        .map(|o| o["external_id"].as_str().unwrap().to_string())
-        .collect();
+    let erp: HashSet<String> = w.exported_ids("erp").into_iter().collect();
     assert_eq!(erp.len(), ORDERS);
     let wms_rows: HashSet<String> = w
         .outbox("wms")

@@ -133,11 +133,7 @@ include_archived = true
     w.run_once();
 
     let ids = |sys: &str| -> Vec<String> {
-        let mut v: Vec<String> = w
-            .exported(sys)
-            .iter()
-            .map(|o| o["external_id"].as_str().unwrap().to_string())
-            .collect();
+        let mut v = w.exported_ids(sys);
         v.sort();
         v
     };
@@ -424,12 +420,7 @@ fn batch_size_splits_export_files_oldest_created_first() {
             "{n}"
         );
     }
-    let ids: Vec<String> = w
-        .exported("erp")
-        .iter()
-        .map(|o| o["external_id"].as_str().unwrap().into())
-        .collect();
-    assert_eq!(ids, ["o-4", "o-3", "o-2", "o-1", "o-0"]);
+    assert_eq!(w.exported_ids("erp"), ["o-4", "o-3", "o-2", "o-1", "o-0"]);
 }
 
 #[test]
@@ -494,12 +485,7 @@ fn added_systems_and_widened_filters_get_stored_orders() {
     // Widen the filter: the live order (not the archived one) goes out once.
     fs::write(w.path("config.toml"), with_wms("")).unwrap();
     w.run_once();
-    let wms: Vec<String> = w
-        .exported("wms")
-        .iter()
-        .map(|o| o["external_id"].as_str().unwrap().into())
-        .collect();
-    assert_eq!(wms, ["o-1"]);
+    assert_eq!(w.exported_ids("wms"), ["o-1"]);
     assert_eq!(w.exported("erp").len(), 2, "erp got nothing twice");
     w.run_once();
     assert_eq!(w.exported("wms").len(), 1, "queued once only");

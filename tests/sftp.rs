@@ -213,11 +213,7 @@ fn orders_uploaded_over_sftp_arrive_once_and_whole() {
         w.errors(),
         daemon.log_text()
     );
-    let mut exported: Vec<String> = w
-        .exported("erp")
-        .iter()
-        .map(|o| o["external_id"].as_str().unwrap().to_string())
-        .collect();
+    let mut exported = w.exported_ids("erp");
     exported.sort();
     expected.sort();
     assert_eq!(

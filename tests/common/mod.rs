@@ -123,6 +123,15 @@ impl Work {
             .collect()
     }
 
+    /// The external ids of every exported order of a json-format system, in
+    /// export order (an order exported twice appears twice).
+    pub fn exported_ids(&self, system: &str) -> Vec<String> {
+        self.exported(system)
+            .iter()
+            .map(|o| o["external_id"].as_str().expect("external_id").to_string())
+            .collect()
+    }
+
     /// Names of the files in `errors/`.
     pub fn errors(&self) -> Vec<String> {
         names(&self.path("errors"))
