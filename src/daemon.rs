@@ -84,14 +84,22 @@ pub fn run(config: Config) -> anyhow::Result<()> {
     spawn_signal_listener(shutdown.clone(), tx.clone())?;
 
     let inbox_dir = engine.config.paths.inbox.clone();
-    let watcher = if engine.config.inbox.poll {
-        None
-    } else {
-        match watch(&inbox_dir, tx.clone()) {
-            Ok(w) => Some(w),
+    let poll = engine.config.inbox.poll;
+    let mut watcher: Option<RecommendedWatcher> = None;
+    let events = tx.clone();
+    let mut watch_inbox = || {
+        if poll {
+            return false;
+        }
+        watcher = None; // the old watch, if any, is dead or about to be
+        match watch(&inbox_dir, events.clone()) {
+            Ok(w) => {
+                watcher = Some(w);
+                true
+            }
             Err(e) => {
                 tracing::warn!(error = %e, "cannot watch the inbox for events; polling instead");
-                None
+                false
             }
         }
     };
@@ -100,14 +108,8 @@ pub fn run(config: Config) -> anyhow::Result<()> {
         let _ = wake.try_send(Hint::Wake);
     })
     .context("starting the control socket")?;
-    tracing::info!(
-        inbox = %inbox_dir.display(),
-        mode = if watcher.is_some() { "events" } else { "polling" },
-        "ordersync running"
-    );
     let mut systemd = Systemd::from_env();
-    run_loop(&engine, &rx, &shutdown, watcher.is_some(), &mut systemd)?;
-    drop(watcher);
+    run_loop(&engine, &rx, &shutdown, &mut watch_inbox, &mut systemd)?;
     tracing::info!("stopped");
     Ok(())
 }
@@ -227,22 +229,42 @@ struct Totals {
     exported: u64,
 }
 
-/// The loop. `watching` says whether `hints` gets file system events; without
-/// them the inbox is polled every [`POLL_INTERVAL`]. Returns once `shutdown`
-/// is set (send a hint to wake it), after the file in hand.
+/// The identity of a folder: a share unmounted and mounted again, or a
+/// folder removed and made again, is another folder, whose events the old
+/// watch does not see.
+fn identity(dir: &std::path::Path) -> Option<(u64, u64)> {
+    use std::os::unix::fs::MetadataExt;
+    std::fs::metadata(dir).ok().map(|m| (m.dev(), m.ino()))
+}
+
+/// The loop. `watch` (re)establishes the watch on the inbox and says whether
+/// file system events now flow into `hints`; it is called at start and
+/// whenever the inbox folder is replaced or comes back. Without events, and
+/// while the inbox cannot be read, the inbox is polled every
+/// [`POLL_INTERVAL`]; with them it is rescanned every `rescan`. Returns once
+/// `shutdown` is set (send a hint to wake it), after the file in hand.
 pub fn run_loop(
     engine: &Engine,
     hints: &Receiver<Hint>,
     shutdown: &AtomicBool,
-    watching: bool,
+    watch: &mut dyn FnMut() -> bool,
     systemd: &mut Systemd,
 ) -> anyhow::Result<()> {
     let cfg = &engine.config;
     let inbox_dir = &cfg.paths.inbox;
-    let scan_every = if watching {
-        cfg.inbox.rescan
-    } else {
-        Some(POLL_INTERVAL)
+    let mut inbox_id = identity(inbox_dir);
+    let mut watching = watch();
+    tracing::info!(
+        inbox = %inbox_dir.display(),
+        mode = if watching { "events" } else { "polling" },
+        "ordersync running"
+    );
+    let scan_every = |watching: bool, failing: bool| {
+        if watching && !failing {
+            cfg.inbox.rescan
+        } else {
+            Some(POLL_INTERVAL)
+        }
     };
     let resend_every = cfg
         .systems
@@ -257,7 +279,7 @@ pub fn run_loop(
     let mut scan_failing = false;
     let mut totals = Totals::default();
     let mut started = false;
-    let mut next_timer = Instant::now() + scan_every.unwrap_or(Duration::MAX / 4);
+    let mut next_timer = Instant::now() + scan_every(watching, false).unwrap_or(Duration::MAX / 4);
     let mut next_resend = resend_every.map(|d| Instant::now() + d);
     let mut last_scan = Instant::now() - COALESCE;
 
@@ -268,6 +290,14 @@ pub fn run_loop(
             std::thread::sleep(last_scan + COALESCE - now);
         }
         last_scan = Instant::now();
+        let id = identity(inbox_dir);
+        if id != inbox_id {
+            if id.is_some() {
+                tracing::warn!(inbox = %inbox_dir.display(), "the inbox folder was replaced (remounted?): watching it again");
+                watching = watch();
+            }
+            inbox_id = id;
+        }
         let candidates = match inbox::scan(inbox_dir, &cfg.inbox, &mut noted) {
             Ok(c) => {
                 if scan_failing {
@@ -358,8 +388,9 @@ pub fn run_loop(
 
         // 4. Sleep until a hint or the earliest timer.
         let now = Instant::now();
-        if now >= next_timer {
-            next_timer = now + scan_every.unwrap_or(Duration::MAX / 4);
+        let every = scan_every(watching, scan_failing).unwrap_or(Duration::MAX / 4);
+        if now >= next_timer || now + every < next_timer {
+            next_timer = now + every;
         }
         if let Some(at) = next_resend.filter(|at| *at <= now) {
             next_resend = resend_every.map(|d| at.max(now) + d);

@@ -113,8 +113,8 @@ fn rescans_find_files_whose_events_were_missed() {
         let stop = AtomicBool::new(false);
         let (engine, stop) = (&engine, &stop);
         std::thread::scope(|s| {
-            let looping =
-                s.spawn(move || run_loop(engine, &rx, stop, true, &mut Systemd::from_env()));
+            let looping = s
+                .spawn(move || run_loop(engine, &rx, stop, &mut || true, &mut Systemd::from_env()));
             sleep(Duration::from_millis(100)); // past the start-up scan
             w.drop_json("missed.json", &order("o-1", &[("A", 1)]));
             if let Some(h) = hint {
@@ -298,4 +298,46 @@ fn the_daemon_waits_for_a_cli_command_holding_the_store() {
     w.drop_json("o.json", &order("o-1", &[("A", 1)]));
     wait_for("the file", LONG, || w.exported("erp").len() == 1);
     assert!(d.terminate().success());
+}
+
+/// A network share going away and coming back, and an outbox that cannot be
+/// written for a while: the daemon logs, keeps running, and catches up.
+#[test]
+fn the_daemon_survives_its_folders_misbehaving() {
+    let w = Work::new(&config("rescan = \"1h\""));
+    let mut d = w.start(&[]);
+
+    // The inbox vanishes (share unmounted) and comes back as a new folder.
+    fs::remove_dir_all(w.path("inbox")).unwrap();
+    wait_for("the error to be logged", LONG, || {
+        d.log_text().contains("cannot scan the inbox")
+    });
+    assert!(
+        d.child.try_wait().unwrap().is_none(),
+        "it stopped:\n{}",
+        d.log_text()
+    );
+    fs::create_dir(w.path("inbox")).unwrap();
+    wait_for("the new inbox to be watched", LONG, || {
+        d.log_text().contains("watching it again")
+    });
+    // Rescans are an hour apart: only the new watch's events can find it.
+    w.drop_json("o1.json", &order("o-1", &[("A", 1)]));
+    wait_for("the file in the new inbox", LONG, || {
+        w.exported("erp").len() == 1
+    });
+
+    // The outbox folder is replaced by a file: exports fail and are retried.
+    fs::remove_dir_all(w.path("outbox/erp")).unwrap();
+    fs::write(w.path("outbox/erp"), "not a folder").unwrap();
+    w.drop_json("o2.json", &order("o-2", &[("A", 1)]));
+    wait_for("the export failure to be logged", LONG, || {
+        d.log_text().contains("export failed")
+    });
+    assert_eq!(w.state("o-2", "erp").as_deref(), Some("pending"));
+    fs::remove_file(w.path("outbox/erp")).unwrap();
+    wait_for("the retried export", LONG, || {
+        w.exported("erp").len() == 1 && w.state("o-2", "erp").as_deref() == Some("written")
+    });
+    assert!(d.terminate().success(), "{}", d.log_text());
 }
