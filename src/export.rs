@@ -69,6 +69,12 @@ fn export_system(
         let batch =
             store.start_batch(&system.id, &ids, |seq| file_name(now, seq, system.format))?;
         write_batch(store, config, system, &batch, written, false)?;
+        if batch.orders.is_empty() {
+            // Pending entries whose orders are gone (only a damaged database
+            // has them): say so and stop, rather than loop on them.
+            tracing::error!(system = %system.id, entries = ids.len(), "pending index entries without orders; skipped");
+            return Ok(());
+        }
     }
 }
 

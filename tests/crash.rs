@@ -130,3 +130,45 @@ fn interrupted_batch_is_written_again_under_its_name() {
     assert_eq!(files.len(), 2);
     assert!(files[1].ends_with("-000002.json"), "{files:?}");
 }
+
+/// A damaged database (a pending entry whose order record is gone) must not
+/// make the exporter loop forever: `run --once` reports it and finishes.
+#[test]
+fn pending_entries_without_orders_do_not_hang_the_exporter() {
+    let w = Work::new("[inbox]\nsettle = \"0s\"\n[[systems]]\nid = \"erp\"\n");
+    w.drop_json("o.json", &order("o-1", &[("A", 1)]));
+    let config = Config::load(&w.path("config.toml")).unwrap();
+    let id = {
+        let e = Engine::open(config.clone()).unwrap();
+        let c = ordersync::inbox::scan(&config.paths.inbox, &config.inbox, &mut HashSet::new())
+            .unwrap();
+        e.process(&c[0]).unwrap();
+        let ids = e
+            .store
+            .ids_in_state("erp", ExportState::Pending, 10)
+            .unwrap();
+        e.store.flush().unwrap();
+        ids[0]
+    };
+    {
+        // Damage it: remove the order record, keep its pending entry.
+        let db = sled::open(w.path("state")).unwrap();
+        let mut key = vec![b'o'];
+        key.extend_from_slice(id.as_bytes());
+        assert!(db.remove(key).unwrap().is_some());
+        db.flush().unwrap();
+    }
+    let mut child = Command::new(env!("CARGO_BIN_EXE_ordersync"))
+        .args(["run", "--once"])
+        .current_dir(w.dir.path())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    common::wait_for("run --once to finish", Duration::from_secs(30), || {
+        child.try_wait().unwrap().is_some()
+    });
+    let out = child.wait_with_output().unwrap();
+    assert!(out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("pending index entries without orders"));
+    assert!(w.outbox("erp").is_empty());
+}
