@@ -15,7 +15,9 @@ use clap::Parser;
 use serde::{Deserialize, Serialize};
 
 use crate::cli::{Cli, Command, execute};
-use crate::engine::Engine;
+use crate::config::Config;
+use crate::engine::{Engine, EngineError};
+use crate::store::StoreError;
 
 /// The socket's file name inside the state folder.
 pub const SOCKET: &str = "ordersync.sock";
@@ -32,6 +34,29 @@ pub struct Response {
     pub code: u8,
     pub stdout: String,
     pub stderr: String,
+}
+
+/// How long opening the store waits for another process that holds it
+/// without being a daemon: a CLI command, a `run --once`, or a process that
+/// just exited (sled releases its lock a moment after the database closes).
+pub const LOCK_WAIT: Duration = Duration::from_secs(10);
+
+/// Opens the store for this process. A running daemon holding it (its
+/// control socket answers) is an error at once; any other holder is waited
+/// for, up to [`LOCK_WAIT`].
+pub fn open_engine(config: &Config) -> Result<Engine, EngineError> {
+    let start = std::time::Instant::now();
+    loop {
+        match Engine::open(config.clone()) {
+            Err(EngineError::Store(StoreError::Locked(_)))
+                if start.elapsed() < LOCK_WAIT
+                    && UnixStream::connect(socket_path(&config.paths.state)).is_err() =>
+            {
+                std::thread::sleep(Duration::from_millis(50));
+            }
+            other => return other,
+        }
+    }
 }
 
 /// The socket path for a state folder.

@@ -25,9 +25,8 @@ use notify::{RecommendedWatcher, RecursiveMode, Watcher};
 
 use crate::config::Config;
 use crate::control;
-use crate::engine::{Engine, EngineError, Outcome};
+use crate::engine::{Engine, Outcome};
 use crate::inbox::{self, Settle};
-use crate::store::StoreError;
 
 /// Why the loop should look at the inbox now.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -51,33 +50,9 @@ const COALESCE: Duration = Duration::from_millis(20);
 const RETRY_FIRST: Duration = Duration::from_secs(1);
 const RETRY_MAX: Duration = Duration::from_secs(60);
 
-/// How long the daemon waits for a CLI command that has the store open.
-const LOCK_WAIT: Duration = Duration::from_secs(10);
-
-/// Opens the store. Another daemon holding it (its control socket answers)
-/// is an error at once; a CLI command that opened it for a moment (no
-/// daemon answers) is waited for, up to [`LOCK_WAIT`].
-fn open(config: &Config) -> anyhow::Result<Engine> {
-    let start = Instant::now();
-    loop {
-        match Engine::open(config.clone()) {
-            Err(EngineError::Store(StoreError::Locked(_)))
-                if start.elapsed() < LOCK_WAIT
-                    && std::os::unix::net::UnixStream::connect(control::socket_path(
-                        &config.paths.state,
-                    ))
-                    .is_err() =>
-            {
-                std::thread::sleep(Duration::from_millis(100));
-            }
-            other => return Ok(other?),
-        }
-    }
-}
-
 /// Runs the daemon until SIGTERM or SIGINT.
 pub fn run(config: Config) -> anyhow::Result<()> {
-    let engine = Arc::new(open(&config)?);
+    let engine = Arc::new(control::open_engine(&config)?);
     engine.reconcile_systems()?;
     let (tx, rx) = sync_channel(HINTS);
     let shutdown = Arc::new(AtomicBool::new(false));

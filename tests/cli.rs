@@ -196,3 +196,28 @@ fn reexport_makes_acked_orders_pending_again() {
     ]);
     assert!(out.starts_with("0 order(s)"), "{out}");
 }
+
+/// A command started while another process that is not a daemon holds the
+/// store (another command, a `run --once`, or one that has just exited and
+/// whose lock sled has not released yet) waits for it instead of failing.
+#[test]
+fn commands_wait_for_another_process_holding_the_store() {
+    use std::time::Duration;
+    let w = Work::new(TWO_SYSTEMS);
+    let config = ordersync::config::Config::load(&w.path("config.toml")).unwrap();
+    let held = ordersync::engine::Engine::open(config).unwrap();
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_ordersync"))
+        .args(["status", "--json"])
+        .current_dir(w.dir.path())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(500));
+    assert!(child.try_wait().unwrap().is_none(), "it did not wait");
+    drop(held);
+    let out = child.wait_with_output().unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["orders"], 0);
+}

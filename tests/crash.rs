@@ -152,7 +152,17 @@ fn pending_entries_without_orders_do_not_hang_the_exporter() {
     };
     {
         // Damage it: remove the order record, keep its pending entry.
-        let db = sled::open(w.path("state")).unwrap();
+        // sled releases its lock a moment after the database is dropped.
+        let start = std::time::Instant::now();
+        let db = loop {
+            match sled::open(w.path("state")) {
+                Ok(db) => break db,
+                Err(_) if start.elapsed() < Duration::from_secs(10) => {
+                    std::thread::sleep(Duration::from_millis(50));
+                }
+                Err(e) => panic!("{e}"),
+            }
+        };
         let mut key = vec![b'o'];
         key.extend_from_slice(id.as_bytes());
         assert!(db.remove(key).unwrap().is_some());

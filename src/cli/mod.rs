@@ -154,7 +154,7 @@ pub fn run(cli: Cli, args: &[String]) -> Result<(), CliError> {
                     }),
                 };
             }
-            let engine = Engine::open(config)?;
+            let engine = crate::control::open_engine(&config)?;
             print!("{}", execute(&engine, command)?);
             Ok(())
         }

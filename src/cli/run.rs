@@ -2,11 +2,10 @@
 
 use super::CliError;
 use crate::config::Config;
-use crate::engine::Engine;
 
 pub fn run(config: Config, once: bool) -> Result<(), CliError> {
     if once {
-        let engine = Engine::open(config)?;
+        let engine = crate::control::open_engine(&config)?;
         let s = engine.drain()?;
         engine.store.flush()?;
         tracing::info!(
