@@ -115,13 +115,20 @@ fn rescans_find_files_whose_events_were_missed() {
         std::thread::scope(|s| {
             let looping = s
                 .spawn(move || run_loop(engine, &rx, stop, &mut || true, &mut Systemd::from_env()));
-            sleep(Duration::from_millis(100)); // past the start-up scan
+            // A first file, with the hint its event would give, proves the
+            // loop is past its start-up scan: the next file, which gets no
+            // event, can only be found by a rescan or the overflow hint.
+            w.drop_json("first.json", &order("o-0", &[("A", 1)]));
+            tx.send(Hint::Changed).unwrap();
+            wait_for("the first file", LONG, || {
+                common::files_in(&w.path("outbox/erp")).len() == 1
+            });
             w.drop_json("missed.json", &order("o-1", &[("A", 1)]));
             if let Some(h) = hint {
                 tx.send(h).unwrap();
             }
             wait_for(&format!("rescan {rescan} / {hint:?}"), LONG, || {
-                common::files_in(&w.path("outbox/erp")).len() == 1
+                common::files_in(&w.path("outbox/erp")).len() == 2
             });
             stop.store(true, Ordering::SeqCst);
             tx.send(Hint::Wake).unwrap();
@@ -130,12 +137,13 @@ fn rescans_find_files_whose_events_were_missed() {
     }
 }
 
-/// A file written in chunks over ~3 s, each sooner than `settle` after the
-/// last, is read once, whole. Any prefix of it is invalid JSON, so an early
+/// A file written in chunks over ~3 s, each well sooner than `settle` after
+/// the last (300 ms against 2 s: a margin for a loaded machine), is read
+/// once, whole. Any prefix of it is invalid JSON, so an early
 /// read would have landed in errors/.
 #[test]
 fn a_slowly_written_file_is_read_once_whole() {
-    let w = Work::new("[inbox]\nsettle = \"1s\"\n[[systems]]\nid = \"erp\"\n");
+    let w = Work::new("[inbox]\nsettle = \"2s\"\n[[systems]]\nid = \"erp\"\n");
     let _d = w.start(&[]);
     let orders: Vec<_> = (0..10)
         .map(|i| order(&format!("slow-{i}"), &[("A", 1)]))

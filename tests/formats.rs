@@ -194,9 +194,10 @@ fn iso_8859_1_stock_file() {
 
 #[test]
 fn resend_after_writes_unacked_orders_again() {
-    let w = Work::new(
-        "[inbox]\nsettle = \"0s\"\n[[systems]]\nid = \"erp\"\nresend_after = \"300ms\"\n",
-    );
+    // 3s: the two runs before the "not yet due" check fit inside it even on
+    // a loaded machine.
+    let w =
+        Work::new("[inbox]\nsettle = \"0s\"\n[[systems]]\nid = \"erp\"\nresend_after = \"3s\"\n");
     w.drop_json("a.json", &order("o-a", &[("A", 1)]));
     w.drop_json("b.json", &order("o-b", &[("A", 1)]));
     w.run_once();
@@ -205,7 +206,7 @@ fn resend_after_writes_unacked_orders_again() {
     w.run_once();
     // Not yet due.
     assert_eq!(w.outbox("erp").len(), 1);
-    sleep(Duration::from_millis(400));
+    sleep(Duration::from_millis(3100));
     w.run_once();
     let files = w.outbox("erp");
     assert_eq!(files.len(), 2);
