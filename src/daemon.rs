@@ -130,7 +130,6 @@ fn spawn_signal_listener(flag: Arc<AtomicBool>, tx: SyncSender<Hint>) -> anyhow:
                         tracing::info!("already stopping: finishing the file in hand");
                     } else {
                         tracing::info!("stopping: finishing the file in hand");
-                        let _ = sd_notify::notify(&[sd_notify::NotifyState::Stopping]);
                     }
                     let _ = tx.try_send(Hint::Wake);
                 }
@@ -395,6 +394,9 @@ pub fn run_loop(
             ),
         }
     }
+    // Sent by the loop itself, not the signal thread, so that it is
+    // delivered before the process exits.
+    systemd.send(&[sd_notify::NotifyState::Stopping]);
     engine.store.flush()?;
     Ok(())
 }

@@ -201,46 +201,55 @@ fn systemd_notifications() {
     let w = Work::new(&config(""));
     let sock_path = w.path("notify.sock");
     let sock = UnixDatagram::bind(&sock_path).unwrap();
-    sock.set_read_timeout(Some(Duration::from_millis(200)))
+    // A missing message fails the test rather than hanging it.
+    sock.set_read_timeout(Some(Duration::from_secs(30)))
         .unwrap();
     w.drop_json("o.json", &order("o-1", &[("A", 1)]));
+    // Like systemd, read the socket all the time: its queue is short (10
+    // datagrams by default), and a full one blocks the sender.
+    let got = std::sync::Arc::new(std::sync::Mutex::new(Vec::<String>::new()));
+    let reader = {
+        let got = got.clone();
+        std::thread::spawn(move || {
+            let mut buf = [0u8; 4096];
+            while let Ok(n) = sock.recv(&mut buf) {
+                let text = String::from_utf8_lossy(&buf[..n]).into_owned();
+                got.lock().unwrap().extend(text.lines().map(str::to_string));
+                if text.lines().any(|l| l == "STOPPING=1") {
+                    break;
+                }
+            }
+        })
+    };
     let mut d = w.spawn(&[
         ("NOTIFY_SOCKET", sock_path.to_str().unwrap()),
         ("WATCHDOG_USEC", "400000"),
     ]);
-    let mut got: Vec<String> = Vec::new();
-    let receive = |got: &mut Vec<String>| {
-        let mut buf = [0u8; 4096];
-        while let Ok(n) = sock.recv(&mut buf) {
-            got.extend(
-                String::from_utf8_lossy(&buf[..n])
-                    .lines()
-                    .map(str::to_string),
-            );
-        }
-    };
-    let count = |got: &Vec<String>, what: &str| got.iter().filter(|l| *l == what).count();
-    let recv_until = |got: &mut Vec<String>, what: &str, n: usize| {
-        wait_for(what, LONG, || {
-            receive(got);
-            count(got, what) >= n
-        });
-    };
-    recv_until(&mut got, "READY=1", 1);
+    let count = |what: &str| got.lock().unwrap().iter().filter(|l| *l == what).count();
+    wait_for("READY=1", LONG, || count("READY=1") == 1);
     // READY comes after the start-up scan: the socket exists, the scan ran.
     assert!(
-        got.iter().any(|l| l.starts_with("STATUS=watching")),
-        "{got:?}"
+        got.lock()
+            .unwrap()
+            .iter()
+            .any(|l| l.starts_with("STATUS=watching")),
+        "{:?}",
+        got.lock().unwrap()
     );
     // The watchdog keeps being pinged (every 200 ms here) while idle.
-    recv_until(&mut got, "WATCHDOG=1", 1);
-    let pings = count(&got, "WATCHDOG=1");
-    recv_until(&mut got, "WATCHDOG=1", pings + 2);
+    wait_for("a first WATCHDOG=1", LONG, || count("WATCHDOG=1") >= 1);
+    let pings = count("WATCHDOG=1");
+    wait_for("more WATCHDOG=1", LONG, || count("WATCHDOG=1") >= pings + 2);
     let status = d.terminate();
-    recv_until(&mut got, "STOPPING=1", 1);
     assert!(status.success());
+    // STOPPING=1 is delivered before the process exits.
+    reader.join().unwrap();
+    let got = got.lock().unwrap();
     let ready = got.iter().position(|l| l == "READY=1").unwrap();
-    let stopping = got.iter().position(|l| l == "STOPPING=1").unwrap();
+    let stopping = got
+        .iter()
+        .position(|l| l == "STOPPING=1")
+        .expect("STOPPING=1");
     assert!(ready < stopping);
 }
 
