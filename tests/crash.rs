@@ -93,28 +93,20 @@ fn killed_at_any_instant_nothing_is_lost_or_applied_twice() {
 /// writing its file) is written on the next start under the same name.
 #[test]
 fn interrupted_batch_is_written_again_under_its_name() {
-    let w = Work::new("[inbox]\nsettle = \"0s\"\n[[systems]]\nid = \"erp\"\n");
-    w.drop_json("o.json", &order("o-1", &[("A", 1)]));
-    let config = Config::load(&w.path("config.toml")).unwrap();
-    {
-        let e = Engine::open(config.clone()).unwrap();
-        let c = ordersync::inbox::scan(&config.paths.inbox, &config.inbox, &mut HashSet::new())
-            .unwrap();
-        e.process(&c[0]).unwrap();
-        let ids = e
-            .store
-            .ids_in_state("erp", ExportState::Pending, 10)
-            .unwrap();
-        let batch = e
-            .store
-            .start_batch("erp", &ids, |seq| {
-                format!("orders-20260101T000000Z-{seq:06}.json")
-            })
-            .unwrap();
-        assert_eq!(batch.seq, 1);
-        e.store.flush().unwrap();
-        // Dropped here without writing the file: the "crash".
-    }
+    let (w, e) = order_pending_for_erp();
+    let ids = e
+        .store
+        .ids_in_state("erp", ExportState::Pending, 10)
+        .unwrap();
+    let batch = e
+        .store
+        .start_batch("erp", &ids, |seq| {
+            format!("orders-20260101T000000Z-{seq:06}.json")
+        })
+        .unwrap();
+    assert_eq!(batch.seq, 1);
+    e.store.flush().unwrap();
+    drop(e); // without writing the file: the "crash"
     assert!(w.outbox("erp").is_empty());
     w.run_once();
     let files = common::names(&w.path("outbox/erp"));
@@ -135,21 +127,13 @@ fn interrupted_batch_is_written_again_under_its_name() {
 /// make the exporter loop forever: `run --once` reports it and finishes.
 #[test]
 fn pending_entries_without_orders_do_not_hang_the_exporter() {
-    let w = Work::new("[inbox]\nsettle = \"0s\"\n[[systems]]\nid = \"erp\"\n");
-    w.drop_json("o.json", &order("o-1", &[("A", 1)]));
-    let config = Config::load(&w.path("config.toml")).unwrap();
-    let id = {
-        let e = Engine::open(config.clone()).unwrap();
-        let c = ordersync::inbox::scan(&config.paths.inbox, &config.inbox, &mut HashSet::new())
-            .unwrap();
-        e.process(&c[0]).unwrap();
-        let ids = e
-            .store
-            .ids_in_state("erp", ExportState::Pending, 10)
-            .unwrap();
-        e.store.flush().unwrap();
-        ids[0]
-    };
+    let (w, e) = order_pending_for_erp();
+    let id = e
+        .store
+        .ids_in_state("erp", ExportState::Pending, 10)
+        .unwrap()[0];
+    e.store.flush().unwrap();
+    drop(e);
     {
         // Damage it: remove the order record, keep its pending entry.
         // sled releases its lock a moment after the database is dropped.
@@ -181,4 +165,17 @@ fn pending_entries_without_orders_do_not_hang_the_exporter() {
     assert!(out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("pending index entries without orders"));
     assert!(w.outbox("erp").is_empty());
+}
+
+/// A folder with one order applied (through the library) and pending for
+/// erp, not yet exported, and the open engine.
+fn order_pending_for_erp() -> (Work, Engine) {
+    let w = Work::new("[inbox]\nsettle = \"0s\"\n[[systems]]\nid = \"erp\"\n");
+    w.drop_json("o.json", &order("o-1", &[("A", 1)]));
+    let config = Config::load(&w.path("config.toml")).unwrap();
+    let e = Engine::open(config.clone()).unwrap();
+    let c =
+        ordersync::inbox::scan(&config.paths.inbox, &config.inbox, &mut HashSet::new()).unwrap();
+    e.process(&c[0]).unwrap();
+    (w, e)
 }
