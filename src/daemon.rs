@@ -25,7 +25,7 @@ use notify::{RecommendedWatcher, RecursiveMode, Watcher};
 
 use crate::config::Config;
 use crate::control;
-use crate::engine::{Engine, Outcome};
+use crate::engine::{DrainStats, Engine, Outcome};
 use crate::inbox::{self, Settle};
 
 /// Why the loop should look at the inbox now.
@@ -193,16 +193,6 @@ impl Systemd {
     }
 }
 
-/// Running totals for the status line.
-#[derive(Debug, Default)]
-struct Totals {
-    applied: u64,
-    already_applied: u64,
-    rejected: u64,
-    failed: u64,
-    exported: u64,
-}
-
 /// The identity of a folder: a share unmounted and mounted again, or a
 /// folder removed and made again, is another folder, whose events the old
 /// watch does not see.
@@ -251,7 +241,9 @@ pub fn run_loop(
     let mut retry: HashMap<PathBuf, (u32, Instant)> = HashMap::new();
     let mut export_retry: Option<(u32, Instant)> = None;
     let mut scan_failing = false;
-    let mut totals = Totals::default();
+    // Totals for the status line.
+    let mut totals = DrainStats::default();
+    let mut failed: u64 = 0;
     let mut started = false;
     let mut next_timer = Instant::now() + scan_every(watching, false).unwrap_or(Duration::MAX / 4);
     let mut next_resend = resend_every.map(|d| Instant::now() + d);
@@ -314,16 +306,14 @@ pub fn run_loop(
             match engine.process(c) {
                 Ok(outcome) => {
                     retry.remove(&c.path);
-                    match outcome {
-                        Outcome::Applied(_) => totals.applied += 1,
-                        Outcome::AlreadyApplied(_) => totals.already_applied += 1,
-                        Outcome::Rejected(..) => totals.rejected += 1,
-                        Outcome::NotReady => continue,
+                    if matches!(outcome, Outcome::NotReady) {
+                        continue;
                     }
+                    totals.count(&outcome);
                     settle.forget(&c.path);
                 }
                 Err(e) => {
-                    totals.failed += 1;
+                    failed += 1;
                     let attempts = retry.get(&c.path).map_or(0, |(n, _)| *n) + 1;
                     let wait = backoff(attempts);
                     tracing::error!(file = %c.name, error = %e, retry_in = ?wait, "could not process; the file stays in the inbox");
@@ -338,7 +328,7 @@ pub fn run_loop(
         if export_retry.is_none_or(|(_, at)| at <= Instant::now()) {
             match engine.export() {
                 Ok(files) => {
-                    totals.exported += files.len() as u64;
+                    totals.export_files += files.len();
                     export_retry = None;
                 }
                 Err(e) => {
@@ -355,8 +345,8 @@ pub fn run_loop(
             totals.applied,
             totals.rejected,
             totals.already_applied,
-            totals.failed,
-            totals.exported
+            failed,
+            totals.export_files
         ));
         systemd.ping_if_due();
 
