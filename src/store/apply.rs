@@ -421,15 +421,11 @@ impl<'t> Writer<'t> {
     }
 
     fn find_order(&self, id_or_external: &str) -> TxResult<Option<OrderRecord>> {
-        if let Ok(id) = Uuid::parse_str(id_or_external)
-            && let Some(o) = self.get(&keys::order(id))?
-        {
-            return Ok(Some(o));
-        }
-        match self.tx.get(keys::external(id_or_external))? {
-            Some(id) => self.get(&keys::order(keys::uuid_of(&id))),
-            None => Ok(None),
-        }
+        super::find_order_with(
+            id_or_external,
+            |id| self.get(&keys::order(id)),
+            |ext| Ok(self.tx.get(keys::external(ext))?.map(|v| keys::uuid_of(&v))),
+        )
     }
 
     /// Marks `rec` acked by `system` and, when asked and not done before,

@@ -91,15 +91,11 @@ impl Store {
 
     /// Finds an order by its id or its external id.
     pub fn find_order(&self, id_or_external: &str) -> Result<Option<OrderRecord>, StoreError> {
-        if let Ok(id) = Uuid::parse_str(id_or_external)
-            && let Some(o) = self.order(id)?
-        {
-            return Ok(Some(o));
-        }
-        match self.db.get(keys::external(id_or_external))? {
-            Some(id) => self.order(keys::uuid_of(&id)),
-            None => Ok(None),
-        }
+        find_order_with(
+            id_or_external,
+            |id| self.order(id),
+            |ext| Ok(self.db.get(keys::external(ext))?.map(|v| keys::uuid_of(&v))),
+        )
     }
 
     /// Every stored order, in id order.
@@ -172,6 +168,26 @@ impl Store {
             map.entry(keys::sku_of(&k)).or_default().1 = keys::int_of(&v);
         }
         Ok(map.into_iter().map(|(s, (i, r))| (s, i, r)).collect())
+    }
+}
+
+/// The one rule for what an order reference names, used by the CLI and by
+/// acknowledgements alike: the order with that id if there is one, else the
+/// order with that external id. `order` loads by id; `external` maps an
+/// external id to an id.
+pub(crate) fn find_order_with<E>(
+    id_or_external: &str,
+    order: impl Fn(Uuid) -> Result<Option<OrderRecord>, E>,
+    external: impl Fn(&str) -> Result<Option<Uuid>, E>,
+) -> Result<Option<OrderRecord>, E> {
+    if let Ok(id) = Uuid::parse_str(id_or_external)
+        && let Some(o) = order(id)?
+    {
+        return Ok(Some(o));
+    }
+    match external(id_or_external)? {
+        Some(id) => order(id),
+        None => Ok(None),
     }
 }
 
