@@ -93,14 +93,10 @@ fn killed_at_any_instant_nothing_is_lost_or_applied_twice() {
 /// writing its file) is written on the next start under the same name.
 #[test]
 fn interrupted_batch_is_written_again_under_its_name() {
-    let (w, e) = order_pending_for_erp();
-    let ids = e
-        .store
-        .ids_in_state("erp", ExportState::Pending, 10)
-        .unwrap();
+    let (w, e, id) = order_pending_for_erp();
     let batch = e
         .store
-        .start_batch("erp", &ids, |seq| {
+        .start_batch("erp", &[id], |seq| {
             format!("orders-20260101T000000Z-{seq:06}.json")
         })
         .unwrap();
@@ -127,11 +123,7 @@ fn interrupted_batch_is_written_again_under_its_name() {
 /// make the exporter loop forever: `run --once` reports it and finishes.
 #[test]
 fn pending_entries_without_orders_do_not_hang_the_exporter() {
-    let (w, e) = order_pending_for_erp();
-    let id = e
-        .store
-        .ids_in_state("erp", ExportState::Pending, 10)
-        .unwrap()[0];
+    let (w, e, id) = order_pending_for_erp();
     e.store.flush().unwrap();
     drop(e);
     {
@@ -168,8 +160,8 @@ fn pending_entries_without_orders_do_not_hang_the_exporter() {
 }
 
 /// A folder with one order applied (through the library) and pending for
-/// erp, not yet exported, and the open engine.
-fn order_pending_for_erp() -> (Work, Engine) {
+/// erp, not yet exported; the open engine; the order's id.
+fn order_pending_for_erp() -> (Work, Engine, uuid::Uuid) {
     let w = Work::new("[inbox]\nsettle = \"0s\"\n[[systems]]\nid = \"erp\"\n");
     w.drop_json("o.json", &order("o-1", &[("A", 1)]));
     let config = Config::load(&w.path("config.toml")).unwrap();
@@ -177,5 +169,10 @@ fn order_pending_for_erp() -> (Work, Engine) {
     let c =
         ordersync::inbox::scan(&config.paths.inbox, &config.inbox, &mut HashSet::new()).unwrap();
     e.process(&c[0]).unwrap();
-    (w, e)
+    let ids = e
+        .store
+        .ids_in_state("erp", ExportState::Pending, 10)
+        .unwrap();
+    assert_eq!(ids.len(), 1);
+    (w, e, ids[0])
 }

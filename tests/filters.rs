@@ -124,42 +124,38 @@ fn config(groups: &[(bool, Vec<F>)]) -> Config {
 }
 
 /// The oracle: SPEC §7 read literally.
+/// The comparison operators, read literally, for any ordered value.
+fn compare<T: PartialOrd>(op: &str, field: &T, v: &[T]) -> Option<bool> {
+    Some(match op {
+        "eq" => *field == v[0],
+        "gt" => *field > v[0],
+        "gte" => *field >= v[0],
+        "lt" => *field < v[0],
+        "lte" => *field <= v[0],
+        "bt" => v[0] <= *field && *field <= v[1],
+        "in" => v.contains(field),
+        _ => return None,
+    })
+}
+
 fn oracle_filter(f: &F, o: &Value) -> bool {
     let hit = if f.text.is_empty() {
-        let field = o[if f.key == "created_at" {
+        let name = if f.key == "created_at" {
             "created"
         } else {
             "updated"
-        }]
-        .as_i64()
-        .unwrap();
-        let v = &f.time;
-        match f.op {
-            "eq" => field == v[0],
-            "gt" => field > v[0],
-            "gte" => field >= v[0],
-            "lt" => field < v[0],
-            "lte" => field <= v[0],
-            "bt" => v[0] <= field && field <= v[1],
-            "in" => v.contains(&field),
-            _ => unreachable!(),
-        }
+        };
+        let field = o[name].as_i64().unwrap();
+        compare(f.op, &field, &f.time).expect("a time operator")
     } else {
         let field = o[f.key].as_str().unwrap_or("").to_lowercase();
         let v: Vec<String> = f.text.iter().map(|s| s.to_lowercase()).collect();
-        match f.op {
-            "eq" => field == v[0],
-            "gt" => field > v[0],
-            "gte" => field >= v[0],
-            "lt" => field < v[0],
-            "lte" => field <= v[0],
-            "bt" => v[0] <= field && field <= v[1],
-            "in" => v.contains(&field),
+        compare(f.op, &field, &v).unwrap_or_else(|| match f.op {
             "ct" => field.contains(&v[0]),
             "sw" => field.starts_with(&v[0]),
             "ew" => field.ends_with(&v[0]),
             _ => unreachable!(),
-        }
+        })
     };
     hit != f.not
 }
