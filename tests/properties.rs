@@ -15,6 +15,7 @@ use common::order;
 use ordersync::config::Config;
 use ordersync::engine::Engine;
 use ordersync::order::Facts;
+use ordersync::store::ExportState;
 use proptest::prelude::*;
 use serde_json::{Value, json};
 
@@ -270,6 +271,26 @@ proptest! {
             .map(|(s, _, r)| (s, r))
             .collect();
         prop_assert_eq!(got, want);
+    }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(24))]
+
+    /// `status` reads kept counts instead of scanning: after any history they
+    /// equal what a scan of the orders and the state indexes finds.
+    #[test]
+    fn kept_counts_match_a_scan(history in prop::collection::vec(step(), 1..16)) {
+        let dir = tempfile::tempdir().unwrap();
+        let e = engine(dir.path());
+        apply_history(&e, dir.path(), &history);
+        prop_assert_eq!(e.store.order_count().unwrap(), e.store.orders().count() as u64);
+        for s in &e.config.systems {
+            for st in ExportState::ALL {
+                let scanned = e.store.ids_in_state(&s.id, st, usize::MAX).unwrap().len() as u64;
+                prop_assert_eq!(e.store.count_in_state(&s.id, st).unwrap(), scanned, "{} {}", s.id, st.name());
+            }
+        }
     }
 }
 

@@ -10,24 +10,24 @@ use crate::inbox;
 use crate::store::ExportState;
 
 /// The status as the JSON of SPEC §10.
-pub fn status_json(e: &Engine) -> Value {
+pub fn status_json(e: &Engine) -> Result<Value, CliError> {
     let mut systems = Map::new();
     for s in &e.config.systems {
         let mut counts = Map::new();
         for st in ExportState::ALL {
-            counts.insert(st.name().into(), e.store.count_in_state(&s.id, st).into());
+            counts.insert(st.name().into(), e.store.count_in_state(&s.id, st)?.into());
         }
         systems.insert(s.id.clone(), Value::Object(counts));
     }
-    json!({
-        "orders": e.store.order_count(),
+    Ok(json!({
+        "orders": e.store.order_count()?,
         "errors": inbox::error_count(&e.config),
         "systems": systems,
-    })
+    }))
 }
 
 pub fn run(e: &Engine, as_json: bool) -> Result<String, CliError> {
-    let v = status_json(e);
+    let v = status_json(e)?;
     if as_json {
         return Ok(json_line(&v));
     }

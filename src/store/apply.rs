@@ -216,11 +216,13 @@ impl<'t> Writer<'t> {
         self.get(&keys::export(system, id))
     }
 
-    /// Sets an order's export state for a system, moving its index entry.
+    /// Sets an order's export state for a system, moving its index entry
+    /// and its count.
     pub(super) fn set_state(&self, system: &str, id: Uuid, new: &ExportRecord) -> TxResult<()> {
         self.clear_index(system, id)?;
         self.tx
             .insert(keys::index(new.state, system, new.sort, id), &[])?;
+        self.bump(&keys::count(new.state, system), 1)?;
         self.put(&keys::export(system, id), new)
     }
 
@@ -229,8 +231,15 @@ impl<'t> Writer<'t> {
         if let Some(old) = &old {
             self.tx
                 .remove(keys::index(old.state, system, old.sort, id))?;
+            self.bump(&keys::count(old.state, system), -1)?;
         }
         Ok(old)
+    }
+
+    /// Adds `delta` to a kept count (`status` reads counts, never scans).
+    pub(super) fn bump(&self, key: &[u8], delta: i64) -> TxResult<()> {
+        let n = self.get_int(key)?.saturating_add(delta);
+        self.put_int(key, n)
     }
 
     /// Forgets a pending export that never happened (no longer eligible).
@@ -328,6 +337,7 @@ impl<'t> Writer<'t> {
         self.put(&keys::order(rec.id), &rec)?;
         self.tx
             .insert(keys::external(&rec.external_id), rec.id.as_bytes())?;
+        self.bump(&keys::order_count(), 1)?;
         self.reserve(&Facts::of(&rec.doc), 1)?;
         for system in self.ctx.systems {
             if eligible(system, &rec.doc) {

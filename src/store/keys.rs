@@ -12,6 +12,9 @@
 //! | `q` | system | last export sequence number (u64) |
 //! | `b` | system | the export batch in flight |
 //! | `k` | system | fingerprint of its eligibility settings last reconciled |
+//! | `c` | `o` | the number of stored orders (i64) |
+//! | `c` | `p` / `w` / `a`, system | the number of orders in that state for the system (i64) |
+//! | `c` | `v` | the version of the counts (absent: not yet counted) |
 //!
 //! System ids never contain `\0` (config validation), so `system\0` is an
 //! unambiguous prefix. Sort keys are big-endian with the sign bit flipped, so
@@ -34,6 +37,10 @@ pub const FILE: u8 = b'f';
 pub const SEQUENCE: u8 = b'q';
 pub const BATCH: u8 = b'b';
 pub const SYSTEM: u8 = b'k';
+pub const COUNT: u8 = b'c';
+/// Present once the counts were made from the indexes (a store made before
+/// counts were kept gets them at its first open).
+pub const COUNTS_VERSION: &[u8] = b"cv";
 
 fn with(prefix: u8, parts: &[&[u8]]) -> Vec<u8> {
     let mut k = Vec::with_capacity(1 + parts.iter().map(|p| p.len()).sum::<usize>());
@@ -101,6 +108,16 @@ pub fn uuid_suffix(key: &[u8]) -> Uuid {
 /// 16 bytes as a UUID (nil when the slice is malformed).
 pub fn uuid_of(bytes: &[u8]) -> Uuid {
     Uuid::from_slice(bytes).unwrap_or_default()
+}
+
+/// The counter of orders in `state` for `system`.
+pub fn count(state: ExportState, system: &str) -> Vec<u8> {
+    with(COUNT, &[&[index_byte(state)], system.as_bytes()])
+}
+
+/// The counter of stored orders.
+pub fn order_count() -> Vec<u8> {
+    vec![COUNT, ORDER]
 }
 
 pub fn timeline_prefix(id: Uuid) -> Vec<u8> {

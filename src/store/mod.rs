@@ -51,7 +51,11 @@ impl Store {
     pub fn open(folder: &Path) -> Result<Store, StoreError> {
         std::fs::create_dir_all(folder).map_err(sled::Error::Io)?;
         match sled::Config::new().path(folder).open() {
-            Ok(db) => Ok(Store { db }),
+            Ok(db) => {
+                let store = Store { db };
+                store.ensure_counts()?;
+                Ok(store)
+            }
             Err(sled::Error::Io(e)) if is_lock_error(&e) => {
                 Err(StoreError::Locked(folder.display().to_string()))
             }
@@ -106,9 +110,44 @@ impl Store {
         })
     }
 
-    /// The number of stored orders.
-    pub fn order_count(&self) -> usize {
-        self.db.scan_prefix([keys::ORDER]).keys().count()
+    /// The number of stored orders (a kept count).
+    pub fn order_count(&self) -> Result<u64, StoreError> {
+        self.kept(&keys::order_count())
+    }
+
+    fn kept(&self, key: &[u8]) -> Result<u64, StoreError> {
+        Ok(self
+            .db
+            .get(key)?
+            .map_or(0, |v| keys::int_of(&v).max(0) as u64))
+    }
+
+    /// Makes the kept counts of a store written before they were kept, by
+    /// counting once; later every transaction that changes a state or adds
+    /// an order updates them.
+    fn ensure_counts(&self) -> Result<(), StoreError> {
+        if self.db.contains_key(keys::COUNTS_VERSION)? {
+            return Ok(());
+        }
+        let mut batch = sled::Batch::default();
+        let orders = self.db.scan_prefix([keys::ORDER]).keys().count() as i64;
+        batch.insert(keys::order_count(), &orders.to_be_bytes());
+        for state in ExportState::ALL {
+            let mut counts = std::collections::BTreeMap::<Vec<u8>, i64>::new();
+            let prefix = keys::index_prefix(state, "");
+            for key in self.db.scan_prefix(&prefix[..1]).keys() {
+                let key = key?;
+                let system = key[1..].split(|b| *b == 0).next().unwrap_or_default();
+                let system = String::from_utf8_lossy(system);
+                *counts.entry(keys::count(state, &system)).or_default() += 1;
+            }
+            for (k, n) in counts {
+                batch.insert(k, &n.to_be_bytes());
+            }
+        }
+        batch.insert(keys::COUNTS_VERSION, b"1");
+        self.db.apply_batch(batch)?;
+        self.flush()
     }
 
     /// The export state of an order for a system, if it has one.
@@ -116,12 +155,9 @@ impl Store {
         self.get(&keys::export(system, id))
     }
 
-    /// How many orders are in `state` for `system` (an index count).
-    pub fn count_in_state(&self, system: &str, state: ExportState) -> usize {
-        self.db
-            .scan_prefix(keys::index_prefix(state, system))
-            .keys()
-            .count()
+    /// How many orders are in `state` for `system` (a kept count).
+    pub fn count_in_state(&self, system: &str, state: ExportState) -> Result<u64, StoreError> {
+        self.kept(&keys::count(state, system))
     }
 
     /// Ids of orders in `state` for `system`, in index order (pending: oldest
@@ -212,4 +248,60 @@ fn decode<T: DeserializeOwned>(key: &[u8], bytes: &[u8]) -> Result<T, StoreError
 fn encode<T: serde::Serialize>(value: &T) -> Vec<u8> {
     // Serialising our own plain structs to JSON cannot fail.
     serde_json::to_vec(&Versioned::V1(value)).unwrap_or_default()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::Config;
+    use crate::input;
+
+    /// A store written before counts were kept gets them at its next open.
+    #[test]
+    fn counts_are_made_once_for_an_older_store() {
+        let dir = tempfile::tempdir().unwrap();
+        let config = Config::parse(
+            "[[systems]]\nid = \"erp\"\n[[systems]]\nid = \"wms\"\n",
+            &dir.path().join("config.toml"),
+        )
+        .unwrap();
+        let state = dir.path().join("state");
+        let order = |ext: &str| {
+            format!(
+                r#"{{"external_id":"{ext}","type":"t","currency":"EUR","reference":"r","line_items":[{{"sku":"A","qty_ordered":1}}],"billing_address":{{"address1":"a","city":"c","country":"DE"}},"shipping_address":{{"address1":"a","city":"c","country":"DE"}},"shipping_rule":{{"name":"x","recovery":1}},"tax_rule":{{"name":"v","inclusive":true,"rate":0.1}}}}"#
+            )
+        };
+        {
+            let store = Store::open(&state).unwrap();
+            let ctx = Context {
+                now: 1,
+                systems: &config.systems,
+                allow_negative: true,
+            };
+            for (i, ext) in ["a", "b", "c"].iter().enumerate() {
+                let parsed =
+                    input::parse("o.json", order(ext).as_bytes(), config.inbox.encoding, 1);
+                let input = parsed.input.unwrap();
+                store
+                    .apply(&format!("{i}.json"), &[i as u8; 32], &input, &[], &ctx)
+                    .unwrap();
+            }
+            // As an older version left it: no counts at all.
+            for kv in store.db.scan_prefix([keys::COUNT]).keys() {
+                store.db.remove(kv.unwrap()).unwrap();
+            }
+            store.flush().unwrap();
+        }
+        let store = Store::open(&state).unwrap();
+        assert_eq!(store.order_count().unwrap(), 3);
+        assert_eq!(
+            store.count_in_state("erp", ExportState::Pending).unwrap(),
+            3
+        );
+        assert_eq!(
+            store.count_in_state("wms", ExportState::Pending).unwrap(),
+            3
+        );
+        assert_eq!(store.count_in_state("wms", ExportState::Acked).unwrap(), 0);
+    }
 }
