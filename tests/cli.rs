@@ -221,3 +221,49 @@ fn commands_wait_for_another_process_holding_the_store() {
     let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(v["orders"], 0);
 }
+
+/// `orders list` pages: `--limit` and `--after` (the last id of the previous
+/// page) walk the whole listing once, in order, with or without an index.
+#[test]
+fn orders_list_pages_with_limit_and_after() {
+    let w = Work::new(TWO_SYSTEMS);
+    for i in 0..7 {
+        w.drop_json(
+            &format!("o{i}.json"),
+            &order(&format!("o-{i}"), &[("A", 1)]),
+        );
+    }
+    w.run_once();
+    let ids = |v: &serde_json::Value| -> Vec<String> {
+        v.as_array()
+            .unwrap()
+            .iter()
+            .map(|o| o["id"].as_str().unwrap().to_string())
+            .collect()
+    };
+    for filter in [vec![], vec!["--system", "erp", "--state", "written"]] {
+        let mut args = vec!["orders", "list"];
+        args.extend(&filter);
+        let all = ids(&w.json(&args));
+        assert_eq!(all.len(), 7, "{filter:?}");
+        let mut paged = Vec::new();
+        let mut after: Option<String> = None;
+        loop {
+            let mut a = args.clone();
+            a.extend(["--limit", "3"]);
+            if let Some(id) = &after {
+                a.extend(["--after", id.as_str()]);
+            }
+            let page = ids(&w.json(&a));
+            assert!(page.len() <= 3);
+            if page.is_empty() {
+                break;
+            }
+            after = page.last().cloned();
+            paged.extend(page);
+        }
+        assert_eq!(paged, all, "{filter:?}");
+    }
+    let text = w.ok(&["orders", "list", "--limit", "2"]);
+    assert_eq!(text.lines().count(), 3, "a header and two orders:\n{text}");
+}

@@ -79,6 +79,12 @@ pub enum OrdersCommand {
         system: Option<String>,
         #[arg(long, value_parser = ["pending", "written", "acked"])]
         state: Option<String>,
+        /// At most this many orders.
+        #[arg(long)]
+        limit: Option<usize>,
+        /// Start after this order id (the last id of the previous page).
+        #[arg(long)]
+        after: Option<uuid::Uuid>,
         #[arg(long)]
         json: bool,
     },

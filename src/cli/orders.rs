@@ -2,29 +2,52 @@
 
 use anyhow::anyhow;
 use std::fmt::Write as _;
+use std::io;
 
 use serde_json::{Map, Value, json};
 
 use super::{CliError, OrdersCommand, json_line, rfc3339, table};
 use crate::engine::Engine;
-use crate::store::{ExportState, OrderRecord};
+use crate::store::{ExportState, StoreError};
+use uuid::Uuid;
 
 pub fn run(e: &Engine, command: OrdersCommand) -> Result<String, CliError> {
     match command {
         OrdersCommand::List {
             system,
             state,
+            limit,
+            after,
             json,
-        } => list(e, system.as_deref(), state.as_deref(), json),
+        } => {
+            let mut out = Vec::new();
+            let page = Page {
+                system: system.as_deref(),
+                state: state.as_deref().and_then(ExportState::parse),
+                limit: limit.unwrap_or(usize::MAX),
+                after,
+            };
+            list(e, &page, json, &mut out)?;
+            String::from_utf8(out).map_err(|e| anyhow!("listing: {e}").into())
+        }
         OrdersCommand::Show { id, json } => show(e, &id, json),
     }
 }
 
+/// Which orders `orders list` shows.
+pub struct Page<'a> {
+    pub system: Option<&'a str>,
+    pub state: Option<ExportState>,
+    pub limit: usize,
+    /// Start after this order (in the listing's order).
+    pub after: Option<Uuid>,
+}
+
 /// Each order's state per configured system (`null` when it has none).
-fn states(e: &Engine, o: &OrderRecord) -> Result<Map<String, Value>, CliError> {
+fn states(e: &Engine, id: Uuid) -> Result<Map<String, Value>, CliError> {
     let mut m = Map::new();
     for s in &e.config.systems {
-        let st = e.store.export_state(&s.id, o.id)?;
+        let st = e.store.export_state(&s.id, id)?;
         m.insert(
             s.id.clone(),
             st.map_or(Value::Null, |r| r.state.name().into()),
@@ -33,102 +56,111 @@ fn states(e: &Engine, o: &OrderRecord) -> Result<Map<String, Value>, CliError> {
     Ok(m)
 }
 
-fn list(
+/// Whether an order passes the listing's system/state filter.
+fn keep(e: &Engine, page: &Page, id: Uuid) -> Result<bool, CliError> {
+    Ok(match (page.system, page.state) {
+        (Some(s), Some(st)) => e.store.export_state(s, id)?.is_some_and(|r| r.state == st),
+        (Some(s), None) => e.store.export_state(s, id)?.is_some(),
+        (None, Some(st)) => {
+            let mut any = false;
+            for s in &e.config.systems {
+                any |= e
+                    .store
+                    .export_state(&s.id, id)?
+                    .is_some_and(|r| r.state == st);
+            }
+            any
+        }
+        (None, None) => true,
+    })
+}
+
+/// Streams the listing to `out`, one order at a time: memory does not grow
+/// with the number of orders. With `--system` and `--state` it walks that
+/// state's index (oldest first); otherwise every order in id order.
+pub fn list(
     e: &Engine,
-    system: Option<&str>,
-    state: Option<&str>,
+    page: &Page,
     as_json: bool,
-) -> Result<String, CliError> {
-    if let Some(s) = system
+    out: &mut dyn io::Write,
+) -> Result<(), CliError> {
+    if let Some(s) = page.system
         && e.config.system(s).is_none()
     {
         return Err(CliError::Usage(format!(
             "--system {s:?} is not a configured system"
         )));
     }
-    let state = state.and_then(ExportState::parse);
-    let mut orders = Vec::new();
-    match (system, state) {
-        // An index scan: only the orders in that state.
-        (Some(s), Some(st)) => {
-            for id in e.store.ids_in_state(s, st, usize::MAX)? {
-                orders.extend(e.store.order(id)?);
-            }
-        }
-        _ => {
-            for o in e.store.orders() {
-                let o = o?;
-                let keep = match (system, state) {
-                    (Some(s), None) => e.store.export_state(s, o.id)?.is_some(),
-                    (None, Some(st)) => {
-                        let mut any = false;
-                        for s in &e.config.systems {
-                            any |= e
-                                .store
-                                .export_state(&s.id, o.id)?
-                                .is_some_and(|r| r.state == st);
-                        }
-                        any
-                    }
-                    _ => true,
-                };
-                if keep {
-                    orders.push(o);
-                }
-            }
-        }
+    let ids: Box<dyn Iterator<Item = Result<Uuid, StoreError>>> = match (page.system, page.state) {
+        (Some(s), Some(st)) => Box::new(e.store.ids_in_state_after(s, st, page.after)?),
+        _ => Box::new(e.store.orders_after(page.after).map(|o| o.map(|o| o.id))),
+    };
+    let w =
+        |r: io::Result<()>| r.map_err(|e| CliError::Runtime(anyhow!("writing the listing: {e}")));
+    if as_json {
+        w(out.write_all(b"["))?;
+    } else {
+        w(writeln!(
+            out,
+            "{:<36}  {:<20}  {:<24}  {:<3}  {:<18}  systems",
+            "id", "external_id", "created", "rev", "flags"
+        ))?;
     }
-    let mut items = Vec::with_capacity(orders.len());
-    for o in &orders {
-        items.push(json!({
-            "id": o.id,
-            "external_id": o.external_id,
-            "reference": o.doc["reference"],
-            "created": rfc3339(o.created()),
-            "updated": rfc3339(o.updated()),
-            "revision": o.revision,
-            "cancelled": o.doc["cancelled"],
-            "archived": o.doc["archived"],
-            "systems": states(e, o)?,
-        }));
+    let mut n = 0;
+    for id in ids {
+        if n >= page.limit {
+            break;
+        }
+        let id = id?;
+        if !keep(e, page, id)? {
+            continue;
+        }
+        let Some(o) = e.store.order(id)? else {
+            continue;
+        };
+        let systems = states(e, id)?;
+        if as_json {
+            let item = json!({
+                "id": o.id,
+                "external_id": o.external_id,
+                "reference": o.doc["reference"],
+                "created": rfc3339(o.created()),
+                "updated": rfc3339(o.updated()),
+                "revision": o.revision,
+                "cancelled": o.doc["cancelled"],
+                "archived": o.doc["archived"],
+                "systems": systems,
+            });
+            w(write!(out, "{}{item}", if n > 0 { "," } else { "" }))?;
+        } else {
+            let mut flags = Vec::new();
+            if o.doc["cancelled"] == true {
+                flags.push("cancelled");
+            }
+            if o.doc["archived"] == true {
+                flags.push("archived");
+            }
+            let systems: Vec<String> = systems
+                .iter()
+                .map(|(k, v)| format!("{k}={}", v.as_str().unwrap_or("-")))
+                .collect();
+            let line = format!(
+                "{:<36}  {:<20}  {:<24}  {:<3}  {:<18}  {}",
+                o.id,
+                o.external_id,
+                rfc3339(o.created()),
+                o.revision,
+                flags.join(","),
+                systems.join(" ")
+            );
+            w(writeln!(out, "{}", line.trim_end()))?;
+        }
+        n += 1;
     }
     if as_json {
-        return Ok(json_line(&Value::Array(items)));
+        w(out.write_all(b"]\n"))?;
     }
-    let mut out = String::new();
-    let mut rows = vec![vec![
-        "id".to_string(),
-        "external_id".into(),
-        "created".into(),
-        "rev".into(),
-        "flags".into(),
-        "systems".into(),
-    ]];
-    for i in &items {
-        let mut flags = Vec::new();
-        if i["cancelled"] == true {
-            flags.push("cancelled");
-        }
-        if i["archived"] == true {
-            flags.push("archived");
-        }
-        let systems: Vec<String> = i["systems"]
-            .as_object()
-            .into_iter()
-            .flatten()
-            .map(|(k, v)| format!("{k}={}", v.as_str().unwrap_or("-")))
-            .collect();
-        rows.push(vec![
-            i["id"].as_str().unwrap_or_default().into(),
-            i["external_id"].as_str().unwrap_or_default().into(),
-            i["created"].as_str().unwrap_or_default().into(),
-            i["revision"].to_string(),
-            flags.join(","),
-            systems.join(" "),
-        ]);
-    }
-    out.push_str(&table(&rows));
-    Ok(out)
+    Ok(())
 }
 
 /// `{"order": ORDER, "systems": {...}, "timeline": [...]}` (SPEC §10).

@@ -110,6 +110,59 @@ impl Store {
         })
     }
 
+    /// Stored orders in id order, starting after the order `after` (if
+    /// given): a stream for listings that page.
+    pub fn orders_after(
+        &self,
+        after: Option<Uuid>,
+    ) -> impl Iterator<Item = Result<OrderRecord, StoreError>> + '_ {
+        let start = match after {
+            // The key right after `o<id>`.
+            Some(id) => {
+                let mut k = keys::order(id);
+                k.push(0);
+                k
+            }
+            None => vec![keys::ORDER],
+        };
+        self.db
+            .range(start..)
+            .take_while(|kv| {
+                kv.as_ref()
+                    .map_or(true, |(k, _)| k.first() == Some(&keys::ORDER))
+            })
+            .map(|kv| {
+                let (k, v) = kv?;
+                decode(&k, &v)
+            })
+    }
+
+    /// Ids of the orders in `state` for `system`, in index order, starting
+    /// after the order `after` (which must be in that state to be found;
+    /// otherwise from the start): a stream for listings that page.
+    pub fn ids_in_state_after(
+        &self,
+        system: &str,
+        state: ExportState,
+        after: Option<Uuid>,
+    ) -> Result<impl Iterator<Item = Result<Uuid, StoreError>> + '_, StoreError> {
+        let prefix = keys::index_prefix(state, system);
+        let mut start = prefix.clone();
+        if let Some(id) = after
+            && let Some(rec) = self.export_state(system, id)?
+            && rec.state == state
+        {
+            start = keys::index(state, system, rec.sort, id);
+            start.push(0);
+        }
+        Ok(self
+            .db
+            .range(start..)
+            .keys()
+            .take_while(move |k| k.as_ref().map_or(true, |k| k.starts_with(&prefix)))
+            .map(|k| Ok(keys::uuid_suffix(&k?))))
+    }
+
     /// The number of stored orders (a kept count).
     pub fn order_count(&self) -> Result<u64, StoreError> {
         self.kept(&keys::order_count())
