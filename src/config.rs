@@ -98,6 +98,13 @@ pub struct InventoryConfig {
     pub allow_negative: bool,
 }
 
+/// `[store]`: the embedded database.
+#[derive(Debug, Clone)]
+pub struct StoreConfig {
+    /// sled's page cache, in bytes: the main part of the daemon's memory.
+    pub cache_capacity: u64,
+}
+
 /// One downstream system (`[[systems]]`).
 #[derive(Debug, Clone)]
 pub struct SystemConfig {
@@ -127,6 +134,7 @@ pub struct Config {
     pub paths: Paths,
     pub inbox: InboxConfig,
     pub inventory: InventoryConfig,
+    pub store: StoreConfig,
     pub systems: Vec<SystemConfig>,
 }
 
@@ -159,6 +167,7 @@ struct RawConfig {
     paths: RawPaths,
     inbox: RawInbox,
     inventory: RawInventory,
+    store: RawStore,
     systems: Vec<RawSystem>,
 }
 
@@ -226,6 +235,20 @@ impl Default for RawInventory {
     fn default() -> Self {
         RawInventory {
             allow_negative: true,
+        }
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields, default)]
+struct RawStore {
+    cache_capacity: Size,
+}
+
+impl Default for RawStore {
+    fn default() -> Self {
+        RawStore {
+            cache_capacity: Size(64 << 20),
         }
     }
 }
@@ -392,6 +415,15 @@ impl Config {
                 "must be greater than 0".into(),
             ));
         }
+        if raw.store.cache_capacity.0 < 1 << 20 {
+            return Err(invalid(
+                "store.cache_capacity".into(),
+                format!(
+                    "must be at least 1MiB, got {} bytes",
+                    raw.store.cache_capacity.0
+                ),
+            ));
+        }
         let inbox = InboxConfig {
             settle: raw.inbox.settle,
             rescan: nonzero(raw.inbox.rescan),
@@ -475,6 +507,9 @@ impl Config {
             inbox,
             inventory: InventoryConfig {
                 allow_negative: raw.inventory.allow_negative,
+            },
+            store: StoreConfig {
+                cache_capacity: raw.store.cache_capacity.0,
             },
             systems,
         })

@@ -77,7 +77,7 @@ impl Engine {
             let dir = p.outbox.join(&s.id);
             std::fs::create_dir_all(&dir).map_err(io_err("creating folder", &dir))?;
         }
-        let store = Store::open(&p.state)?;
+        let store = Store::open(&p.state, config.store.cache_capacity)?;
         // Holding the store's lock, no write of ours is in flight: a hidden
         // temporary is what a killed process left behind.
         let mut folders = vec![p.errors.clone()];

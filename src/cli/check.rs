@@ -30,6 +30,7 @@ pub fn run(c: &Config) -> Result<(), CliError> {
     );
     println!("ignore: {}", i.ignore_patterns.join(" "));
     println!("inventory: allow_negative {}", c.inventory.allow_negative);
+    println!("store: cache_capacity {} bytes", c.store.cache_capacity);
     let mut rows = vec![vec![
         "system".to_string(),
         "format".into(),

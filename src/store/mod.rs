@@ -47,10 +47,15 @@ pub struct Store {
 }
 
 impl Store {
-    /// Opens (creating if needed) the database in `folder`.
-    pub fn open(folder: &Path) -> Result<Store, StoreError> {
+    /// Opens (creating if needed) the database in `folder`, with a page
+    /// cache of `cache_capacity` bytes (sled's own default is 1 GiB).
+    pub fn open(folder: &Path, cache_capacity: u64) -> Result<Store, StoreError> {
         std::fs::create_dir_all(folder).map_err(sled::Error::Io)?;
-        match sled::Config::new().path(folder).open() {
+        match sled::Config::new()
+            .path(folder)
+            .cache_capacity(cache_capacity)
+            .open()
+        {
             Ok(db) => {
                 let store = Store { db };
                 store.ensure_counts()?;
@@ -325,7 +330,7 @@ mod tests {
             )
         };
         {
-            let store = Store::open(&state).unwrap();
+            let store = Store::open(&state, 1 << 20).unwrap();
             let ctx = Context {
                 now: 1,
                 systems: &config.systems,
@@ -345,7 +350,7 @@ mod tests {
             }
             store.flush().unwrap();
         }
-        let store = Store::open(&state).unwrap();
+        let store = Store::open(&state, 1 << 20).unwrap();
         assert_eq!(store.order_count().unwrap(), 3);
         assert_eq!(
             store.count_in_state("erp", ExportState::Pending).unwrap(),
