@@ -387,7 +387,7 @@ impl<'a> Check<'a, '_> {
 }
 
 /// What inventory needs to know of a stored order document.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Facts {
     pub approved: bool,
     pub cancelled: bool,

@@ -13,7 +13,8 @@ use uuid::Uuid;
 
 use super::records::AppliedFile;
 use super::{
-    Event, ExportRecord, ExportState, OrderRecord, Store, StoreError, decode, encode, keys,
+    Event, ExportRecord, ExportState, OrderHead, OrderRecord, Store, StoreError, decode, encode,
+    keys, sent_hash,
 };
 use crate::config::SystemConfig;
 use crate::csvin::{AckRow, StockRow};
@@ -179,6 +180,35 @@ impl<'t> Writer<'t> {
         }
     }
 
+    /// The stored order with this id.
+    pub(super) fn order_rec(&self, id: Uuid) -> TxResult<Option<OrderRecord>> {
+        let key = keys::order(id);
+        match self.tx.get(&key)? {
+            None => Ok(None),
+            Some(bytes) => match super::decode_order(&key, &bytes) {
+                Ok(v) => Ok(Some(v)),
+                Err(e) => abort(e),
+            },
+        }
+    }
+
+    /// The head of the stored order with this id (its document unparsed).
+    pub(super) fn order_head(&self, id: Uuid) -> TxResult<Option<OrderHead>> {
+        let key = keys::order(id);
+        match self.tx.get(&key)? {
+            None => Ok(None),
+            Some(bytes) => match OrderRecord::decode_head(&bytes) {
+                Ok(v) => Ok(Some(v)),
+                Err(m) => abort(super::corrupt(&key, m)),
+            },
+        }
+    }
+
+    pub(super) fn put_order(&self, rec: &OrderRecord) -> TxResult<()> {
+        self.tx.insert(keys::order(rec.id), rec.encode())?;
+        Ok(())
+    }
+
     pub(super) fn put<T: Serialize>(&self, key: &[u8], value: &T) -> TxResult<()> {
         self.tx.insert(key, encode(value))?;
         Ok(())
@@ -249,17 +279,18 @@ impl<'t> Writer<'t> {
         Ok(())
     }
 
-    /// Queues the order for `system` (keeping what it was written to before).
-    pub(super) fn make_pending(&self, system: &str, rec: &OrderRecord) -> TxResult<()> {
-        let old = self.export_state(system, rec.id)?;
+    /// Queues the order `id`, created at `created`, for `system` (keeping
+    /// what it was written to before).
+    pub(super) fn make_pending(&self, system: &str, id: Uuid, created: i64) -> TxResult<()> {
+        let old = self.export_state(system, id)?;
         let new = ExportRecord {
             state: ExportState::Pending,
-            sort: rec.created(),
+            sort: created,
             file: old.as_ref().and_then(|o| o.file.clone()),
             written_at: old.as_ref().and_then(|o| o.written_at),
             acked_at: old.and_then(|o| o.acked_at),
         };
-        self.set_state(system, rec.id, &new)
+        self.set_state(system, id, &new)
     }
 
     /// Adds (`sign` = 1) or removes (-1) an order's reservation.
@@ -295,14 +326,14 @@ impl<'t> Writer<'t> {
                 return Ok(());
             }
         }
-        let Some(old) = self.get::<OrderRecord>(&keys::order(o.id))? else {
+        let Some(old) = self.order_head(o.id)? else {
             return self.new_order(o);
         };
-        if old.sent == o.sent {
+        if old.sent_hash == sent_hash(&o.sent) {
             self.summary.duplicate_orders += 1;
             return Ok(());
         }
-        if Facts::of(&old.doc).archived {
+        if old.facts.archived {
             self.problem(
                 path,
                 format!("order {} is archived: it cannot be updated", o.id),
@@ -310,14 +341,14 @@ impl<'t> Writer<'t> {
             return Ok(());
         }
         let updated = o.doc["updated"].as_i64().unwrap_or(0);
-        if updated <= old.updated() {
+        if updated <= old.updated {
             self.problem(
                 format!("{path}.updated"),
                 format!(
                     "stale update of order {}: updated {updated} is not newer than the stored revision {}'s {}",
                     o.id,
                     old.revision,
-                    old.updated()
+                    old.updated
                 ),
             );
             return Ok(());
@@ -330,18 +361,18 @@ impl<'t> Writer<'t> {
             id: o.id,
             external_id: o.external_id.clone(),
             revision: 1,
-            sent: o.sent.clone(),
+            sent_hash: sent_hash(&o.sent),
             doc: o.doc.clone(),
             regulated: false,
         };
-        self.put(&keys::order(rec.id), &rec)?;
+        self.put_order(&rec)?;
         self.tx
             .insert(keys::external(&rec.external_id), rec.id.as_bytes())?;
         self.bump(&keys::order_count(), 1)?;
         self.reserve(&Facts::of(&rec.doc), 1)?;
         for system in self.ctx.systems {
             if eligible(system, &rec.doc) {
-                self.make_pending(&system.id, &rec)?;
+                self.make_pending(&system.id, rec.id, rec.created())?;
             }
         }
         self.event(
@@ -353,7 +384,7 @@ impl<'t> Writer<'t> {
         Ok(())
     }
 
-    fn update_order(&mut self, old: OrderRecord, o: &Order) -> TxResult<()> {
+    fn update_order(&mut self, old: OrderHead, o: &Order) -> TxResult<()> {
         if old.external_id != o.external_id {
             self.tx.remove(keys::external(&old.external_id))?;
             self.tx
@@ -363,20 +394,20 @@ impl<'t> Writer<'t> {
             id: o.id,
             external_id: o.external_id.clone(),
             revision: old.revision + 1,
-            sent: o.sent.clone(),
+            sent_hash: sent_hash(&o.sent),
             doc: o.doc.clone(),
             regulated: old.regulated,
         };
-        self.reserve(&Facts::of(&old.doc), -1)?;
+        self.reserve(&old.facts, -1)?;
         self.reserve(&Facts::of(&rec.doc), 1)?;
-        self.put(&keys::order(rec.id), &rec)?;
+        self.put_order(&rec)?;
         for system in self.ctx.systems {
             let state = self.export_state(&system.id, rec.id)?.map(|s| s.state);
             // Every system that had it written or acked gets it again; one
             // that has it pending gets the new revision when eligible still.
             match (state, eligible(system, &rec.doc)) {
                 (Some(ExportState::Written | ExportState::Acked), _) | (_, true) => {
-                    self.make_pending(&system.id, &rec)?
+                    self.make_pending(&system.id, rec.id, rec.created())?
                 }
                 (Some(ExportState::Pending), false) => self.drop_pending(&system.id, rec.id)?,
                 (None, false) => {}
@@ -430,20 +461,20 @@ impl<'t> Writer<'t> {
         Ok(())
     }
 
-    fn find_order(&self, id_or_external: &str) -> TxResult<Option<OrderRecord>> {
+    fn find_order(&self, id_or_external: &str) -> TxResult<Option<OrderHead>> {
         super::find_order_with(
             id_or_external,
-            |id| self.get(&keys::order(id)),
+            |id| self.order_head(id),
             |ext| Ok(self.tx.get(keys::external(ext))?.map(|v| keys::uuid_of(&v))),
         )
     }
 
     /// Marks `rec` acked by `system` and, when asked and not done before,
-    /// regulates inventory.
+    /// regulates inventory. The order's document is read only to regulate.
     pub(super) fn ack(
         &mut self,
         at: &str,
-        mut rec: OrderRecord,
+        rec: OrderHead,
         system: &str,
         regulate: bool,
         note: Option<&str>,
@@ -469,7 +500,7 @@ impl<'t> Writer<'t> {
         if rec.regulated {
             return self.event(rec.id, "regulate skipped", "already regulated".into());
         }
-        let facts = Facts::of(&rec.doc);
+        let facts = &rec.facts;
         let mut refusal = None;
         if facts.cancelled {
             refusal = Some(format!(
@@ -507,12 +538,15 @@ impl<'t> Writer<'t> {
         for (key, after) in &changes {
             self.put_int(key, *after)?;
         }
-        self.reserve(&facts, -1)?;
+        self.reserve(facts, -1)?;
+        let Some(mut rec) = self.order_rec(rec.id)? else {
+            return Ok(());
+        };
         rec.regulated = true;
         if let Some(doc) = rec.doc.as_object_mut() {
             doc.insert("archived".into(), true.into());
         }
-        self.put(&keys::order(rec.id), &rec)?;
+        self.put_order(&rec)?;
         let moved: Vec<String> = facts
             .shipped_lines
             .iter()

@@ -9,7 +9,7 @@ use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
 use super::apply::{Context, Strictness, Writer, finish};
-use super::{ApplyError, ExportRecord, ExportState, OrderRecord, Store, StoreError, keys};
+use super::{ApplyError, ExportRecord, ExportState, Store, StoreError, keys};
 use crate::config::SystemConfig;
 
 /// One export file's worth of orders.
@@ -60,8 +60,8 @@ impl Store {
             let seq = tx.get(&seq_key)?.map_or(0, |v| keys::int_of(&v) as u64) + 1;
             let mut orders = Vec::with_capacity(ids.len());
             for id in ids {
-                if let Some(rec) = w.get::<OrderRecord>(&keys::order(*id))? {
-                    orders.push((*id, rec.revision));
+                if let Some(head) = w.order_head(*id)? {
+                    orders.push((*id, head.revision));
                 }
             }
             let batch = Batch {
@@ -90,7 +90,7 @@ impl Store {
         finish(self.db.transaction(|tx| {
             let mut w = Writer::new(tx, ctx, &batch.file);
             for (id, revision) in &batch.orders {
-                let Some(rec) = w.get::<OrderRecord>(&keys::order(*id))? else {
+                let Some(rec) = w.order_head(*id)? else {
                     continue;
                 };
                 let state = w.export_state(&system.id, *id)?;
@@ -211,10 +211,10 @@ impl Store {
             finish(self.db.transaction(|tx| {
                 let w = Writer::new(tx, &ctx, "");
                 for id in chunk {
-                    if let Some(rec) = w.get::<OrderRecord>(&keys::order(*id))?
+                    if let Some(head) = w.order_head(*id)?
                         && w.export_state(&system.id, *id)?.is_none()
                     {
-                        w.make_pending(&system.id, &rec)?;
+                        w.make_pending(&system.id, *id, head.created)?;
                         w.event(
                             *id,
                             "queued",
@@ -278,8 +278,8 @@ impl Store {
             let w = Writer::new(tx, &ctx, "");
             let mut n = 0;
             for id in ids {
-                if let Some(rec) = w.get::<OrderRecord>(&keys::order(*id))? {
-                    w.make_pending(system, &rec)?;
+                if let Some(head) = w.order_head(*id)? {
+                    w.make_pending(system, *id, head.created)?;
                     w.event(*id, event, format!("for {system}: {detail}"))?;
                     n += 1;
                 }

@@ -20,7 +20,7 @@ use uuid::Uuid;
 
 pub use apply::{Applied, ApplyError, Context};
 pub use batch::Batch;
-pub use records::{Event, ExportRecord, ExportState, OrderRecord};
+pub use records::{Event, ExportRecord, ExportState, OrderHead, OrderRecord, sent_hash};
 
 use records::Versioned;
 
@@ -95,7 +95,23 @@ impl Store {
 
     /// The stored order with this id.
     pub fn order(&self, id: Uuid) -> Result<Option<OrderRecord>, StoreError> {
-        self.get(&keys::order(id))
+        let key = keys::order(id);
+        match self.db.get(&key)? {
+            None => Ok(None),
+            Some(bytes) => decode_order(&key, &bytes).map(Some),
+        }
+    }
+
+    /// What most decisions need of the stored order with this id, without
+    /// parsing its document.
+    pub fn order_head(&self, id: Uuid) -> Result<Option<OrderHead>, StoreError> {
+        let key = keys::order(id);
+        match self.db.get(&key)? {
+            None => Ok(None),
+            Some(bytes) => OrderRecord::decode_head(&bytes)
+                .map(Some)
+                .map_err(|message| corrupt(&key, message)),
+        }
     }
 
     /// Finds an order by its id or its external id.
@@ -111,7 +127,7 @@ impl Store {
     pub fn orders(&self) -> impl Iterator<Item = Result<OrderRecord, StoreError>> + '_ {
         self.db.scan_prefix([keys::ORDER]).map(|kv| {
             let (k, v) = kv?;
-            decode(&k, &v)
+            decode_order(&k, &v)
         })
     }
 
@@ -138,7 +154,7 @@ impl Store {
             })
             .map(|kv| {
                 let (k, v) = kv?;
-                decode(&k, &v)
+                decode_order(&k, &v)
             })
     }
 
@@ -269,11 +285,11 @@ impl Store {
 /// acknowledgements alike: the order with that id if there is one, else the
 /// order with that external id. `order` loads by id; `external` maps an
 /// external id to an id.
-pub(crate) fn find_order_with<E>(
+pub(crate) fn find_order_with<T, E>(
     id_or_external: &str,
-    order: impl Fn(Uuid) -> Result<Option<OrderRecord>, E>,
+    order: impl Fn(Uuid) -> Result<Option<T>, E>,
     external: impl Fn(&str) -> Result<Option<Uuid>, E>,
-) -> Result<Option<OrderRecord>, E> {
+) -> Result<Option<T>, E> {
     if let Ok(id) = Uuid::parse_str(id_or_external)
         && let Some(o) = order(id)?
     {
@@ -296,10 +312,19 @@ fn is_lock_error(e: &std::io::Error) -> bool {
 fn decode<T: DeserializeOwned>(key: &[u8], bytes: &[u8]) -> Result<T, StoreError> {
     serde_json::from_slice::<Versioned<T>>(bytes)
         .map(Versioned::into_inner)
-        .map_err(|e| StoreError::Corrupt {
-            key: keys::describe(key),
-            message: e.to_string(),
-        })
+        .map_err(|e| corrupt(key, e.to_string()))
+}
+
+/// Decodes an order record (either format).
+fn decode_order(key: &[u8], bytes: &[u8]) -> Result<OrderRecord, StoreError> {
+    OrderRecord::decode(bytes).map_err(|message| corrupt(key, message))
+}
+
+fn corrupt(key: &[u8], message: String) -> StoreError {
+    StoreError::Corrupt {
+        key: keys::describe(key),
+        message,
+    }
 }
 
 /// Encodes a record as its current version.

@@ -5,6 +5,8 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use uuid::Uuid;
 
+use crate::order::Facts;
+
 /// The on-disk envelope: `{"version": "1", ...fields}`.
 #[derive(Serialize, Deserialize)]
 #[serde(tag = "version")]
@@ -22,18 +24,62 @@ impl<T> Versioned<T> {
 }
 
 /// A stored order.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+///
+/// On disk (key `o`) it is [`ORDER_V2`], then the [`OrderHead`] in postcard,
+/// then the filled-in document as compact JSON: the head decodes in a
+/// microsecond without touching the document, which is parsed only when
+/// the document itself is needed (export, `orders show`, regulation). The
+/// order as sent is not kept, only its SHA-256 (duplicates and updates
+/// compare that). Records of the first format (JSON in the versioned
+/// envelope, with `sent`) are still read.
+#[derive(Debug, Clone, PartialEq)]
 pub struct OrderRecord {
     pub id: Uuid,
     pub external_id: String,
     /// 1 for the first version received, +1 per accepted update.
     pub revision: u32,
-    /// The object as last sent (duplicates and updates compare against it).
-    pub sent: Value,
+    /// SHA-256 of the object as last sent ([`sent_hash`]).
+    pub sent_hash: [u8; 32],
     /// The filled-in document; `archived` is set here when regulated.
     pub doc: Value,
     /// Whether an acknowledgement regulated inventory for it.
     pub regulated: bool,
+}
+
+/// What most decisions need of a stored order, without its document.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct OrderHead {
+    pub id: Uuid,
+    pub external_id: String,
+    pub revision: u32,
+    pub sent_hash: [u8; 32],
+    pub regulated: bool,
+    pub created: i64,
+    pub updated: i64,
+    pub facts: Facts,
+}
+
+/// The first byte of an order record in the second format (the first
+/// format is JSON and starts with `{`).
+pub(crate) const ORDER_V2: u8 = 2;
+
+/// SHA-256 of an order as sent, in serde_json's canonical form (object keys
+/// sorted): equal content, equal hash.
+pub fn sent_hash(sent: &Value) -> [u8; 32] {
+    use sha2::{Digest, Sha256};
+    // Serialising a Value to a Vec cannot fail.
+    Sha256::digest(serde_json::to_vec(sent).unwrap_or_default()).into()
+}
+
+/// The first format, still read.
+#[derive(Deserialize)]
+struct OrderRecordV1 {
+    id: Uuid,
+    external_id: String,
+    revision: u32,
+    sent: Value,
+    doc: Value,
+    regulated: bool,
 }
 
 impl OrderRecord {
@@ -54,6 +100,68 @@ impl OrderRecord {
     /// `updated` in UNIX ms.
     pub fn updated(&self) -> i64 {
         self.doc["updated"].as_i64().unwrap_or(0)
+    }
+
+    /// Its head (facts read from the document).
+    pub fn head(&self) -> OrderHead {
+        OrderHead {
+            id: self.id,
+            external_id: self.external_id.clone(),
+            revision: self.revision,
+            sent_hash: self.sent_hash,
+            regulated: self.regulated,
+            created: self.created(),
+            updated: self.updated(),
+            facts: Facts::of(&self.doc),
+        }
+    }
+
+    /// The bytes stored.
+    pub(crate) fn encode(&self) -> Vec<u8> {
+        let mut out = vec![ORDER_V2];
+        // Our own plain types serialise without fail.
+        out.extend(postcard::to_stdvec(&self.head()).unwrap_or_default());
+        out.extend(serde_json::to_vec(&self.doc).unwrap_or_default());
+        out
+    }
+
+    /// Decodes either format.
+    pub(crate) fn decode(bytes: &[u8]) -> Result<OrderRecord, String> {
+        if bytes.first() == Some(&ORDER_V2) {
+            let (head, doc) =
+                postcard::take_from_bytes::<OrderHead>(&bytes[1..]).map_err(|e| e.to_string())?;
+            let doc = serde_json::from_slice(doc).map_err(|e| e.to_string())?;
+            return Ok(OrderRecord {
+                id: head.id,
+                external_id: head.external_id,
+                revision: head.revision,
+                sent_hash: head.sent_hash,
+                doc,
+                regulated: head.regulated,
+            });
+        }
+        let v1 = serde_json::from_slice::<Versioned<OrderRecordV1>>(bytes)
+            .map_err(|e| e.to_string())?
+            .into_inner();
+        Ok(OrderRecord {
+            id: v1.id,
+            external_id: v1.external_id,
+            revision: v1.revision,
+            sent_hash: sent_hash(&v1.sent),
+            doc: v1.doc,
+            regulated: v1.regulated,
+        })
+    }
+
+    /// Decodes only the head (the document is not parsed in the second
+    /// format).
+    pub(crate) fn decode_head(bytes: &[u8]) -> Result<OrderHead, String> {
+        if bytes.first() == Some(&ORDER_V2) {
+            return postcard::take_from_bytes::<OrderHead>(&bytes[1..])
+                .map(|(h, _)| h)
+                .map_err(|e| e.to_string());
+        }
+        OrderRecord::decode(bytes).map(|r| r.head())
     }
 }
 
