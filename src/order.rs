@@ -29,6 +29,18 @@ pub fn id_for_external_id(external_id: &str) -> Uuid {
     Uuid::new_v5(&Uuid::NAMESPACE_OID, external_id.as_bytes())
 }
 
+/// The deepest an order may nest arrays and objects, counting the order
+/// object itself as level 1. serde_json refuses to read anything nested more
+/// than 128 levels, and the store wraps an order two levels deeper (record →
+/// `doc`), exports and `orders show --json` two more (`{"orders": [ORDER]}`);
+/// 64 leaves a wide margin, so whatever is accepted can always be read back.
+pub const MAX_DEPTH: usize = 64;
+
+/// The largest `qty_ordered` / `qty_shipped` a line may have. Sums of
+/// quantities (reservations, stock) are checked as well, but a bound here
+/// keeps every sum far from the limits of `i64`.
+pub const MAX_QTY: i64 = 1_000_000_000;
+
 const STATUSES: &[&str] = &["Waiting", "Processing", "Hold", "Complete"];
 const INTERNAL_STATUSES: &[&str] = &["draft", "selection", "approved"];
 /// The fields of an address besides its reference (`billing_reference` /
@@ -64,6 +76,7 @@ pub fn validate(
         ));
         return None;
     };
+    check_depth(value, path, 1, problems);
     let mut v = Check {
         obj,
         path: path.to_string(),
@@ -141,6 +154,55 @@ pub fn validate(
         sent: value.clone(),
         doc,
     })
+}
+
+/// Reports every array or object nested deeper than [`MAX_DEPTH`] below
+/// `value`, which is at `level` (the order object is level 1), by its path.
+/// Does not descend below the first one too deep on each branch.
+fn check_depth(value: &Value, path: &str, level: usize, problems: &mut Vec<Problem>) {
+    let children: Box<dyn Iterator<Item = (String, &Value)>> = match value {
+        Value::Array(items) => Box::new(
+            items
+                .iter()
+                .enumerate()
+                .map(|(i, v)| (format!("{path}[{i}]"), v)),
+        ),
+        Value::Object(fields) => Box::new(
+            fields
+                .iter()
+                .map(|(k, v)| (format!("{path}{}", member(k)), v)),
+        ),
+        _ => return,
+    };
+    if level > MAX_DEPTH {
+        problems.push(Problem::new(
+            path,
+            format!(
+                "nested deeper than {MAX_DEPTH} levels of arrays and objects (the order object is level 1)"
+            ),
+        ));
+        return;
+    }
+    for (at, child) in children {
+        check_depth(child, &at, level + 1, problems);
+    }
+}
+
+/// `.key` for a plain key, else `["key"]` quoted and escaped, so that an
+/// unknown field's name can never break a report's one problem per line.
+fn member(key: &str) -> String {
+    let plain = !key.is_empty()
+        && key.len() <= 64
+        && key
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-');
+    if plain {
+        format!(".{key}")
+    } else {
+        let cut: String = key.chars().take(64).collect();
+        let more = if cut.len() < key.len() { "…" } else { "" };
+        format!("[{cut:?}{more}]")
+    }
 }
 
 /// The order with its defaults filled in (SPEC §4).
