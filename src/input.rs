@@ -197,18 +197,22 @@ fn parse_csv(bytes: &[u8], encoding: Encoding) -> Parsed {
         Ok(t) => t,
         Err(p) => return Parsed::whole(Err(p)),
     };
-    match table.kind() {
-        Err(p) => Parsed::whole(Err(vec![p])),
+    let (input, mut problems) = match table.kind() {
+        Err(p) => return Parsed::whole(Err(vec![p])),
         Ok(CsvKind::Acks) => {
             let (rows, problems) = csvin::ack_rows(&table);
-            Parsed::partial(Input::Acks(rows), problems)
+            (Input::Acks(rows), problems)
         }
         Ok(kind) => {
             let (rows, problems) = csvin::stock_rows(&table, kind);
             let absolute = kind == CsvKind::StockAbsolute;
-            Parsed::partial(Input::Stock { absolute, rows }, problems)
+            (Input::Stock { absolute, rows }, problems)
         }
-    }
+    };
+    // Rows that did not match the header, back in file order.
+    problems.extend(table.problems);
+    problems.sort_by_key(Problem::line);
+    Parsed::partial(input, problems)
 }
 
 #[cfg(test)]

@@ -157,3 +157,58 @@ fn a_file_nested_far_too_deep_gets_a_clear_report() {
     );
 }
 
+// ---- CSV rows and their header -------------------------------------------------
+
+/// Regression: a row with fewer fields than the header was accepted when the
+/// missing ones were optional (`note`) or unknown columns; the README says it
+/// is an error. Longer rows are fine only when the extra cells are empty.
+#[test]
+fn csv_rows_must_match_their_header() {
+    let w = Work::new(TWO_SYSTEMS);
+    w.drop_json("o.json", &order("o-1", &[("A", 1)]));
+    w.run_once();
+    let before = snapshot(&w);
+    w.drop_file(
+        "ack.csv",
+        "order_id,system_id,regulate_inventory,note\no-1,erp,false,fine\no-1,erp\no-1,wms,false\n",
+    );
+    w.drop_file(
+        "stock.csv",
+        "sku;in_stock;comment\r\nA;5;ok\r\nA;5\r\nA;5;ok;surprise\r\n",
+    );
+    w.run_once();
+    assert_rejected(
+        &w,
+        "ack.csv",
+        &[
+            "line 3: expected 4 fields as in the header, got 2",
+            "line 4: expected 4 fields as in the header, got 3",
+        ],
+    );
+    assert_eq!(
+        w.report("ack.csv").lines().count(),
+        2,
+        "{}",
+        w.report("ack.csv")
+    );
+    assert_rejected(
+        &w,
+        "stock.csv",
+        &[
+            "line 3: expected 3 fields as in the header, got 2",
+            "line 4: expected 3 fields as in the header, got 4",
+        ],
+    );
+    assert_eq!(snapshot(&w), before);
+
+    // Trailing empty cells (a spreadsheet's trailing delimiters) are fine.
+    w.drop_file(
+        "ack-ok.csv",
+        "order_id,system_id,regulate_inventory\no-1,erp,false,,\n",
+    );
+    w.drop_file("stock-ok.csv", "sku,in_stock,\nA,5,\n");
+    w.run_once();
+    assert_eq!(w.archived(), ["ack-ok.csv", "o.json", "stock-ok.csv"]);
+    assert_eq!(w.state("o-1", "erp").as_deref(), Some("acked"));
+    assert_eq!(w.stock("A"), (5, 1, 4));
+}
