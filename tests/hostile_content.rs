@@ -157,6 +157,225 @@ fn a_file_nested_far_too_deep_gets_a_clear_report() {
     );
 }
 
+// ---- quantities ----------------------------------------------------------------
+
+/// `qty_ordered` and `qty_shipped` are at most 10^9; the limit itself is fine.
+#[test]
+fn quantities_above_a_billion_are_rejected() {
+    let w = Work::new(TWO_SYSTEMS);
+    w.drop_json("max.json", &order("max", &[("A", 1_000_000_000)]));
+    w.run_once();
+    assert_eq!(w.stock("A"), (0, 1_000_000_000, -1_000_000_000));
+    let before = snapshot(&w);
+
+    let mut big = order("big", &[("A", 1), ("B", 1_000_000_001)]);
+    big["line_items"][0]["qty_shipped"] = json!(1_000_000_001i64);
+    w.drop_json("big.json", &big);
+    let mut huge = order("huge", &[("A", 1)]);
+    huge["line_items"][0]["qty_ordered"] = json!(u64::MAX);
+    w.drop_json("huge.json", &huge);
+    w.run_once();
+    assert_rejected(
+        &w,
+        "big.json",
+        &[
+            "$.line_items[0].qty_shipped: must be at most 1000000000, got 1000000001",
+            "$.line_items[1].qty_ordered: must be at most 1000000000, got 1000000001",
+        ],
+    );
+    assert_rejected(
+        &w,
+        "huge.json",
+        &["$.line_items[0].qty_ordered: must be at most 1000000000, got 18446744073709551615"],
+    );
+    assert_eq!(snapshot(&w), before);
+}
+
+/// Regression: two orders of `qty_ordered` i64::MAX wrapped the SKU's
+/// reservation around to -2, so the reservation vanished.
+#[test]
+fn quantities_near_i64_max_no_longer_wrap_reservations() {
+    let w = Work::new(TWO_SYSTEMS);
+    let max = i64::MAX;
+    w.drop_json(
+        "two.json",
+        &json!([order("x-1", &[("A", max)]), order("x-2", &[("A", max)])]),
+    );
+    w.drop_json("one.json", &order("x-3", &[("A", 2)]));
+    w.run_once();
+    assert_rejected(
+        &w,
+        "two.json",
+        &[
+            "$[0].line_items[0].qty_ordered: must be at most 1000000000",
+            "$[1].line_items[0].qty_ordered: must be at most 1000000000",
+        ],
+    );
+    assert_eq!(w.stock("A"), (0, 2, -2));
+}
+
+/// Stock values are whole numbers within ±10^12 per row.
+#[test]
+fn stock_values_beyond_a_trillion_are_rejected() {
+    let w = Work::new(TWO_SYSTEMS);
+    w.drop_file(
+        "ok.csv",
+        "sku,in_stock\nA,1000000000000\nB,-1000000000000\n",
+    );
+    w.run_once();
+    assert_eq!(w.stock("A").0, 1_000_000_000_000);
+    assert_eq!(w.stock("B").0, -1_000_000_000_000);
+    let before = snapshot(&w);
+    w.drop_file("abs.csv", "sku,in_stock\nA,1000000000001\nC,7\n");
+    w.drop_file(
+        "adj.csv",
+        "sku,adjustment\nA,-1000000000001\nA,9223372036854775807\n",
+    );
+    w.run_once();
+    let range = "must be between -1000000000000 and 1000000000000";
+    assert_rejected(
+        &w,
+        "abs.csv",
+        &[&format!("line 2: in_stock: {range}, got 1000000000001")],
+    );
+    assert_rejected(
+        &w,
+        "adj.csv",
+        &[
+            &format!("line 2: adjustment: {range}, got -1000000000001"),
+            &format!("line 3: adjustment: {range}, got 9223372036854775807"),
+        ],
+    );
+    assert_eq!(snapshot(&w), before);
+}
+
+// ---- ambiguous order references ---------------------------------------------
+
+/// Regression: an order whose `external_id` was another order's UUID was
+/// accepted, and an ack naming that string regulated the other order. Every
+/// text form of the UUID counts (case, hyphens, braces, urn).
+#[test]
+fn an_external_id_naming_another_orders_id_is_rejected() {
+    let w = Work::new(TWO_SYSTEMS);
+    w.drop_file("stock.csv", "sku,in_stock\nA,10\nB,10\n");
+    w.drop_json("a.json", &order("a", &[("A", 1)]));
+    w.run_once();
+    let id = id_of(&w, "a");
+    let before = snapshot(&w);
+    let simple = id.replace('-', "");
+    let forms = [
+        id.clone(),
+        id.to_uppercase(),
+        simple.clone(),
+        format!("{{{id}}}"),
+        format!("urn:uuid:{}", id.to_uppercase()),
+    ];
+    for (i, form) in forms.iter().enumerate() {
+        w.drop_json(&format!("b{i}.json"), &order(form, &[("B", 1)]));
+    }
+    w.run_once();
+    for (i, form) in forms.iter().enumerate() {
+        assert_rejected(
+            &w,
+            &format!("b{i}.json"),
+            &[&format!(
+                "$.external_id: {form:?} is the id of another order ({id})"
+            )],
+        );
+    }
+    assert_eq!(snapshot(&w), before);
+    // The reference keeps naming one order only.
+    w.drop_file("ack.csv", acks(&[(&id.to_uppercase(), "erp", true)]));
+    w.run_once();
+    assert_eq!(w.stock("A"), (9, 0, 9));
+    assert_eq!(w.stock("B"), (10, 0, 10));
+}
+
+/// The reverse: a new order whose `id` is, in any text form, the
+/// `external_id` of a stored order.
+#[test]
+fn an_id_naming_another_orders_external_id_is_rejected() {
+    let w = Work::new(TWO_SYSTEMS);
+    let u = "6f1c2b9e-3d4a-4e5f-8a7b-0c1d2e3f4a5b";
+    w.drop_json(
+        "b.json",
+        &order(&u.to_uppercase().replace('-', ""), &[("B", 1)]),
+    );
+    w.run_once();
+    assert!(w.errors().is_empty(), "{:?}", w.errors());
+    let before = snapshot(&w);
+    let mut a = order("a", &[("A", 1)]);
+    a["id"] = json!(u);
+    w.drop_json("a.json", &a);
+    // Another text form of the same UUID as an external id is the same reference.
+    w.drop_json("c.json", &order(&format!("{{{u}}}"), &[("C", 1)]));
+    w.run_once();
+    let b_id = id_of(&w, &u.to_uppercase().replace('-', ""));
+    assert_rejected(
+        &w,
+        "a.json",
+        &[&format!(
+            "$.id: {u} is the external_id of another order ({b_id})"
+        )],
+    );
+    assert_rejected(
+        &w,
+        "c.json",
+        &[&format!(
+            "$.external_id: \"{{{u}}}\" names the same UUID as the external_id of order {b_id}"
+        )],
+    );
+    assert_eq!(snapshot(&w), before);
+}
+
+/// Two orders of the same file that reference each other are rejected too.
+#[test]
+fn conflicting_references_within_one_file_are_rejected() {
+    let w = Work::new(TWO_SYSTEMS);
+    let u = "0e7a1d52-5c55-4a11-9d0b-7a3f3e8b2c10";
+    let mut a = order("a", &[("A", 1)]);
+    a["id"] = json!(u);
+    let b = order(&u.to_uppercase(), &[("B", 1)]);
+    w.drop_json("ab.json", &json!([a.clone(), b.clone()]));
+    w.drop_json("ba.json", &json!({"orders": [b, a]}));
+    w.run_once();
+    assert_rejected(
+        &w,
+        "ab.json",
+        &[&format!(
+            "$[1].external_id: \"{}\" is the id of another order ({u})",
+            u.to_uppercase()
+        )],
+    );
+    assert_rejected(
+        &w,
+        "ba.json",
+        &[&format!(
+            "$.orders[1].id: {u} is the external_id of another order"
+        )],
+    );
+    assert_eq!(w.json(&["status"])["orders"], 0);
+}
+
+/// An order whose external id is its own id is not ambiguous, and updates of
+/// it are still updates.
+#[test]
+fn an_external_id_equal_to_the_orders_own_id_is_fine() {
+    let w = Work::new(TWO_SYSTEMS);
+    let u = "3b0f6a4c-9a57-4d0c-8f2e-1e2d3c4b5a69";
+    let mut a = order(u, &[("A", 1)]);
+    a["id"] = json!(u.to_uppercase());
+    w.drop_json("a.json", &a);
+    w.run_once();
+    a["updated"] = json!(1_790_000_000_001i64);
+    a["line_items"][0]["qty_ordered"] = json!(3);
+    w.drop_json("a2.json", &a);
+    w.run_once();
+    assert!(w.errors().is_empty(), "{:?}", w.errors());
+    assert_eq!(w.stock("A"), (0, 3, -3));
+    assert_eq!(w.json(&["orders", "show", u])["order"]["id"], u);
+}
+
 // ---- CSV rows and their header -------------------------------------------------
 
 /// Regression: a row with fewer fields than the header was accepted when the
