@@ -17,7 +17,14 @@ pub struct Table {
     columns: HashMap<String, usize>,
     width: usize,
     pub rows: Vec<Row>,
+    /// Records that do not match the header's width (left out of `rows`).
+    pub problems: Vec<Problem>,
 }
+
+/// The largest stock value a row may set or add, either sign: `in_stock`
+/// and `adjustment` cells must be within ±10^12. Stored totals are checked
+/// again when they change.
+pub const MAX_STOCK_VALUE: i64 = 1_000_000_000_000;
 
 /// One record of a [`Table`].
 pub struct Row {
@@ -129,25 +136,47 @@ impl Table {
         for (i, name) in header.iter().enumerate() {
             columns.entry(name.trim().to_lowercase()).or_insert(i);
         }
+        // Trailing empty header cells (a spreadsheet's trailing delimiters)
+        // name no column: a row needs only the named ones.
+        let width = (0..header.len())
+            .rev()
+            .find(|&i| !header[i].trim().is_empty())
+            .map_or(0, |i| i + 1);
         let mut rows = Vec::new();
+        let mut syntax = Vec::new();
         let mut problems = Vec::new();
         for record in records {
             match record {
-                Err(e) => problems.push(csv_problem(&e, line_at(e.position()))),
+                Err(e) => syntax.push(csv_problem(&e, line_at(e.position()))),
                 Ok(r) if r.iter().all(|f| f.trim().is_empty()) => {}
-                Ok(r) => rows.push(Row {
-                    line: line_at(r.position()),
-                    fields: r.iter().map(str::to_string).collect(),
-                }),
+                Ok(r) => {
+                    let line = line_at(r.position());
+                    // Shorter than the header, or longer with something in
+                    // the extra cells: which value is in which column is a
+                    // guess, so the row is refused.
+                    let extra = r.iter().skip(width).any(|f| !f.trim().is_empty());
+                    if r.len() < width || extra {
+                        problems.push(Problem::new(
+                            format!("line {line}"),
+                            format!("expected {width} fields as in the header, got {}", r.len()),
+                        ));
+                        continue;
+                    }
+                    rows.push(Row {
+                        line,
+                        fields: r.iter().map(str::to_string).collect(),
+                    });
+                }
             }
         }
-        if !problems.is_empty() {
-            return Err(problems);
+        if !syntax.is_empty() {
+            return Err(syntax);
         }
         Ok(Table {
-            width: header.len(),
+            width,
             columns,
             rows,
+            problems,
         })
     }
 
@@ -193,7 +222,7 @@ impl Table {
             Problem::new(
                 format!("line {}", row.line),
                 format!(
-                    "expected {} fields like the header, got {} (no {column})",
+                    "expected {} fields as in the header, got {} (no {column})",
                     self.width,
                     row.fields.len()
                 ),
@@ -279,12 +308,8 @@ pub fn stock_rows(table: &Table, kind: CsvKind) -> (Vec<StockRow>, Vec<Problem>)
             if sku.is_empty() {
                 return Err(Problem::new(&at, "sku is empty"));
             }
-            let value: i64 = value.parse().map_err(|_| {
-                Problem::new(
-                    &at,
-                    format!("{column}: expected a whole number, got {value:?}"),
-                )
-            })?;
+            let value = stock_value(value)
+                .map_err(|what| Problem::new(&at, format!("{column}: {what}")))?;
             Ok(StockRow {
                 line: row.line,
                 sku: sku.to_string(),
@@ -297,6 +322,25 @@ pub fn stock_rows(table: &Table, kind: CsvKind) -> (Vec<StockRow>, Vec<Problem>)
         }
     }
     (out, problems)
+}
+
+/// A stock cell: a whole number (optional sign) within ±[`MAX_STOCK_VALUE`].
+fn stock_value(cell: &str) -> Result<i64, String> {
+    let digits = cell.strip_prefix(['+', '-']).unwrap_or(cell);
+    if digits.is_empty() || !digits.bytes().all(|b| b.is_ascii_digit()) {
+        return Err(format!("expected a whole number, got {cell:?}"));
+    }
+    match cell.parse::<i64>() {
+        Ok(v) if (-MAX_STOCK_VALUE..=MAX_STOCK_VALUE).contains(&v) => Ok(v),
+        // Too large even for i64: still a whole number out of range.
+        _ => {
+            let shown: String = cell.chars().take(40).collect();
+            let more = if shown.len() < cell.len() { "…" } else { "" };
+            Err(format!(
+                "must be between -{MAX_STOCK_VALUE} and {MAX_STOCK_VALUE}, got {shown}{more}"
+            ))
+        }
+    }
 }
 
 #[cfg(test)]
@@ -343,8 +387,58 @@ mod tests {
             vec![
                 "line 3: sku is empty",
                 "line 4: adjustment: expected a whole number, got \"ten\"",
-                "line 5: expected 2 fields like the header, got 1 (no adjustment)",
             ]
         );
+        assert_eq!(
+            t.problems.iter().map(|p| p.to_string()).collect::<Vec<_>>(),
+            ["line 5: expected 2 fields as in the header, got 1"]
+        );
+    }
+
+    #[test]
+    fn rows_must_match_the_header_but_may_have_empty_trailing_cells() {
+        let t = Table::parse(
+            "sku,in_stock,note,
+A,1
+B,2,x
+C,3,,,
+D,4,,,y
+",
+        )
+        .unwrap();
+        let lines: Vec<u64> = t.rows.iter().map(|r| r.line).collect();
+        assert_eq!(lines, [3, 4]);
+        let text: Vec<String> = t.problems.iter().map(|p| p.to_string()).collect();
+        assert_eq!(
+            text,
+            [
+                "line 2: expected 3 fields as in the header, got 2",
+                "line 5: expected 3 fields as in the header, got 5",
+            ]
+        );
+    }
+
+    #[test]
+    fn stock_values_are_bounded() {
+        assert_eq!(stock_value("+12"), Ok(12));
+        assert_eq!(stock_value("-1000000000000"), Ok(-MAX_STOCK_VALUE));
+        for cell in [
+            "1000000000001",
+            "-9223372036854775808",
+            "99999999999999999999999",
+        ] {
+            let e = stock_value(cell).unwrap_err();
+            assert!(
+                e.starts_with("must be between -1000000000000 and 1000000000000, got"),
+                "{e}"
+            );
+        }
+        for cell in ["", "-", "1.5", "1e3", "ten", "+-1"] {
+            assert!(
+                stock_value(cell)
+                    .unwrap_err()
+                    .starts_with("expected a whole number")
+            );
+        }
     }
 }

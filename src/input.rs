@@ -86,16 +86,29 @@ fn strip_bom(bytes: &[u8]) -> &[u8] {
     bytes.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(bytes)
 }
 
-fn json_problem(e: &serde_json::Error) -> Problem {
+/// serde_json's own nesting limit: it refuses to read deeper documents.
+const PARSER_DEPTH: usize = 128;
+
+/// What a JSON syntax error says, without serde_json's trailing
+/// " at line L column C" (the problem's `at` names them first).
+fn json_what(e: &serde_json::Error) -> String {
     let msg = e.to_string();
-    // serde_json appends " at line L column C"; say it first instead.
+    if msg.starts_with("recursion limit exceeded") {
+        return format!(
+            "nested more than {PARSER_DEPTH} levels deep (arrays and objects), which the JSON parser refuses; an order may nest at most {} levels",
+            order::MAX_DEPTH
+        );
+    }
     let what = msg
         .rsplit_once(" at line ")
-        .map_or(msg.as_str(), |(head, _)| head)
-        .to_string();
+        .map_or(msg.as_str(), |(head, _)| head);
+    format!("invalid JSON: {what}")
+}
+
+fn json_problem(e: &serde_json::Error) -> Problem {
     Problem::new(
         format!("line {}, column {}", e.line(), e.column()),
-        format!("invalid JSON: {what}"),
+        json_what(e),
     )
 }
 
@@ -162,12 +175,7 @@ fn parse_ndjson(bytes: &[u8], now_ms: i64) -> Parsed {
         match serde_json::from_str::<Value>(line) {
             Err(e) => problems.push(Problem::new(
                 format!("{at}, column {}", e.column()),
-                format!(
-                    "invalid JSON: {}",
-                    e.to_string()
-                        .rsplit_once(" at line ")
-                        .map_or(e.to_string(), |(h, _)| h.to_string())
-                ),
+                json_what(&e),
             )),
             Ok(v) => {
                 let mut found = Vec::new();
@@ -189,18 +197,22 @@ fn parse_csv(bytes: &[u8], encoding: Encoding) -> Parsed {
         Ok(t) => t,
         Err(p) => return Parsed::whole(Err(p)),
     };
-    match table.kind() {
-        Err(p) => Parsed::whole(Err(vec![p])),
+    let (input, mut problems) = match table.kind() {
+        Err(p) => return Parsed::whole(Err(vec![p])),
         Ok(CsvKind::Acks) => {
             let (rows, problems) = csvin::ack_rows(&table);
-            Parsed::partial(Input::Acks(rows), problems)
+            (Input::Acks(rows), problems)
         }
         Ok(kind) => {
             let (rows, problems) = csvin::stock_rows(&table, kind);
             let absolute = kind == CsvKind::StockAbsolute;
-            Parsed::partial(Input::Stock { absolute, rows }, problems)
+            (Input::Stock { absolute, rows }, problems)
         }
-    }
+    };
+    // Rows that did not match the header, back in file order.
+    problems.extend(table.problems);
+    problems.sort_by_key(Problem::line);
+    Parsed::partial(input, problems)
 }
 
 #[cfg(test)]

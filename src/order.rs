@@ -5,7 +5,7 @@
 //! (`$.line_items[2].qty_ordered: expected a number, got "ten"`), so a
 //! rejected file's report lists them all. Unknown fields are kept untouched.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 
 use serde_json::{Map, Value};
 use uuid::Uuid;
@@ -28,6 +28,18 @@ pub struct Order {
 pub fn id_for_external_id(external_id: &str) -> Uuid {
     Uuid::new_v5(&Uuid::NAMESPACE_OID, external_id.as_bytes())
 }
+
+/// The deepest an order may nest arrays and objects, counting the order
+/// object itself as level 1. serde_json refuses to read anything nested more
+/// than 128 levels, and the store wraps an order two levels deeper (record →
+/// `doc`), exports and `orders show --json` two more (`{"orders": [ORDER]}`);
+/// 64 leaves a wide margin, so whatever is accepted can always be read back.
+pub const MAX_DEPTH: usize = 64;
+
+/// The largest `qty_ordered` / `qty_shipped` a line may have. Sums of
+/// quantities (reservations, stock) are checked as well, but a bound here
+/// keeps every sum far from the limits of `i64`.
+pub const MAX_QTY: i64 = 1_000_000_000;
 
 const STATUSES: &[&str] = &["Waiting", "Processing", "Hold", "Complete"];
 const INTERNAL_STATUSES: &[&str] = &["draft", "selection", "approved"];
@@ -64,6 +76,7 @@ pub fn validate(
         ));
         return None;
     };
+    check_depth(value, path, 1, problems);
     let mut v = Check {
         obj,
         path: path.to_string(),
@@ -141,6 +154,55 @@ pub fn validate(
         sent: value.clone(),
         doc,
     })
+}
+
+/// Reports every array or object nested deeper than [`MAX_DEPTH`] below
+/// `value`, which is at `level` (the order object is level 1), by its path.
+/// Does not descend below the first one too deep on each branch.
+fn check_depth(value: &Value, path: &str, level: usize, problems: &mut Vec<Problem>) {
+    let children: Box<dyn Iterator<Item = (String, &Value)>> = match value {
+        Value::Array(items) => Box::new(
+            items
+                .iter()
+                .enumerate()
+                .map(|(i, v)| (format!("{path}[{i}]"), v)),
+        ),
+        Value::Object(fields) => Box::new(
+            fields
+                .iter()
+                .map(|(k, v)| (format!("{path}{}", member(k)), v)),
+        ),
+        _ => return,
+    };
+    if level > MAX_DEPTH {
+        problems.push(Problem::new(
+            path,
+            format!(
+                "nested deeper than {MAX_DEPTH} levels of arrays and objects (the order object is level 1)"
+            ),
+        ));
+        return;
+    }
+    for (at, child) in children {
+        check_depth(child, &at, level + 1, problems);
+    }
+}
+
+/// `.key` for a plain key, else `["key"]` quoted and escaped, so that an
+/// unknown field's name can never break a report's one problem per line.
+fn member(key: &str) -> String {
+    let plain = !key.is_empty()
+        && key.len() <= 64
+        && key
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-');
+    if plain {
+        format!(".{key}")
+    } else {
+        let cut: String = key.chars().take(64).collect();
+        let more = if cut.len() < key.len() { "…" } else { "" };
+        format!("[{cut:?}{more}]")
+    }
 }
 
 /// The order with its defaults filled in (SPEC §4).
@@ -281,16 +343,26 @@ impl<'a> Check<'a, '_> {
         }
     }
 
-    /// An integer ≥ `min`, absent allowed unless `need` says otherwise.
-    fn integer(&mut self, key: &str, need: Need, min: i64) -> Option<i64> {
+    /// An integer from `min` to `max`, absent allowed unless `need` says
+    /// otherwise.
+    fn integer(&mut self, key: &str, need: Need, min: i64, max: i64) -> Option<i64> {
         let v = self.field(key, need)?;
         match v.as_i64() {
-            Some(n) if n >= min => Some(n),
-            Some(n) => {
+            Some(n) if n < min => {
                 self.problem(
                     key,
                     format!("expected an integer of at least {min}, got {n}"),
                 );
+                None
+            }
+            Some(n) if n > max => {
+                self.problem(key, format!("must be at most {max}, got {n}"));
+                None
+            }
+            Some(n) => Some(n),
+            // Beyond i64 but still a whole number.
+            None if v.is_u64() => {
+                self.problem(key, format!("must be at most {max}, got {v}"));
                 None
             }
             None => {
@@ -366,7 +438,7 @@ impl<'a> Check<'a, '_> {
             };
             let mut l = self.nested(line, &key);
             let number = l
-                .integer("line_number", Need::Optional, 1)
+                .integer("line_number", Need::Optional, 1, i64::MAX)
                 .unwrap_or(i as i64 + 1);
             if !seen.insert(number) {
                 l.problem(
@@ -377,8 +449,8 @@ impl<'a> Check<'a, '_> {
             numbers.push(number);
             l.string("sku", Need::NonEmpty);
             l.string("description", Need::Optional);
-            l.integer("qty_ordered", Need::Present, 1);
-            l.integer("qty_shipped", Need::Optional, 0);
+            l.integer("qty_ordered", Need::Present, 1, MAX_QTY);
+            l.integer("qty_shipped", Need::Optional, 0, MAX_QTY);
             l.boolean("requires_shipping", false);
             l.number("unit_price", Need::Optional, Some((0.0, f64::MAX)));
         }
@@ -413,6 +485,27 @@ impl Facts {
                 .filter_map(|l| Some((l["sku"].as_str()?.to_string(), l["qty_ordered"].as_i64()?)))
                 .collect(),
         }
+    }
+
+    /// The shipped quantity per SKU, lines of the same SKU added up, in the
+    /// order SKUs first appear; `Err` names a SKU whose sum does not fit in
+    /// an `i64` (validation bounds each line, so only a forged document can).
+    pub fn per_sku(&self) -> Result<Vec<(String, i64)>, String> {
+        let mut out: Vec<(String, i64)> = Vec::new();
+        let mut index: HashMap<&str, usize> = HashMap::new();
+        for (sku, qty) in &self.shipped_lines {
+            match index.get(sku.as_str()) {
+                Some(&i) => {
+                    let sum = &mut out[i].1;
+                    *sum = sum.checked_add(*qty).ok_or_else(|| sku.clone())?;
+                }
+                None => {
+                    index.insert(sku, out.len());
+                    out.push((sku.clone(), *qty));
+                }
+            }
+        }
+        Ok(out)
     }
 
     /// Whether this order holds a reservation (SPEC §7).
@@ -486,5 +579,71 @@ mod tests {
             );
         }
         assert_eq!(p.len(), 5, "{text:#?}");
+    }
+
+    fn nested(arrays: usize) -> Value {
+        (0..arrays).fold(json!(1), |v, _| Value::Array(vec![v]))
+    }
+
+    #[test]
+    fn nesting_is_limited_and_the_path_names_the_value() {
+        let mut ok = sample();
+        ok["x_custom"] = nested(MAX_DEPTH - 1);
+        let mut p = Vec::new();
+        assert!(validate(&ok, "$[2]", 0, &mut p).is_some(), "{p:?}");
+
+        let mut bad = sample();
+        bad["x_custom"] = nested(MAX_DEPTH);
+        bad["line_items"][0]["a b\n"] = json!({"c": nested(MAX_DEPTH - 3)});
+        assert!(validate(&bad, "$[2]", 0, &mut p).is_none());
+        let text: Vec<String> = p.iter().map(|p| p.to_string()).collect();
+        let what = format!(
+            "nested deeper than {MAX_DEPTH} levels of arrays and objects (the order object is level 1)"
+        );
+        assert_eq!(
+            text,
+            [
+                format!(
+                    "$[2].line_items[0][\"a b\\n\"].c{}: {what}",
+                    "[0]".repeat(MAX_DEPTH - 4)
+                ),
+                format!("$[2].x_custom{}: {what}", "[0]".repeat(MAX_DEPTH - 1)),
+            ]
+        );
+    }
+
+    #[test]
+    fn quantities_are_bounded() {
+        let mut o = sample();
+        o["line_items"][0]["qty_ordered"] = json!(MAX_QTY);
+        o["line_items"][0]["qty_shipped"] = json!(MAX_QTY);
+        let mut p = Vec::new();
+        assert!(validate(&o, "$", 0, &mut p).is_some(), "{p:?}");
+        o["line_items"][0]["qty_ordered"] = json!(MAX_QTY + 1);
+        o["line_items"][1]["qty_shipped"] = json!(u64::MAX);
+        o["line_items"][1]["qty_ordered"] = json!(-1);
+        assert!(validate(&o, "$", 0, &mut p).is_none());
+        let text: Vec<String> = p.iter().map(|p| p.to_string()).collect();
+        assert_eq!(
+            text,
+            [
+                "$.line_items[0].qty_ordered: must be at most 1000000000, got 1000000001",
+                "$.line_items[1].qty_ordered: expected an integer of at least 1, got -1",
+                "$.line_items[1].qty_shipped: must be at most 1000000000, got 18446744073709551615",
+            ]
+        );
+    }
+
+    #[test]
+    fn per_sku_sums_lines_of_the_same_sku_checked() {
+        let mut f = Facts {
+            approved: true,
+            cancelled: false,
+            archived: false,
+            shipped_lines: vec![("A".into(), 2), ("B".into(), 1), ("A".into(), 3)],
+        };
+        assert_eq!(f.per_sku(), Ok(vec![("A".into(), 5), ("B".into(), 1)]));
+        f.shipped_lines.push(("B".into(), i64::MAX));
+        assert_eq!(f.per_sku(), Err("B".into()));
     }
 }

@@ -23,6 +23,18 @@ use crate::input::Input;
 use crate::order::{Facts, Order};
 use crate::problem::Problem;
 
+/// The bound on every per-SKU total the store keeps (`in_stock`,
+/// `reserved`): ±10^18, so `available = in_stock - reserved` always fits in
+/// an `i64`. A change that would leave it is refused, never wrapped.
+pub const MAX_TOTAL: i64 = 1_000_000_000_000_000_000;
+
+/// `total + delta`, or `None` when that leaves ±[`MAX_TOTAL`] (or `i64`).
+fn add_total(total: i64, delta: i64) -> Option<i64> {
+    total
+        .checked_add(delta)
+        .filter(|t| (-MAX_TOTAL..=MAX_TOTAL).contains(t))
+}
+
 /// What an apply needs to know besides the input.
 pub struct Context<'a> {
     /// The time of processing, UNIX ms.
@@ -293,18 +305,94 @@ impl<'t> Writer<'t> {
         self.set_state(system, id, &new)
     }
 
-    /// Adds (`sign` = 1) or removes (-1) an order's reservation.
-    fn reserve(&self, facts: &Facts, sign: i64) -> TxResult<()> {
+    /// Adds an order's reservation. When a SKU's total would leave
+    /// ±[`MAX_TOTAL`], nothing is written and a problem at `at` says so;
+    /// returns whether it was added.
+    fn reserve(&mut self, at: &str, facts: &Facts) -> TxResult<bool> {
+        if !facts.reserves() {
+            return Ok(true);
+        }
+        let per_sku = match facts.per_sku() {
+            Ok(p) => p,
+            Err(sku) => {
+                self.problem(
+                    at,
+                    format!("the quantities of {sku:?} in this order add up beyond {MAX_TOTAL}"),
+                );
+                return Ok(false);
+            }
+        };
+        let mut writes = Vec::with_capacity(per_sku.len());
+        let mut fits = true;
+        for (sku, qty) in per_sku {
+            let key = keys::reserved(&sku);
+            let before = self.get_int(&key)?;
+            match add_total(before, qty) {
+                Some(now) => writes.push((key, now)),
+                None => {
+                    fits = false;
+                    self.problem(
+                        at,
+                        format!(
+                            "reserving {qty} more of {sku:?} would take its reserved total from {before} beyond {MAX_TOTAL}"
+                        ),
+                    );
+                }
+            }
+        }
+        if fits {
+            self.put_totals(&writes)?;
+        }
+        Ok(fits)
+    }
+
+    /// Removes an order's reservation (added before, so it cannot leave the
+    /// range unless the store is corrupt).
+    fn release(&self, facts: &Facts) -> TxResult<()> {
         if !facts.reserves() {
             return Ok(());
         }
-        for (sku, qty) in &facts.shipped_lines {
-            let key = keys::reserved(sku);
-            let now = self.get_int(&key)? + sign * qty;
-            if now == 0 {
-                self.tx.remove(key)?;
+        let corrupt = |key: &[u8], message: String| {
+            abort(StoreError::Corrupt {
+                key: keys::describe(key),
+                message,
+            })
+        };
+        let per_sku = match facts.per_sku() {
+            Ok(p) => p,
+            Err(sku) => {
+                return corrupt(
+                    &keys::reserved(&sku),
+                    "a stored order's quantities add up beyond i64".into(),
+                );
+            }
+        };
+        let mut writes = Vec::with_capacity(per_sku.len());
+        for (sku, qty) in per_sku {
+            let key = keys::reserved(&sku);
+            let before = self.get_int(&key)?;
+            match qty.checked_neg().and_then(|d| add_total(before, d)) {
+                Some(now) => writes.push((key, now)),
+                None => {
+                    return corrupt(
+                        &key,
+                        format!(
+                            "releasing {qty} from a reserved total of {before} leaves the range"
+                        ),
+                    );
+                }
+            }
+        }
+        self.put_totals(&writes)
+    }
+
+    /// Writes per-SKU totals; a zero total is removed.
+    fn put_totals(&self, writes: &[(Vec<u8>, i64)]) -> TxResult<()> {
+        for (key, total) in writes {
+            if *total == 0 {
+                self.tx.remove(key.as_slice())?;
             } else {
-                self.put_int(&key, now)?;
+                self.put_int(key, *total)?;
             }
         }
         Ok(())
@@ -313,21 +401,11 @@ impl<'t> Writer<'t> {
     // ---- orders ------------------------------------------------------------
 
     fn order(&mut self, path: &str, o: &Order) -> TxResult<()> {
-        if let Some(owner) = self.tx.get(keys::external(&o.external_id))? {
-            let owner = keys::uuid_of(&owner);
-            if owner != o.id {
-                self.problem(
-                    format!("{path}.external_id"),
-                    format!(
-                        "{:?} already belongs to order {owner}, but this order has id {}",
-                        o.external_id, o.id
-                    ),
-                );
-                return Ok(());
-            }
+        if !self.references_are_unique(path, o)? {
+            return Ok(());
         }
         let Some(old) = self.order_head(o.id)? else {
-            return self.new_order(o);
+            return self.new_order(path, o);
         };
         if old.sent_hash == sent_hash(&o.sent) {
             self.summary.duplicate_orders += 1;
@@ -353,10 +431,94 @@ impl<'t> Writer<'t> {
             );
             return Ok(());
         }
-        self.update_order(old, o)
+        self.update_order(path, old, o)
     }
 
-    fn new_order(&mut self, o: &Order) -> TxResult<()> {
+    /// An order reference (an ack's `order_id`, `orders show ID`) names an
+    /// id first, else an external id, so the two must never name different
+    /// orders: an external id is unique, and when it is a UUID's text (in
+    /// any form) it must be neither another order's id nor another order's
+    /// external id spelt differently; and an id must not be what another
+    /// order's external id spells. Problems name the field; returns whether
+    /// there were none.
+    fn references_are_unique(&mut self, path: &str, o: &Order) -> TxResult<bool> {
+        if let Some(owner) = self.tx.get(keys::external(&o.external_id))? {
+            let owner = keys::uuid_of(&owner);
+            if owner != o.id {
+                self.problem(
+                    format!("{path}.external_id"),
+                    format!(
+                        "{:?} already belongs to order {owner}, but this order has id {}",
+                        o.external_id, o.id
+                    ),
+                );
+                return Ok(false);
+            }
+        }
+        let mut unique = true;
+        if let Ok(spelt) = Uuid::parse_str(&o.external_id)
+            && spelt != o.id
+        {
+            if self.tx.get(keys::order(spelt))?.is_some() {
+                unique = false;
+                self.problem(
+                    format!("{path}.external_id"),
+                    format!(
+                        "{:?} is the id of another order ({spelt}); an external_id must not name another order's id",
+                        o.external_id
+                    ),
+                );
+            } else if let Some(owner) = self.tx.get(keys::external_uuid(spelt))?
+                && keys::uuid_of(&owner) != o.id
+            {
+                unique = false;
+                let owner = keys::uuid_of(&owner);
+                self.problem(
+                    format!("{path}.external_id"),
+                    format!(
+                        "{:?} names the same UUID as the external_id of order {owner}; external ids must be unique",
+                        o.external_id
+                    ),
+                );
+            }
+        }
+        if let Some(owner) = self.tx.get(keys::external_uuid(o.id))?
+            && keys::uuid_of(&owner) != o.id
+        {
+            unique = false;
+            let owner = keys::uuid_of(&owner);
+            self.problem(
+                format!("{path}.id"),
+                format!(
+                    "{} is the external_id of another order ({owner}); an id must not name another order's external_id",
+                    o.id
+                ),
+            );
+        }
+        Ok(unique)
+    }
+
+    /// Indexes an order's external id (and the UUID it spells, if any).
+    fn index_external(&self, external_id: &str, id: Uuid) -> TxResult<()> {
+        self.tx.insert(keys::external(external_id), id.as_bytes())?;
+        if let Ok(spelt) = Uuid::parse_str(external_id) {
+            self.tx.insert(keys::external_uuid(spelt), id.as_bytes())?;
+        }
+        Ok(())
+    }
+
+    fn unindex_external(&self, external_id: &str) -> TxResult<()> {
+        self.tx.remove(keys::external(external_id))?;
+        if let Ok(spelt) = Uuid::parse_str(external_id) {
+            self.tx.remove(keys::external_uuid(spelt))?;
+        }
+        Ok(())
+    }
+
+    fn new_order(&mut self, path: &str, o: &Order) -> TxResult<()> {
+        if !self.reserve(&format!("{path}.line_items"), &Facts::of(&o.doc))? {
+            return Ok(());
+        }
         let rec = OrderRecord {
             id: o.id,
             external_id: o.external_id.clone(),
@@ -366,10 +528,8 @@ impl<'t> Writer<'t> {
             regulated: false,
         };
         self.put_order(&rec)?;
-        self.tx
-            .insert(keys::external(&rec.external_id), rec.id.as_bytes())?;
+        self.index_external(&rec.external_id, rec.id)?;
         self.bump(&keys::order_count(), 1)?;
-        self.reserve(&Facts::of(&rec.doc), 1)?;
         for system in self.ctx.systems {
             if eligible(system, &rec.doc) {
                 self.make_pending(&system.id, rec.id, rec.created())?;
@@ -384,11 +544,15 @@ impl<'t> Writer<'t> {
         Ok(())
     }
 
-    fn update_order(&mut self, old: OrderHead, o: &Order) -> TxResult<()> {
+    fn update_order(&mut self, path: &str, old: OrderHead, o: &Order) -> TxResult<()> {
+        self.release(&old.facts)?;
+        if !self.reserve(&format!("{path}.line_items"), &Facts::of(&o.doc))? {
+            // The file is rejected: the transaction aborts, release and all.
+            return Ok(());
+        }
         if old.external_id != o.external_id {
-            self.tx.remove(keys::external(&old.external_id))?;
-            self.tx
-                .insert(keys::external(&o.external_id), o.id.as_bytes())?;
+            self.unindex_external(&old.external_id)?;
+            self.index_external(&o.external_id, o.id)?;
         }
         let rec = OrderRecord {
             id: o.id,
@@ -398,8 +562,6 @@ impl<'t> Writer<'t> {
             doc: o.doc.clone(),
             regulated: old.regulated,
         };
-        self.reserve(&old.facts, -1)?;
-        self.reserve(&Facts::of(&rec.doc), 1)?;
         self.put_order(&rec)?;
         for system in self.ctx.systems {
             let state = self.export_state(&system.id, rec.id)?.map(|s| s.state);
@@ -508,16 +670,25 @@ impl<'t> Writer<'t> {
                 rec.id
             ));
         }
-        let mut changes = Vec::with_capacity(facts.shipped_lines.len());
-        for (sku, qty) in &facts.shipped_lines {
+        // Lines of the same SKU are added up first, checked.
+        let per_sku = facts.per_sku().unwrap_or_else(|sku| {
+            refusal.get_or_insert(format!(
+                "regulating order {}: the quantities of {sku:?} add up beyond i64",
+                rec.id
+            ));
+            Vec::new()
+        });
+        let mut changes = Vec::with_capacity(per_sku.len());
+        for (sku, qty) in &per_sku {
             let key = keys::stock(sku);
-            // Earlier lines of this order may have moved the same SKU.
-            let before = changes
-                .iter()
-                .rev()
-                .find(|(k, _)| *k == key)
-                .map_or(self.get_int(&key)?, |(_, v)| *v);
-            let after = before - qty;
+            let before = self.get_int(&key)?;
+            let Some(after) = qty.checked_neg().and_then(|d| add_total(before, d)) else {
+                refusal.get_or_insert(format!(
+                    "regulating order {} would take {sku:?} from {before} in stock below -{MAX_TOTAL}",
+                    rec.id
+                ));
+                continue;
+            };
             if after < 0 && !self.ctx.allow_negative && refusal.is_none() {
                 refusal = Some(format!(
                     "regulating order {} would take {sku:?} from {before} to {after} in stock (allow_negative = false)",
@@ -538,7 +709,7 @@ impl<'t> Writer<'t> {
         for (key, after) in &changes {
             self.put_int(key, *after)?;
         }
-        self.reserve(facts, -1)?;
+        self.release(facts)?;
         let Some(mut rec) = self.order_rec(rec.id)? else {
             return Ok(());
         };
@@ -579,12 +750,18 @@ impl<'t> Writer<'t> {
         let key = keys::stock(&row.sku);
         let before = self.get_int(&key)?;
         let after = if absolute {
-            Some(row.value)
+            add_total(0, row.value)
         } else {
-            before.checked_add(row.value)
+            add_total(before, row.value)
         };
         match after {
-            None => self.problem(&at, format!("{:?}: stock would overflow", row.sku)),
+            None => self.problem(
+                &at,
+                format!(
+                    "{:?}: in_stock {before} {:+} would leave the range ±{MAX_TOTAL}",
+                    row.sku, row.value
+                ),
+            ),
             Some(after) if after < 0 && !self.ctx.allow_negative => self.problem(
                 &at,
                 format!(
@@ -598,5 +775,151 @@ impl<'t> Writer<'t> {
             }
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    //! Totals near their bound cannot be reached through files (quantities
+    //! and stock values are bounded at input), so these set them directly.
+
+    use super::*;
+    use crate::config::Config;
+    use crate::order;
+
+    fn order_input(lines: &[(&str, i64)]) -> Input {
+        let items: Vec<serde_json::Value> = lines
+            .iter()
+            .map(|(sku, qty)| serde_json::json!({"sku": sku, "qty_ordered": qty}))
+            .collect();
+        let v = serde_json::json!({
+            "external_id": "o-1", "type": "Sales Order", "currency": "EUR", "reference": "r",
+            "line_items": items,
+            "billing_address": {"address1": "a", "city": "c", "country": "DE"},
+            "shipping_address": {"address1": "a", "city": "c", "country": "DE"},
+            "shipping_rule": {"name": "n", "recovery": 1},
+            "tax_rule": {"name": "n", "inclusive": true, "rate": 0.1},
+        });
+        let mut problems = Vec::new();
+        let o = order::validate(&v, "$", 1, &mut problems).expect("valid order");
+        Input::Orders(vec![("$".into(), o)])
+    }
+
+    struct Fixture {
+        _dir: tempfile::TempDir,
+        store: Store,
+        config: Config,
+    }
+
+    impl Fixture {
+        fn new() -> Fixture {
+            let dir = tempfile::tempdir().unwrap();
+            let config = Config::parse(
+                "[[systems]]\nid = \"erp\"\n",
+                &dir.path().join("config.toml"),
+            )
+            .unwrap();
+            let store = Store::open(&dir.path().join("state"), 1 << 20).unwrap();
+            Fixture {
+                _dir: dir,
+                store,
+                config,
+            }
+        }
+
+        fn apply(&self, name: &str, input: &Input) -> Result<Applied, ApplyError> {
+            let ctx = Context {
+                now: 5,
+                systems: &self.config.systems,
+                allow_negative: true,
+            };
+            self.store.apply(name, &[0; 32], input, &[], &ctx)
+        }
+
+        fn set(&self, key: Vec<u8>, value: i64) {
+            self.store.db.insert(key, &value.to_be_bytes()).unwrap();
+        }
+
+        /// The problems of a rejected file, checking that it changed nothing.
+        fn rejected(&self, name: &str, input: &Input) -> Vec<String> {
+            let before = self.store.dump().unwrap();
+            let r = self.apply(name, input);
+            assert_eq!(self.store.dump().unwrap(), before);
+            match r {
+                Err(ApplyError::Rejected(p)) => p.iter().map(Problem::to_string).collect(),
+                other => panic!("not rejected: {other:?}"),
+            }
+        }
+    }
+
+    #[test]
+    fn a_reservation_beyond_the_total_bound_is_rejected() {
+        let f = Fixture::new();
+        f.set(keys::reserved("A"), MAX_TOTAL - 5);
+        let p = f.rejected("o.json", &order_input(&[("B", 1), ("A", 3), ("A", 3)]));
+        assert_eq!(
+            p,
+            [format!(
+                "$.line_items: reserving 6 more of \"A\" would take its reserved total from {} beyond {MAX_TOTAL}",
+                MAX_TOTAL - 5
+            )]
+        );
+        assert!(matches!(
+            f.apply("o.json", &order_input(&[("A", 5)])),
+            Ok(Applied::Done(_))
+        ));
+        assert_eq!(f.store.inventory().unwrap(), [("A".into(), 0, MAX_TOTAL)]);
+    }
+
+    #[test]
+    fn regulation_and_adjustments_never_leave_the_total_bound() {
+        let f = Fixture::new();
+        assert!(
+            f.apply("o.json", &order_input(&[("A", 4), ("A", 4)]))
+                .is_ok()
+        );
+        f.set(keys::stock("A"), -MAX_TOTAL + 7);
+        let ack = Input::Acks(vec![AckRow {
+            line: 2,
+            order_id: "o-1".into(),
+            system_id: "erp".into(),
+            regulate: true,
+            note: None,
+        }]);
+        let p = f.rejected("ack.csv", &ack);
+        assert_eq!(p.len(), 1, "{p:?}");
+        assert!(
+            p[0].starts_with(&format!(
+                "line 2: regulating order {} would take \"A\" from {} in stock below -{MAX_TOTAL}",
+                order::id_for_external_id("o-1"),
+                -MAX_TOTAL + 7
+            )),
+            "{p:?}"
+        );
+
+        f.set(keys::stock("A"), i64::MAX - 1);
+        let adj = |value| Input::Stock {
+            absolute: false,
+            rows: vec![StockRow {
+                line: 3,
+                sku: "A".into(),
+                value,
+            }],
+        };
+        let p = f.rejected("adj.csv", &adj(5));
+        assert_eq!(
+            p,
+            [format!(
+                "line 3: \"A\": in_stock {} +5 would leave the range ±{MAX_TOTAL}",
+                i64::MAX - 1
+            )]
+        );
+        f.set(keys::stock("A"), MAX_TOTAL);
+        assert_eq!(f.rejected("adj.csv", &adj(1)).len(), 1);
+        assert!(f.apply("adj.csv", &adj(-1)).is_ok());
+        assert_eq!(
+            f.store.inventory().unwrap(),
+            [("A".into(), MAX_TOTAL - 1, 8)]
+        );
     }
 }

@@ -4,6 +4,7 @@
 //! |---|---|---|
 //! | `o` | order id (16 bytes) | [`OrderRecord`](super::OrderRecord) |
 //! | `x` | external id | order id |
+//! | `u` | UUID (16) an external id spells, in any text form | order id |
 //! | `e` | system `\0` order id | [`ExportRecord`](super::ExportRecord) |
 //! | `p` / `w` / `a` | system `\0` sort key (8) order id | empty: pending / written / acked index |
 //! | `t` | order id, event id (8) | [`Event`](super::Event) |
@@ -26,6 +27,7 @@ use super::ExportState;
 
 pub const ORDER: u8 = b'o';
 pub const EXTERNAL: u8 = b'x';
+pub const EXTERNAL_UUID: u8 = b'u';
 pub const EXPORT: u8 = b'e';
 pub const PENDING: u8 = b'p';
 pub const WRITTEN: u8 = b'w';
@@ -62,6 +64,12 @@ pub fn order(id: Uuid) -> Vec<u8> {
 
 pub fn external(external_id: &str) -> Vec<u8> {
     with(EXTERNAL, &[external_id.as_bytes()])
+}
+
+/// The order whose external id is a UUID's text (any case, hyphens, braces
+/// or `urn:uuid:`): such an external id must not name another order's id.
+pub fn external_uuid(uuid: Uuid) -> Vec<u8> {
+    with(EXTERNAL_UUID, &[uuid.as_bytes()])
 }
 
 pub fn export(system: &str, id: Uuid) -> Vec<u8> {

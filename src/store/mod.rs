@@ -196,9 +196,9 @@ impl Store {
             .map_or(0, |v| keys::int_of(&v).max(0) as u64))
     }
 
-    /// Makes the kept counts of a store written before they were kept, by
-    /// counting once; later every transaction that changes a state or adds
-    /// an order updates them.
+    /// Makes the kept counts (and the `u` index) of a store written before
+    /// they were kept, by counting once; later every transaction that
+    /// changes a state or adds an order updates them.
     fn ensure_counts(&self) -> Result<(), StoreError> {
         if self.db.contains_key(keys::COUNTS_VERSION)? {
             return Ok(());
@@ -217,6 +217,16 @@ impl Store {
             }
             for (k, n) in counts {
                 batch.insert(k, &n.to_be_bytes());
+            }
+        }
+        // The `u` index (the UUID an external id spells) came with the
+        // counts: fill it for the orders stored before.
+        for kv in self.db.scan_prefix([keys::EXTERNAL]) {
+            let (k, v) = kv?;
+            if let Ok(spelt) = std::str::from_utf8(&k[1..]).map(Uuid::parse_str)
+                && let Ok(spelt) = spelt
+            {
+                batch.insert(keys::external_uuid(spelt), v);
             }
         }
         batch.insert(keys::COUNTS_VERSION, b"1");
