@@ -37,6 +37,10 @@ const MAX_TAKEN_NAMES: usize = 100;
 pub enum ExportError {
     #[error("writing export file {path}: {source}")]
     Io { path: PathBuf, source: io::Error },
+    /// `outbox/` or `outbox/<system>` cannot be used (not a real folder:
+    /// a symlink, a file…); the error names it.
+    #[error("outbox folder unusable: {source}")]
+    Folder { path: PathBuf, source: io::Error },
     #[error(transparent)]
     Store(#[from] StoreError),
     /// Every name tried was taken by something else.
@@ -112,7 +116,7 @@ fn export_system(
     let outbox = &config.paths.outbox;
     let dir = Dir::create(outbox)
         .and_then(|o| o.sub(&system.id, true))
-        .map_err(|source| ExportError::Io {
+        .map_err(|source| ExportError::Folder {
             path: outbox.join(&system.id),
             source,
         })?;
@@ -154,7 +158,10 @@ fn export_system(
 }
 
 /// The stored orders of `ids` (those that still exist).
-fn load(store: &Store, ids: impl Iterator<Item = uuid::Uuid>) -> Result<Vec<OrderRecord>, StoreError> {
+fn load(
+    store: &Store,
+    ids: impl Iterator<Item = uuid::Uuid>,
+) -> Result<Vec<OrderRecord>, StoreError> {
     let mut orders = Vec::new();
     for id in ids {
         if let Some(rec) = store.order(id)? {
@@ -225,7 +232,11 @@ fn recover(
 }
 
 /// What takes the batch file's name, or its ready marker's: anything at all.
-fn taken(dir: &Dir, system: &SystemConfig, file: &str) -> io::Result<Option<(String, &'static str)>> {
+fn taken(
+    dir: &Dir,
+    system: &SystemConfig,
+    file: &str,
+) -> io::Result<Option<(String, &'static str)>> {
     let mut names = vec![file.to_string()];
     if system.ready_marker {
         names.push(marker_name(file));

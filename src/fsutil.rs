@@ -192,8 +192,7 @@ impl Dir {
             Err(e) => return Err(e.into()),
         };
         let st = rustix::fs::fstat(&fd)?;
-        if FileType::from_raw_mode(st.st_mode) != FileType::RegularFile || st.st_size as u64 > max
-        {
+        if FileType::from_raw_mode(st.st_mode) != FileType::RegularFile || st.st_size as u64 > max {
             return Ok(None);
         }
         let mut bytes = Vec::new();
@@ -226,13 +225,14 @@ impl Dir {
     /// Creates a hidden temporary in this folder with the usual
     /// `0666 & !umask` mode (so systems reading the outbox as another user
     /// of the group can read it) and fills it from `fill`, fsynced.
-    fn temp(&self, name: &str, fill: impl FnOnce(&mut File) -> io::Result<()>) -> io::Result<String> {
+    fn temp(
+        &self,
+        name: &str,
+        fill: impl FnOnce(&mut File) -> io::Result<()>,
+    ) -> io::Result<String> {
         let tmp = temp_name(name);
-        let flags = OFlags::WRONLY
-            | OFlags::CREATE
-            | OFlags::EXCL
-            | OFlags::NOFOLLOW
-            | OFlags::CLOEXEC;
+        let flags =
+            OFlags::WRONLY | OFlags::CREATE | OFlags::EXCL | OFlags::NOFOLLOW | OFlags::CLOEXEC;
         let fd = rustix::fs::openat(&self.fd, tmp.as_str(), flags, Mode::from_raw_mode(0o666))?;
         let mut file = File::from(fd);
         let filled = fill(&mut file).and_then(|()| file.sync_all());
@@ -429,5 +429,103 @@ mod tests {
             .map(|e| e.unwrap().file_name())
             .collect();
         assert_eq!(names, vec!["out.json"]);
+    }
+
+    #[test]
+    fn write_new_never_replaces_anything() {
+        let dir = tempfile::tempdir().unwrap();
+        let d = Dir::open(dir.path()).unwrap();
+        fs::create_dir(dir.path().join("folder")).unwrap();
+        fs::write(dir.path().join("target"), "theirs").unwrap();
+        std::os::unix::fs::symlink(dir.path().join("target"), dir.path().join("link")).unwrap();
+        std::os::unix::fs::symlink("/nonexistent", dir.path().join("dangling")).unwrap();
+        for name in ["folder", "target", "link", "dangling"] {
+            let e = d.write_new(name, b"ours").unwrap_err();
+            assert_eq!(e.kind(), io::ErrorKind::AlreadyExists, "{name}");
+        }
+        assert_eq!(fs::read(dir.path().join("target")).unwrap(), b"theirs");
+        assert!(dir.path().join("folder").is_dir());
+        // No temporary left behind.
+        let mut names = d.names().unwrap();
+        names.sort();
+        assert_eq!(names, ["dangling", "folder", "link", "target"]);
+        d.write_new("new", b"ours").unwrap();
+        assert_eq!(fs::read(dir.path().join("new")).unwrap(), b"ours");
+    }
+
+    #[test]
+    fn symlinked_folders_are_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let real = dir.path().join("real");
+        fs::create_dir(&real).unwrap();
+        fs::write(real.join(".x.tmp"), "not ours").unwrap();
+        let link = dir.path().join("link");
+        std::os::unix::fs::symlink(&real, &link).unwrap();
+        let e = Dir::open(&link).unwrap_err();
+        assert!(e.to_string().contains("symlink"), "{e}");
+        assert!(Dir::create(&link).is_err());
+        assert!(remove_stale_temporaries(&link).is_err());
+        let top = Dir::open(dir.path()).unwrap();
+        assert!(top.sub("link", true).is_err());
+        assert!(write_atomic(&link, "f", b"x").is_err());
+        assert_eq!(
+            fs::read_dir(&real).unwrap().count(),
+            1,
+            ".x.tmp removed or f written"
+        );
+        // A folder that is a real one is fine, and created when missing.
+        let sub = top.sub("new", true).unwrap();
+        sub.write_new("f", b"x").unwrap();
+        assert!(dir.path().join("new/f").is_file());
+    }
+
+    #[test]
+    fn a_folder_swapped_for_a_symlink_after_opening_is_not_followed() {
+        let dir = tempfile::tempdir().unwrap();
+        let out = dir.path().join("out");
+        fs::create_dir(&out).unwrap();
+        let d = Dir::open(&out).unwrap();
+        // Swap it: the old folder moves aside, a symlink takes its name.
+        let elsewhere = dir.path().join("elsewhere");
+        fs::create_dir(&elsewhere).unwrap();
+        fs::rename(&out, dir.path().join("moved")).unwrap();
+        std::os::unix::fs::symlink(&elsewhere, &out).unwrap();
+        d.write_new("f", b"x").unwrap();
+        assert!(dir.path().join("moved/f").is_file());
+        assert_eq!(fs::read_dir(&elsewhere).unwrap().count(), 0);
+    }
+
+    #[test]
+    fn stale_temporaries_are_removed_but_not_through_symlinks() {
+        let dir = tempfile::tempdir().unwrap();
+        fs::write(dir.path().join(".a.json.1-2-3.tmp"), "x").unwrap();
+        fs::create_dir(dir.path().join(".folder.tmp")).unwrap();
+        let target = dir.path().join("keep");
+        fs::write(&target, "x").unwrap();
+        std::os::unix::fs::symlink(&target, dir.path().join(".link.tmp")).unwrap();
+        let d = Dir::open(dir.path()).unwrap();
+        assert_eq!(d.remove_stale_temporaries().unwrap(), 1);
+        assert!(target.is_file());
+        assert!(dir.path().join(".folder.tmp").is_dir());
+    }
+
+    #[test]
+    fn move_in_never_replaces() {
+        let dir = tempfile::tempdir().unwrap();
+        let from = dir.path().join("in.json");
+        fs::write(&from, "new").unwrap();
+        let to = dir.path().join("to");
+        fs::create_dir(&to).unwrap();
+        fs::write(to.join("in.json"), "old").unwrap();
+        let d = Dir::open(&to).unwrap();
+        assert_eq!(
+            d.move_in(&from, "in.json").unwrap_err().kind(),
+            io::ErrorKind::AlreadyExists
+        );
+        assert_eq!(d.free_name("in.json", &[]).unwrap(), "in.json.1");
+        d.move_in(&from, "in.json.1").unwrap();
+        assert_eq!(fs::read(to.join("in.json")).unwrap(), b"old");
+        assert_eq!(fs::read(to.join("in.json.1")).unwrap(), b"new");
+        assert!(!from.exists());
     }
 }

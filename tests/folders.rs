@@ -41,7 +41,11 @@ fn ids_in_real_files(w: &Work, system: &str) -> Vec<String> {
             continue;
         };
         if let Some(orders) = v["orders"].as_array() {
-            ids.extend(orders.iter().map(|o| o["external_id"].as_str().unwrap().to_string()));
+            ids.extend(
+                orders
+                    .iter()
+                    .map(|o| o["external_id"].as_str().unwrap().to_string()),
+            );
         }
     }
     ids
@@ -98,12 +102,23 @@ fn folders_at_the_next_export_names_are_stepped_over() {
     w.cmd(&["run", "--once"]);
 
     assert_eq!(w.state("o-1", "erp").as_deref(), Some("written"));
-    assert_eq!(ids_in_real_files(&w, "erp"), ["o-1"], "the order is in no real file");
+    assert_eq!(
+        ids_in_real_files(&w, "erp"),
+        ["o-1"],
+        "the order is in no real file"
+    );
     for p in &squatters {
-        assert!(p.is_dir() && fs::read_dir(p).unwrap().next().is_none(), "{p:?} changed");
+        assert!(
+            p.is_dir() && fs::read_dir(p).unwrap().next().is_none(),
+            "{p:?} changed"
+        );
     }
     assert!(first.status.success(), "{}", stderr(&first));
-    assert!(stderr(&first).contains("name taken"), "not logged: {}", stderr(&first));
+    assert!(
+        stderr(&first).contains("name taken"),
+        "not logged: {}",
+        stderr(&first)
+    );
     let real: Vec<String> = common::names(&dir)
         .into_iter()
         .filter(|n| fs::symlink_metadata(dir.join(n)).unwrap().is_file())
@@ -166,13 +181,25 @@ fn an_interrupted_batch_counts_only_its_own_file() {
 
         let out = w.cmd(&["run", "--once"]);
         assert!(out.status.success(), "{kind:?}: {}", stderr(&out));
-        assert_eq!(w.state("o-1", "erp").as_deref(), Some("written"), "{kind:?}");
-        assert_eq!(ids_in_real_files(&w, "erp"), ["o-1"], "{kind:?}: no real file has it");
+        assert_eq!(
+            w.state("o-1", "erp").as_deref(),
+            Some("written"),
+            "{kind:?}"
+        );
+        assert_eq!(
+            ids_in_real_files(&w, "erp"),
+            ["o-1"],
+            "{kind:?}: no real file has it"
+        );
         // The squatter is untouched (and so is what a symlink points to).
         let after = snapshot(&w.path("outbox/erp"));
         let squatted = |s: &[(String, String)]| s.iter().find(|(n, _)| *n == batch.file).cloned();
         assert_eq!(squatted(&after), squatted(&before), "{kind:?}");
-        assert_eq!(fs::read(w.path("elsewhere.json")).ok(), elsewhere, "{kind:?}");
+        assert_eq!(
+            fs::read(w.path("elsewhere.json")).ok(),
+            elsewhere,
+            "{kind:?}"
+        );
         assert!(
             common::names(&w.path("outbox/erp"))
                 .iter()
@@ -205,7 +232,7 @@ fn an_interrupted_batch_whose_file_is_there_is_not_written_again() {
 
     w.run_once();
     assert_eq!(w.state("o-1", "erp").as_deref(), Some("written"));
-    assert_eq!(common::names(&w.path("outbox/erp")), [batch.file.clone()]);
+    assert_eq!(common::names(&w.path("outbox/erp")), vec![batch.file]);
 }
 
 /// Regression (issue 7 §3): with `outbox/erp` replaced by a symlink, export
@@ -321,14 +348,20 @@ fn the_daemon_keeps_exporting_to_the_others() {
     fs::write(w.path("outbox/wms"), "not a folder").unwrap();
     let mut d = w.start(&[]);
     w.drop_json("o1.json", &order("o-1", &[("A", 1)]));
-    wait_for("o-1 exported to erp", LONG, || ids_in_real_files(&w, "erp") == ["o-1"]);
+    wait_for("o-1 exported to erp", LONG, || {
+        ids_in_real_files(&w, "erp") == ["o-1"]
+    });
     w.drop_json("o2.json", &order("o-2", &[("A", 1)]));
-    wait_for("o-2 exported to erp", LONG, || ids_in_real_files(&w, "erp").len() == 2);
+    wait_for("o-2 exported to erp", LONG, || {
+        ids_in_real_files(&w, "erp").len() == 2
+    });
     assert!(d.log_text().contains("export failed"), "{}", d.log_text());
     assert_eq!(w.state("o-2", "wms").as_deref(), Some("pending"));
 
     fs::remove_file(w.path("outbox/wms")).unwrap();
-    wait_for("wms to catch up", LONG, || ids_in_real_files(&w, "wms").len() == 2);
+    wait_for("wms to catch up", LONG, || {
+        ids_in_real_files(&w, "wms").len() == 2
+    });
     assert!(d.terminate().success(), "{}", d.log_text());
 }
 
@@ -341,7 +374,11 @@ fn a_rejected_file_named_like_a_report_counts_once() {
     w.drop_file("x.error.txt", "line 1: looks like a report\n");
     w.run_once();
     assert_eq!(w.errors(), ["x.error.txt", "x.error.txt.error.txt"]);
-    assert!(w.report("x.error.txt").contains("unsupported"), "{}", w.report("x.error.txt"));
+    assert!(
+        w.report("x.error.txt").contains("unsupported"),
+        "{}",
+        w.report("x.error.txt")
+    );
     assert_eq!(w.json(&["status"])["errors"], 1);
 
     w.drop_file("bad.json", "{not json");

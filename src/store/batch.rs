@@ -341,3 +341,26 @@ impl Store {
         .map_err(store_error)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_batch_recorded_before_sizes_and_hashes_still_decodes() {
+        let old = br#"{"version":"1","system":"erp","seq":3,"file":"f.json","orders":[]}"#;
+        let b: Batch = super::super::decode(b"b", old).unwrap();
+        assert_eq!(b.seq, 3);
+        assert_eq!(b.content, None);
+    }
+
+    #[test]
+    fn content_is_size_and_hex_sha256() {
+        let c = Content::of(b"abc");
+        assert_eq!(c.size, 3);
+        assert_eq!(
+            c.sha256,
+            "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
+        );
+    }
+}
