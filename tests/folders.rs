@@ -309,6 +309,21 @@ fn symlinked_archive_and_errors_folders_are_refused() {
     }
 }
 
+/// Regression (SPEC §9): a symlinked state folder was followed and the
+/// database created where it pointed. Now it is refused, naming it.
+#[test]
+fn a_symlinked_state_folder_is_refused() {
+    let w = Work::new(ONE_SYSTEM);
+    fs::create_dir_all(w.path("elsewhere")).unwrap();
+    symlink(w.path("elsewhere"), w.path("state")).unwrap();
+    w.drop_json("o.json", &order("o-1", &[("A", 1)]));
+    let out = w.cmd(&["run", "--once"]);
+    assert!(!out.status.success(), "it claimed success");
+    assert!(stderr(&out).contains("state"), "{}", stderr(&out));
+    assert!(common::names(&w.path("elsewhere")).is_empty());
+    assert_eq!(w.inbox(), ["o.json"]);
+}
+
 /// wms first in the config, so that the old exporter, which returned at the
 /// first system's error, never reached erp.
 const WMS_FIRST: &str =
