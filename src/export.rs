@@ -113,16 +113,13 @@ fn export_system(
     system: &SystemConfig,
     written: &mut Vec<PathBuf>,
 ) -> Result<(), ExportError> {
-    let outbox = &config.paths.outbox;
-    let dir = Dir::create(outbox)
-        .and_then(|o| o.sub(&system.id, true))
-        .map_err(|source| ExportError::Folder {
-            path: outbox.join(&system.id),
-            source,
-        })?;
+    // Opened when there is something to write: a broken outbox with nothing
+    // pending is no failure.
+    let mut dir: Option<Dir> = None;
     if let Some(batch) = store.batch_in_flight(&system.id)? {
         tracing::info!(system = %system.id, file = %batch.file, "finishing an export batch interrupted earlier");
-        recover(store, config, system, &dir, batch, written)?;
+        let d = dir.insert(open_outbox(config, system)?);
+        recover(store, config, system, d, batch, written)?;
     }
     if let Some(after) = system.resend_after {
         let now = Utc::now().timestamp_millis();
@@ -143,6 +140,10 @@ fn export_system(
             tracing::error!(system = %system.id, entries = ids.len(), "pending index entries without orders; skipped");
             return Ok(());
         }
+        let d = match dir {
+            Some(ref d) => d,
+            None => dir.insert(open_outbox(config, system)?),
+        };
         let bytes = render(system, &orders);
         let now = Utc::now();
         let batch = store.record_batch(
@@ -152,9 +153,21 @@ fn export_system(
             |seq| file_name(now, seq, system.format),
         )?;
         store.flush()?;
-        let batch = place(store, system, &dir, batch, &bytes)?;
-        finish(store, config, system, &dir, &batch, orders.len(), written)?;
+        let batch = place(store, system, d, batch, &bytes)?;
+        finish(store, config, system, d, &batch, orders.len(), written)?;
     }
+}
+
+/// `outbox/<system>`, created if missing, refused if it (or `outbox/`) is
+/// not a real folder.
+fn open_outbox(config: &Config, system: &SystemConfig) -> Result<Dir, ExportError> {
+    let outbox = &config.paths.outbox;
+    Dir::create(outbox)
+        .and_then(|o| o.sub(&system.id, true))
+        .map_err(|source| ExportError::Folder {
+            path: outbox.join(&system.id),
+            source,
+        })
 }
 
 /// The stored orders of `ids` (those that still exist).
