@@ -239,7 +239,9 @@ pub fn run_loop(
     let mut settle = Settle::default();
     let mut noted = HashSet::new();
     let mut retry: HashMap<PathBuf, (u32, Instant)> = HashMap::new();
-    let mut export_retry: Option<(u32, Instant)> = None;
+    // Per system: one whose outbox fails is retried with backoff while the
+    // others go on.
+    let mut export_retry: HashMap<String, (u32, Instant)> = HashMap::new();
     let mut scan_failing = false;
     // Totals for the status line.
     let mut totals = DrainStats::default();
@@ -325,19 +327,18 @@ pub fn run_loop(
         retry.retain(|p, _| p.exists());
 
         // 3. Export (also finishes batches and resends what is due).
-        if export_retry.is_none_or(|(_, at)| at <= Instant::now()) {
-            match engine.export() {
-                Ok(files) => {
-                    totals.export_files += files.len();
-                    export_retry = None;
-                }
-                Err(e) => {
-                    let attempts = export_retry.map_or(0, |(n, _)| n) + 1;
-                    let wait = backoff(attempts);
-                    tracing::error!(error = %e, retry_in = ?wait, "export failed; orders stay pending");
-                    export_retry = Some((attempts, Instant::now() + wait));
-                }
-            }
+        let now = Instant::now();
+        let report =
+            engine.export_systems(|s| export_retry.get(s).is_none_or(|(_, at)| *at <= now));
+        totals.export_files += report.written.len();
+        for s in &report.exported {
+            export_retry.remove(s);
+        }
+        for (s, e) in report.failed {
+            let attempts = export_retry.get(&s).map_or(0, |(n, _)| *n) + 1;
+            let wait = backoff(attempts);
+            tracing::error!(system = %s, error = %e, retry_in = ?wait, "export failed; orders stay pending");
+            export_retry.insert(s, (attempts, Instant::now() + wait));
         }
         systemd.status(&format!(
             "watching {}: {} applied, {} rejected, {} already applied, {} failed, {} export files",
@@ -365,7 +366,7 @@ pub fn run_loop(
             next_resend,
             systemd.next_ping(),
             retry.values().map(|(_, at)| *at).min(),
-            export_retry.map(|(_, at)| at),
+            export_retry.values().map(|(_, at)| *at).min(),
         ]
         .into_iter()
         .flatten()

@@ -17,7 +17,7 @@ use sha2::{Digest, Sha256};
 
 use crate::config::Config;
 use crate::export::{self, ExportError};
-use crate::fsutil;
+use crate::fsutil::Dir;
 use crate::inbox::{self, Candidate, ReadOutcome, Settle};
 use crate::input;
 use crate::problem::Problem;
@@ -67,25 +67,42 @@ pub struct Engine {
 
 impl Engine {
     /// Creates the folders (never outside the configured ones) and opens the
-    /// store.
+    /// store. The state folder must be a real folder, not a symlink (fatal).
+    /// An outbox, `outbox/<system>`, archive or errors folder that is not a
+    /// real folder (a symlink, say) is only logged here: nothing is written
+    /// into it or removed from it, and whatever needs it fails and is retried
+    /// later (files stay in the inbox, orders stay pending).
     pub fn open(config: Config) -> Result<Engine, EngineError> {
         let p = &config.paths;
-        for dir in [&p.inbox, &p.outbox, &p.archive, &p.errors, &p.state] {
-            std::fs::create_dir_all(dir).map_err(io_err("creating folder", dir))?;
-        }
-        for s in &config.systems {
-            let dir = p.outbox.join(&s.id);
-            std::fs::create_dir_all(&dir).map_err(io_err("creating folder", &dir))?;
-        }
+        std::fs::create_dir_all(&p.inbox).map_err(io_err("creating folder", &p.inbox))?;
+        Dir::create(&p.state).map_err(io_err("opening the state folder", &p.state))?;
+        let usable = |dir: &Path, opened: std::io::Result<Dir>| match opened {
+            Ok(d) => Some(d),
+            Err(e) => {
+                tracing::error!(folder = %dir.display(), error = %e, "folder unusable: nothing is written there until it is a real folder");
+                None
+            }
+        };
+        usable(&p.archive, Dir::create(&p.archive));
+        let errors = usable(&p.errors, Dir::create(&p.errors));
+        let outboxes: Vec<Dir> = match usable(&p.outbox, Dir::create(&p.outbox)) {
+            Some(outbox) => config
+                .systems
+                .iter()
+                .filter_map(|s| usable(&p.outbox.join(&s.id), outbox.sub(&s.id, true)))
+                .collect(),
+            None => Vec::new(),
+        };
         let store = Store::open(&p.state, config.store.cache_capacity)?;
         // Holding the store's lock, no write of ours is in flight: a hidden
-        // temporary is what a killed process left behind.
-        let mut folders = vec![p.errors.clone()];
-        folders.extend(config.systems.iter().map(|s| p.outbox.join(&s.id)));
-        for dir in folders {
-            let n = fsutil::remove_stale_temporaries(&dir).map_err(io_err("cleaning", &dir))?;
+        // temporary is what a killed process left behind. Only real folders
+        // are cleaned, through their descriptors: never where a symlink points.
+        for dir in errors.iter().chain(&outboxes) {
+            let n = dir
+                .remove_stale_temporaries()
+                .map_err(io_err("cleaning", dir.path()))?;
             if n > 0 {
-                tracing::info!(folder = %dir.display(), removed = n, "removed temporary files left by an interrupted run");
+                tracing::info!(folder = %dir.path().display(), removed = n, "removed temporary files left by an interrupted run");
             }
         }
         Ok(Engine { config, store })
@@ -179,13 +196,22 @@ impl Engine {
         Ok(export::export_all(&self.store, &self.config)?)
     }
 
+    /// Exports the systems for which `due(id)` holds, each on its own: a
+    /// failing system is reported in the result and does not stop the others.
+    pub fn export_systems(&self, due: impl Fn(&str) -> bool) -> export::Report {
+        export::export_systems(&self.store, &self.config, due)
+    }
+
     /// `run --once`: finishes interrupted export batches, then takes every
     /// inbox file as it becomes ready (waiting out `settle`) until none is
     /// left, exporting as it goes. Files waiting for a ready marker that does
     /// not exist are left for a later run.
     pub fn drain(&self) -> Result<DrainStats, EngineError> {
         self.reconcile_systems()?;
-        self.export()?;
+        // A system whose export fails does not stop the drain (nor the other
+        // systems); the failure is returned at the end.
+        let mut export_failed = None;
+        self.export_round(&mut export_failed);
         let mut settle = Settle::default();
         let mut noted = HashSet::new();
         let mut stats = DrainStats::default();
@@ -208,9 +234,23 @@ impl Engine {
                 stats.count(&self.process(c)?);
                 settle.forget(&c.path);
             }
-            stats.export_files += self.export()?.len();
+            stats.export_files += self.export_round(&mut export_failed);
         }
-        Ok(stats)
+        match export_failed {
+            Some(e) => Err(e.into()),
+            None => Ok(stats),
+        }
+    }
+
+    /// Exports every system; logs each failing one and keeps the failures
+    /// of this round (none if all went well) in `failed`. Returns how many files were written.
+    fn export_round(&self, failed: &mut Option<ExportError>) -> usize {
+        let report = self.export_systems(|_| true);
+        for (id, e) in &report.failed {
+            tracing::error!(system = %id, error = %e, "export failed; its orders stay pending");
+        }
+        *failed = (!report.failed.is_empty()).then(|| ExportError::Systems(report.failed));
+        report.written.len()
     }
 }
 

@@ -2,8 +2,20 @@
 //! batch in the system's format and writes it into `outbox/<system>/`
 //! atomically, then tells the store. The end of the flow; it never reads
 //! the inbox.
+//!
+//! Order of steps per file: render → record the batch (orders, revisions,
+//! file name, size and SHA-256) in the store and flush → write the file under
+//! its name, never replacing anything there → mark the orders written. The
+//! outbox is shared with partners we do not trust, so nothing found at a
+//! name counts as our file unless it is a regular file with the recorded
+//! size and hash: a folder, symlink, FIFO or foreign file at the next name
+//! is left alone, logged, and the next sequence number is used instead. The
+//! system's folder is opened without following symlinks (see
+//! [`fsutil::Dir`]); a symlinked outbox is refused and retried later.
+//!
+//! Each system is exported on its own: one whose folder is broken is
+//! reported and retried while the others carry on.
 
-use std::fs;
 use std::io;
 use std::path::PathBuf;
 
@@ -11,17 +23,51 @@ use chrono::{DateTime, SecondsFormat, Utc};
 use serde_json::Value;
 
 use crate::config::{Config, Format, SystemConfig};
-use crate::fsutil;
+use crate::fsutil::{Dir, Entry};
 use crate::order::ADDRESS_FIELDS;
-use crate::store::{Batch, Context, ExportState, OrderRecord, Store, StoreError};
+use crate::store::{Batch, Content, Context, ExportState, OrderRecord, Store, StoreError};
+
+/// How many taken names in a row the exporter steps over before it gives up
+/// on a system for this round (names carry the time, so a later round tries
+/// other names).
+const MAX_TAKEN_NAMES: usize = 100;
 
 /// Why exporting stopped. The pending orders stay pending.
 #[derive(Debug, thiserror::Error)]
 pub enum ExportError {
     #[error("writing export file {path}: {source}")]
     Io { path: PathBuf, source: io::Error },
+    /// `outbox/` or `outbox/<system>` cannot be used (not a real folder:
+    /// a symlink, a file…); the error names it.
+    #[error("outbox folder unusable: {source}")]
+    Folder { path: PathBuf, source: io::Error },
     #[error(transparent)]
     Store(#[from] StoreError),
+    /// Every name tried was taken by something else.
+    #[error("{tried} export file names in a row were taken in {dir} by files we did not write")]
+    NoFreeName { dir: PathBuf, tried: usize },
+    /// Some systems failed (each with its error); the others were exported.
+    #[error("{}", describe(.0))]
+    Systems(Vec<(String, ExportError)>),
+}
+
+fn describe(failures: &[(String, ExportError)]) -> String {
+    let parts: Vec<String> = failures
+        .iter()
+        .map(|(id, e)| format!("export failed for system {id}: {e}"))
+        .collect();
+    parts.join("; ")
+}
+
+/// What one round of exporting did, system by system.
+#[derive(Debug, Default)]
+pub struct Report {
+    /// The export files written, all systems.
+    pub written: Vec<PathBuf>,
+    /// Systems exported without error.
+    pub exported: Vec<String>,
+    /// Systems that failed, each with its error; their orders stay pending.
+    pub failed: Vec<(String, ExportError)>,
 }
 
 /// The export file name for a sequence number: `orders-<UTC time>-<seq>.<ext>`.
@@ -34,13 +80,31 @@ pub fn file_name(now: DateTime<Utc>, seq: u64, format: Format) -> String {
 }
 
 /// Writes every pending order of every system into export files, finishing
-/// first any batch a crash interrupted. Returns the files written.
+/// first any batch a crash interrupted. Every system is tried, even after
+/// another failed; the failures are logged and returned together
+/// ([`ExportError::Systems`]). Returns the files written.
 pub fn export_all(store: &Store, config: &Config) -> Result<Vec<PathBuf>, ExportError> {
-    let mut written = Vec::new();
-    for system in &config.systems {
-        export_system(store, config, system, &mut written)?;
+    let report = export_systems(store, config, |_| true);
+    if report.failed.is_empty() {
+        return Ok(report.written);
     }
-    Ok(written)
+    for (id, e) in &report.failed {
+        tracing::error!(system = %id, error = %e, "export failed; its orders stay pending");
+    }
+    Err(ExportError::Systems(report.failed))
+}
+
+/// Exports every system for which `due(id)` holds, each independently of
+/// the others (the daemon keeps a retry time per system).
+pub fn export_systems(store: &Store, config: &Config, due: impl Fn(&str) -> bool) -> Report {
+    let mut report = Report::default();
+    for system in config.systems.iter().filter(|s| due(&s.id)) {
+        match export_system(store, config, system, &mut report.written) {
+            Ok(()) => report.exported.push(system.id.clone()),
+            Err(e) => report.failed.push((system.id.clone(), e)),
+        }
+    }
+    report
 }
 
 fn export_system(
@@ -49,9 +113,13 @@ fn export_system(
     system: &SystemConfig,
     written: &mut Vec<PathBuf>,
 ) -> Result<(), ExportError> {
+    // Opened when there is something to write: a broken outbox with nothing
+    // pending is no failure.
+    let mut dir: Option<Dir> = None;
     if let Some(batch) = store.batch_in_flight(&system.id)? {
         tracing::info!(system = %system.id, file = %batch.file, "finishing an export batch interrupted earlier");
-        write_batch(store, config, system, &batch, written, true)?;
+        let d = dir.insert(open_outbox(config, system)?);
+        recover(store, config, system, d, batch, written)?;
     }
     if let Some(after) = system.resend_after {
         let now = Utc::now().timestamp_millis();
@@ -65,52 +133,211 @@ fn export_system(
         if ids.is_empty() {
             return Ok(());
         }
-        let now = Utc::now();
-        let batch =
-            store.start_batch(&system.id, &ids, |seq| file_name(now, seq, system.format))?;
-        write_batch(store, config, system, &batch, written, false)?;
-        if batch.orders.is_empty() {
+        let orders = load(store, ids.iter().copied())?;
+        if orders.is_empty() {
             // Pending entries whose orders are gone (only a damaged database
             // has them): say so and stop, rather than loop on them.
             tracing::error!(system = %system.id, entries = ids.len(), "pending index entries without orders; skipped");
             return Ok(());
         }
+        let d = match dir {
+            Some(ref d) => d,
+            None => dir.insert(open_outbox(config, system)?),
+        };
+        let bytes = render(system, &orders);
+        let now = Utc::now();
+        let batch = store.record_batch(
+            &system.id,
+            &revisions(&orders),
+            Some(Content::of(&bytes)),
+            |seq| file_name(now, seq, system.format),
+        )?;
+        store.flush()?;
+        let batch = place(store, system, d, batch, &bytes)?;
+        finish(store, config, system, d, &batch, orders.len(), written)?;
     }
 }
 
-fn write_batch(
+/// `outbox/<system>`, created if missing, refused if it (or `outbox/`) is
+/// not a real folder.
+fn open_outbox(config: &Config, system: &SystemConfig) -> Result<Dir, ExportError> {
+    let outbox = &config.paths.outbox;
+    Dir::create(outbox)
+        .and_then(|o| o.sub(&system.id, true))
+        .map_err(|source| ExportError::Folder {
+            path: outbox.join(&system.id),
+            source,
+        })
+}
+
+/// The stored orders of `ids` (those that still exist).
+fn load(
     store: &Store,
-    config: &Config,
-    system: &SystemConfig,
-    batch: &Batch,
-    written: &mut Vec<PathBuf>,
-    recovering: bool,
-) -> Result<(), ExportError> {
-    let dir = config.paths.outbox.join(&system.id);
-    let io_err = |source| ExportError::Io {
-        path: dir.join(&batch.file),
-        source,
-    };
-    let mut orders = Vec::with_capacity(batch.orders.len());
-    for (id, _) in &batch.orders {
-        if let Some(rec) = store.order(*id)? {
+    ids: impl Iterator<Item = uuid::Uuid>,
+) -> Result<Vec<OrderRecord>, StoreError> {
+    let mut orders = Vec::new();
+    for id in ids {
+        if let Some(rec) = store.order(id)? {
             orders.push(rec);
         }
     }
-    if !orders.is_empty() {
-        fs::create_dir_all(&dir).map_err(io_err)?;
-        let path = dir.join(&batch.file);
-        // A recovered batch whose file made it to the outbox is not written
-        // twice; one that did not (or was already taken) is written again.
-        if !(recovering && path.exists()) {
-            let bytes = render(system, &orders);
-            fsutil::write_atomic(&dir, &batch.file, &bytes).map_err(io_err)?;
+    Ok(orders)
+}
+
+fn revisions(orders: &[OrderRecord]) -> Vec<(uuid::Uuid, u32)> {
+    orders.iter().map(|o| (o.id, o.revision)).collect()
+}
+
+fn marker_name(file: &str) -> String {
+    format!("{file}.done")
+}
+
+/// Finishes a batch a crash (or a failed write) interrupted. Its file counts
+/// as written only if a regular file with the recorded size and SHA-256 is at
+/// its name (and its ready marker, if any, is an empty file or can be
+/// written). Otherwise the orders are rendered again and written: under the
+/// same name when it is free, else under the next sequence number.
+fn recover(
+    store: &Store,
+    config: &Config,
+    system: &SystemConfig,
+    dir: &Dir,
+    mut batch: Batch,
+    written: &mut Vec<PathBuf>,
+) -> Result<(), ExportError> {
+    let io_err = |name: &str| {
+        let path = dir.join(name);
+        move |source| ExportError::Io { path, source }
+    };
+    let orders = load(store, batch.orders.iter().map(|(id, _)| *id))?;
+    if orders.is_empty() {
+        finish(store, config, system, dir, &batch, 0, written)?;
+        return Ok(());
+    }
+    let bytes = render(system, &orders);
+    // A batch recorded by an older version has no size and hash: its file is
+    // what rendering its orders gives, if they have not changed since.
+    let expected = batch.content.clone().unwrap_or_else(|| Content::of(&bytes));
+    let ours = match dir.entry(&batch.file).map_err(io_err(&batch.file))? {
+        Some(Entry::File(len)) if len == expected.size => dir
+            .read_regular(&batch.file, len)
+            .map_err(io_err(&batch.file))?
+            .is_some_and(|b| Content::of(&b) == expected),
+        _ => false,
+    };
+    let marker_free = !system.ready_marker
+        || matches!(
+            dir.entry(&marker_name(&batch.file))
+                .map_err(io_err(&batch.file))?,
+            None | Some(Entry::File(0))
+        );
+    if ours && marker_free {
+        tracing::info!(system = %system.id, file = %batch.file, "the interrupted batch's file is in the outbox (size and SHA-256 match)");
+        return finish(store, config, system, dir, &batch, orders.len(), written);
+    }
+    // Rendered again: the orders may have changed since it was recorded.
+    batch.orders = revisions(&orders);
+    batch.content = Some(Content::of(&bytes));
+    store.rerecord_batch(&batch)?;
+    store.flush()?;
+    let batch = place(store, system, dir, batch, &bytes)?;
+    finish(store, config, system, dir, &batch, orders.len(), written)
+}
+
+/// What takes the batch file's name, or its ready marker's: anything at all.
+fn taken(
+    dir: &Dir,
+    system: &SystemConfig,
+    file: &str,
+) -> io::Result<Option<(String, &'static str)>> {
+    let mut names = vec![file.to_string()];
+    if system.ready_marker {
+        names.push(marker_name(file));
+    }
+    for name in names {
+        match dir.entry(&name)? {
+            None => {}
+            Some(Entry::File(_)) => return Ok(Some((name, "file with other content"))),
+            Some(Entry::Other(kind)) => return Ok(Some((name, kind))),
         }
+    }
+    Ok(None)
+}
+
+/// Writes `bytes` as the batch's file, never over anything: while its name
+/// (or its marker's) is taken, the batch moves to the next sequence number
+/// (recorded in the store before the file is written). Returns the batch as
+/// finally recorded.
+fn place(
+    store: &Store,
+    system: &SystemConfig,
+    dir: &Dir,
+    mut batch: Batch,
+    bytes: &[u8],
+) -> Result<Batch, ExportError> {
+    for _ in 0..MAX_TAKEN_NAMES {
+        let io_err = |source| ExportError::Io {
+            path: dir.join(&batch.file),
+            source,
+        };
+        let squatter = match taken(dir, system, &batch.file).map_err(io_err)? {
+            Some(s) => s,
+            None => match dir.write_new(&batch.file, bytes) {
+                Ok(_) => return Ok(batch),
+                // Something took the name since we looked.
+                Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {
+                    (batch.file.clone(), "something that appeared while writing")
+                }
+                Err(e) => return Err(io_err(e)),
+            },
+        };
+        let next = store.record_batch(&system.id, &batch.orders, batch.content.clone(), |seq| {
+            file_name(Utc::now(), seq, system.format)
+        })?;
+        store.flush()?;
+        tracing::warn!(
+            system = %system.id, taken = %dir.join(&squatter.0).display(), kind = squatter.1,
+            next = %next.file,
+            "export file name taken by something ordersync did not write: left alone, using the next sequence number"
+        );
+        batch = next;
+    }
+    Err(ExportError::NoFreeName {
+        dir: dir.path().to_path_buf(),
+        tried: MAX_TAKEN_NAMES,
+    })
+}
+
+/// The batch's file is in the outbox: writes its ready marker if the system
+/// wants one, then marks the orders written and clears the batch.
+fn finish(
+    store: &Store,
+    config: &Config,
+    system: &SystemConfig,
+    dir: &Dir,
+    batch: &Batch,
+    orders: usize,
+    written: &mut Vec<PathBuf>,
+) -> Result<(), ExportError> {
+    if orders > 0 {
         if system.ready_marker {
-            fsutil::write_atomic(&dir, &format!("{}.done", batch.file), b"").map_err(io_err)?;
+            let marker = marker_name(&batch.file);
+            match dir.write_new(&marker, b"") {
+                Ok(_) => {}
+                // An empty file: ours from an earlier attempt, or as good.
+                Err(e)
+                    if e.kind() == io::ErrorKind::AlreadyExists
+                        && matches!(dir.entry(&marker), Ok(Some(Entry::File(0)))) => {}
+                Err(source) => {
+                    return Err(ExportError::Io {
+                        path: dir.join(&marker),
+                        source,
+                    });
+                }
+            }
         }
-        tracing::info!(system = %system.id, file = %batch.file, orders = orders.len(), "export file written");
-        written.push(path);
+        tracing::info!(system = %system.id, file = %batch.file, orders, "export file written");
+        written.push(dir.join(&batch.file));
     }
     let ctx = Context {
         now: Utc::now().timestamp_millis(),

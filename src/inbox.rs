@@ -13,7 +13,7 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant, SystemTime};
 
 use crate::config::{Config, InboxConfig};
-use crate::fsutil;
+use crate::fsutil::Dir;
 use crate::problem::Problem;
 
 /// A regular file in the inbox that may be read once ready.
@@ -182,19 +182,27 @@ pub fn read(c: &Candidate, max: u64) -> io::Result<ReadOutcome> {
     }
 }
 
+/// How many times a name taken between choosing it and using it (a race
+/// with whoever else writes there) is chosen again before giving up.
+const NAME_RACES: usize = 10;
+
 /// Moves an applied file to `archive/YYYY-MM-DD/` (UTC date of `now`).
+/// Neither `archive/` nor the day's folder is followed if it is a symlink:
+/// that is an error naming it, and the file stays in the inbox.
 pub fn archive(
     config: &Config,
     c: &Candidate,
     now: chrono::DateTime<chrono::Utc>,
 ) -> io::Result<PathBuf> {
-    let dir = config
-        .paths
-        .archive
-        .join(now.format("%Y-%m-%d").to_string());
-    fs::create_dir_all(&dir)?;
-    let name = fsutil::free_name(&dir, &c.name, &[]);
-    let to = fsutil::move_file(&c.path, &dir, &name)?;
+    let day = Dir::create(&config.paths.archive)?.sub(&now.format("%Y-%m-%d").to_string(), true)?;
+    let mut tries = 0;
+    let to = loop {
+        let name = day.free_name(&c.name, &[])?;
+        match day.move_in(&c.path, &name) {
+            Err(e) if e.kind() == io::ErrorKind::AlreadyExists && tries < NAME_RACES => tries += 1,
+            other => break other?,
+        }
+    };
     remove_marker(config, c);
     Ok(to)
 }
@@ -202,18 +210,27 @@ pub fn archive(
 /// Moves a rejected file to `errors/` with `<name>.error.txt` beside it,
 /// one problem per line. The report is written first: a crash in between
 /// leaves the file in the inbox, to be rejected again, never a file without
-/// its report.
+/// its report (a report left without its file is not counted, see
+/// [`error_count`]). A symlinked `errors/` is refused: the file stays in the
+/// inbox.
 pub fn reject(config: &Config, c: &Candidate, problems: &[Problem]) -> io::Result<PathBuf> {
-    let dir = &config.paths.errors;
-    fs::create_dir_all(dir)?;
-    let name = fsutil::free_name(dir, &c.name, &[ERROR_SUFFIX]);
+    let dir = Dir::create(&config.paths.errors)?;
     let mut report = String::new();
     for p in problems {
         report.push_str(&p.to_string().replace(['\r', '\n'], " "));
         report.push('\n');
     }
-    fsutil::write_atomic(dir, &format!("{name}{ERROR_SUFFIX}"), report.as_bytes())?;
-    let to = fsutil::move_file(&c.path, dir, &name)?;
+    let mut tries = 0;
+    let to = loop {
+        let name = dir.free_name(&c.name, &[ERROR_SUFFIX])?;
+        let step = dir
+            .write_new(&format!("{name}{ERROR_SUFFIX}"), report.as_bytes())
+            .and_then(|_| dir.move_in(&c.path, &name));
+        match step {
+            Err(e) if e.kind() == io::ErrorKind::AlreadyExists && tries < NAME_RACES => tries += 1,
+            other => break other?,
+        }
+    };
     remove_marker(config, c);
     Ok(to)
 }
@@ -232,15 +249,20 @@ fn remove_marker(config: &Config, c: &Candidate) {
     }
 }
 
-/// How many rejected files wait in `errors/` (their reports).
+/// How many rejected files wait in `errors/`: the files that have their
+/// report (`<name>.error.txt`) beside them. Counting reports alone would
+/// also count a rejected file that happens to be *named* `x.error.txt`
+/// (its own report is `x.error.txt.error.txt`), and a report a crash left
+/// without its file. A symlinked `errors/` is not read: 0.
 pub fn error_count(config: &Config) -> usize {
-    fs::read_dir(&config.paths.errors)
-        .map(|rd| {
-            rd.filter_map(Result::ok)
-                .filter(|e| e.file_name().to_string_lossy().ends_with(ERROR_SUFFIX))
-                .count()
-        })
-        .unwrap_or(0)
+    let Ok(names) = Dir::open(&config.paths.errors).and_then(|d| d.names()) else {
+        return 0;
+    };
+    let names: HashSet<&str> = names.iter().map(String::as_str).collect();
+    names
+        .iter()
+        .filter(|n| names.contains(format!("{n}{ERROR_SUFFIX}").as_str()))
+        .count()
 }
 
 /// A pause that is short but not busy, for drain loops waiting on settle.

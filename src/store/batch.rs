@@ -3,7 +3,10 @@
 //! A batch is recorded (sequence number, file name, orders and revisions)
 //! *before* its file is written and cleared in the transaction that marks its
 //! orders written. A batch still recorded at start-up was interrupted by a
-//! crash: the exporter writes it again under the same name.
+//! crash: the exporter checks the file at its name against the recorded size
+//! and SHA-256 (it counts as written only if they match), and otherwise
+//! writes it again — under the same name if nothing is there, under the next
+//! sequence number if something else took the name.
 
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
@@ -21,6 +24,36 @@ pub struct Batch {
     pub file: String,
     /// The orders and the revision of each that the file holds.
     pub orders: Vec<(Uuid, u32)>,
+    /// The file's size and SHA-256 (hex), recorded before it is written so
+    /// that a file found at its name after a crash can be told apart from
+    /// anything else put there. `None` for batches recorded by versions that
+    /// did not record them.
+    #[serde(default)]
+    pub content: Option<Content>,
+}
+
+/// The size and SHA-256 of an export file's bytes.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct Content {
+    pub size: u64,
+    /// Lower-case hex.
+    pub sha256: String,
+}
+
+impl Content {
+    /// The size and hash of `bytes`.
+    pub fn of(bytes: &[u8]) -> Content {
+        use sha2::{Digest, Sha256};
+        let hash = Sha256::digest(bytes);
+        let mut sha256 = String::with_capacity(64);
+        for b in hash {
+            sha256.push_str(&format!("{b:02x}"));
+        }
+        Content {
+            size: bytes.len() as u64,
+            sha256,
+        }
+    }
 }
 
 fn store_error(e: ApplyError) -> StoreError {
@@ -41,40 +74,59 @@ impl Store {
     }
 
     /// Records the next batch of `system`: the orders `ids` at their current
-    /// revision, under the file name `name(seq)` for the next sequence number.
+    /// revision, under the file name `name(seq)` for the next sequence number,
+    /// without a record of its content (see [`Store::record_batch`]).
     pub fn start_batch(
         &self,
         system: &str,
         ids: &[Uuid],
         name: impl Fn(u64) -> String,
     ) -> Result<Batch, StoreError> {
+        let mut orders = Vec::with_capacity(ids.len());
+        for id in ids {
+            if let Some(head) = self.order_head(*id)? {
+                orders.push((*id, head.revision));
+            }
+        }
+        self.record_batch(system, &orders, None, name)
+    }
+
+    /// Records the next batch of `system` in one transaction: the orders and
+    /// revisions an export file holds, the file's size and hash, and its
+    /// name `name(seq)` for the next sequence number (which is used up).
+    /// Call it after rendering and before writing the file.
+    pub fn record_batch(
+        &self,
+        system: &str,
+        orders: &[(Uuid, u32)],
+        content: Option<Content>,
+        name: impl Fn(u64) -> String,
+    ) -> Result<Batch, StoreError> {
         let seq_key = keys::sequence(system);
         let batch_key = keys::batch(system);
-        let ctx = Context {
-            now: 0,
-            systems: &[],
-            allow_negative: true,
-        };
         finish(self.db.transaction(|tx| {
-            let w = Writer::new(tx, &ctx, "");
             let seq = tx.get(&seq_key)?.map_or(0, |v| keys::int_of(&v) as u64) + 1;
-            let mut orders = Vec::with_capacity(ids.len());
-            for id in ids {
-                if let Some(head) = w.order_head(*id)? {
-                    orders.push((*id, head.revision));
-                }
-            }
             let batch = Batch {
                 system: system.to_string(),
                 seq,
                 file: name(seq),
-                orders,
+                orders: orders.to_vec(),
+                content: content.clone(),
             };
             tx.insert(&seq_key[..], &(seq as i64).to_be_bytes())?;
-            w.put(&batch_key, &batch)?;
+            tx.insert(&batch_key[..], super::encode(&batch))?;
             Ok(batch)
         }))
         .map_err(store_error)
+    }
+
+    /// Replaces the recorded batch of `batch.system` with `batch` (same
+    /// sequence number and name: re-rendered after a crash because its file
+    /// never made it to the outbox).
+    pub fn rerecord_batch(&self, batch: &Batch) -> Result<(), StoreError> {
+        self.db
+            .insert(keys::batch(&batch.system), super::encode(batch))?;
+        Ok(())
     }
 
     /// Marks the batch's orders written (and, with `auto_ack`, acked) once its
@@ -287,5 +339,28 @@ impl Store {
             Ok(n)
         }))
         .map_err(store_error)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_batch_recorded_before_sizes_and_hashes_still_decodes() {
+        let old = br#"{"version":"1","system":"erp","seq":3,"file":"f.json","orders":[]}"#;
+        let b: Batch = super::super::decode(b"b", old).unwrap();
+        assert_eq!(b.seq, 3);
+        assert_eq!(b.content, None);
+    }
+
+    #[test]
+    fn content_is_size_and_hex_sha256() {
+        let c = Content::of(b"abc");
+        assert_eq!(c.size, 3);
+        assert_eq!(
+            c.sha256,
+            "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
+        );
     }
 }

@@ -19,7 +19,7 @@ use serde::de::DeserializeOwned;
 use uuid::Uuid;
 
 pub use apply::{Applied, ApplyError, Context};
-pub use batch::Batch;
+pub use batch::{Batch, Content};
 pub use records::{Event, ExportRecord, ExportState, OrderHead, OrderRecord, sent_hash};
 
 use records::Versioned;
