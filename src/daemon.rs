@@ -52,7 +52,7 @@ const RETRY_MAX: Duration = Duration::from_secs(60);
 
 /// Runs the daemon until SIGTERM or SIGINT.
 pub fn run(config: Config) -> anyhow::Result<()> {
-    let engine = Arc::new(control::open_engine(&config)?);
+    let engine = Arc::new(control::open_engine(&config, control::OpenMode::Create)?);
     engine.reconcile_systems()?;
     let (tx, rx) = sync_channel(HINTS);
     let shutdown = Arc::new(AtomicBool::new(false));
