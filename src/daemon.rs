@@ -25,8 +25,9 @@ use notify::{RecommendedWatcher, RecursiveMode, Watcher};
 
 use crate::config::Config;
 use crate::control;
-use crate::engine::{DrainStats, Engine, Outcome};
+use crate::engine::{DrainStats, Engine, EngineError, Outcome};
 use crate::inbox::{self, Settle};
+use crate::store::StoreError;
 
 /// Why the loop should look at the inbox now.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -240,6 +241,9 @@ pub fn run_loop(
     let mut noted = HashSet::new();
     let mut retry: HashMap<PathBuf, (u32, Instant)> = HashMap::new();
     let mut export_retry: Option<(u32, Instant)> = None;
+    // Set while the store fails (a full disk): nothing is processed or
+    // exported until it is due, then the store has been reopened.
+    let mut store_retry: Option<(u32, Instant)> = None;
     let mut scan_failing = false;
     // Totals for the status line.
     let mut totals = DrainStats::default();
@@ -256,6 +260,14 @@ pub fn run_loop(
             std::thread::sleep(last_scan + COALESCE - now);
         }
         last_scan = Instant::now();
+        // A deleted or replaced state folder is fatal: stop (exit 1) rather
+        // than write into a database that is gone.
+        if let Err(e) = engine.store.check_folder()
+            && e.is_fatal()
+        {
+            return Err(e.into());
+        }
+        let store_down = store_retry.is_some_and(|(_, at)| at > Instant::now());
         let id = identity(inbox_dir);
         if id != inbox_id {
             if id.is_some() {
@@ -293,7 +305,7 @@ pub fn run_loop(
 
         // 2. Ready files, oldest first, one at a time.
         for c in &ready {
-            if shutdown.load(Ordering::SeqCst) {
+            if shutdown.load(Ordering::SeqCst) || store_down {
                 break;
             }
             if retry
@@ -302,10 +314,13 @@ pub fn run_loop(
             {
                 continue;
             }
-            systemd.status(&format!("processing {}", c.name));
+            systemd.status(&format!("processing {:?}", c.name));
             match engine.process(c) {
                 Ok(outcome) => {
-                    retry.remove(&c.path);
+                    store_ok(&mut store_retry);
+                    if let Some((n, _)) = retry.remove(&c.path) {
+                        tracing::info!(file = ?c.name, attempts = n + 1, "processed after earlier failures");
+                    }
                     if matches!(outcome, Outcome::NotReady) {
                         continue;
                     }
@@ -314,9 +329,24 @@ pub fn run_loop(
                 }
                 Err(e) => {
                     failed += 1;
+                    if let Some(se) = e.store_error() {
+                        // Not this file's fault: every file would fail.
+                        if se.is_fatal() {
+                            return Err(e.into());
+                        }
+                        store_failed(engine, &e, &mut store_retry);
+                        break;
+                    }
                     let attempts = retry.get(&c.path).map_or(0, |(n, _)| *n) + 1;
                     let wait = backoff(attempts);
-                    tracing::error!(file = %c.name, error = %e, retry_in = ?wait, "could not process; the file stays in the inbox");
+                    // Once at error level; the retries (up to a minute
+                    // apart, forever) only at debug, so one stuck file does
+                    // not flood the log. The others go on meanwhile.
+                    if attempts == 1 {
+                        tracing::error!(file = ?c.name, error = %e, "could not process; the file stays in the inbox and is retried with backoff");
+                    } else {
+                        tracing::debug!(file = ?c.name, error = %e, attempts, retry_in = ?wait, "still cannot process");
+                    }
                     retry.insert(c.path.clone(), (attempts, Instant::now() + wait));
                 }
             }
@@ -325,11 +355,19 @@ pub fn run_loop(
         retry.retain(|p, _| p.exists());
 
         // 3. Export (also finishes batches and resends what is due).
-        if export_retry.is_none_or(|(_, at)| at <= Instant::now()) {
+        let store_down = store_retry.is_some_and(|(_, at)| at > Instant::now());
+        if !store_down && export_retry.is_none_or(|(_, at)| at <= Instant::now()) {
             match engine.export() {
                 Ok(files) => {
                     totals.export_files += files.len();
                     export_retry = None;
+                    store_ok(&mut store_retry);
+                }
+                Err(e) if e.store_error().is_some_and(StoreError::is_fatal) => {
+                    return Err(e.into());
+                }
+                Err(e) if e.store_error().is_some() => {
+                    store_failed(engine, &e, &mut store_retry);
                 }
                 Err(e) => {
                     let attempts = export_retry.map_or(0, |(n, _)| n) + 1;
@@ -366,6 +404,7 @@ pub fn run_loop(
             systemd.next_ping(),
             retry.values().map(|(_, at)| *at).min(),
             export_retry.map(|(_, at)| at),
+            store_retry.map(|(_, at)| at),
         ]
         .into_iter()
         .flatten()
@@ -387,8 +426,36 @@ pub fn run_loop(
     // Sent by the loop itself, not the signal thread, so that it is
     // delivered before the process exits.
     systemd.send(&[sd_notify::NotifyState::Stopping]);
-    engine.store.flush()?;
+    if engine.store.is_open() {
+        engine.store.flush()?;
+    }
     Ok(())
+}
+
+/// The store failed (`e`): reopens it, which clears the error sled keeps
+/// after a failed write, and holds off processing with backoff. Files in
+/// hand were not moved, and what they applied was not flushed, so they are
+/// applied again, once, when the store works. Logged at error level the
+/// first time only.
+fn store_failed(engine: &Engine, e: &EngineError, store_retry: &mut Option<(u32, Instant)>) {
+    let attempts = store_retry.map_or(0, |(n, _)| n) + 1;
+    let wait = backoff(attempts);
+    if attempts == 1 {
+        tracing::error!(error = %e, retry_in = ?wait, "the store failed (full disk?); reopening it and retrying with backoff, files stay in the inbox");
+    } else {
+        tracing::debug!(error = %e, attempts, retry_in = ?wait, "the store still fails");
+    }
+    if let Err(e) = engine.store.reopen() {
+        tracing::debug!(error = %e, "reopening the store failed; retrying");
+    }
+    *store_retry = Some((attempts, Instant::now() + wait));
+}
+
+/// The store worked: ends an outage.
+fn store_ok(store_retry: &mut Option<(u32, Instant)>) {
+    if let Some((n, _)) = store_retry.take() {
+        tracing::info!(attempts = n, "the store works again");
+    }
 }
 
 fn backoff(attempts: u32) -> Duration {
