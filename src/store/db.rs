@@ -208,6 +208,8 @@ impl Db {
 }
 
 /// sled's iterator, or the single error of a closed database.
+// Short-lived and almost always `Open`: boxing would only add an allocation.
+#[allow(clippy::large_enum_variant)]
 pub(super) enum Iter {
     Open(sled::Iter),
     Closed(Option<sled::Error>),
