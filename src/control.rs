@@ -153,8 +153,13 @@ pub fn serve(
         Err(e) if e.kind() != io::ErrorKind::NotFound => return Err(e),
         _ => {}
     }
-    let listener = UnixListener::bind(&path)?;
-    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600))?;
+    // Bound under a hidden name and made private before it takes its
+    // name: a client never finds it with the umask's wider mode.
+    let hidden = path.with_file_name(format!(".{SOCKET}.{}", std::process::id()));
+    let _ = std::fs::remove_file(&hidden);
+    let listener = UnixListener::bind(&hidden)?;
+    std::fs::set_permissions(&hidden, std::fs::Permissions::from_mode(0o600))?;
+    std::fs::rename(&hidden, &path)?;
     let changed = Arc::new(changed);
     let clients = Arc::new(AtomicUsize::new(0));
     std::thread::Builder::new()
