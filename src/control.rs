@@ -3,13 +3,20 @@
 //! store commands (`status`, `orders`, `inventory`, `reexport`) itself. One
 //! JSON request line in (the command line's arguments), one JSON answer out
 //! (exit code, stdout, stderr).
+//!
+//! A request is bounded in size ([`MAX_REQUEST`]) and time ([`DEADLINE`],
+//! for the whole request, not per read), and each client is served on its
+//! own thread, at most [`MAX_CLIENTS`] at once: a slow or hostile client can
+//! neither exhaust memory nor hold up `status` for everyone else, and the
+//! daemon's loop never waits on the socket.
 
-use std::io::{self, BufRead, BufReader, Read, Write};
+use std::io::{self, Read, Write};
 use std::os::unix::fs::PermissionsExt;
 use std::os::unix::net::{UnixListener, UnixStream};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::time::Duration;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
 
 use clap::Parser;
 use serde::{Deserialize, Serialize};
@@ -17,7 +24,7 @@ use serde::{Deserialize, Serialize};
 use crate::cli::{Cli, Command, execute};
 use crate::config::Config;
 use crate::engine::{Engine, EngineError};
-use crate::store::StoreError;
+use crate::store::{Store, StoreError};
 
 /// The socket's file name inside the state folder.
 pub const SOCKET: &str = "ordersync.sock";
@@ -41,13 +48,38 @@ pub struct Response {
 /// just exited (sled releases its lock a moment after the database closes).
 pub const LOCK_WAIT: Duration = Duration::from_secs(10);
 
+/// The longest request line accepted (a command line is a few hundred
+/// bytes).
+pub const MAX_REQUEST: usize = 64 * 1024;
+/// The time a client has to send its whole request.
+pub const DEADLINE: Duration = Duration::from_secs(5);
+/// Clients served at once; more are answered "busy" at once.
+pub const MAX_CLIENTS: usize = 16;
+
+/// Whether opening the store may create it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OpenMode {
+    /// `run` (and `init`): create the folders and the database if missing.
+    Create,
+    /// Every other command: the database must exist
+    /// ([`StoreError::Missing`]); nothing is created.
+    Existing,
+}
+
 /// Opens the store for this process. A running daemon holding it (its
 /// control socket answers) is an error at once; any other holder is waited
-/// for, up to [`LOCK_WAIT`].
-pub fn open_engine(config: &Config) -> Result<Engine, EngineError> {
+/// for, up to [`LOCK_WAIT`]. Only [`OpenMode::Create`] creates anything.
+pub fn open_engine(config: &Config, mode: OpenMode) -> Result<Engine, EngineError> {
     let start = std::time::Instant::now();
+    let open = || match mode {
+        OpenMode::Create => Engine::open(config.clone()),
+        OpenMode::Existing => Ok(Engine {
+            config: config.clone(),
+            store: Store::open_existing(&config.paths.state, config.store.cache_capacity)?,
+        }),
+    };
     loop {
-        match Engine::open(config.clone()) {
+        match open() {
             Err(EngineError::Store(StoreError::Locked(_)))
                 if start.elapsed() < LOCK_WAIT
                     && UnixStream::connect(socket_path(&config.paths.state)).is_err() =>
@@ -109,53 +141,133 @@ impl Drop for Server {
 }
 
 /// Binds the socket (replacing a stale one: the caller holds the store's
-/// lock, so no other daemon owns it) and answers requests on a thread.
-/// `changed` is called after a command that changed the store.
-pub fn serve(engine: Arc<Engine>, changed: impl Fn() + Send + 'static) -> io::Result<Server> {
+/// lock, so no other daemon owns it) and answers requests, each client on
+/// its own thread. `changed` is called after a command that changed the
+/// store.
+pub fn serve(
+    engine: Arc<Engine>,
+    changed: impl Fn() + Send + Sync + 'static,
+) -> io::Result<Server> {
     let path = socket_path(&engine.config.paths.state);
     match std::fs::remove_file(&path) {
         Err(e) if e.kind() != io::ErrorKind::NotFound => return Err(e),
         _ => {}
     }
-    let listener = UnixListener::bind(&path)?;
-    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600))?;
+    // Bound under a hidden name and made private before it takes its
+    // name: a client never finds it with the umask's wider mode.
+    let hidden = path.with_file_name(format!(".{SOCKET}.{}", std::process::id()));
+    let _ = std::fs::remove_file(&hidden);
+    let listener = UnixListener::bind(&hidden)?;
+    std::fs::set_permissions(&hidden, std::fs::Permissions::from_mode(0o600))?;
+    std::fs::rename(&hidden, &path)?;
+    let changed = Arc::new(changed);
+    let clients = Arc::new(AtomicUsize::new(0));
     std::thread::Builder::new()
         .name("control".into())
         .spawn(move || {
             for stream in listener.incoming() {
-                match stream {
-                    Ok(s) => {
-                        if let Err(e) = answer(&engine, s, &changed) {
-                            tracing::warn!(error = %e, "control socket request failed");
-                        }
-                    }
+                let stream = match stream {
+                    Ok(s) => s,
                     Err(e) => {
                         tracing::warn!(error = %e, "control socket accept failed");
                         std::thread::sleep(Duration::from_millis(100));
+                        continue;
                     }
+                };
+                if clients.fetch_add(1, Ordering::SeqCst) >= MAX_CLIENTS {
+                    clients.fetch_sub(1, Ordering::SeqCst);
+                    tracing::warn!(max = MAX_CLIENTS, "control socket busy: client refused");
+                    let _ = refuse(stream, "the daemon is busy with other clients; try again");
+                    continue;
+                }
+                let (engine, changed, count) = (engine.clone(), changed.clone(), clients.clone());
+                let spawned = std::thread::Builder::new()
+                    .name("control-client".into())
+                    .spawn(move || {
+                        if let Err(e) = answer(&engine, stream, &*changed) {
+                            tracing::warn!(error = %e, "control socket request failed");
+                        }
+                        count.fetch_sub(1, Ordering::SeqCst);
+                    });
+                if let Err(e) = spawned {
+                    clients.fetch_sub(1, Ordering::SeqCst);
+                    tracing::warn!(error = %e, "control socket: cannot start a thread");
                 }
             }
         })?;
     Ok(Server { path })
 }
 
-fn answer(engine: &Engine, stream: UnixStream, changed: &impl Fn()) -> io::Result<()> {
-    stream.set_read_timeout(Some(Duration::from_secs(10)))?;
-    let mut line = String::new();
-    BufReader::new(&stream).read_line(&mut line)?;
-    let response = match serde_json::from_str::<Request>(&line) {
-        Err(e) => Response {
-            code: 2,
-            stdout: String::new(),
-            stderr: format!("bad request: {e}"),
-        },
-        Ok(req) => run(engine, req, changed),
+/// Answers a client that is not served with exit code 1 and `why`.
+fn refuse(mut stream: UnixStream, why: &str) -> io::Result<()> {
+    stream.set_write_timeout(Some(DEADLINE))?;
+    let response = Response {
+        code: 1,
+        stdout: String::new(),
+        stderr: why.to_string(),
     };
-    let mut stream = stream;
     stream.write_all(serde_json::to_string(&response)?.as_bytes())
 }
 
-fn run(engine: &Engine, req: Request, changed: &impl Fn()) -> Response {
+/// Reads one request line: at most [`MAX_REQUEST`] bytes, all within
+/// [`DEADLINE`]. `Ok(None)` when the client sent more than that.
+fn read_request(stream: &mut UnixStream) -> io::Result<Option<Vec<u8>>> {
+    let deadline = Instant::now() + DEADLINE;
+    let mut line = Vec::new();
+    let mut buf = [0u8; 4096];
+    loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            return Err(io::Error::new(
+                io::ErrorKind::TimedOut,
+                format!("no complete request within {DEADLINE:?}"),
+            ));
+        }
+        stream.set_read_timeout(Some(left))?;
+        let n = match stream.read(&mut buf) {
+            Ok(n) => n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(e),
+        };
+        let chunk = &buf[..n];
+        let end = chunk.iter().position(|&b| b == b'\n');
+        line.extend_from_slice(&chunk[..end.unwrap_or(n)]);
+        if line.len() > MAX_REQUEST {
+            return Ok(None);
+        }
+        if n == 0 || end.is_some() {
+            return Ok(Some(line));
+        }
+    }
+}
+
+fn answer(engine: &Engine, mut stream: UnixStream, changed: &dyn Fn()) -> io::Result<()> {
+    let response = match read_request(&mut stream)? {
+        None => {
+            tracing::warn!(
+                max = MAX_REQUEST,
+                "control socket: request too large, refused"
+            );
+            Response {
+                code: 2,
+                stdout: String::new(),
+                stderr: format!("request larger than {MAX_REQUEST} bytes: refused"),
+            }
+        }
+        Some(line) => match serde_json::from_slice::<Request>(&line) {
+            Err(e) => Response {
+                code: 2,
+                stdout: String::new(),
+                stderr: format!("bad request: {e}"),
+            },
+            Ok(req) => run(engine, req, changed),
+        },
+    };
+    stream.set_write_timeout(Some(DEADLINE))?;
+    stream.write_all(serde_json::to_string(&response)?.as_bytes())
+}
+
+fn run(engine: &Engine, req: Request, changed: &dyn Fn()) -> Response {
     let argv = std::iter::once("ordersync".to_string()).chain(req.args);
     let command = match Cli::try_parse_from(argv) {
         Ok(cli) => cli.command,

@@ -25,7 +25,8 @@ use notify::{RecommendedWatcher, RecursiveMode, Watcher};
 
 use crate::config::Config;
 use crate::control;
-use crate::engine::{DrainStats, Engine, Outcome};
+use crate::engine::{DrainStats, Engine, EngineError, Outcome};
+use crate::export::ExportError;
 use crate::inbox::{self, Settle};
 
 /// Why the loop should look at the inbox now.
@@ -52,7 +53,7 @@ const RETRY_MAX: Duration = Duration::from_secs(60);
 
 /// Runs the daemon until SIGTERM or SIGINT.
 pub fn run(config: Config) -> anyhow::Result<()> {
-    let engine = Arc::new(control::open_engine(&config)?);
+    let engine = Arc::new(control::open_engine(&config, control::OpenMode::Create)?);
     engine.reconcile_systems()?;
     let (tx, rx) = sync_channel(HINTS);
     let shutdown = Arc::new(AtomicBool::new(false));
@@ -242,6 +243,9 @@ pub fn run_loop(
     // Per system: one whose outbox fails is retried with backoff while the
     // others go on.
     let mut export_retry: HashMap<String, (u32, Instant)> = HashMap::new();
+    // Set while the store fails (a full disk): nothing is processed or
+    // exported until it is due, then the store has been reopened.
+    let mut store_retry: Option<(u32, Instant)> = None;
     let mut scan_failing = false;
     // Totals for the status line.
     let mut totals = DrainStats::default();
@@ -258,6 +262,14 @@ pub fn run_loop(
             std::thread::sleep(last_scan + COALESCE - now);
         }
         last_scan = Instant::now();
+        // A deleted or replaced state folder is fatal: stop (exit 1) rather
+        // than write into a database that is gone.
+        if let Err(e) = engine.store.check_folder()
+            && e.is_fatal()
+        {
+            return Err(e.into());
+        }
+        let store_down = store_retry.is_some_and(|(_, at)| at > Instant::now());
         let id = identity(inbox_dir);
         if id != inbox_id {
             if id.is_some() {
@@ -295,7 +307,7 @@ pub fn run_loop(
 
         // 2. Ready files, oldest first, one at a time.
         for c in &ready {
-            if shutdown.load(Ordering::SeqCst) {
+            if shutdown.load(Ordering::SeqCst) || store_down {
                 break;
             }
             if retry
@@ -304,10 +316,13 @@ pub fn run_loop(
             {
                 continue;
             }
-            systemd.status(&format!("processing {}", c.name));
+            systemd.status(&format!("processing {:?}", c.name));
             match engine.process(c) {
                 Ok(outcome) => {
-                    retry.remove(&c.path);
+                    store_ok(&mut store_retry);
+                    if let Some((n, _)) = retry.remove(&c.path) {
+                        tracing::info!(file = ?c.name, attempts = n + 1, "processed after earlier failures");
+                    }
                     if matches!(outcome, Outcome::NotReady) {
                         continue;
                     }
@@ -316,9 +331,24 @@ pub fn run_loop(
                 }
                 Err(e) => {
                     failed += 1;
+                    if let Some(se) = e.store_error() {
+                        // Not this file's fault: every file would fail.
+                        if se.is_fatal() {
+                            return Err(e.into());
+                        }
+                        store_failed(engine, &e, &mut store_retry);
+                        break;
+                    }
                     let attempts = retry.get(&c.path).map_or(0, |(n, _)| *n) + 1;
                     let wait = backoff(attempts);
-                    tracing::error!(file = %c.name, error = %e, retry_in = ?wait, "could not process; the file stays in the inbox");
+                    // Once at error level; the retries (up to a minute
+                    // apart, forever) only at debug, so one stuck file does
+                    // not flood the log. The others go on meanwhile.
+                    if attempts == 1 {
+                        tracing::error!(file = ?c.name, error = %e, "could not process; the file stays in the inbox and is retried with backoff");
+                    } else {
+                        tracing::debug!(file = ?c.name, error = %e, attempts, retry_in = ?wait, "still cannot process");
+                    }
                     retry.insert(c.path.clone(), (attempts, Instant::now() + wait));
                 }
             }
@@ -327,18 +357,31 @@ pub fn run_loop(
         retry.retain(|p, _| p.exists());
 
         // 3. Export (also finishes batches and resends what is due).
-        let now = Instant::now();
-        let report =
-            engine.export_systems(|s| export_retry.get(s).is_none_or(|(_, at)| *at <= now));
-        totals.export_files += report.written.len();
-        for s in &report.exported {
-            export_retry.remove(s);
-        }
-        for (s, e) in report.failed {
-            let attempts = export_retry.get(&s).map_or(0, |(n, _)| *n) + 1;
-            let wait = backoff(attempts);
-            tracing::error!(system = %s, error = %e, retry_in = ?wait, "export failed; orders stay pending");
-            export_retry.insert(s, (attempts, Instant::now() + wait));
+        let store_down = store_retry.is_some_and(|(_, at)| at > Instant::now());
+        if !store_down {
+            let now = Instant::now();
+            let report =
+                engine.export_systems(|s| export_retry.get(s).is_none_or(|(_, at)| *at <= now));
+            totals.export_files += report.written.len();
+            for s in &report.exported {
+                export_retry.remove(s);
+            }
+            if report.failed.is_empty() {
+                store_ok(&mut store_retry);
+            }
+            for (s, e) in report.failed {
+                if let ExportError::Store(se) = &e {
+                    if se.is_fatal() {
+                        return Err(EngineError::Export(e).into());
+                    }
+                    store_failed(engine, &EngineError::Export(e), &mut store_retry);
+                    continue;
+                }
+                let attempts = export_retry.get(&s).map_or(0, |(n, _)| *n) + 1;
+                let wait = backoff(attempts);
+                tracing::error!(system = %s, error = %e, retry_in = ?wait, "export failed; orders stay pending");
+                export_retry.insert(s, (attempts, Instant::now() + wait));
+            }
         }
         systemd.status(&format!(
             "watching {}: {} applied, {} rejected, {} already applied, {} failed, {} export files",
@@ -367,6 +410,7 @@ pub fn run_loop(
             systemd.next_ping(),
             retry.values().map(|(_, at)| *at).min(),
             export_retry.values().map(|(_, at)| *at).min(),
+            store_retry.map(|(_, at)| at),
         ]
         .into_iter()
         .flatten()
@@ -388,8 +432,36 @@ pub fn run_loop(
     // Sent by the loop itself, not the signal thread, so that it is
     // delivered before the process exits.
     systemd.send(&[sd_notify::NotifyState::Stopping]);
-    engine.store.flush()?;
+    if engine.store.is_open() {
+        engine.store.flush()?;
+    }
     Ok(())
+}
+
+/// The store failed (`e`): reopens it, which clears the error sled keeps
+/// after a failed write, and holds off processing with backoff. Files in
+/// hand were not moved, and what they applied was not flushed, so they are
+/// applied again, once, when the store works. Logged at error level the
+/// first time only.
+fn store_failed(engine: &Engine, e: &EngineError, store_retry: &mut Option<(u32, Instant)>) {
+    let attempts = store_retry.map_or(0, |(n, _)| n) + 1;
+    let wait = backoff(attempts);
+    if attempts == 1 {
+        tracing::error!(error = %e, retry_in = ?wait, "the store failed (full disk?); reopening it and retrying with backoff, files stay in the inbox");
+    } else {
+        tracing::debug!(error = %e, attempts, retry_in = ?wait, "the store still fails");
+    }
+    if let Err(e) = engine.store.reopen() {
+        tracing::debug!(error = %e, "reopening the store failed; retrying");
+    }
+    *store_retry = Some((attempts, Instant::now() + wait));
+}
+
+/// The store worked: ends an outage.
+fn store_ok(store_retry: &mut Option<(u32, Instant)>) {
+    if let Some((n, _)) = store_retry.take() {
+        tracing::info!(attempts = n, "the store works again");
+    }
 }
 
 fn backoff(attempts: u32) -> Duration {

@@ -26,7 +26,8 @@ use crate::store::{Applied, ApplyError, Context, Store, StoreError};
 /// A failure that stops processing (the file in hand stays in the inbox).
 #[derive(Debug, thiserror::Error)]
 pub enum EngineError {
-    #[error("{what} {path}: {source}")]
+    // The path is quoted and escaped: inbox names may hold newlines.
+    #[error("{what} {path:?}: {source}")]
     Io {
         what: &'static str,
         path: PathBuf,
@@ -36,6 +37,17 @@ pub enum EngineError {
     Store(#[from] StoreError),
     #[error(transparent)]
     Export(#[from] ExportError),
+}
+
+impl EngineError {
+    /// The store's error, if the store is what failed (directly or while
+    /// exporting): the same for every file, unlike a file's own trouble.
+    pub fn store_error(&self) -> Option<&StoreError> {
+        match self {
+            EngineError::Store(e) | EngineError::Export(ExportError::Store(e)) => Some(e),
+            _ => None,
+        }
+    }
 }
 
 fn io_err<'a>(what: &'static str, path: &'a Path) -> impl FnOnce(io::Error) -> EngineError + 'a {
@@ -161,9 +173,12 @@ impl Engine {
             .apply(&c.name, &sha256, input, &parsed.problems, &ctx)
         {
             Ok(Applied::AlreadyApplied) => {
+                // The record may only be in memory, from an apply whose
+                // flush failed: durable before the file goes.
+                self.store.flush()?;
                 let to =
                     inbox::archive(&self.config, c, now).map_err(io_err("archiving", &c.path))?;
-                tracing::info!(file = %c.name, to = %to.display(), "already applied (same name and content): archived without effect");
+                tracing::info!(file = ?c.name, to = ?to, "already applied (same name and content): archived without effect");
                 Ok(Outcome::AlreadyApplied(to))
             }
             Ok(Applied::Done(s)) => {
@@ -171,9 +186,9 @@ impl Engine {
                 let to =
                     inbox::archive(&self.config, c, now).map_err(io_err("archiving", &c.path))?;
                 tracing::info!(
-                    file = %c.name, kind = input.kind(), new = s.new_orders, updated = s.updated_orders,
+                    file = ?c.name, kind = input.kind(), new = s.new_orders, updated = s.updated_orders,
                     duplicates = s.duplicate_orders, acks = s.acks, regulated = s.regulated,
-                    stock_rows = s.stock_rows, to = %to.display(), "applied"
+                    stock_rows = s.stock_rows, to = ?to, "applied"
                 );
                 Ok(Outcome::Applied(to))
             }
@@ -182,11 +197,33 @@ impl Engine {
         }
     }
 
-    fn reject(&self, c: &Candidate, problems: Vec<Problem>) -> Result<Outcome, EngineError> {
+    fn reject(&self, c: &Candidate, mut problems: Vec<Problem>) -> Result<Outcome, EngineError> {
+        // A name too long to take `.error.txt` (NAME_MAX is 255 bytes) could
+        // never be rejected under its own name and would stay in the inbox
+        // forever. It goes to errors/ under a shortened name instead; the
+        // report gives the original one, so nothing is lost.
+        let short = shortened(&c.name);
+        let c = &match &short {
+            Some(name) => {
+                problems.push(Problem::new(
+                    "file",
+                    format!(
+                        "the name is {} bytes, too long to keep beside its report: kept as {name:?}; original name: {:?}",
+                        c.name.len(),
+                        c.name
+                    ),
+                ));
+                Candidate {
+                    name: name.clone(),
+                    ..c.clone()
+                }
+            }
+            None => c.clone(),
+        };
         let to = inbox::reject(&self.config, c, &problems).map_err(io_err("rejecting", &c.path))?;
         tracing::warn!(
-            file = %c.name, problems = problems.len(), first = %problems.first().map(ToString::to_string).unwrap_or_default(),
-            report = %format!("{}{}", to.display(), inbox::ERROR_SUFFIX), "rejected"
+            file = ?c.name, problems = problems.len(), first = ?problems.first().map(ToString::to_string).unwrap_or_default(),
+            report = ?format!("{}{}", to.display(), inbox::ERROR_SUFFIX), "rejected"
         );
         Ok(Outcome::Rejected(to, problems))
     }
@@ -205,7 +242,10 @@ impl Engine {
     /// `run --once`: finishes interrupted export batches, then takes every
     /// inbox file as it becomes ready (waiting out `settle`) until none is
     /// left, exporting as it goes. Files waiting for a ready marker that does
-    /// not exist are left for a later run.
+    /// not exist are left for a later run. A file that cannot be read or
+    /// moved is logged once, left in the inbox and skipped; the others go
+    /// on, and it is listed in [`DrainStats::failed`]. A store or export
+    /// failure stops the drain.
     pub fn drain(&self) -> Result<DrainStats, EngineError> {
         self.reconcile_systems()?;
         // A system whose export fails does not stop the drain (nor the other
@@ -215,10 +255,12 @@ impl Engine {
         let mut settle = Settle::default();
         let mut noted = HashSet::new();
         let mut stats = DrainStats::default();
+        let mut skipped = HashSet::new();
         let inbox_dir = &self.config.paths.inbox;
         loop {
-            let candidates = inbox::scan(inbox_dir, &self.config.inbox, &mut noted)
+            let mut candidates = inbox::scan(inbox_dir, &self.config.inbox, &mut noted)
                 .map_err(io_err("scanning", inbox_dir))?;
+            candidates.retain(|c| !skipped.contains(&c.path));
             if candidates.is_empty() {
                 break;
             }
@@ -231,7 +273,15 @@ impl Engine {
                 continue;
             }
             for c in &ready {
-                stats.count(&self.process(c)?);
+                match self.process(c) {
+                    Ok(outcome) => stats.count(&outcome),
+                    Err(e) if e.store_error().is_some() => return Err(e),
+                    Err(e) => {
+                        tracing::error!(file = ?c.name, error = %e, "could not process; left in the inbox, going on with the other files");
+                        stats.failed.push((c.name.clone(), e.to_string()));
+                        skipped.insert(c.path.clone());
+                    }
+                }
                 settle.forget(&c.path);
             }
             stats.export_files += self.export_round(&mut export_failed);
@@ -261,6 +311,9 @@ pub struct DrainStats {
     pub already_applied: usize,
     pub rejected: usize,
     pub export_files: usize,
+    /// Files that could not be processed and stay in the inbox: name and
+    /// why.
+    pub failed: Vec<(String, String)>,
 }
 
 impl DrainStats {
@@ -272,5 +325,40 @@ impl DrainStats {
             Outcome::Rejected(..) => self.rejected += 1,
             Outcome::NotReady => {}
         }
+    }
+}
+
+/// The longest inbox name kept as is in `errors/`: room for the report's
+/// suffix and a numeric suffix within NAME_MAX (255 bytes).
+const MAX_ERROR_NAME: usize = 255 - inbox::ERROR_SUFFIX.len() - 6;
+
+/// A shorter name for `errors/` when `name` is too long to take the
+/// report's suffix: its start and its end (the extension) around `…`.
+fn shortened(name: &str) -> Option<String> {
+    if name.len() <= MAX_ERROR_NAME {
+        return None;
+    }
+    let mut head = 150;
+    while !name.is_char_boundary(head) {
+        head -= 1;
+    }
+    let mut tail = name.len() - 60;
+    while !name.is_char_boundary(tail) {
+        tail += 1;
+    }
+    Some(format!("{}…{}", &name[..head], &name[tail..]))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn long_names_are_shortened_on_char_boundaries() {
+        assert_eq!(shortened("a.json"), None);
+        let long = format!("{}.json", "é".repeat(130));
+        let short = shortened(&long).unwrap();
+        assert!(short.len() <= MAX_ERROR_NAME, "{}", short.len());
+        assert!(short.ends_with("é.json") && short.contains('…'), "{short}");
     }
 }

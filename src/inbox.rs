@@ -39,7 +39,7 @@ pub fn scan(
         let path = entry.path();
         let Ok(name) = entry.file_name().into_string() else {
             if noted.insert(path.clone()) {
-                tracing::warn!(path = %path.display(), "left alone: file name is not UTF-8");
+                tracing::warn!(path = ?path, "left alone: file name is not UTF-8");
             }
             continue;
         };
@@ -59,7 +59,7 @@ pub fn scan(
         };
         if !meta.file_type().is_file() {
             if noted.insert(path.clone()) {
-                tracing::warn!(path = %path.display(), kind = kind_of(&meta), "left alone: not a regular file");
+                tracing::warn!(path = ?path, kind = kind_of(&meta), "left alone: not a regular file");
             }
             continue;
         }

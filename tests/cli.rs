@@ -90,6 +90,11 @@ fn usage_errors_exit_2_and_runtime_failures_exit_1() {
         code(&w.cmd(&["reexport", "--system", "erp", "--since", "last tuesday"])),
         2
     );
+    // A missing store is a runtime failure too; with one, a missing order.
+    let no_store = w.cmd(&["orders", "show", "no-such-order"]);
+    assert_eq!(code(&no_store), 1);
+    assert!(stderr(&no_store).contains("no store in"));
+    w.run_once();
     let missing = w.cmd(&["orders", "show", "no-such-order"]);
     assert_eq!(code(&missing), 1);
     assert!(stderr(&missing).contains("no order"));

@@ -68,7 +68,7 @@ fn start_up_scan_live_drops_status_and_shutdown() {
     assert_eq!(w.json(&["status"])["orders"], 2);
     let log = d.log_text();
     assert!(
-        log.contains("applied") && log.contains("file=live.json"),
+        log.contains("applied") && log.contains("file=\"live.json\""),
         "{log}"
     );
 }

@@ -29,6 +29,8 @@ pub fn run(dir: &Path) -> Result<(), CliError> {
         let d = p.outbox.join(&s.id);
         std::fs::create_dir_all(&d).with_context(|| format!("creating {}", d.display()))?;
     }
+    // The store too: `init` and `run` are the only commands that create it.
+    crate::store::Store::open(&p.state, config.store.cache_capacity)?;
     println!("wrote {} and its folders", file.display());
     Ok(())
 }

@@ -160,7 +160,9 @@ pub fn run(cli: Cli, args: &[String]) -> Result<(), CliError> {
                     }),
                 };
             }
-            let engine = crate::control::open_engine(&config)?;
+            // Usage errors (exit 2) come before a missing store (exit 1).
+            check_usage(&config, &command)?;
+            let engine = crate::control::open_engine(&config, crate::control::OpenMode::Existing)?;
             print!("{}", execute(&engine, command)?);
             Ok(())
         }
@@ -179,6 +181,29 @@ pub fn execute(e: &Engine, command: Command) -> Result<String, CliError> {
             "this command does not go through the daemon".into(),
         )),
     }
+}
+
+/// The checks of a command's arguments that need no store, made before
+/// opening it. The commands make them again: the daemon runs them too.
+fn check_usage(config: &Config, command: &Command) -> Result<(), CliError> {
+    let (system, since) = match command {
+        Command::Reexport { system, since } => (Some(system), Some(since)),
+        Command::Orders {
+            command: OrdersCommand::List { system, .. },
+        } => (system.as_ref(), None),
+        _ => (None, None),
+    };
+    if let Some(s) = system
+        && config.system(s).is_none()
+    {
+        return Err(CliError::Usage(format!(
+            "--system {s:?} is not a configured system"
+        )));
+    }
+    if let Some(since) = since {
+        reexport::parse_since(since)?;
+    }
+    Ok(())
 }
 
 /// UNIX ms as RFC 3339 UTC, e.g. `2026-11-22T14:43:00.123Z`.

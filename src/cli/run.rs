@@ -2,10 +2,11 @@
 
 use super::CliError;
 use crate::config::Config;
+use crate::control::{OpenMode, open_engine};
 
 pub fn run(config: Config, once: bool) -> Result<(), CliError> {
     if once {
-        let engine = crate::control::open_engine(&config)?;
+        let engine = open_engine(&config, OpenMode::Create)?;
         let s = engine.drain()?;
         engine.store.flush()?;
         tracing::info!(
@@ -13,8 +14,23 @@ pub fn run(config: Config, once: bool) -> Result<(), CliError> {
             already_applied = s.already_applied,
             rejected = s.rejected,
             export_files = s.export_files,
+            failed = s.failed.len(),
             "inbox drained"
         );
+        // Every other file was handled; these stay in the inbox, and the
+        // exit code says so.
+        if !s.failed.is_empty() {
+            let list: Vec<String> = s
+                .failed
+                .iter()
+                .map(|(name, why)| format!("{name:?} ({why})"))
+                .collect();
+            return Err(CliError::Runtime(anyhow::anyhow!(
+                "{} file(s) could not be processed and stay in the inbox: {}",
+                s.failed.len(),
+                list.join("; ")
+            )));
+        }
         return Ok(());
     }
     crate::daemon::run(config).map_err(CliError::Runtime)

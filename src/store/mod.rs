@@ -10,6 +10,7 @@
 
 mod apply;
 mod batch;
+mod db;
 pub mod keys;
 mod records;
 
@@ -30,6 +31,15 @@ pub enum StoreError {
     /// Another process (the daemon, usually) holds the database.
     #[error("the state folder {0} is in use by another ordersync process (is the daemon running?)")]
     Locked(String),
+    /// A read command found no database: it never creates one.
+    #[error("no store in {0}: has the daemon ever run? (only `run` and `init` create it)")]
+    Missing(String),
+    /// The state folder (or its database) was deleted or replaced while the
+    /// database was open: writing on would go into files that are gone.
+    #[error(
+        "the state folder {0} was deleted or replaced while ordersync had its database open; stopping rather than writing into a database that no longer exists"
+    )]
+    Replaced(String),
     /// sled failed: disk, permissions, corruption.
     #[error("database error: {0}")]
     Db(#[from] sled::Error),
@@ -41,37 +51,74 @@ pub enum StoreError {
 /// A raw key and value, as [`Store::dump`] lists them.
 pub type KeyValue = (Vec<u8>, Vec<u8>);
 
+impl StoreError {
+    /// The state folder is gone: nothing this process does can fix it.
+    pub fn is_fatal(&self) -> bool {
+        matches!(self, StoreError::Replaced(_))
+    }
+}
+
 /// The open database.
 pub struct Store {
-    db: sled::Db,
+    db: db::Db,
 }
 
 impl Store {
     /// Opens (creating if needed) the database in `folder`, with a page
-    /// cache of `cache_capacity` bytes (sled's own default is 1 GiB).
+    /// cache of `cache_capacity` bytes (sled's own default is 1 GiB): for
+    /// `run` and `init` only.
     pub fn open(folder: &Path, cache_capacity: u64) -> Result<Store, StoreError> {
-        std::fs::create_dir_all(folder).map_err(sled::Error::Io)?;
-        match sled::Config::new()
-            .path(folder)
-            .cache_capacity(cache_capacity)
-            .open()
-        {
-            Ok(db) => {
-                let store = Store { db };
-                store.ensure_counts()?;
-                Ok(store)
-            }
-            Err(sled::Error::Io(e)) if is_lock_error(&e) => {
-                Err(StoreError::Locked(folder.display().to_string()))
-            }
-            Err(e) => Err(e.into()),
-        }
+        let store = Store {
+            db: db::Db::open(folder, true, cache_capacity)?,
+        };
+        store.ensure_counts()?;
+        Ok(store)
     }
 
-    /// Makes every committed change durable.
+    /// Opens the database in `folder`, which must exist
+    /// ([`StoreError::Missing`] otherwise): what every command but `run` and
+    /// `init` uses, so a missing or moved state folder is reported, never
+    /// silently replaced by an empty store.
+    pub fn open_existing(folder: &Path, cache_capacity: u64) -> Result<Store, StoreError> {
+        let store = Store {
+            db: db::Db::open(folder, false, cache_capacity)?,
+        };
+        store.ensure_counts()?;
+        Ok(store)
+    }
+
+    /// Whether `folder` holds a database.
+    pub fn exists(folder: &Path) -> bool {
+        db::exists(folder)
+    }
+
+    /// Makes every committed change durable, after checking that the state
+    /// folder is still the one opened ([`StoreError::Replaced`]).
     pub fn flush(&self) -> Result<(), StoreError> {
+        self.db.check()?;
         self.db.flush()?;
         Ok(())
+    }
+
+    /// Fails with [`StoreError::Replaced`] when the state folder or its
+    /// database was deleted or replaced since it was opened.
+    pub fn check_folder(&self) -> Result<(), StoreError> {
+        self.db.check()
+    }
+
+    /// Closes the database and opens it again from disk. After an IO error
+    /// (a full disk) sled fails every later write until it is restarted;
+    /// this is that restart. Changes committed but not flushed are dropped:
+    /// the files they came from were not moved, so they are applied again.
+    /// On failure the store stays closed (every call fails with an IO
+    /// error) until a later `reopen` works.
+    pub fn reopen(&self) -> Result<(), StoreError> {
+        self.db.reopen()
+    }
+
+    /// False after a failed [`Store::reopen`].
+    pub fn is_open(&self) -> bool {
+        self.db.is_open()
     }
 
     fn get<T: DeserializeOwned>(&self, key: &[u8]) -> Result<Option<T>, StoreError> {
@@ -309,13 +356,6 @@ pub(crate) fn find_order_with<T, E>(
         Some(id) => order(id),
         None => Ok(None),
     }
-}
-
-/// sled reports a held lock as an `Io` error ("could not acquire lock").
-fn is_lock_error(e: &std::io::Error) -> bool {
-    e.kind() == std::io::ErrorKind::WouldBlock
-        || e.to_string().contains("lock")
-        || e.raw_os_error() == Some(11)
 }
 
 /// Decodes a versioned record.

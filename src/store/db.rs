@@ -1,0 +1,262 @@
+//! The sled handle behind [`Store`](super::Store), and the two things a
+//! long-running process must know about it:
+//!
+//! - **It can be reopened.** After an IO error (a full disk) sled 0.34 keeps
+//!   the error in a global slot that only a fresh start of its page cache
+//!   clears: every later write and flush fails with it even once space is
+//!   freed. So the handle lives in a slot that can be emptied and refilled
+//!   ([`Db::reopen`]); what was committed in memory but never flushed is
+//!   dropped with it, and the files it came from are still in the inbox.
+//! - **Its folder can vanish.** A process that has the database open goes on
+//!   writing into deleted files if the state folder is removed or replaced
+//!   under it. The folder's and the `db` file's device and inode are recorded
+//!   at open and compared by [`Db::check`].
+//!
+//! It delegates the handful of sled calls the store makes, so the store's
+//! code reads as if it held a `sled::Db`.
+
+use std::io;
+use std::ops::RangeBounds;
+use std::os::unix::fs::MetadataExt;
+use std::path::{Path, PathBuf};
+use std::sync::RwLock;
+use std::time::{Duration, Instant};
+
+use sled::IVec;
+use sled::transaction::{ConflictableTransactionResult, TransactionError, TransactionalTree};
+
+use super::StoreError;
+
+/// How long reopening waits for sled to release the lock of the handle it
+/// dropped (it does so a moment after the last clone is gone).
+const REOPEN_WAIT: Duration = Duration::from_secs(5);
+
+/// Device and inode of the state folder and of sled's `db` file.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Identity {
+    folder: (u64, u64),
+    db: (u64, u64),
+}
+
+/// The identity of `folder` and its `db` file; `Ok(None)` when either is
+/// missing.
+fn identity(folder: &Path) -> io::Result<Option<Identity>> {
+    let id = |p: &Path| match std::fs::metadata(p) {
+        Ok(m) => Ok(Some((m.dev(), m.ino()))),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(e),
+    };
+    Ok(match (id(folder)?, id(&folder.join(DB_FILE))?) {
+        (Some(folder), Some(db)) => Some(Identity { folder, db }),
+        _ => None,
+    })
+}
+
+/// The files sled 0.34 writes first into its folder: a store exists when
+/// both do.
+const DB_FILE: &str = "db";
+const CONF_FILE: &str = "conf";
+
+/// The folder as errors show it: absolute, as a service's log has no
+/// working directory to read it against.
+fn shown(folder: &Path) -> String {
+    std::path::absolute(folder)
+        .unwrap_or_else(|_| folder.to_path_buf())
+        .display()
+        .to_string()
+}
+
+/// Whether `folder` holds a sled database.
+pub(super) fn exists(folder: &Path) -> bool {
+    folder.join(DB_FILE).is_file() && folder.join(CONF_FILE).is_file()
+}
+
+/// An open (or, after an error, closed and waiting to be reopened) database.
+pub(super) struct Db {
+    folder: PathBuf,
+    cache_capacity: u64,
+    identity: Identity,
+    slot: RwLock<Option<sled::Db>>,
+}
+
+fn closed() -> sled::Error {
+    sled::Error::Io(io::Error::other(
+        "the database is closed after an error and not yet reopened",
+    ))
+}
+
+fn open_sled(folder: &Path, cache_capacity: u64) -> Result<sled::Db, StoreError> {
+    match sled::Config::new()
+        .path(folder)
+        .cache_capacity(cache_capacity)
+        .open()
+    {
+        Ok(db) => Ok(db),
+        Err(sled::Error::Io(e)) if is_lock_error(&e) => {
+            Err(StoreError::Locked(folder.display().to_string()))
+        }
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// sled reports a held lock as an `Io` error ("could not acquire lock").
+fn is_lock_error(e: &io::Error) -> bool {
+    e.kind() == io::ErrorKind::WouldBlock
+        || e.to_string().contains("lock")
+        || e.raw_os_error() == Some(11)
+}
+
+impl Db {
+    /// Opens the database in `folder`; with `create`, makes the folder and
+    /// the database when missing, without it reports [`StoreError::Missing`].
+    pub(super) fn open(folder: &Path, create: bool, cache_capacity: u64) -> Result<Db, StoreError> {
+        if create {
+            std::fs::create_dir_all(folder).map_err(sled::Error::Io)?;
+        } else if !exists(folder) {
+            return Err(StoreError::Missing(shown(folder)));
+        }
+        let db = open_sled(folder, cache_capacity)?;
+        let identity = identity(folder)
+            .map_err(sled::Error::Io)?
+            .ok_or_else(|| StoreError::Replaced(shown(folder)))?;
+        Ok(Db {
+            folder: folder.to_path_buf(),
+            cache_capacity,
+            identity,
+            slot: RwLock::new(Some(db)),
+        })
+    }
+
+    /// Fails with [`StoreError::Replaced`] when the state folder or its
+    /// database file is no longer the one opened.
+    pub(super) fn check(&self) -> Result<(), StoreError> {
+        match identity(&self.folder).map_err(sled::Error::Io)? {
+            Some(id) if id == self.identity => Ok(()),
+            _ => Err(StoreError::Replaced(shown(&self.folder))),
+        }
+    }
+
+    /// Whether a handle is open (false after a failed [`Db::reopen`]).
+    pub(super) fn is_open(&self) -> bool {
+        self.slot.read().is_ok_and(|s| s.is_some())
+    }
+
+    /// Drops the handle and opens the database again from what is on disk,
+    /// clearing an error sled keeps after a failed write. Never creates a
+    /// database: the folder must still be the one opened. On failure the
+    /// store stays closed (every call fails) until a later reopen works.
+    pub(super) fn reopen(&self) -> Result<(), StoreError> {
+        let old = self.slot.write().map(|mut s| s.take()).unwrap_or(None);
+        drop(old);
+        self.check()?;
+        let start = Instant::now();
+        let db = loop {
+            match open_sled(&self.folder, self.cache_capacity) {
+                Err(StoreError::Locked(_)) if start.elapsed() < REOPEN_WAIT => {
+                    std::thread::sleep(Duration::from_millis(50));
+                }
+                other => break other?,
+            }
+        };
+        self.check()?;
+        if let Ok(mut s) = self.slot.write() {
+            *s = Some(db);
+        }
+        Ok(())
+    }
+
+    /// A clone of the open handle (cheap: sled's handles are shared).
+    fn handle(&self) -> sled::Result<sled::Db> {
+        self.slot
+            .read()
+            .ok()
+            .and_then(|s| s.clone())
+            .ok_or_else(closed)
+    }
+
+    pub(super) fn get<K: AsRef<[u8]>>(&self, key: K) -> sled::Result<Option<IVec>> {
+        self.handle()?.get(key)
+    }
+
+    pub(super) fn insert<K: AsRef<[u8]>, V: Into<IVec>>(
+        &self,
+        key: K,
+        value: V,
+    ) -> sled::Result<Option<IVec>> {
+        self.handle()?.insert(key, value)
+    }
+
+    pub(super) fn transaction<F, A, E>(&self, f: F) -> Result<A, TransactionError<E>>
+    where
+        F: Fn(&TransactionalTree) -> ConflictableTransactionResult<A, E>,
+    {
+        match self.handle() {
+            Ok(db) => db.transaction(f),
+            Err(e) => Err(TransactionError::Storage(e)),
+        }
+    }
+
+    pub(super) fn contains_key<K: AsRef<[u8]>>(&self, key: K) -> sled::Result<bool> {
+        self.handle()?.contains_key(key)
+    }
+
+    pub(super) fn apply_batch(&self, batch: sled::Batch) -> sled::Result<()> {
+        self.handle()?.apply_batch(batch)
+    }
+
+    #[cfg(test)]
+    pub(super) fn remove<K: AsRef<[u8]>>(&self, key: K) -> sled::Result<Option<IVec>> {
+        self.handle()?.remove(key)
+    }
+
+    pub(super) fn flush(&self) -> sled::Result<usize> {
+        self.handle()?.flush()
+    }
+
+    pub(super) fn iter(&self) -> Iter {
+        Iter::from(self.handle().map(|db| db.iter()))
+    }
+
+    pub(super) fn scan_prefix<P: AsRef<[u8]>>(&self, prefix: P) -> Iter {
+        Iter::from(self.handle().map(|db| db.scan_prefix(prefix)))
+    }
+
+    pub(super) fn range<K: AsRef<[u8]>, R: RangeBounds<K>>(&self, range: R) -> Iter {
+        Iter::from(self.handle().map(|db| db.range(range)))
+    }
+}
+
+/// sled's iterator, or the single error of a closed database.
+// Short-lived and almost always `Open`: boxing would only add an allocation.
+#[allow(clippy::large_enum_variant)]
+pub(super) enum Iter {
+    Open(sled::Iter),
+    Closed(Option<sled::Error>),
+}
+
+impl From<sled::Result<sled::Iter>> for Iter {
+    fn from(r: sled::Result<sled::Iter>) -> Iter {
+        match r {
+            Ok(i) => Iter::Open(i),
+            Err(e) => Iter::Closed(Some(e)),
+        }
+    }
+}
+
+impl Iterator for Iter {
+    type Item = sled::Result<(IVec, IVec)>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        match self {
+            Iter::Open(i) => i.next(),
+            Iter::Closed(e) => e.take().map(Err),
+        }
+    }
+}
+
+impl Iter {
+    /// Only the keys.
+    pub(super) fn keys(self) -> impl Iterator<Item = sled::Result<IVec>> {
+        self.map(|r| r.map(|(k, _)| k))
+    }
+}

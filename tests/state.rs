@@ -1,0 +1,453 @@
+//! The state folder and the things around it that a long-running daemon
+//! meets (issue 7): the folder deleted or replaced under it, a full disk, an
+//! inbox file that can never be moved, a name too long for its report, a
+//! hostile or slow control-socket client, and file names that try to forge
+//! log lines. Each test is a regression test for what broke; the real binary
+//! as a subprocess, real folders, a real sled store and, where the test needs
+//! one, a real tmpfs.
+
+mod common;
+
+use std::fs;
+use std::io::{Read, Write};
+use std::os::unix::net::UnixStream;
+use std::path::{Path, PathBuf};
+use std::process::{Command, ExitStatus};
+use std::time::{Duration, Instant};
+
+use common::{Daemon, Work, order, wait_for};
+
+const LONG: Duration = Duration::from_secs(30);
+
+/// Settles fast and rescans every second, so the daemon wakes on its own.
+const CONFIG: &str = "[inbox]\nsettle = \"100ms\"\nrescan = \"1s\"\n[[systems]]\nid = \"erp\"\n";
+
+fn stderr(out: &std::process::Output) -> String {
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+/// Waits (at most `timeout`) for the daemon to exit on its own.
+fn wait_exit(d: &mut Daemon, timeout: Duration) -> Option<ExitStatus> {
+    let start = Instant::now();
+    while start.elapsed() < timeout {
+        if let Some(s) = d.child.try_wait().expect("wait") {
+            return Some(s);
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    None
+}
+
+fn run_once(w: &Work) -> std::process::Output {
+    Command::new(env!("CARGO_BIN_EXE_ordersync"))
+        .args(["run", "--once"])
+        .current_dir(w.dir.path())
+        .env("RUST_LOG", "info")
+        .env_remove("ORDERSYNC_CONFIG")
+        .output()
+        .expect("run ordersync")
+}
+
+// ---- 1. The state folder ---------------------------------------------------
+
+/// Read commands used to create an empty store where there was none (a
+/// wrong `--config`, a state folder deleted under a running daemon), showing
+/// zero orders as if they had been lost. They never create one now.
+#[test]
+fn read_commands_never_create_a_store() {
+    let w = Work::new(CONFIG);
+    for args in [
+        &["status"][..],
+        &["status", "--json"],
+        &["orders", "list"],
+        &["inventory"],
+        &["reexport", "--system", "erp", "--since", "0"],
+    ] {
+        let out = w.cmd(args);
+        assert_eq!(out.status.code(), Some(1), "{args:?}: {}", stderr(&out));
+        let err = stderr(&out);
+        let state = w.path("state");
+        assert!(
+            err.contains(&format!("no store in {}", state.display()))
+                && err.contains("only `run` and `init` create it"),
+            "{args:?}: {err}"
+        );
+        assert!(!w.path("state/db").exists(), "{args:?} created a store");
+    }
+    // `run --once` creates it; then the read commands work.
+    w.run_once();
+    assert_eq!(w.json(&["status"])["orders"], 0);
+}
+
+/// The state folder deleted while the daemon ran: it went on writing into
+/// the deleted database, and the CLI created a new empty store; orders were
+/// lost. Now the daemon stops with exit 1, naming the folder, and leaves the
+/// inbox alone.
+#[test]
+fn deleted_state_folder_stops_the_daemon() {
+    let w = Work::new(CONFIG);
+    let mut d = w.start(&[]);
+    w.drop_json("first.json", &order("o-1", &[("A", 1)]));
+    wait_for("the first order", LONG, || w.exported("erp").len() == 1);
+
+    fs::remove_dir_all(w.path("state")).unwrap();
+    w.drop_json("second.json", &order("o-2", &[("A", 1)]));
+    let status = wait_exit(&mut d, LONG)
+        .unwrap_or_else(|| panic!("the daemon kept running:\n{}", d.log_text()));
+    assert_eq!(status.code(), Some(1), "{}", d.log_text());
+    let log = d.log_text();
+    let state = w.path("state");
+    assert!(
+        log.contains(&format!(
+            "the state folder {} was deleted or replaced",
+            state.display()
+        )),
+        "{log}"
+    );
+    assert!(w.inbox().contains(&"second.json".to_string()), "{log}");
+    // The CLI reports the missing store instead of making an empty one.
+    let out = w.cmd(&["status"]);
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    assert!(stderr(&out).contains("no store in"), "{}", stderr(&out));
+    assert!(!w.path("state").exists());
+}
+
+/// The same with the folder replaced (moved away and made again): another
+/// folder is not the database the daemon has open.
+#[test]
+fn replaced_state_folder_stops_the_daemon() {
+    let w = Work::new(CONFIG);
+    let mut d = w.start(&[]);
+    w.drop_json("first.json", &order("o-1", &[("A", 1)]));
+    wait_for("the first order", LONG, || w.exported("erp").len() == 1);
+
+    fs::rename(w.path("state"), w.path("state.old")).unwrap();
+    fs::create_dir(w.path("state")).unwrap();
+    w.drop_json("second.json", &order("o-2", &[("A", 1)]));
+    let status = wait_exit(&mut d, LONG)
+        .unwrap_or_else(|| panic!("the daemon kept running:\n{}", d.log_text()));
+    assert_eq!(status.code(), Some(1), "{}", d.log_text());
+    assert!(
+        d.log_text().contains("was deleted or replaced"),
+        "{}",
+        d.log_text()
+    );
+    assert!(w.inbox().contains(&"second.json".to_string()));
+    assert!(!w.path("state/db").exists(), "a new store was created");
+}
+
+// ---- 2. A full disk ----------------------------------------------------------
+
+/// A tmpfs mounted on a folder, unmounted when dropped.
+struct Tmpfs(PathBuf);
+
+impl Tmpfs {
+    fn mount(at: &Path, size: &str) -> Option<Tmpfs> {
+        fs::create_dir_all(at).ok()?;
+        let ok = Command::new("mount")
+            .args(["-t", "tmpfs", "-o", &format!("size={size}"), "tmpfs"])
+            .arg(at)
+            .output()
+            .is_ok_and(|o| o.status.success());
+        ok.then(|| Tmpfs(at.to_path_buf()))
+    }
+}
+
+impl Drop for Tmpfs {
+    fn drop(&mut self) {
+        let _ = Command::new("umount").arg("-l").arg(&self.0).status();
+    }
+}
+
+/// Fills the file system holding `path` with one file; returns its size.
+fn fill(path: &Path) -> u64 {
+    let mut f = fs::File::create(path).unwrap();
+    let chunk = vec![0u8; 64 * 1024];
+    let mut n = 0u64;
+    // Then byte by byte, so not even a small write fits.
+    for c in [&chunk[..], &chunk[..1]] {
+        while f.write_all(c).is_ok() {
+            n += c.len() as u64;
+        }
+    }
+    let _ = f.sync_all();
+    n
+}
+
+/// After the disk holding the state folder had been full, the daemon kept
+/// failing until restarted: sled keeps the first IO error and fails every
+/// later write with it. Now it reopens the store and applies everything once
+/// space is freed, exactly once, without a restart.
+#[test]
+fn full_disk_under_the_state_folder_recovers_without_restart() {
+    let w = Work::new(CONFIG);
+    let Some(_mount) = Tmpfs::mount(&w.path("state"), "16m") else {
+        eprintln!("skipped: cannot mount tmpfs");
+        return;
+    };
+    let mut d = w.start(&[]);
+    w.drop_json("first.json", &order("o-1", &[("A", 1)]));
+    wait_for("the first order", LONG, || w.exported("erp").len() == 1);
+
+    let filler = w.path("state/filler");
+    fill(&filler);
+    w.drop_json("second.json", &order("o-2", &[("A", 1)]));
+    w.drop_file("stock.csv", "sku,adjustment\nA,5\n");
+    w.drop_json("third.json", &order("o-3", &[("B", 2)]));
+    // While the disk is full the files stay in the inbox.
+    std::thread::sleep(Duration::from_secs(3));
+    let waiting = w.inbox();
+    assert!(
+        !waiting.is_empty(),
+        "nothing failed with a full disk: the test proves nothing\n{}",
+        d.log_text()
+    );
+    assert!(d.child.try_wait().unwrap().is_none(), "{}", d.log_text());
+
+    fs::remove_file(&filler).unwrap();
+    wait_for("every file applied", Duration::from_secs(120), || {
+        w.inbox().is_empty()
+    });
+    wait_for("every order exported", LONG, || {
+        w.exported("erp").len() >= 3
+    });
+    assert!(
+        d.child.try_wait().unwrap().is_none(),
+        "the daemon exited:\n{}",
+        d.log_text()
+    );
+    let mut ids = w.exported_ids("erp");
+    ids.sort();
+    assert_eq!(ids, ["o-1", "o-2", "o-3"], "{}", d.log_text());
+    // The stock adjustment is not idempotent: applied twice it would be 10.
+    assert_eq!(w.stock("A"), (5, 2, 3), "{}", d.log_text());
+    assert_eq!(w.stock("B"), (0, 2, -2));
+    let mut archived = w.archived();
+    archived.sort();
+    assert_eq!(
+        archived,
+        ["first.json", "second.json", "stock.csv", "third.json"]
+    );
+    assert!(w.errors().is_empty(), "{:?}", w.errors());
+    let status = d.terminate();
+    assert!(status.success(), "{}", d.log_text());
+}
+
+// ---- 3. Files that cannot be handled -----------------------------------------
+
+/// An immutable inbox file (`chattr +i`): read fine, never moved, even by
+/// root. Made mutable again when dropped so the folder can be removed.
+struct Immutable(PathBuf);
+
+impl Immutable {
+    fn set(path: &Path) -> Option<Immutable> {
+        let ok = Command::new("chattr")
+            .arg("+i")
+            .arg(path)
+            .output()
+            .is_ok_and(|o| o.status.success());
+        ok.then(|| Immutable(path.to_path_buf()))
+    }
+}
+
+impl Drop for Immutable {
+    fn drop(&mut self) {
+        let _ = Command::new("chattr").arg("-i").arg(&self.0).status();
+    }
+}
+
+/// Sets a file's mtime `secs` seconds into the past.
+fn age(path: &Path, secs: u64) {
+    let f = fs::File::options().write(true).open(path).unwrap();
+    f.set_modified(std::time::SystemTime::now() - Duration::from_secs(secs))
+        .unwrap();
+}
+
+/// A file that could never be moved made `run --once` exit 1 at once,
+/// without handling the files after it. Now the others are handled and the
+/// exit code (1) and message name it.
+#[test]
+fn run_once_goes_past_a_file_that_cannot_be_moved() {
+    let w = Work::new(CONFIG);
+    w.drop_json("stuck.json", &order("o-stuck", &[("A", 1)]));
+    age(&w.path("inbox/stuck.json"), 60);
+    let Some(_guard) = Immutable::set(&w.path("inbox/stuck.json")) else {
+        eprintln!("skipped: cannot make a file immutable (chattr +i)");
+        return;
+    };
+    w.drop_json("later.json", &order("o-later", &[("A", 1)]));
+    w.drop_file("bad.json", "{ not json");
+
+    let out = run_once(&w);
+    let err = stderr(&out);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(
+        err.contains("1 file(s) could not be processed") && err.contains("\"stuck.json\""),
+        "{err}"
+    );
+    assert_eq!(w.archived(), ["later.json"], "{err}");
+    assert_eq!(w.errors(), ["bad.json", "bad.json.error.txt"], "{err}");
+    assert_eq!(w.inbox(), ["stuck.json"]);
+    assert!(w.exported_ids("erp").contains(&"o-later".to_string()));
+}
+
+/// In the daemon such a file is retried with backoff, logged at error level
+/// once (not at every retry), and the files after it are handled.
+#[test]
+fn daemon_logs_a_stuck_file_once_and_goes_on() {
+    let w = Work::new(CONFIG);
+    w.drop_json("stuck.json", &order("o-stuck", &[("A", 1)]));
+    age(&w.path("inbox/stuck.json"), 60);
+    let Some(guard) = Immutable::set(&w.path("inbox/stuck.json")) else {
+        eprintln!("skipped: cannot make a file immutable (chattr +i)");
+        return;
+    };
+    let mut d = w.start(&[]);
+    w.drop_json("later.json", &order("o-later", &[("A", 1)]));
+    wait_for("the later file", LONG, || w.archived() == ["later.json"]);
+    // Retries at 1 s, 2 s, 4 s…: at least two of them.
+    std::thread::sleep(Duration::from_secs(4));
+    let log = d.log_text();
+    let errors = log
+        .lines()
+        .filter(|l| l.contains("ERROR") && l.contains("stuck.json"))
+        .count();
+    assert_eq!(errors, 1, "{log}");
+    // Once it can be moved, it is (already applied: without effect).
+    drop(guard);
+    wait_for("the stuck file", LONG, || w.inbox().is_empty());
+    assert_eq!(w.stock("A"), (0, 2, -2));
+    assert!(d.terminate().success(), "{}", d.log_text());
+}
+
+/// A rejected file whose name is too long to take `.error.txt` (NAME_MAX is
+/// 255 bytes) stayed in the inbox forever, and `run --once` exited 1 without
+/// handling later files. It goes to errors/ under a shortened name now, with
+/// a report that gives the original name: nothing is lost.
+#[test]
+fn a_name_too_long_for_its_report_is_rejected_under_a_shorter_name() {
+    let w = Work::new(CONFIG);
+    let long = format!("{}.json", "x".repeat(245));
+    assert_eq!(long.len(), 250);
+    w.drop_file(&long, "{ not json");
+    age(&w.path(&format!("inbox/{long}")), 60);
+    w.drop_json("later.json", &order("o-later", &[("A", 1)]));
+
+    let out = run_once(&w);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(w.inbox().is_empty(), "{:?}", w.inbox());
+    assert_eq!(w.archived(), ["later.json"]);
+    let errors = w.errors();
+    assert_eq!(errors.len(), 2, "{errors:?}");
+    let short = errors
+        .iter()
+        .find(|n| !n.ends_with(".error.txt"))
+        .unwrap()
+        .clone();
+    assert!(short.contains('…') && short.ends_with(".json"), "{short}");
+    let report = w.report(&short);
+    assert!(
+        report.contains("expected") || report.contains("line 1"),
+        "{report}"
+    );
+    assert!(report.contains(&long), "{report}");
+}
+
+// ---- 4. The control socket ---------------------------------------------------
+
+/// The daemon's peak resident memory, in KiB.
+fn vm_hwm(pid: u32) -> u64 {
+    let status = fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .unwrap()
+}
+
+/// A request line was read without a size limit: 3 GiB raised the daemon's
+/// memory to 3 GB. A 100 MB line is refused now, with memory bounded.
+#[test]
+fn an_oversized_control_request_is_refused_with_bounded_memory() {
+    let w = Work::new(CONFIG);
+    let d = w.start(&[]);
+    let before = vm_hwm(d.child.id());
+    let mut s = UnixStream::connect(w.path("state/ordersync.sock")).unwrap();
+    let mut line = b"{\"args\": [\"status\", \"".to_vec();
+    line.resize(100 * 1024 * 1024, b'x');
+    line.extend_from_slice(b"\"]}\n");
+    // The daemon stops reading early and closes: the write may fail.
+    let _ = s.write_all(&line);
+    let _ = s.shutdown(std::net::Shutdown::Write);
+    let mut answer = String::new();
+    let _ = s.read_to_string(&mut answer);
+    drop(s);
+    let after = vm_hwm(d.child.id());
+    assert!(
+        after < before + 50 * 1024,
+        "peak memory went from {before} KiB to {after} KiB"
+    );
+    assert!(
+        answer.is_empty() || answer.contains("request larger than"),
+        "{answer}"
+    );
+    // Still answering.
+    assert_eq!(w.json(&["status"])["orders"], 0);
+}
+
+/// Clients were served one at a time: one sending a byte every 5 s held up
+/// `status` for two minutes. Now each client has its own thread and a
+/// deadline for its whole request.
+#[test]
+fn a_slow_control_client_does_not_delay_status() {
+    let w = Work::new(CONFIG);
+    let _d = w.start(&[]);
+    let sock = w.path("state/ordersync.sock");
+    let slow = std::thread::spawn(move || {
+        let mut s = UnixStream::connect(sock).unwrap();
+        // A byte every 2 s for up to 12 s, until the daemon hangs up.
+        for b in b"{\"args\":[\"status\"]}" {
+            if s.write_all(&[*b]).is_err() {
+                return;
+            }
+            std::thread::sleep(Duration::from_secs(2));
+        }
+    });
+    std::thread::sleep(Duration::from_millis(500));
+    let start = Instant::now();
+    let v = w.json(&["status"]);
+    let took = start.elapsed();
+    assert_eq!(v["orders"], 0);
+    assert!(took < Duration::from_secs(3), "status took {took:?}");
+    slow.join().unwrap();
+}
+
+// ---- 5. Log lines --------------------------------------------------------------
+
+/// File names were logged raw: a newline in a name forged a log line.
+#[test]
+fn file_names_cannot_forge_log_lines() {
+    let w = Work::new(CONFIG);
+    w.drop_json("a\nERROR forged.json", &order("o-1", &[("A", 1)]));
+    w.drop_file("b\nERROR forged.json", "{ not json");
+    let out = run_once(&w);
+    let err = stderr(&out);
+    assert!(out.status.success(), "{err}");
+    assert!(err.contains("applied") && err.contains("rejected"), "{err}");
+    for line in err.lines() {
+        assert!(!line.starts_with("ERROR forged"), "forged line: {err}");
+    }
+    assert_eq!(w.archived(), ["a\nERROR forged.json"]);
+
+    // The daemon too.
+    let d = w.start(&[]);
+    w.drop_json("c\nERROR forged.json", &order("o-2", &[("A", 1)]));
+    // Logged quoted and escaped (the log line follows the move: wait for it).
+    wait_for("the third file's log line", LONG, || {
+        d.log_text().contains(r#"file="c\nERROR forged.json""#)
+    });
+    let log = d.log_text();
+    for line in log.lines() {
+        assert!(!line.starts_with("ERROR forged"), "forged line: {log}");
+    }
+}
