@@ -465,7 +465,9 @@ pub fn run_loop(
             hint = hints.try_recv().ok();
         }
         if received >= HINTS {
-            tracing::debug!("the hint channel was full: events may be lost; files fall back to stability");
+            tracing::debug!(
+                "the hint channel was full: events may be lost; files fall back to stability"
+            );
             settle.events_lost();
         }
     }

@@ -428,7 +428,10 @@ pub fn writer_check(path: &Path) -> WriterCheck {
     if !file.metadata().is_ok_and(|m| m.file_type().is_file()) {
         return WriterCheck::Unknown;
     }
-    let name = path.file_name().map(|n| n.to_string_lossy()).unwrap_or_default();
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy())
+        .unwrap_or_default();
     match Lease::take(&file, &name) {
         Ok(Some(_)) => WriterCheck::None,
         Ok(None) => WriterCheck::Unknown,

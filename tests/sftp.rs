@@ -210,6 +210,27 @@ fn orders_uploaded_over_sftp_arrive_once_and_whole() {
         Some(2000),
     );
 
+    // The same at 1.2 Mbit/s: pauses of ~1.7 s, well past the default settle
+    // however quickly the daemon notices a write.
+    let stalled: Vec<_> = (0..800)
+        .map(|i| order(&format!("stalled-{i}"), &[("E", 1), ("F", 2)]))
+        .collect();
+    expected.extend((0..800).map(|i| format!("stalled-{i}")));
+    fs::write(
+        local.join("stalled.json"),
+        serde_json::to_vec_pretty(&json!({"orders": stalled})).unwrap(),
+    )
+    .unwrap();
+    sftp(
+        &sshd,
+        &format!(
+            "put {}/stalled.json {}/stalled.json\n",
+            local.display(),
+            inbox.display()
+        ),
+        Some(1200),
+    );
+
     // WinSCP style: upload to .filepart, throttled, then rename.
     let part: Vec<_> = (0..800)
         .map(|i| order(&format!("part-{i}"), &[("D", 1)]))
@@ -253,7 +274,7 @@ fn orders_uploaded_over_sftp_arrive_once_and_whole() {
     let mut archived = w.archived();
     archived.sort();
     let mut want: Vec<String> = (0..5).map(|i| format!("small-{i}.json")).collect();
-    want.extend(["big.json", "slow.json", "part.ndjson"].map(String::from));
+    want.extend(["big.json", "slow.json", "stalled.json", "part.ndjson"].map(String::from));
     want.sort();
     assert_eq!(archived, want, "each upload applied once");
     assert_eq!(
