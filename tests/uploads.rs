@@ -181,21 +181,26 @@ fn a_fifo_in_the_inbox_never_blocks_the_daemon() {
     // A FIFO that simply sits in the inbox.
     mkfifo(&w.path("inbox/pipe.json"));
 
-    // The regular file and the FIFO trade places; the hidden name is
-    // ignored. Once the daemon has read and moved the regular file away the
-    // swap fails and stops.
+    // A regular file outside the inbox and a FIFO inside trade places, over
+    // and over: the inbox name is now one, now the other. When the daemon
+    // has moved the name away (it read the regular file), the swap fails and
+    // a new round starts.
     let name = w.path("inbox/swapped.json");
-    let other = w.path("inbox/.swapped");
-    mkfifo(&other);
-    fs::write(
-        &name,
-        serde_json::to_vec(&order("swapped", &[("A", 1)])).unwrap(),
-    )
-    .unwrap();
+    let stage = w.path("stage");
+    fs::create_dir(&stage).unwrap();
+    let staged = stage.join("swapped.json");
+    let content = serde_json::to_vec(&order("swapped", &[("A", 1)])).unwrap();
     let start = Instant::now();
-    let mut swaps = 0u64;
-    while start.elapsed() < Duration::from_secs(2) && exchange(&name, &other) {
-        swaps += 1;
+    let (mut rounds, mut swaps) = (0, 0u64);
+    while start.elapsed() < Duration::from_secs(2) && rounds < 50 {
+        rounds += 1;
+        let _ = fs::remove_file(&staged);
+        let _ = fs::remove_file(&name);
+        mkfifo(&name);
+        fs::write(&staged, &content).unwrap();
+        while start.elapsed() < Duration::from_secs(2) && exchange(&name, &staged) {
+            swaps += 1;
+        }
     }
     assert!(swaps > 0);
 
