@@ -506,3 +506,122 @@ pub fn until(next: Option<Instant>, cap: Duration) -> Duration {
         n.saturating_duration_since(Instant::now()).min(cap)
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::Write;
+
+    fn inbox_cfg(dir: &Path, settle: &str) -> InboxConfig {
+        let text = format!("[inbox]\nsettle = \"{settle}\"\n[[systems]]\nid = \"erp\"\n");
+        Config::parse(&text, &dir.join("config.toml"))
+            .expect("config")
+            .inbox
+    }
+
+    fn candidate(path: &Path) -> Candidate {
+        let m = fs::symlink_metadata(path).unwrap();
+        Candidate {
+            path: path.to_path_buf(),
+            name: path.file_name().unwrap().to_string_lossy().into_owned(),
+            size: m.len(),
+            mtime: m.modified().unwrap(),
+        }
+    }
+
+    /// A file with a write event is held back while stable, as long as its
+    /// writer has it open; once closed (or once events are lost) stability
+    /// decides.
+    #[test]
+    fn a_written_file_waits_for_its_close() {
+        let dir = tempfile::tempdir().unwrap();
+        let cfg = inbox_cfg(dir.path(), "0s");
+        let p = dir.path().join("a.json");
+        let mut writer = fs::File::create(&p).unwrap();
+        writer.write_all(b"{").unwrap();
+        let mut settle = Settle::default();
+        settle.written(&p);
+        let now = Instant::now();
+        let (ready, next) = settle.ready(vec![candidate(&p)], &cfg, now);
+        assert!(ready.is_empty(), "held back while its writer has it open");
+        assert_eq!(next, None, "no deadline: the close event wakes the loop");
+        settle.closed(&p);
+        let (ready, _) = settle.ready(vec![candidate(&p)], &cfg, now);
+        assert_eq!(ready.len(), 1);
+
+        settle.written(&p);
+        settle.events_lost();
+        let (ready, _) = settle.ready(vec![candidate(&p)], &cfg, now);
+        assert_eq!(ready.len(), 1, "lost events: stability alone");
+        drop(writer);
+    }
+
+    /// A write event without a close event (a file made by link(2)) is not
+    /// held back forever: the read lease shows nobody has it open.
+    #[test]
+    fn a_written_file_without_writers_is_ready() {
+        let dir = tempfile::tempdir().unwrap();
+        let cfg = inbox_cfg(dir.path(), "0s");
+        let p = dir.path().join("a.json");
+        fs::write(&p, b"{}").unwrap();
+        let mut settle = Settle::default();
+        settle.written(&p);
+        let (ready, _) = settle.ready(vec![candidate(&p)], &cfg, Instant::now());
+        assert_eq!(ready.len(), 1);
+    }
+
+    #[test]
+    fn a_file_open_for_writing_is_not_read() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("a.json");
+        let mut writer = fs::File::create(&p).unwrap();
+        writer.write_all(b"[1,").unwrap();
+        let c = candidate(&p);
+        assert!(matches!(read(&c, 1 << 20).unwrap(), ReadOutcome::Changed));
+        drop(writer);
+        assert!(matches!(read(&c, 1 << 20).unwrap(), ReadOutcome::Content(b) if b == b"[1,"));
+    }
+
+    /// A FIFO at the candidate's name (renamed over it after the scan) is
+    /// neither waited on nor read; neither is a symlink.
+    #[test]
+    fn special_files_at_a_candidates_name_are_not_read() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("a.json");
+        fs::write(&p, b"{}").unwrap();
+        let c = candidate(&p);
+        fs::remove_file(&p).unwrap();
+        let status = std::process::Command::new("mkfifo").arg(&p).status();
+        assert!(status.unwrap().success());
+        assert!(matches!(read(&c, 1 << 20).unwrap(), ReadOutcome::Changed));
+        fs::remove_file(&p).unwrap();
+        fs::write(dir.path().join("target"), b"{}").unwrap();
+        std::os::unix::fs::symlink(dir.path().join("target"), &p).unwrap();
+        assert!(matches!(read(&c, 1 << 20).unwrap(), ReadOutcome::Changed));
+    }
+
+    /// A writer opening the file while a lease is held breaks it: the
+    /// breaker waits for the lease to go, the holder sees the break pending,
+    /// and the SIGIO the kernel sends does not kill this process.
+    #[test]
+    fn a_lease_break_is_noticed_and_does_not_kill() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("a.json");
+        fs::write(&p, b"{}").unwrap();
+        let file = fs::File::open(&p).unwrap();
+        let Ok(Some(lease)) = Lease::take(&file, "a.json") else {
+            eprintln!("skipped: no read lease here");
+            return;
+        };
+        assert!(!lease.breaking());
+        let q = p.clone();
+        let breaker = std::thread::spawn(move || fs::OpenOptions::new().write(true).open(q));
+        let start = Instant::now();
+        while !lease.breaking() {
+            assert!(start.elapsed() < Duration::from_secs(10), "no lease break");
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        drop(lease);
+        breaker.join().unwrap().expect("the writer gets its file");
+    }
+}
