@@ -161,6 +161,14 @@ fn orders_uploaded_over_sftp_arrive_once_and_whole() {
         expected.push(id);
     }
     sftp(&sshd, &batch, None);
+    // Each throttled upload starts with the daemon idle, watching: a busy
+    // daemon would only see the file once complete.
+    let idle = || {
+        wait_for("the daemon to be idle", Duration::from_secs(120), || {
+            w.inbox().is_empty()
+        })
+    };
+    idle();
 
     // A large file (~2 MB), throttled to about 1 MB/s, straight to its final
     // name: only `settle` stands between the daemon and a partial read.
@@ -185,6 +193,7 @@ fn orders_uploaded_over_sftp_arrive_once_and_whole() {
         Some(8000),
     );
 
+    idle();
     // Regression (issue 7): `sftp -l 2000` (2 Mbit/s) writes ~255 KiB
     // bursts, then pauses ~1.02 s with the file open: longer than the
     // default settle. A ~650 KB file was read mid-upload and rejected while
@@ -210,6 +219,7 @@ fn orders_uploaded_over_sftp_arrive_once_and_whole() {
         Some(2000),
     );
 
+    idle();
     // The same at 1.2 Mbit/s: pauses of ~1.7 s, well past the default settle
     // however quickly the daemon notices a write.
     let stalled: Vec<_> = (0..800)

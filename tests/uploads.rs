@@ -150,76 +150,68 @@ fn mkfifo(p: &Path) {
     );
 }
 
-/// Swaps two names atomically (`renameat2` with `RENAME_EXCHANGE`).
-fn exchange(a: &Path, b: &Path) -> bool {
-    let (a, b) = (
-        CString::new(a.as_os_str().as_bytes()).unwrap(),
-        CString::new(b.as_os_str().as_bytes()).unwrap(),
-    );
-    // SAFETY: valid NUL-terminated paths.
-    unsafe {
-        libc::renameat2(
-            libc::AT_FDCWD,
-            a.as_ptr(),
-            libc::AT_FDCWD,
-            b.as_ptr(),
-            libc::RENAME_EXCHANGE,
-        ) == 0
-    }
-}
-
 /// Regression (issue 7): a FIFO renamed over a candidate between the scan
 /// and the open blocked the daemon forever in `open` (no writer ever comes),
 /// deaf to SIGTERM. Now it is opened non-blocking, seen not to be a regular
-/// file, and left alone. The race is provoked by swapping a regular file and
-/// a FIFO under one name, atomically and as fast as possible, while the
-/// daemon keeps finding the regular file ready (`settle = "0s"`).
+/// file, and left alone.
+///
+/// The race is made certain: the daemon starts on an inbox of many files and
+/// takes them in one pass, oldest mtime first; the candidate has the newest
+/// mtime, so once the first file is archived there is all the time of the
+/// others to put a FIFO at its name before the daemon opens it.
 #[test]
 fn a_fifo_in_the_inbox_never_blocks_the_daemon() {
     let w = Work::new("[inbox]\nsettle = \"0s\"\n[[systems]]\nid = \"erp\"\n");
-    let mut d = w.start(&[]);
     // A FIFO that simply sits in the inbox.
     mkfifo(&w.path("inbox/pipe.json"));
-
-    // A regular file outside the inbox and a FIFO inside trade places, over
-    // and over: the inbox name is now one, now the other. When the daemon
-    // has moved the name away (it read the regular file), the swap fails and
-    // a new round starts.
-    let name = w.path("inbox/swapped.json");
-    let stage = w.path("stage");
-    fs::create_dir(&stage).unwrap();
-    let staged = stage.join("swapped.json");
-    let content = serde_json::to_vec(&order("swapped", &[("A", 1)])).unwrap();
-    let start = Instant::now();
-    let (mut rounds, mut swaps) = (0, 0u64);
-    while start.elapsed() < Duration::from_secs(2) && rounds < 50 {
-        rounds += 1;
-        let _ = fs::remove_file(&staged);
-        let _ = fs::remove_file(&name);
-        mkfifo(&name);
-        fs::write(&staged, &content).unwrap();
-        while start.elapsed() < Duration::from_secs(2) && exchange(&name, &staged) {
-            swaps += 1;
-        }
+    let ahead = 40;
+    for i in 0..ahead {
+        w.drop_json(
+            &format!("o-{i:02}.json"),
+            &order(&format!("o-{i}"), &[("A", 1)]),
+        );
     }
-    assert!(swaps > 0);
+    let name = w.path("inbox/swapped.json");
+    fs::write(
+        &name,
+        serde_json::to_vec(&order("swapped", &[("A", 1)])).unwrap(),
+    )
+    .unwrap();
+    fs::File::options()
+        .write(true)
+        .open(&name)
+        .unwrap()
+        .set_modified(std::time::SystemTime::now() + Duration::from_secs(3600))
+        .unwrap();
+    let fifo = w.path("stage.fifo");
+    mkfifo(&fifo);
+
+    let mut d = w.spawn(&[]);
+    let start = Instant::now();
+    while w.archived().is_empty() {
+        assert!(start.elapsed() < LONG, "nothing archived\n{}", d.log_text());
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    fs::rename(&fifo, &name).unwrap();
+    assert!(
+        w.archived().len() < ahead,
+        "too late: the daemon already took every file ahead of the candidate"
+    );
 
     // The daemon still works…
     w.drop_json("after.json", &order("after", &[("A", 1)]));
     wait_for(
-        "a file dropped after the swaps (the daemon must not be stuck in open)",
+        "a file dropped after the FIFO (the daemon must not be stuck in open)",
         Duration::from_secs(10),
         || w.exported_ids("erp").contains(&"after".to_string()),
     );
     // …read no FIFO…
     assert!(w.errors().is_empty(), "{:?}\n{}", w.errors(), d.log_text());
-    assert!(
-        fs::symlink_metadata(w.path("inbox/pipe.json"))
-            .unwrap()
-            .file_type()
-            .is_fifo(),
-        "the FIFO is left alone"
-    );
+    for p in ["inbox/pipe.json", "inbox/swapped.json"] {
+        let meta = fs::symlink_metadata(w.path(p)).unwrap();
+        assert!(meta.file_type().is_fifo(), "{p} is left alone");
+    }
+    assert_eq!(w.exported_ids("erp").len(), ahead + 1);
     // …and stops promptly on SIGTERM.
     let asked = Instant::now();
     assert!(d.terminate().success());
