@@ -5,9 +5,13 @@
 //! the ready ones, then exports. It wakes on a *hint* — a file system event,
 //! an overflow, a signal, a control command — or on a timer: the next settle
 //! deadline, the periodic rescan (or the poll interval with `poll = true`),
-//! a retry, resend checks and the systemd watchdog. A hint never carries
-//! data, so a lost or coalesced event can only delay a scan, never lose a
-//! file.
+//! a retry, resend checks and the systemd watchdog. The only data a hint
+//! carries is which file a writer wrote to or closed ([`Hint::Written`],
+//! [`Hint::Closed`]), so that a file with an open writer is held back
+//! however long the writer stalls ([`Settle`]); a lost or coalesced event
+//! can only delay a scan, never lose a file, and lost events (an overflow,
+//! a full channel) make every file fall back to stability, so none is held
+//! back forever.
 //!
 //! Failures (an unreadable inbox on a network share, a full disk, an outbox
 //! that cannot be written) are logged and retried with backoff; the daemon
@@ -21,7 +25,8 @@ use std::sync::mpsc::{Receiver, RecvTimeoutError, SyncSender, sync_channel};
 use std::time::{Duration, Instant};
 
 use anyhow::Context as _;
-use notify::{RecommendedWatcher, RecursiveMode, Watcher};
+use notify::event::{AccessKind, AccessMode, ModifyKind};
+use notify::{EventKind, RecommendedWatcher, RecursiveMode, Watcher};
 
 use crate::config::Config;
 use crate::control;
@@ -30,11 +35,18 @@ use crate::export::ExportError;
 use crate::inbox::{self, Settle};
 
 /// Why the loop should look at the inbox now.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Hint {
-    /// Something changed in the inbox.
+    /// Something changed in the inbox (a file appeared, was renamed or
+    /// removed…).
     Changed,
-    /// Events were lost (queue overflow): a full rescan.
+    /// A file was written to (or created): it is held back until its
+    /// close-write event, however long the writer stalls.
+    Written(PathBuf),
+    /// A file opened for writing was closed: from now on stability decides.
+    Closed(PathBuf),
+    /// Events were lost (queue overflow): a full rescan, and files fall
+    /// back to stability until new events for them are seen.
     Rescan,
     /// Wake up: a signal, or the store changed through the control socket.
     Wake,
@@ -43,9 +55,12 @@ pub enum Hint {
 /// How often the inbox is scanned with `poll = true` (or when no watcher
 /// could be set up).
 pub const POLL_INTERVAL: Duration = Duration::from_millis(500);
-/// Capacity of the hint channel; when full, hints are dropped, which is
-/// harmless: the queued ones already wake the loop for a full scan.
-const HINTS: usize = 1024;
+/// Capacity of the hint channel. When it is full, hints are dropped: the
+/// queued ones already wake the loop for a full scan, and [`run_loop`]
+/// treats this many hints received back to back as a possible loss (a
+/// dropped close event), so files fall back to stability instead of being
+/// held back forever.
+pub const HINTS: usize = 1024;
 /// Events closer together than this share one scan.
 const COALESCE: Duration = Duration::from_millis(20);
 const RETRY_FIRST: Duration = Duration::from_secs(1);
@@ -91,18 +106,60 @@ pub fn run(config: Config) -> anyhow::Result<()> {
 }
 
 /// Turns file system events into hints. The callback only converts and
-/// `try_send`s: it never blocks the watcher's thread.
+/// `try_send`s: it never blocks the watcher's thread. A full channel drops
+/// the hint; the loop notices (see [`HINTS`]).
 fn watch(dir: &std::path::Path, tx: SyncSender<Hint>) -> notify::Result<RecommendedWatcher> {
     let mut w = notify::recommended_watcher(move |res: notify::Result<notify::Event>| {
-        let hint = match &res {
-            Ok(ev) if ev.need_rescan() => Hint::Rescan,
-            Ok(_) => Hint::Changed,
-            Err(_) => Hint::Rescan,
+        let ev = match res {
+            Ok(ev) if !ev.need_rescan() => ev,
+            _ => {
+                let _ = tx.try_send(Hint::Rescan);
+                return;
+            }
         };
-        let _ = tx.try_send(hint);
+        match hint_of(&ev.kind) {
+            Some(HintKind::Changed) => {
+                let _ = tx.try_send(Hint::Changed);
+            }
+            Some(HintKind::Written) => {
+                for p in ev.paths {
+                    let _ = tx.try_send(Hint::Written(p));
+                }
+            }
+            Some(HintKind::Closed) => {
+                for p in ev.paths {
+                    let _ = tx.try_send(Hint::Closed(p));
+                }
+            }
+            None => {}
+        }
     })?;
     w.watch(dir, RecursiveMode::NonRecursive)?;
     Ok(w)
+}
+
+enum HintKind {
+    Changed,
+    Written,
+    Closed,
+}
+
+/// What an event says. Data written (inotify `IN_MODIFY`, also sent for a
+/// truncation) or a file created (`IN_CREATE`) means a writer has it open;
+/// `IN_CLOSE_WRITE` that it closed it. Opens and read-only closes say
+/// nothing (the daemon's own reads make them) and are not hints. Renames,
+/// removals and metadata changes are plain changes: they never hold a file
+/// back, since no close event follows them.
+fn hint_of(kind: &EventKind) -> Option<HintKind> {
+    match kind {
+        EventKind::Create(_)
+        | EventKind::Modify(ModifyKind::Data(_) | ModifyKind::Any | ModifyKind::Other) => {
+            Some(HintKind::Written)
+        }
+        EventKind::Access(AccessKind::Close(AccessMode::Write)) => Some(HintKind::Closed),
+        EventKind::Access(_) => None,
+        _ => Some(HintKind::Changed),
+    }
 }
 
 fn spawn_signal_listener(flag: Arc<AtomicBool>, tx: SyncSender<Hint>) -> anyhow::Result<()> {
@@ -208,6 +265,10 @@ fn identity(dir: &std::path::Path) -> Option<(u64, u64)> {
 /// while the inbox cannot be read, the inbox is polled every
 /// [`POLL_INTERVAL`]; with them it is rescanned every `rescan`. Returns once
 /// `shutdown` is set (send a hint to wake it), after the file in hand.
+///
+/// Whoever `try_send`s into `hints` should give it a capacity of at most
+/// [`HINTS`]: that many hints received back to back are taken as a sign
+/// that some were dropped.
 pub fn run_loop(
     engine: &Engine,
     hints: &Receiver<Hint>,
@@ -275,6 +336,7 @@ pub fn run_loop(
             if id.is_some() {
                 tracing::warn!(inbox = %inbox_dir.display(), "the inbox folder was replaced (remounted?): watching it again");
                 watching = watch();
+                settle.events_lost();
             }
             inbox_id = id;
         }
@@ -419,14 +481,39 @@ pub fn run_loop(
         if shutdown.load(Ordering::SeqCst) {
             break;
         }
-        match hints.recv_timeout(deadline.saturating_duration_since(Instant::now())) {
-            Ok(_) => while hints.try_recv().is_ok() {},
-            Err(RecvTimeoutError::Timeout) => {}
-            Err(RecvTimeoutError::Disconnected) => std::thread::sleep(
-                deadline
-                    .saturating_duration_since(Instant::now())
-                    .min(POLL_INTERVAL),
-            ),
+        let mut hint = match hints.recv_timeout(deadline.saturating_duration_since(Instant::now()))
+        {
+            Ok(h) => Some(h),
+            Err(RecvTimeoutError::Timeout) => None,
+            Err(RecvTimeoutError::Disconnected) => {
+                std::thread::sleep(
+                    deadline
+                        .saturating_duration_since(Instant::now())
+                        .min(POLL_INTERVAL),
+                );
+                None
+            }
+        };
+        // Every hint queued, in order. The count runs from the last time the
+        // channel was seen empty: a hint dropped because the channel was full
+        // means HINTS were queued behind it, all received before the channel
+        // is seen empty again.
+        let mut received = 0;
+        while let Some(h) = hint {
+            received += 1;
+            match h {
+                Hint::Written(p) => settle.written(&p),
+                Hint::Closed(p) => settle.closed(&p),
+                Hint::Rescan => settle.events_lost(),
+                Hint::Changed | Hint::Wake => {}
+            }
+            hint = hints.try_recv().ok();
+        }
+        if received >= HINTS {
+            tracing::debug!(
+                "the hint channel was full: events may be lost; files fall back to stability"
+            );
+            settle.events_lost();
         }
     }
     // Sent by the loop itself, not the signal thread, so that it is

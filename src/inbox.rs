@@ -10,6 +10,7 @@ use std::collections::{HashMap, HashSet};
 use std::fs;
 use std::io::{self, Read};
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant, SystemTime};
 
 use crate::config::{Config, InboxConfig};
@@ -85,16 +86,29 @@ fn kind_of(meta: &fs::Metadata) -> &'static str {
     }
 }
 
-/// Remembers when each candidate was first seen with its current size and
-/// mtime; a candidate is ready once that has not changed for `settle`.
+/// Decides when a candidate is ready (SPEC §3): no writer holds it open
+/// (as far as the daemon can tell), its size and mtime have not changed for
+/// `settle`, and its ready marker exists if one is configured.
+///
+/// Writers are tracked from OS events where the daemon has them: a file that
+/// got a write (or create) event is held back until its close-write event,
+/// however long the writer stalls. A close does not prove the file is
+/// complete (a killed writer is closed by the kernel too), so stability is
+/// required as well. Files with no events seen (found at start-up, after
+/// events were lost, in poll mode, in `run --once`) are judged by stability
+/// alone, plus the read lease [`read`] takes where the kernel allows.
 #[derive(Debug, Default)]
 pub struct Settle {
     seen: HashMap<PathBuf, (u64, SystemTime, Instant)>,
+    /// Files with a write event and no close-write event since.
+    writing: HashSet<PathBuf>,
 }
 
 impl Settle {
     /// Splits `candidates` into those ready at `now` (in their order) and
-    /// returns when the next of the others could be ready.
+    /// returns when the next of the others could be ready. A file held only
+    /// for want of its close event has no deadline: the event wakes the
+    /// daemon (or, if it was lost, [`Settle::events_lost`] releases it).
     pub fn ready(
         &mut self,
         candidates: Vec<Candidate>,
@@ -103,6 +117,7 @@ impl Settle {
     ) -> (Vec<Candidate>, Option<Instant>) {
         let present: HashSet<&PathBuf> = candidates.iter().map(|c| &c.path).collect();
         self.seen.retain(|p, _| present.contains(p));
+        self.writing.retain(|p| present.contains(p));
         let mut ready = Vec::new();
         let mut next: Option<Instant> = None;
         for c in candidates {
@@ -118,6 +133,22 @@ impl Settle {
                 next = Some(next.map_or(due, |n| n.min(due)));
                 continue;
             }
+            if self.writing.contains(&c.path) {
+                // Stable, but no close event yet. A close event can be
+                // missing without being lost (a file made by link(2) gets
+                // none), so ask the kernel: where a read lease can be had,
+                // nobody has the file open for writing.
+                match writer_check(&c.path) {
+                    WriterCheck::None => {
+                        tracing::debug!(file = ?c.name, "no close event seen, but no writer has it open");
+                        self.writing.remove(&c.path);
+                    }
+                    WriterCheck::Open | WriterCheck::Unknown => {
+                        tracing::debug!(file = ?c.name, "held back: a writer has it open");
+                        continue;
+                    }
+                }
+            }
             if let Some(marker) = &cfg.ready_marker
                 && !marker_path(&c.path, marker).exists()
             {
@@ -128,9 +159,30 @@ impl Settle {
         (ready, next)
     }
 
+    /// A write (or create) event for `path`: held back until it is closed.
+    pub fn written(&mut self, path: &Path) {
+        if !self.writing.contains(path) {
+            self.writing.insert(path.to_path_buf());
+        }
+    }
+
+    /// A close-write event for `path`: from now on stability decides.
+    pub fn closed(&mut self, path: &Path) {
+        self.writing.remove(path);
+    }
+
+    /// Events were lost (queue overflow, a full hint channel, a new watch):
+    /// every file falls back to stability (and the read lease) until new
+    /// events for it are seen, so a lost close event never holds a file
+    /// back forever.
+    pub fn events_lost(&mut self) {
+        self.writing.clear();
+    }
+
     /// Forgets a file (it was moved away).
     pub fn forget(&mut self, path: &Path) {
         self.seen.remove(path);
+        self.writing.remove(path);
     }
 }
 
@@ -148,29 +200,79 @@ pub enum ReadOutcome {
     Content(Vec<u8>),
     /// Larger than `max_file_size`: not read.
     TooLarge(u64),
-    /// It changed (or vanished) since it was found ready: try again later.
+    /// Not ready after all: it changed or vanished since it was found ready,
+    /// it is no longer a regular file, or a writer has it open (the read
+    /// lease was refused). Try again later.
     Changed,
 }
 
 /// Reads a candidate, at most `max` bytes, checking it did not change.
+///
+/// The file is opened `O_RDONLY | O_NONBLOCK | O_NOFOLLOW | O_CLOEXEC`, so a
+/// FIFO or device renamed over the candidate since the scan can never block
+/// the daemon, and a symlink at the name is not followed; the open file is
+/// then checked (fstat) to be the regular file the scan found (size, mtime).
+///
+/// Where the kernel allows, a read lease (`F_SETLEASE`, `F_RDLCK`) is taken
+/// before reading: the kernel refuses it while anyone has the file open for
+/// writing, so an upload that stalls longer than `settle` is not read. It is
+/// granted for files the daemon's user owns, or to any file with
+/// `CAP_LEASE`; where it is refused for lack of permission (or the file
+/// system has no leases) reading goes on without it, logged once.
+///
+/// A writer that opens the file while it is being read breaks the lease:
+/// its `open` waits (at most `/proc/sys/fs/lease-break-time`) until the
+/// lease is released right after reading, and the kernel notifies the lease
+/// holder with `SIGIO`, whose default action would kill the process, so
+/// SIGIO is set to be ignored (unless a handler is installed) before the
+/// first lease. The signal itself is not needed: after reading,
+/// `F_GETLEASE` tells whether a break is pending, and then the file is about
+/// to change and is left for later.
 pub fn read(c: &Candidate, max: u64) -> io::Result<ReadOutcome> {
-    let mut file = match fs::File::open(&c.path) {
+    use std::os::unix::fs::OpenOptionsExt;
+    let file = match fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NONBLOCK | libc::O_NOFOLLOW | libc::O_CLOEXEC)
+        .open(&c.path)
+    {
         Ok(f) => f,
-        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(ReadOutcome::Changed),
+        // Gone, a symlink (ELOOP), a socket or a FIFO-like thing that cannot
+        // be opened now (ENXIO): not the candidate any more.
+        Err(e)
+            if e.kind() == io::ErrorKind::NotFound
+                || matches!(e.raw_os_error(), Some(libc::ELOOP | libc::ENXIO)) =>
+        {
+            return Ok(ReadOutcome::Changed);
+        }
         Err(e) => return Err(e),
     };
     let meta = file.metadata()?;
     if !meta.file_type().is_file() || (meta.len(), meta.modified()?) != (c.size, c.mtime) {
         return Ok(ReadOutcome::Changed);
     }
+    // A regular file: blocking reads from here on (O_NONBLOCK only guarded
+    // the open; on some network file systems it could make reads fail).
+    set_nonblocking(&file, false)?;
+    let lease = match Lease::take(&file, &c.name) {
+        Ok(l) => l,
+        Err(Busy) => {
+            tracing::debug!(file = ?c.name, "not ready: a writer has it open (read lease refused)");
+            return Ok(ReadOutcome::Changed);
+        }
+    };
     if meta.len() > max {
         return Ok(ReadOutcome::TooLarge(meta.len()));
     }
     let mut bytes = Vec::with_capacity(meta.len() as usize);
-    (&mut file).take(max + 1).read_to_end(&mut bytes)?;
+    (&file).take(max + 1).read_to_end(&mut bytes)?;
     if bytes.len() as u64 > max {
         return Ok(ReadOutcome::TooLarge(bytes.len() as u64));
     }
+    if lease.as_ref().is_some_and(Lease::breaking) {
+        tracing::debug!(file = ?c.name, "not ready: a writer opened it while it was read");
+        return Ok(ReadOutcome::Changed);
+    }
+    drop(lease);
     let after = fs::symlink_metadata(&c.path);
     match after {
         Ok(m) if (m.len(), m.modified()?) == (c.size, c.mtime) && bytes.len() as u64 == c.size => {
@@ -179,6 +281,161 @@ pub fn read(c: &Candidate, max: u64) -> io::Result<ReadOutcome> {
         Ok(_) => Ok(ReadOutcome::Changed),
         Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(ReadOutcome::Changed),
         Err(e) => Err(e),
+    }
+}
+
+fn set_nonblocking(file: &fs::File, on: bool) -> io::Result<()> {
+    use std::os::fd::AsRawFd;
+    let fd = file.as_raw_fd();
+    // SAFETY: F_GETFL/F_SETFL on a file descriptor we own; no pointers.
+    let flags = unsafe { libc::fcntl(fd, libc::F_GETFL) };
+    if flags < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    let flags = if on {
+        flags | libc::O_NONBLOCK
+    } else {
+        flags & !libc::O_NONBLOCK
+    };
+    // SAFETY: as above.
+    if unsafe { libc::fcntl(fd, libc::F_SETFL, flags) } < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
+}
+
+/// A read lease was refused because someone has the file open for writing.
+struct Busy;
+
+/// A read lease held on an open file, released when dropped (closing the
+/// file would release it too).
+struct Lease<'a> {
+    file: &'a fs::File,
+}
+
+/// Logged once each: leases refused for permission, and leases not
+/// supported at all.
+static LEASE_DENIED_LOGGED: AtomicBool = AtomicBool::new(false);
+static LEASE_UNSUPPORTED_LOGGED: AtomicBool = AtomicBool::new(false);
+
+impl<'a> Lease<'a> {
+    /// Takes a read lease on `file` (opened read-only). `Err(Busy)` when a
+    /// writer has it open; `Ok(None)` when leases cannot be had here
+    /// (permission, file system): the caller goes on without.
+    fn take(file: &'a fs::File, name: &str) -> Result<Option<Lease<'a>>, Busy> {
+        use std::os::fd::AsRawFd;
+        let fd = file.as_raw_fd();
+        // A lease break signals SIGIO, whose default action terminates.
+        if !sigio_ignored() {
+            return Ok(None);
+        }
+        // SAFETY: as above.
+        if unsafe { libc::fcntl(fd, libc::F_SETLEASE, libc::F_RDLCK) } == 0 {
+            return Ok(Some(Lease { file }));
+        }
+        let e = io::Error::last_os_error();
+        match e.raw_os_error() {
+            // EAGAIN: open for writing somewhere (or mapped writable).
+            Some(libc::EAGAIN) => Err(Busy),
+            Some(libc::EACCES | libc::EPERM) => {
+                if !LEASE_DENIED_LOGGED.swap(true, Ordering::Relaxed) {
+                    tracing::info!(
+                        file = name, error = %e,
+                        "no read lease on inbox files not owned by the daemon's user (grant CAP_LEASE); relying on close events and settle"
+                    );
+                }
+                Ok(None)
+            }
+            _ => {
+                note_unsupported(name, &e);
+                Ok(None)
+            }
+        }
+    }
+
+    /// Whether a writer has tried to open the file since the lease was
+    /// taken: the kernel then reports the lease as going to `F_UNLCK`.
+    fn breaking(&self) -> bool {
+        use std::os::fd::AsRawFd;
+        // SAFETY: fcntl on a file descriptor we own, no arguments.
+        let r = unsafe { libc::fcntl(self.file.as_raw_fd(), libc::F_GETLEASE) };
+        r != libc::F_RDLCK
+    }
+}
+
+impl Drop for Lease<'_> {
+    fn drop(&mut self) {
+        use std::os::fd::AsRawFd;
+        // SAFETY: fcntl on a file descriptor we own, integer arguments only.
+        unsafe { libc::fcntl(self.file.as_raw_fd(), libc::F_SETLEASE, libc::F_UNLCK) };
+    }
+}
+
+/// Makes sure SIGIO, which a lease break sends to the lease holder, cannot
+/// kill the process: unless something installed a handler for it, it is set
+/// to be ignored (once). `false` if that failed: then no lease is taken.
+fn sigio_ignored() -> bool {
+    static IGNORED: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+    *IGNORED.get_or_init(|| {
+        // SAFETY: sigaction with a zeroed struct to read the current
+        // disposition, then SIG_IGN (no handler function is installed).
+        unsafe {
+            let mut old: libc::sigaction = std::mem::zeroed();
+            if libc::sigaction(libc::SIGIO, std::ptr::null(), &mut old) != 0 {
+                return false;
+            }
+            if old.sa_sigaction != libc::SIG_DFL {
+                return true;
+            }
+            let mut ign: libc::sigaction = std::mem::zeroed();
+            ign.sa_sigaction = libc::SIG_IGN;
+            libc::sigaction(libc::SIGIO, &ign, std::ptr::null_mut()) == 0
+        }
+    })
+}
+
+fn note_unsupported(name: &str, e: &io::Error) {
+    if !LEASE_UNSUPPORTED_LOGGED.swap(true, Ordering::Relaxed) {
+        tracing::info!(
+            file = name, error = %e,
+            "read leases are not available on the inbox's file system; relying on close events and settle"
+        );
+    }
+}
+
+/// What the kernel says about writers of a file.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum WriterCheck {
+    /// Nobody has it open for writing (a read lease was granted).
+    None,
+    /// Someone has it open for writing.
+    Open,
+    /// Cannot tell (no lease here, or the file is gone or not regular).
+    Unknown,
+}
+
+/// Asks the kernel, with a read lease taken and released at once, whether
+/// anyone has `path` open for writing.
+pub fn writer_check(path: &Path) -> WriterCheck {
+    use std::os::unix::fs::OpenOptionsExt;
+    let Ok(file) = fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NONBLOCK | libc::O_NOFOLLOW | libc::O_CLOEXEC)
+        .open(path)
+    else {
+        return WriterCheck::Unknown;
+    };
+    if !file.metadata().is_ok_and(|m| m.file_type().is_file()) {
+        return WriterCheck::Unknown;
+    }
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy())
+        .unwrap_or_default();
+    match Lease::take(&file, &name) {
+        Ok(Some(_)) => WriterCheck::None,
+        Ok(None) => WriterCheck::Unknown,
+        Err(Busy) => WriterCheck::Open,
     }
 }
 
@@ -270,4 +527,123 @@ pub fn until(next: Option<Instant>, cap: Duration) -> Duration {
     next.map_or(cap, |n| {
         n.saturating_duration_since(Instant::now()).min(cap)
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::Write;
+
+    fn inbox_cfg(dir: &Path, settle: &str) -> InboxConfig {
+        let text = format!("[inbox]\nsettle = \"{settle}\"\n[[systems]]\nid = \"erp\"\n");
+        Config::parse(&text, &dir.join("config.toml"))
+            .expect("config")
+            .inbox
+    }
+
+    fn candidate(path: &Path) -> Candidate {
+        let m = fs::symlink_metadata(path).unwrap();
+        Candidate {
+            path: path.to_path_buf(),
+            name: path.file_name().unwrap().to_string_lossy().into_owned(),
+            size: m.len(),
+            mtime: m.modified().unwrap(),
+        }
+    }
+
+    /// A file with a write event is held back while stable, as long as its
+    /// writer has it open; once closed (or once events are lost) stability
+    /// decides.
+    #[test]
+    fn a_written_file_waits_for_its_close() {
+        let dir = tempfile::tempdir().unwrap();
+        let cfg = inbox_cfg(dir.path(), "0s");
+        let p = dir.path().join("a.json");
+        let mut writer = fs::File::create(&p).unwrap();
+        writer.write_all(b"{").unwrap();
+        let mut settle = Settle::default();
+        settle.written(&p);
+        let now = Instant::now();
+        let (ready, next) = settle.ready(vec![candidate(&p)], &cfg, now);
+        assert!(ready.is_empty(), "held back while its writer has it open");
+        assert_eq!(next, None, "no deadline: the close event wakes the loop");
+        settle.closed(&p);
+        let (ready, _) = settle.ready(vec![candidate(&p)], &cfg, now);
+        assert_eq!(ready.len(), 1);
+
+        settle.written(&p);
+        settle.events_lost();
+        let (ready, _) = settle.ready(vec![candidate(&p)], &cfg, now);
+        assert_eq!(ready.len(), 1, "lost events: stability alone");
+        drop(writer);
+    }
+
+    /// A write event without a close event (a file made by link(2)) is not
+    /// held back forever: the read lease shows nobody has it open.
+    #[test]
+    fn a_written_file_without_writers_is_ready() {
+        let dir = tempfile::tempdir().unwrap();
+        let cfg = inbox_cfg(dir.path(), "0s");
+        let p = dir.path().join("a.json");
+        fs::write(&p, b"{}").unwrap();
+        let mut settle = Settle::default();
+        settle.written(&p);
+        let (ready, _) = settle.ready(vec![candidate(&p)], &cfg, Instant::now());
+        assert_eq!(ready.len(), 1);
+    }
+
+    #[test]
+    fn a_file_open_for_writing_is_not_read() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("a.json");
+        let mut writer = fs::File::create(&p).unwrap();
+        writer.write_all(b"[1,").unwrap();
+        let c = candidate(&p);
+        assert!(matches!(read(&c, 1 << 20).unwrap(), ReadOutcome::Changed));
+        drop(writer);
+        assert!(matches!(read(&c, 1 << 20).unwrap(), ReadOutcome::Content(b) if b == b"[1,"));
+    }
+
+    /// A FIFO at the candidate's name (renamed over it after the scan) is
+    /// neither waited on nor read; neither is a symlink.
+    #[test]
+    fn special_files_at_a_candidates_name_are_not_read() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("a.json");
+        fs::write(&p, b"{}").unwrap();
+        let c = candidate(&p);
+        fs::remove_file(&p).unwrap();
+        let status = std::process::Command::new("mkfifo").arg(&p).status();
+        assert!(status.unwrap().success());
+        assert!(matches!(read(&c, 1 << 20).unwrap(), ReadOutcome::Changed));
+        fs::remove_file(&p).unwrap();
+        fs::write(dir.path().join("target"), b"{}").unwrap();
+        std::os::unix::fs::symlink(dir.path().join("target"), &p).unwrap();
+        assert!(matches!(read(&c, 1 << 20).unwrap(), ReadOutcome::Changed));
+    }
+
+    /// A writer opening the file while a lease is held breaks it: the
+    /// breaker waits for the lease to go, the holder sees the break pending,
+    /// and the SIGIO the kernel sends does not kill this process.
+    #[test]
+    fn a_lease_break_is_noticed_and_does_not_kill() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("a.json");
+        fs::write(&p, b"{}").unwrap();
+        let file = fs::File::open(&p).unwrap();
+        let Ok(Some(lease)) = Lease::take(&file, "a.json") else {
+            eprintln!("skipped: no read lease here");
+            return;
+        };
+        assert!(!lease.breaking());
+        let q = p.clone();
+        let breaker = std::thread::spawn(move || fs::OpenOptions::new().write(true).open(q));
+        let start = Instant::now();
+        while !lease.breaking() {
+            assert!(start.elapsed() < Duration::from_secs(10), "no lease break");
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        drop(lease);
+        breaker.join().unwrap().expect("the writer gets its file");
+    }
 }

@@ -124,7 +124,7 @@ fn rescans_find_files_whose_events_were_missed() {
                 common::files_in(&w.path("outbox/erp")).len() == 1
             });
             w.drop_json("missed.json", &order("o-1", &[("A", 1)]));
-            if let Some(h) = hint {
+            if let Some(h) = hint.clone() {
                 tx.send(h).unwrap();
             }
             wait_for(&format!("rescan {rescan} / {hint:?}"), LONG, || {

@@ -1,8 +1,10 @@
 //! End to end over real SFTP: OpenSSH's sshd on 127.0.0.1 (a free port, a
 //! throwaway host key and client key) and the real `sftp` client upload
-//! orders into the inbox while the daemon runs — small files, a large file
-//! throttled, and an upload to `name.filepart` renamed when complete. Every
-//! order must arrive once, whole, and no partial file may ever be read.
+//! orders into the inbox while the daemon runs, under the default `settle`
+//! — small files, a large file throttled, a large file throttled to 2 Mbit/s
+//! (whose pauses are longer than `settle`), and an upload to
+//! `name.filepart` renamed when complete. Every order must arrive once,
+//! whole, and no partial file may ever be read.
 //!
 //! Runs when `ORDERSYNC_E2E=1` (as `.ci/run` sets, after installing
 //! openssh-server); otherwise it says it was skipped.
@@ -133,7 +135,8 @@ fn orders_uploaded_over_sftp_arrive_once_and_whole() {
         );
         return;
     }
-    let w = Work::new("[inbox]\nsettle = \"1s\"\n[[systems]]\nid = \"erp\"\nbatch_size = 1000\n");
+    // The default settle (1s): shorter than the pauses of a throttled sftp.
+    let w = Work::new("[[systems]]\nid = \"erp\"\nbatch_size = 1000\n");
     let sshd = start_sshd(&w.path("ssh"));
     let mut daemon = w.start(&[]);
     let inbox = w.path("inbox");
@@ -158,6 +161,14 @@ fn orders_uploaded_over_sftp_arrive_once_and_whole() {
         expected.push(id);
     }
     sftp(&sshd, &batch, None);
+    // Each throttled upload starts with the daemon idle, watching: a busy
+    // daemon would only see the file once complete.
+    let idle = || {
+        wait_for("the daemon to be idle", Duration::from_secs(120), || {
+            w.inbox().is_empty()
+        })
+    };
+    idle();
 
     // A large file (~2 MB), throttled to about 1 MB/s, straight to its final
     // name: only `settle` stands between the daemon and a partial read.
@@ -180,6 +191,54 @@ fn orders_uploaded_over_sftp_arrive_once_and_whole() {
             inbox.display()
         ),
         Some(8000),
+    );
+
+    idle();
+    // Regression (issue 7): `sftp -l 2000` (2 Mbit/s) writes ~255 KiB
+    // bursts, then pauses ~1.02 s with the file open: longer than the
+    // default settle. A ~650 KB file was read mid-upload and rejected while
+    // sftp went on writing into it. The open writer must hold it back.
+    let slow: Vec<_> = (0..2500)
+        .map(|i| order(&format!("slow-{i}"), &[("E", 1), ("F", 2)]))
+        .collect();
+    expected.extend((0..2500).map(|i| format!("slow-{i}")));
+    fs::write(
+        local.join("slow.json"),
+        serde_json::to_vec_pretty(&json!({"orders": slow})).unwrap(),
+    )
+    .unwrap();
+    let size = fs::metadata(local.join("slow.json")).unwrap().len();
+    assert!(size >= 2_000_000, "{size}");
+    sftp(
+        &sshd,
+        &format!(
+            "put {}/slow.json {}/slow.json\n",
+            local.display(),
+            inbox.display()
+        ),
+        Some(2000),
+    );
+
+    idle();
+    // The same at 1.2 Mbit/s: pauses of ~1.7 s, well past the default settle
+    // however quickly the daemon notices a write.
+    let stalled: Vec<_> = (0..800)
+        .map(|i| order(&format!("stalled-{i}"), &[("E", 1), ("F", 2)]))
+        .collect();
+    expected.extend((0..800).map(|i| format!("stalled-{i}")));
+    fs::write(
+        local.join("stalled.json"),
+        serde_json::to_vec_pretty(&json!({"orders": stalled})).unwrap(),
+    )
+    .unwrap();
+    sftp(
+        &sshd,
+        &format!(
+            "put {}/stalled.json {}/stalled.json\n",
+            local.display(),
+            inbox.display()
+        ),
+        Some(1200),
     );
 
     // WinSCP style: upload to .filepart, throttled, then rename.
@@ -225,7 +284,7 @@ fn orders_uploaded_over_sftp_arrive_once_and_whole() {
     let mut archived = w.archived();
     archived.sort();
     let mut want: Vec<String> = (0..5).map(|i| format!("small-{i}.json")).collect();
-    want.extend(["big.json".to_string(), "part.ndjson".to_string()]);
+    want.extend(["big.json", "slow.json", "stalled.json", "part.ndjson"].map(String::from));
     want.sort();
     assert_eq!(archived, want, "each upload applied once");
     assert_eq!(
@@ -236,6 +295,15 @@ fn orders_uploaded_over_sftp_arrive_once_and_whole() {
         .unwrap(),
         fs::read(local.join("big.json")).unwrap(),
         "the archived upload is whole"
+    );
+    assert_eq!(
+        fs::read(w.path(&format!(
+            "archive/{}/slow.json",
+            common::names(&w.path("archive"))[0]
+        )))
+        .unwrap(),
+        fs::read(local.join("slow.json")).unwrap(),
+        "the slow upload is archived whole"
     );
     assert!(daemon.terminate().success());
 }
