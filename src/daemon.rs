@@ -307,6 +307,9 @@ pub fn run_loop(
     // Set while the store fails (a full disk): nothing is processed or
     // exported until it is due, then the store has been reopened.
     let mut store_retry: Option<(u32, Instant)> = None;
+    // Set when an export step ended with more to write: the loop comes back
+    // at once instead of sleeping.
+    let mut export_more = false;
     let mut scan_failing = false;
     // Totals for the status line.
     let mut totals = DrainStats::default();
@@ -422,8 +425,11 @@ pub fn run_loop(
         let store_down = store_retry.is_some_and(|(_, at)| at > Instant::now());
         if !store_down {
             let now = Instant::now();
+            // One group of files per system, then the loop breathes (new
+            // files, watchdog, signals) and comes back for the rest.
             let report =
-                engine.export_systems(|s| export_retry.get(s).is_none_or(|(_, at)| *at <= now));
+                engine.export_systems(|s| export_retry.get(s).is_none_or(|(_, at)| *at <= now), 1);
+            export_more = report.more;
             totals.export_files += report.written.len();
             for s in &report.exported {
                 export_retry.remove(s);
@@ -473,6 +479,7 @@ pub fn run_loop(
             retry.values().map(|(_, at)| *at).min(),
             export_retry.values().map(|(_, at)| *at).min(),
             store_retry.map(|(_, at)| at),
+            export_more.then(Instant::now),
         ]
         .into_iter()
         .flatten()

@@ -233,10 +233,11 @@ impl Engine {
         Ok(export::export_all(&self.store, &self.config)?)
     }
 
-    /// Exports the systems for which `due(id)` holds, each on its own: a
-    /// failing system is reported in the result and does not stop the others.
-    pub fn export_systems(&self, due: impl Fn(&str) -> bool) -> export::Report {
-        export::export_systems(&self.store, &self.config, due)
+    /// Exports the systems for which `due(id)` holds, each on its own and at
+    /// most `groups` groups of files each: a failing system is reported in
+    /// the result and does not stop the others.
+    pub fn export_systems(&self, due: impl Fn(&str) -> bool, groups: usize) -> export::Report {
+        export::export_systems(&self.store, &self.config, due, groups)
     }
 
     /// `run --once`: finishes interrupted export batches, then takes every
@@ -295,7 +296,7 @@ impl Engine {
     /// Exports every system; logs each failing one and keeps the failures
     /// of this round (none if all went well) in `failed`. Returns how many files were written.
     fn export_round(&self, failed: &mut Option<ExportError>) -> usize {
-        let report = self.export_systems(|_| true);
+        let report = self.export_systems(|_| true, usize::MAX);
         for (id, e) in &report.failed {
             tracing::error!(system = %id, error = %e, "export failed; its orders stay pending");
         }

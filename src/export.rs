@@ -68,6 +68,8 @@ pub struct Report {
     pub exported: Vec<String>,
     /// Systems that failed, each with its error; their orders stay pending.
     pub failed: Vec<(String, ExportError)>,
+    /// Whether a system may have more to export (its step ran out).
+    pub more: bool,
 }
 
 /// The export file name for a sequence number: `orders-<UTC time>-<seq>.<ext>`.
@@ -84,7 +86,7 @@ pub fn file_name(now: DateTime<Utc>, seq: u64, format: Format) -> String {
 /// another failed; the failures are logged and returned together
 /// ([`ExportError::Systems`]). Returns the files written.
 pub fn export_all(store: &Store, config: &Config) -> Result<Vec<PathBuf>, ExportError> {
-    let report = export_systems(store, config, |_| true);
+    let report = export_systems(store, config, |_| true, usize::MAX);
     if report.failed.is_empty() {
         return Ok(report.written);
     }
@@ -95,30 +97,55 @@ pub fn export_all(store: &Store, config: &Config) -> Result<Vec<PathBuf>, Export
 }
 
 /// Exports every system for which `due(id)` holds, each independently of
-/// the others (the daemon keeps a retry time per system).
-pub fn export_systems(store: &Store, config: &Config, due: impl Fn(&str) -> bool) -> Report {
+/// the others (the daemon keeps a retry time per system), at most `groups`
+/// groups of files per system ([`GROUP_ORDERS`]): the daemon exports a
+/// bounded step at a time and breathes in between (watchdog, signals, new
+/// files); [`Report::more`] says whether anything is left.
+pub fn export_systems(
+    store: &Store,
+    config: &Config,
+    due: impl Fn(&str) -> bool,
+    groups: usize,
+) -> Report {
     let mut report = Report::default();
     for system in config.systems.iter().filter(|s| due(&s.id)) {
-        match export_system(store, config, system, &mut report.written) {
-            Ok(()) => report.exported.push(system.id.clone()),
+        match export_system(store, config, system, &mut report.written, groups) {
+            Ok(more) => {
+                report.more |= more;
+                report.exported.push(system.id.clone());
+            }
             Err(e) => report.failed.push((system.id.clone(), e)),
         }
     }
     report
 }
 
+/// About how many orders one group of export files holds: each group is
+/// recorded in one transaction, its files written and made durable with one
+/// folder fsync, and marked written in one transaction (two flushes in
+/// all), whatever `batch_size` is.
+pub const GROUP_ORDERS: usize = 5_000;
+/// The most files in one group (small `batch_size`s).
+const GROUP_FILES: usize = 100;
+
+/// Exports at most `groups` groups of files for one system; returns whether
+/// there may be more.
 fn export_system(
     store: &Store,
     config: &Config,
     system: &SystemConfig,
     written: &mut Vec<PathBuf>,
-) -> Result<(), ExportError> {
+    groups: usize,
+) -> Result<bool, ExportError> {
     // Opened when there is something to write: a broken outbox with nothing
     // pending is no failure.
     let mut dir: Option<Dir> = None;
-    if let Some(batch) = store.batch_in_flight(&system.id)? {
+    for batch in store.batches_in_flight(&system.id)? {
         tracing::info!(system = %system.id, file = %batch.file, "finishing an export batch interrupted earlier");
-        let d = dir.insert(open_outbox(config, system)?);
+        let d = match dir {
+            Some(ref d) => d,
+            None => dir.insert(open_outbox(config, system)?),
+        };
         recover(store, config, system, d, batch, written)?;
     }
     if let Some(after) = system.resend_after {
@@ -128,34 +155,51 @@ fn export_system(
             tracing::info!(system = %system.id, orders = n, "written but not acked in time: exporting again");
         }
     }
-    loop {
-        let ids = store.ids_in_state(&system.id, ExportState::Pending, system.batch_size)?;
+    let files_per_group = (GROUP_ORDERS / system.batch_size).clamp(1, GROUP_FILES);
+    for _ in 0..groups {
+        let ids = store.ids_in_state(
+            &system.id,
+            ExportState::Pending,
+            files_per_group * system.batch_size,
+        )?;
         if ids.is_empty() {
-            return Ok(());
+            return Ok(false);
         }
-        let orders = load(store, ids.iter().copied())?;
-        if orders.is_empty() {
+        // Rendered a file at a time: only the bytes are kept, not the
+        // decoded orders.
+        let mut files = Vec::with_capacity(files_per_group);
+        for chunk in ids.chunks(system.batch_size) {
+            let orders = load(store, chunk.iter().copied())?;
+            if !orders.is_empty() {
+                files.push((revisions(&orders), render(system, &orders)));
+            }
+        }
+        if files.is_empty() {
             // Pending entries whose orders are gone (only a damaged database
             // has them): say so and stop, rather than loop on them.
             tracing::error!(system = %system.id, entries = ids.len(), "pending index entries without orders; skipped");
-            return Ok(());
+            return Ok(false);
         }
         let d = match dir {
             Some(ref d) => d,
             None => dir.insert(open_outbox(config, system)?),
         };
-        let bytes = render(system, &orders);
         let now = Utc::now();
-        let batch = store.record_batch(
-            &system.id,
-            &revisions(&orders),
-            Some(Content::of(&bytes)),
-            |seq| file_name(now, seq, system.format),
-        )?;
+        let records: Vec<_> = files
+            .iter()
+            .map(|(revisions, bytes)| (revisions.clone(), Some(Content::of(bytes))))
+            .collect();
+        let batches = store.record_batches(&system.id, &records, |seq| {
+            file_name(now, seq, system.format)
+        })?;
         store.flush()?;
-        let batch = place(store, system, d, batch, &bytes)?;
-        finish(store, config, system, d, &batch, orders.len(), written)?;
+        let mut placed = Vec::with_capacity(batches.len());
+        for (batch, (_, bytes)) in batches.into_iter().zip(&files) {
+            placed.push(place(store, system, d, batch, bytes)?);
+        }
+        finish(store, config, system, d, &placed, written)?;
     }
+    Ok(true)
 }
 
 /// `outbox/<system>`, created if missing, refused if it (or `outbox/`) is
@@ -211,7 +255,9 @@ fn recover(
     };
     let orders = load(store, batch.orders.iter().map(|(id, _)| *id))?;
     if orders.is_empty() {
-        finish(store, config, system, dir, &batch, 0, written)?;
+        let ctx = context(config);
+        store.finish_batch(&batch, system, &ctx)?;
+        store.flush()?;
         return Ok(());
     }
     let bytes = render(system, &orders);
@@ -233,7 +279,7 @@ fn recover(
         );
     if ours && marker_free {
         tracing::info!(system = %system.id, file = %batch.file, "the interrupted batch's file is in the outbox (size and SHA-256 match)");
-        return finish(store, config, system, dir, &batch, orders.len(), written);
+        return finish(store, config, system, dir, &[batch], written);
     }
     // Rendered again: the orders may have changed since it was recorded.
     batch.orders = revisions(&orders);
@@ -241,7 +287,7 @@ fn recover(
     store.rerecord_batch(&batch)?;
     store.flush()?;
     let batch = place(store, system, dir, batch, &bytes)?;
-    finish(store, config, system, dir, &batch, orders.len(), written)
+    finish(store, config, system, dir, &[batch], written)
 }
 
 /// What takes the batch file's name, or its ready marker's: anything at all.
@@ -282,7 +328,7 @@ fn place(
         };
         let squatter = match taken(dir, system, &batch.file).map_err(io_err)? {
             Some(s) => s,
-            None => match dir.write_new(&batch.file, bytes) {
+            None => match dir.write_new_unsynced(&batch.file, bytes) {
                 Ok(_) => return Ok(batch),
                 // Something took the name since we looked.
                 Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {
@@ -291,9 +337,7 @@ fn place(
                 Err(e) => return Err(io_err(e)),
             },
         };
-        let next = store.record_batch(&system.id, &batch.orders, batch.content.clone(), |seq| {
-            file_name(Utc::now(), seq, system.format)
-        })?;
+        let next = store.move_batch(&batch, |seq| file_name(Utc::now(), seq, system.format))?;
         store.flush()?;
         tracing::warn!(
             system = %system.id, taken = %dir.join(&squatter.0).display(), kind = squatter.1,
@@ -308,21 +352,21 @@ fn place(
     })
 }
 
-/// The batch's file is in the outbox: writes its ready marker if the system
-/// wants one, then marks the orders written and clears the batch.
+/// The batches' files are in the outbox: writes their ready markers if the
+/// system wants them, makes the names durable (one folder fsync), then marks
+/// the orders written and clears the batches (one transaction, one flush).
 fn finish(
     store: &Store,
     config: &Config,
     system: &SystemConfig,
     dir: &Dir,
-    batch: &Batch,
-    orders: usize,
+    batches: &[Batch],
     written: &mut Vec<PathBuf>,
 ) -> Result<(), ExportError> {
-    if orders > 0 {
+    for batch in batches {
         if system.ready_marker {
             let marker = marker_name(&batch.file);
-            match dir.write_new(&marker, b"") {
+            match dir.write_new_unsynced(&marker, b"") {
                 Ok(_) => {}
                 // An empty file: ours from an earlier attempt, or as good.
                 Err(e)
@@ -336,17 +380,26 @@ fn finish(
                 }
             }
         }
-        tracing::info!(system = %system.id, file = %batch.file, orders, "export file written");
+    }
+    dir.sync().map_err(|source| ExportError::Io {
+        path: dir.path().to_path_buf(),
+        source,
+    })?;
+    for batch in batches {
+        tracing::info!(system = %system.id, file = %batch.file, orders = batch.orders.len(), "export file written");
         written.push(dir.join(&batch.file));
     }
-    let ctx = Context {
+    store.finish_batches(batches, system, &context(config))?;
+    store.flush()?;
+    Ok(())
+}
+
+fn context(config: &Config) -> Context<'_> {
+    Context {
         now: Utc::now().timestamp_millis(),
         systems: &config.systems,
         allow_negative: config.inventory.allow_negative,
-    };
-    store.finish_batch(batch, system, &ctx)?;
-    store.flush()?;
-    Ok(())
+    }
 }
 
 /// Renders orders in the system's format.

@@ -248,12 +248,20 @@ impl Dir {
     /// is at `name`**: otherwise `AlreadyExists`, and nothing was changed
     /// (the temporary is removed).
     pub fn write_new(&self, name: &str, bytes: &[u8]) -> io::Result<PathBuf> {
+        let path = self.write_new_unsynced(name, bytes)?;
+        self.sync()?;
+        Ok(path)
+    }
+
+    /// [`Dir::write_new`] without the folder's fsync: the file's content is
+    /// durable, its name only after the next [`Dir::sync`]. For groups of
+    /// files made durable with one folder fsync.
+    pub fn write_new_unsynced(&self, name: &str, bytes: &[u8]) -> io::Result<PathBuf> {
         let tmp = self.temp(name, |f| f.write_all(bytes))?;
         if let Err(e) = self.rename_noclobber(&tmp, name) {
             let _ = rustix::fs::unlinkat(&self.fd, tmp.as_str(), AtFlags::empty());
             return Err(e);
         }
-        self.sync()?;
         Ok(self.join(name))
     }
 

@@ -219,13 +219,16 @@ fn an_interrupted_batch_whose_file_is_there_is_not_written_again() {
     let bytes = ordersync::export::render(system, std::slice::from_ref(&rec));
     let batch = e
         .store
-        .record_batch(
+        .record_batches(
             "erp",
-            &[(id, rec.revision)],
-            Some(ordersync::store::Content::of(&bytes)),
+            &[(
+                vec![(id, rec.revision)],
+                Some(ordersync::store::Content::of(&bytes)),
+            )],
             |seq| format!("orders-20260101T000000Z-{seq:06}.json"),
         )
-        .unwrap();
+        .unwrap()
+        .remove(0);
     e.store.flush().unwrap();
     fs::write(w.path(&format!("outbox/erp/{}", batch.file)), &bytes).unwrap();
     drop(e); // the "crash", after the file was written

@@ -68,14 +68,23 @@ fn store_error(e: ApplyError) -> StoreError {
 }
 
 impl Store {
-    /// The batch of `system` interrupted by a crash, if any.
-    pub fn batch_in_flight(&self, system: &str) -> Result<Option<Batch>, StoreError> {
-        self.get(&keys::batch(system))
+    /// The batches of `system` a crash (or a failed write) interrupted, in
+    /// sequence order.
+    pub fn batches_in_flight(&self, system: &str) -> Result<Vec<Batch>, StoreError> {
+        let mut out = Vec::new();
+        if let Some(old) = self.get::<Batch>(&keys::batch(system))? {
+            out.push(old);
+        }
+        for kv in self.db.scan_prefix(keys::batch_prefix(system)) {
+            let (k, v) = kv?;
+            out.push(super::decode(&k, &v)?);
+        }
+        Ok(out)
     }
 
     /// Records the next batch of `system`: the orders `ids` at their current
     /// revision, under the file name `name(seq)` for the next sequence number,
-    /// without a record of its content (see [`Store::record_batch`]).
+    /// without a record of its content (see [`Store::record_batches`]).
     pub fn start_batch(
         &self,
         system: &str,
@@ -88,98 +97,146 @@ impl Store {
                 orders.push((*id, head.revision));
             }
         }
-        self.record_batch(system, &orders, None, name)
+        let mut batches = self.record_batches(system, &[(orders, None)], name)?;
+        Ok(batches.remove(0))
     }
 
-    /// Records the next batch of `system` in one transaction: the orders and
-    /// revisions an export file holds, the file's size and hash, and its
-    /// name `name(seq)` for the next sequence number (which is used up).
-    /// Call it after rendering and before writing the file.
-    pub fn record_batch(
+    /// Records the next batches of `system` in one transaction: for each
+    /// export file, the orders and revisions it holds, its size and hash,
+    /// and its name `name(seq)` for the next sequence numbers (which are used
+    /// up). Call it after rendering and before writing the files.
+    pub fn record_batches(
         &self,
         system: &str,
-        orders: &[(Uuid, u32)],
-        content: Option<Content>,
+        files: &[(Vec<(Uuid, u32)>, Option<Content>)],
         name: impl Fn(u64) -> String,
-    ) -> Result<Batch, StoreError> {
+    ) -> Result<Vec<Batch>, StoreError> {
         let seq_key = keys::sequence(system);
-        let batch_key = keys::batch(system);
         finish(self.db.transaction(|tx| {
-            let seq = tx.get(&seq_key)?.map_or(0, |v| keys::int_of(&v) as u64) + 1;
-            let batch = Batch {
-                system: system.to_string(),
-                seq,
-                file: name(seq),
-                orders: orders.to_vec(),
-                content: content.clone(),
-            };
+            let mut seq = tx.get(&seq_key)?.map_or(0, |v| keys::int_of(&v) as u64);
+            let mut batches = Vec::with_capacity(files.len());
+            for (orders, content) in files {
+                seq += 1;
+                let batch = Batch {
+                    system: system.to_string(),
+                    seq,
+                    file: name(seq),
+                    orders: orders.clone(),
+                    content: content.clone(),
+                };
+                tx.insert(keys::batch_entry(system, seq), super::encode(&batch))?;
+                batches.push(batch);
+            }
             tx.insert(&seq_key[..], &(seq as i64).to_be_bytes())?;
-            tx.insert(&batch_key[..], super::encode(&batch))?;
-            Ok(batch)
+            Ok(batches)
         }))
         .map_err(store_error)
     }
 
-    /// Replaces the recorded batch of `batch.system` with `batch` (same
-    /// sequence number and name: re-rendered after a crash because its file
-    /// never made it to the outbox).
+    /// Moves a recorded batch to the next sequence number and the name
+    /// `name(seq)` (its own name was taken by something else), in one
+    /// transaction.
+    pub fn move_batch(
+        &self,
+        batch: &Batch,
+        name: impl Fn(u64) -> String,
+    ) -> Result<Batch, StoreError> {
+        let system = &batch.system;
+        let seq_key = keys::sequence(system);
+        finish(self.db.transaction(|tx| {
+            let seq = tx.get(&seq_key)?.map_or(0, |v| keys::int_of(&v) as u64) + 1;
+            let moved = Batch {
+                seq,
+                file: name(seq),
+                ..batch.clone()
+            };
+            tx.remove(keys::batch(system))?;
+            tx.remove(keys::batch_entry(system, batch.seq))?;
+            tx.insert(keys::batch_entry(system, seq), super::encode(&moved))?;
+            tx.insert(&seq_key[..], &(seq as i64).to_be_bytes())?;
+            Ok(moved)
+        }))
+        .map_err(store_error)
+    }
+
+    /// Replaces a recorded batch with `batch` (same sequence number and
+    /// name: re-rendered after a crash because its file never made it to the
+    /// outbox).
     pub fn rerecord_batch(&self, batch: &Batch) -> Result<(), StoreError> {
-        self.db
-            .insert(keys::batch(&batch.system), super::encode(batch))?;
-        Ok(())
+        let system = &batch.system;
+        finish(self.db.transaction(|tx| {
+            tx.remove(keys::batch(system))?;
+            tx.insert(keys::batch_entry(system, batch.seq), super::encode(batch))?;
+            Ok(())
+        }))
+        .map_err(store_error)
     }
 
     /// Marks the batch's orders written (and, with `auto_ack`, acked) once its
-    /// file is safely in the outbox, and clears the batch. An order updated
-    /// since the batch was recorded stays pending, for its new revision.
+    /// file is safely in the outbox, and clears the batch.
     pub fn finish_batch(
         &self,
         batch: &Batch,
         system: &SystemConfig,
         ctx: &Context,
     ) -> Result<(), StoreError> {
-        let batch_key = keys::batch(&batch.system);
+        self.finish_batches(std::slice::from_ref(batch), system, ctx)
+    }
+
+    /// Marks the orders of every batch written (and, with `auto_ack`, acked)
+    /// once their files are safely in the outbox, and clears the batches, in
+    /// one transaction. An order updated since its batch was recorded stays
+    /// pending, for its new revision.
+    pub fn finish_batches(
+        &self,
+        batches: &[Batch],
+        system: &SystemConfig,
+        ctx: &Context,
+    ) -> Result<(), StoreError> {
         finish(self.db.transaction(|tx| {
-            let mut w = Writer::new(tx, ctx, &batch.file);
-            for (id, revision) in &batch.orders {
-                let Some(rec) = w.order_head(*id)? else {
-                    continue;
-                };
-                let state = w.export_state(&system.id, *id)?;
-                let Some(state) = state.filter(|s| s.state == ExportState::Pending) else {
-                    continue;
-                };
-                if rec.revision != *revision {
-                    continue;
-                }
-                w.set_state(
-                    &system.id,
-                    *id,
-                    &ExportRecord {
-                        state: ExportState::Written,
-                        sort: ctx.now,
-                        file: Some(batch.file.clone()),
-                        written_at: Some(ctx.now),
-                        acked_at: state.acked_at,
-                    },
-                )?;
-                w.event(
-                    *id,
-                    "written",
-                    format!("revision {} for {} to {}", revision, system.id, batch.file),
-                )?;
-                if system.auto_ack {
-                    w.ack(
-                        "auto_ack",
-                        rec,
+            for batch in batches {
+                let mut w = Writer::new(tx, ctx, &batch.file);
+                for (id, revision) in &batch.orders {
+                    let Some(rec) = w.order_head(*id)? else {
+                        continue;
+                    };
+                    let state = w.export_state(&system.id, *id)?;
+                    let Some(state) = state.filter(|s| s.state == ExportState::Pending) else {
+                        continue;
+                    };
+                    if rec.revision != *revision {
+                        continue;
+                    }
+                    w.set_state(
                         &system.id,
-                        system.auto_ack_regulate,
-                        Some("auto_ack"),
-                        Strictness::NoteOnly,
+                        *id,
+                        &ExportRecord {
+                            state: ExportState::Written,
+                            sort: ctx.now,
+                            file: Some(batch.file.clone()),
+                            written_at: Some(ctx.now),
+                            acked_at: state.acked_at,
+                        },
                     )?;
+                    w.event(
+                        *id,
+                        "written",
+                        format!("revision {} for {} to {}", revision, system.id, batch.file),
+                    )?;
+                    if system.auto_ack {
+                        w.ack(
+                            "auto_ack",
+                            rec,
+                            &system.id,
+                            system.auto_ack_regulate,
+                            Some("auto_ack"),
+                            Strictness::NoteOnly,
+                        )?;
+                    }
                 }
+                tx.remove(keys::batch(&batch.system))?;
+                tx.remove(keys::batch_entry(&batch.system, batch.seq))?;
             }
-            tx.remove(&batch_key[..])?;
             Ok(())
         }))
         .map_err(store_error)

@@ -11,7 +11,7 @@
 //! | `s` / `r` | sku | in_stock / reserved (i64, big-endian) |
 //! | `f` | file name `\0` SHA-256 (32) | applied-file record |
 //! | `q` | system | last export sequence number (u64) |
-//! | `b` | system | the export batch in flight |
+//! | `b` | system `\0` seq (8) | an export batch in flight (an older version kept one, under `b` system) |
 //! | `k` | system | fingerprint of its eligibility settings last reconciled |
 //! | `c` | `o` | the number of stored orders (i64) |
 //! | `c` | `p` / `w` / `a`, system | the number of orders in that state for the system (i64) |
@@ -162,6 +162,17 @@ pub fn sequence(system: &str) -> Vec<u8> {
     with(SEQUENCE, &[system.as_bytes()])
 }
 
+/// An export batch in flight: several can be, one per file of a group.
+pub fn batch_entry(system: &str, seq: u64) -> Vec<u8> {
+    with(BATCH, &[system.as_bytes(), b"\0", &seq.to_be_bytes()])
+}
+
+/// All batches in flight of a system.
+pub fn batch_prefix(system: &str) -> Vec<u8> {
+    with(BATCH, &[system.as_bytes(), b"\0"])
+}
+
+/// The one batch in flight an older version kept per system.
 pub fn batch(system: &str) -> Vec<u8> {
     with(BATCH, &[system.as_bytes()])
 }
