@@ -32,6 +32,10 @@ pub struct Batch {
     pub content: Option<Content>,
 }
 
+/// One file of a group to record: its orders with their revisions, and its
+/// size and hash.
+pub type BatchFile = (Vec<(Uuid, u32)>, Option<Content>);
+
 /// The size and SHA-256 of an export file's bytes.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
 pub struct Content {
@@ -108,7 +112,7 @@ impl Store {
     pub fn record_batches(
         &self,
         system: &str,
-        files: &[(Vec<(Uuid, u32)>, Option<Content>)],
+        files: &[BatchFile],
         name: impl Fn(u64) -> String,
     ) -> Result<Vec<Batch>, StoreError> {
         let seq_key = keys::sequence(system);
