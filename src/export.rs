@@ -25,7 +25,7 @@ use serde_json::Value;
 use crate::config::{Config, Format, SystemConfig};
 use crate::fsutil::{Dir, Entry};
 use crate::order::ADDRESS_FIELDS;
-use crate::store::{Batch, Content, Context, ExportState, OrderRecord, Store, StoreError};
+use crate::store::{Batch, Content, Context, ExportDoc, ExportState, Store, StoreError};
 
 /// How many taken names in a row the exporter steps over before it gives up
 /// on a system for this round (names carry the time, so a later round tries
@@ -218,17 +218,17 @@ fn open_outbox(config: &Config, system: &SystemConfig) -> Result<Dir, ExportErro
 fn load(
     store: &Store,
     ids: impl Iterator<Item = uuid::Uuid>,
-) -> Result<Vec<OrderRecord>, StoreError> {
+) -> Result<Vec<ExportDoc>, StoreError> {
     let mut orders = Vec::new();
     for id in ids {
-        if let Some(rec) = store.order(id)? {
-            orders.push(rec);
+        if let Some(doc) = store.order_for_export(id)? {
+            orders.push(doc);
         }
     }
     Ok(orders)
 }
 
-fn revisions(orders: &[OrderRecord]) -> Vec<(uuid::Uuid, u32)> {
+fn revisions(orders: &[ExportDoc]) -> Vec<(uuid::Uuid, u32)> {
     orders.iter().map(|o| (o.id, o.revision)).collect()
 }
 
@@ -403,11 +403,40 @@ fn context(config: &Config) -> Context<'_> {
 }
 
 /// Renders orders in the system's format.
-pub fn render(system: &SystemConfig, orders: &[OrderRecord]) -> Vec<u8> {
+///
+/// json and ndjson with lines (the usual case) are written straight from the
+/// stored bytes: ndjson as they are, json re-indented by transcoding, with
+/// no JSON tree built. Otherwise each order is parsed.
+pub fn render(system: &SystemConfig, orders: &[ExportDoc]) -> Vec<u8> {
+    if system.include_lines {
+        match system.format {
+            Format::Json => {
+                #[derive(serde::Serialize)]
+                struct File<'a> {
+                    orders: Vec<Transcoded<'a>>,
+                }
+                let file = File {
+                    orders: orders.iter().map(|o| Transcoded(&o.json)).collect(),
+                };
+                let mut out = serde_json::to_vec_pretty(&file).unwrap_or_default();
+                out.push(b'\n');
+                return out;
+            }
+            Format::Ndjson => {
+                let mut out = Vec::with_capacity(orders.iter().map(|o| o.json.len() + 1).sum());
+                for o in orders {
+                    out.extend_from_slice(&o.json);
+                    out.push(b'\n');
+                }
+                return out;
+            }
+            Format::Csv => {}
+        }
+    }
     let docs: Vec<Value> = orders
         .iter()
         .map(|o| {
-            let mut doc = o.export_doc();
+            let mut doc = o.value();
             if !system.include_lines
                 && let Value::Object(m) = &mut doc
             {
@@ -432,6 +461,17 @@ pub fn render(system: &SystemConfig, orders: &[OrderRecord]) -> Vec<u8> {
             out
         }
         Format::Csv => render_csv(system, &docs),
+    }
+}
+
+/// Stored JSON bytes that serialise as the value they hold, streamed from
+/// parser to serialiser (re-indented when the serialiser is pretty).
+struct Transcoded<'a>(&'a [u8]);
+
+impl serde::Serialize for Transcoded<'_> {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        let mut de = serde_json::Deserializer::from_slice(self.0);
+        serde_transcode::transcode(&mut de, s)
     }
 }
 

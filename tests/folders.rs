@@ -216,7 +216,8 @@ fn an_interrupted_batch_whose_file_is_there_is_not_written_again() {
     let (w, e, id) = order_pending_for_erp();
     let rec = e.store.order(id).unwrap().unwrap();
     let system = &e.config.systems[0];
-    let bytes = ordersync::export::render(system, std::slice::from_ref(&rec));
+    let doc = e.store.order_for_export(id).unwrap().unwrap();
+    let bytes = ordersync::export::render(system, std::slice::from_ref(&doc));
     let batch = e
         .store
         .record_batches(

@@ -21,7 +21,7 @@ use uuid::Uuid;
 
 pub use apply::{Applied, ApplyError, Context};
 pub use batch::{Batch, Content};
-pub use records::{Event, ExportRecord, ExportState, OrderHead, OrderRecord, sent_hash};
+pub use records::{Event, ExportDoc, ExportRecord, ExportState, OrderHead, OrderRecord, sent_hash};
 
 use records::Versioned;
 
@@ -146,6 +146,18 @@ impl Store {
         match self.db.get(&key)? {
             None => Ok(None),
             Some(bytes) => decode_order(&key, &bytes).map(Some),
+        }
+    }
+
+    /// The stored order with this id as an export file holds it, without
+    /// parsing its document.
+    pub fn order_for_export(&self, id: Uuid) -> Result<Option<ExportDoc>, StoreError> {
+        let key = keys::order(id);
+        match self.db.get(&key)? {
+            None => Ok(None),
+            Some(bytes) => OrderRecord::decode_export(&bytes)
+                .map(Some)
+                .map_err(|message| corrupt(&key, message)),
         }
     }
 

@@ -46,6 +46,32 @@ pub struct OrderRecord {
     pub regulated: bool,
 }
 
+/// An order as an export file holds it: the stored document with its
+/// `revision`, as compact JSON with its keys in order.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ExportDoc {
+    pub id: Uuid,
+    pub revision: u32,
+    pub json: Vec<u8>,
+}
+
+impl ExportDoc {
+    /// The export document of a decoded order.
+    pub fn of(rec: &OrderRecord) -> ExportDoc {
+        ExportDoc {
+            id: rec.id,
+            revision: rec.revision,
+            // Serialising a Value to a Vec cannot fail.
+            json: serde_json::to_vec(&rec.export_doc()).unwrap_or_default(),
+        }
+    }
+
+    /// The document as a JSON tree (for csv, and for leaving lines out).
+    pub fn value(&self) -> Value {
+        serde_json::from_slice(&self.json).unwrap_or(Value::Null)
+    }
+}
+
 /// What most decisions need of a stored order, without its document.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct OrderHead {
@@ -116,13 +142,30 @@ impl OrderRecord {
         }
     }
 
-    /// The bytes stored.
+    /// The bytes stored. The document is stored as exported (with its
+    /// `revision`), so that an export file's json and ndjson are written from
+    /// these bytes without parsing them into a tree.
     pub(crate) fn encode(&self) -> Vec<u8> {
         let mut out = vec![ORDER_V2];
         // Our own plain types serialise without fail.
         out.extend(postcard::to_stdvec(&self.head()).unwrap_or_default());
-        out.extend(serde_json::to_vec(&self.doc).unwrap_or_default());
+        out.extend(serde_json::to_vec(&self.export_doc()).unwrap_or_default());
         out
+    }
+
+    /// Decodes what an export file needs: the id, the revision and the
+    /// document as exported, as compact JSON (keys in order), unparsed.
+    pub(crate) fn decode_export(bytes: &[u8]) -> Result<ExportDoc, String> {
+        if bytes.first() == Some(&ORDER_V2) {
+            let (head, json) =
+                postcard::take_from_bytes::<OrderHead>(&bytes[1..]).map_err(|e| e.to_string())?;
+            return Ok(ExportDoc {
+                id: head.id,
+                revision: head.revision,
+                json: json.to_vec(),
+            });
+        }
+        OrderRecord::decode(bytes).map(|r| ExportDoc::of(&r))
     }
 
     /// Decodes either format.
