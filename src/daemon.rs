@@ -33,6 +33,7 @@ use crate::control;
 use crate::engine::{DrainStats, Engine, EngineError, Outcome};
 use crate::export::ExportError;
 use crate::inbox::{self, Settle};
+use crate::store::StoreError;
 
 /// Why the loop should look at the inbox now.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -370,53 +371,78 @@ pub fn run_loop(
             );
         }
 
-        // 2. Ready files, oldest first, one at a time.
-        for c in &ready {
+        // 2. Ready files, oldest first, in groups (one flush per group); the
+        // loop breathes between groups (watchdog, SIGTERM).
+        let due: Vec<_> = ready
+            .into_iter()
+            .filter(|c| {
+                !retry
+                    .get(&c.path)
+                    .is_some_and(|(_, at)| *at > Instant::now())
+            })
+            .collect();
+        let mut rest = &due[..];
+        'groups: while !rest.is_empty() {
             if shutdown.load(Ordering::SeqCst) || store_down {
                 break;
             }
-            if retry
-                .get(&c.path)
-                .is_some_and(|(_, at)| *at > Instant::now())
-            {
-                continue;
-            }
-            systemd.status(&format!("processing {:?}", c.name));
-            match engine.process(c) {
-                Ok(outcome) => {
-                    store_ok(&mut store_retry);
-                    if let Some((n, _)) = retry.remove(&c.path) {
-                        tracing::info!(file = ?c.name, attempts = n + 1, "processed after earlier failures");
-                    }
-                    if matches!(outcome, Outcome::NotReady) {
-                        continue;
-                    }
-                    totals.count(&outcome);
-                    settle.forget(&c.path);
-                }
+            systemd.status(&format!(
+                "processing {:?} and {} more ready files",
+                rest[0].name,
+                rest.len() - 1
+            ));
+            let results = match engine.process_group(rest) {
+                Ok(r) => r,
                 Err(e) => {
+                    // The group's flush failed: its applied files stay in the
+                    // inbox (applied again, or archived without effect, later).
                     failed += 1;
-                    if let Some(se) = e.store_error() {
-                        // Not this file's fault: every file would fail.
-                        if se.is_fatal() {
-                            return Err(e.into());
+                    if e.store_error().is_some_and(StoreError::is_fatal) {
+                        return Err(e.into());
+                    }
+                    store_failed(engine, &e, &mut store_retry);
+                    break;
+                }
+            };
+            let taken = results.len().clamp(1, rest.len());
+            for (c, result) in rest.iter().zip(results) {
+                match result {
+                    Ok(outcome) => {
+                        store_ok(&mut store_retry);
+                        if let Some((n, _)) = retry.remove(&c.path) {
+                            tracing::info!(file = ?c.name, attempts = n + 1, "processed after earlier failures");
                         }
-                        store_failed(engine, &e, &mut store_retry);
-                        break;
+                        if matches!(outcome, Outcome::NotReady) {
+                            continue;
+                        }
+                        totals.count(&outcome);
+                        settle.forget(&c.path);
                     }
-                    let attempts = retry.get(&c.path).map_or(0, |(n, _)| *n) + 1;
-                    let wait = backoff(attempts);
-                    // Once at error level; the retries (up to a minute
-                    // apart, forever) only at debug, so one stuck file does
-                    // not flood the log. The others go on meanwhile.
-                    if attempts == 1 {
-                        tracing::error!(file = ?c.name, error = %e, "could not process; the file stays in the inbox and is retried with backoff");
-                    } else {
-                        tracing::debug!(file = ?c.name, error = %e, attempts, retry_in = ?wait, "still cannot process");
+                    Err(e) => {
+                        failed += 1;
+                        if let Some(se) = e.store_error() {
+                            // Not this file's fault: every file would fail.
+                            if se.is_fatal() {
+                                return Err(e.into());
+                            }
+                            store_failed(engine, &e, &mut store_retry);
+                            break 'groups;
+                        }
+                        let attempts = retry.get(&c.path).map_or(0, |(n, _)| *n) + 1;
+                        let wait = backoff(attempts);
+                        // Once at error level; the retries (up to a minute
+                        // apart, forever) only at debug, so one stuck file
+                        // does not flood the log. The others go on meanwhile.
+                        if attempts == 1 {
+                            tracing::error!(file = ?c.name, error = %e, "could not process; the file stays in the inbox and is retried with backoff");
+                        } else {
+                            tracing::debug!(file = ?c.name, error = %e, attempts, retry_in = ?wait, "still cannot process");
+                        }
+                        retry.insert(c.path.clone(), (attempts, Instant::now() + wait));
                     }
-                    retry.insert(c.path.clone(), (attempts, Instant::now() + wait));
                 }
             }
+            rest = &rest[taken..];
             systemd.ping_if_due();
         }
         retry.retain(|p, _| p.exists());

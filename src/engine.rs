@@ -71,6 +71,30 @@ pub enum Outcome {
     NotReady,
 }
 
+/// The most files one group takes before its flush.
+pub const GROUP_FILES: usize = 256;
+/// The most bytes one group reads before its flush (a larger file is a
+/// group of its own).
+pub const GROUP_BYTES: u64 = 16 << 20;
+/// How long a group goes on taking files before its flush.
+pub const GROUP_TIME: Duration = Duration::from_millis(500);
+
+/// What became of a file in a group before the group's flush.
+enum Step {
+    /// Finished (rejected, or not ready).
+    Done(Outcome),
+    /// Applied or found applied: to be archived after the flush.
+    Archive(Staged),
+}
+
+/// A file applied in a group, waiting for the flush.
+struct Staged {
+    now: chrono::DateTime<Utc>,
+    kind: &'static str,
+    /// `None`: it had been applied before (same name and content).
+    summary: Option<crate::store::Summary>,
+}
+
 /// The open store with its configuration.
 pub struct Engine {
     pub config: Config,
@@ -136,12 +160,72 @@ impl Engine {
         Ok(())
     }
 
-    /// Processes one ready candidate.
+    /// Processes one ready candidate (a group of one).
     pub fn process(&self, c: &Candidate) -> Result<Outcome, EngineError> {
+        let mut results = self.process_group(std::slice::from_ref(c))?;
+        results.pop().unwrap_or(Ok(Outcome::NotReady))
+    }
+
+    /// Processes ready candidates, in their order, as one group: each file is
+    /// applied in its own transaction (rejected files go to `errors/` at
+    /// once: they change nothing), then **one** flush makes them all durable,
+    /// then each applied file is moved to `archive/`. Durability is paid per
+    /// group, not per file; exactly-once holds as for one file (a crash
+    /// before the flush leaves the files to be applied again, after it to be
+    /// archived without effect).
+    ///
+    /// The group ends after [`GROUP_FILES`] files, [`GROUP_BYTES`] read or
+    /// [`GROUP_TIME`], whichever comes first, so it is a bounded step: the
+    /// result has one entry per file taken (the others are for the next
+    /// call). One file's trouble is its own entry; the others go on. A store
+    /// failure ends the group: `Err` when the flush failed (then no applied
+    /// file of the group was moved; they stay in the inbox).
+    pub fn process_group(
+        &self,
+        cs: &[Candidate],
+    ) -> Result<Vec<Result<Outcome, EngineError>>, EngineError> {
+        let start = Instant::now();
+        let mut results: Vec<Result<Outcome, EngineError>> = Vec::new();
+        // Applied (or found applied) and waiting for the group's flush.
+        let mut to_archive: Vec<(usize, Staged)> = Vec::new();
+        let mut read: u64 = 0;
+        for (i, c) in cs.iter().enumerate() {
+            if i > 0 && (i >= GROUP_FILES || read >= GROUP_BYTES || start.elapsed() >= GROUP_TIME) {
+                break;
+            }
+            read += c.size;
+            match self.stage(c) {
+                Ok(Step::Done(outcome)) => results.push(Ok(outcome)),
+                Ok(Step::Archive(staged)) => {
+                    to_archive.push((i, staged));
+                    results.push(Ok(Outcome::NotReady)); // replaced below
+                }
+                Err(e) => {
+                    let store = e.store_error().is_some();
+                    results.push(Err(e));
+                    if store {
+                        break;
+                    }
+                }
+            }
+        }
+        if to_archive.is_empty() {
+            return Ok(results);
+        }
+        self.store.flush()?;
+        for (i, staged) in to_archive {
+            results[i] = self.archive(&cs[i], staged);
+        }
+        Ok(results)
+    }
+
+    /// Reads, parses and applies one file (no flush). A rejected file is
+    /// moved to `errors/` here.
+    fn stage(&self, c: &Candidate) -> Result<Step, EngineError> {
         let max = self.config.inbox.max_file_size;
         let bytes = match inbox::read(c, max).map_err(io_err("reading", &c.path))? {
             ReadOutcome::Content(b) => b,
-            ReadOutcome::Changed => return Ok(Outcome::NotReady),
+            ReadOutcome::Changed => return Ok(Step::Done(Outcome::NotReady)),
             ReadOutcome::TooLarge(n) => {
                 let p = Problem::new(
                     "file",
@@ -149,7 +233,7 @@ impl Engine {
                         "{n} bytes is larger than [inbox] max_file_size ({max} bytes); not read"
                     ),
                 );
-                return self.reject(c, vec![p]);
+                return self.reject(c, vec![p]).map(Step::Done);
             }
         };
         let sha256: [u8; 32] = Sha256::digest(&bytes).into();
@@ -160,8 +244,9 @@ impl Engine {
             self.config.inbox.encoding,
             now.timestamp_millis(),
         );
+        drop(bytes);
         let Some(input) = &parsed.input else {
-            return self.reject(c, parsed.problems);
+            return self.reject(c, parsed.problems).map(Step::Done);
         };
         let ctx = Context {
             now: now.timestamp_millis(),
@@ -172,28 +257,40 @@ impl Engine {
             .store
             .apply(&c.name, &sha256, input, &parsed.problems, &ctx)
         {
-            Ok(Applied::AlreadyApplied) => {
-                // The record may only be in memory, from an apply whose
-                // flush failed: durable before the file goes.
-                self.store.flush()?;
-                let to =
-                    inbox::archive(&self.config, c, now).map_err(io_err("archiving", &c.path))?;
+            // The record may only be in memory, from an apply whose flush
+            // failed: the group's flush makes it durable before the file goes.
+            Ok(Applied::AlreadyApplied) => Ok(Step::Archive(Staged {
+                now,
+                kind: input.kind(),
+                summary: None,
+            })),
+            Ok(Applied::Done(s)) => Ok(Step::Archive(Staged {
+                now,
+                kind: input.kind(),
+                summary: Some(s),
+            })),
+            Err(ApplyError::Rejected(problems)) => self.reject(c, problems).map(Step::Done),
+            Err(ApplyError::Store(e)) => Err(e.into()),
+        }
+    }
+
+    /// Moves a file whose effects are durable to `archive/`.
+    fn archive(&self, c: &Candidate, staged: Staged) -> Result<Outcome, EngineError> {
+        let to =
+            inbox::archive(&self.config, c, staged.now).map_err(io_err("archiving", &c.path))?;
+        match staged.summary {
+            None => {
                 tracing::info!(file = ?c.name, to = ?to, "already applied (same name and content): archived without effect");
                 Ok(Outcome::AlreadyApplied(to))
             }
-            Ok(Applied::Done(s)) => {
-                self.store.flush()?;
-                let to =
-                    inbox::archive(&self.config, c, now).map_err(io_err("archiving", &c.path))?;
+            Some(s) => {
                 tracing::info!(
-                    file = ?c.name, kind = input.kind(), new = s.new_orders, updated = s.updated_orders,
+                    file = ?c.name, kind = staged.kind, new = s.new_orders, updated = s.updated_orders,
                     duplicates = s.duplicate_orders, acks = s.acks, regulated = s.regulated,
                     stock_rows = s.stock_rows, to = ?to, "applied"
                 );
                 Ok(Outcome::Applied(to))
             }
-            Err(ApplyError::Rejected(problems)) => self.reject(c, problems),
-            Err(ApplyError::Store(e)) => Err(e.into()),
         }
     }
 
@@ -273,17 +370,23 @@ impl Engine {
                 }
                 continue;
             }
-            for c in &ready {
-                match self.process(c) {
-                    Ok(outcome) => stats.count(&outcome),
-                    Err(e) if e.store_error().is_some() => return Err(e),
-                    Err(e) => {
-                        tracing::error!(file = ?c.name, error = %e, "could not process; left in the inbox, going on with the other files");
-                        stats.failed.push((c.name.clone(), e.to_string()));
-                        skipped.insert(c.path.clone());
+            let mut rest = &ready[..];
+            while !rest.is_empty() {
+                let results = self.process_group(rest)?;
+                let taken = results.len().clamp(1, rest.len());
+                for (c, result) in rest.iter().zip(results) {
+                    match result {
+                        Ok(outcome) => stats.count(&outcome),
+                        Err(e) if e.store_error().is_some() => return Err(e),
+                        Err(e) => {
+                            tracing::error!(file = ?c.name, error = %e, "could not process; left in the inbox, going on with the other files");
+                            stats.failed.push((c.name.clone(), e.to_string()));
+                            skipped.insert(c.path.clone());
+                        }
                     }
+                    settle.forget(&c.path);
                 }
-                settle.forget(&c.path);
+                rest = &rest[taken..];
             }
             stats.export_files += self.export_round(&mut export_failed);
         }
