@@ -376,9 +376,9 @@ pub fn run_loop(
         let due: Vec<_> = ready
             .into_iter()
             .filter(|c| {
-                !retry
+                retry
                     .get(&c.path)
-                    .is_some_and(|(_, at)| *at > Instant::now())
+                    .is_none_or(|(_, at)| *at <= Instant::now())
             })
             .collect();
         let mut rest = &due[..];

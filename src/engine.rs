@@ -276,6 +276,16 @@ impl Engine {
 
     /// Moves a file whose effects are durable to `archive/`.
     fn archive(&self, c: &Candidate, staged: Staged) -> Result<Outcome, EngineError> {
+        if !c.still_there() {
+            // Renamed over (or removed) since it was read: what is at the
+            // name now was not applied and is not moved; the next scan
+            // judges it on its own.
+            tracing::warn!(file = ?c.name, "applied, but replaced at its name before it could be archived: what is there now is left for the next scan");
+            return Ok(match staged.summary {
+                None => Outcome::AlreadyApplied(c.path.clone()),
+                Some(_) => Outcome::Applied(c.path.clone()),
+            });
+        }
         let to =
             inbox::archive(&self.config, c, staged.now).map_err(io_err("archiving", &c.path))?;
         match staged.summary {
@@ -295,6 +305,12 @@ impl Engine {
     }
 
     fn reject(&self, c: &Candidate, mut problems: Vec<Problem>) -> Result<Outcome, EngineError> {
+        if !c.still_there() {
+            // What was judged is gone; whatever is at the name now is not
+            // moved with a report that is not about it.
+            tracing::warn!(file = ?c.name, "rejected, but replaced at its name before it could be moved: what is there now is left for the next scan");
+            return Ok(Outcome::NotReady);
+        }
         // A name too long to take `.error.txt` (NAME_MAX is 255 bytes) could
         // never be rejected under its own name and would stay in the inbox
         // forever. It goes to errors/ under a shortened name instead; the

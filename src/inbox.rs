@@ -9,6 +9,7 @@
 use std::collections::{HashMap, HashSet};
 use std::fs;
 use std::io::{self, Read};
+use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant, SystemTime};
@@ -24,6 +25,18 @@ pub struct Candidate {
     pub name: String,
     pub size: u64,
     pub mtime: SystemTime,
+    /// Device and inode, to tell the file read from anything put at its
+    /// name afterwards.
+    pub dev_ino: (u64, u64),
+}
+
+impl Candidate {
+    /// Whether the name still holds the regular file that was found (not
+    /// something renamed over it since: only that file may be moved).
+    pub fn still_there(&self) -> bool {
+        fs::symlink_metadata(&self.path)
+            .is_ok_and(|m| m.file_type().is_file() && (m.dev(), m.ino()) == self.dev_ino)
+    }
 }
 
 /// Lists the candidates, oldest mtime first, then by name. Entries that are
@@ -69,6 +82,7 @@ pub fn scan(
             name,
             size: meta.len(),
             mtime: meta.modified()?,
+            dev_ino: (meta.dev(), meta.ino()),
         });
     }
     out.sort_by(|a, b| (a.mtime, &a.name).cmp(&(b.mtime, &b.name)));
@@ -247,7 +261,9 @@ pub fn read(c: &Candidate, max: u64) -> io::Result<ReadOutcome> {
         Err(e) => return Err(e),
     };
     let meta = file.metadata()?;
-    if !meta.file_type().is_file() || (meta.len(), meta.modified()?) != (c.size, c.mtime) {
+    if !meta.file_type().is_file()
+        || (meta.len(), meta.modified()?, (meta.dev(), meta.ino())) != (c.size, c.mtime, c.dev_ino)
+    {
         return Ok(ReadOutcome::Changed);
     }
     // A regular file: blocking reads from here on (O_NONBLOCK only guarded
@@ -548,6 +564,7 @@ mod tests {
             name: path.file_name().unwrap().to_string_lossy().into_owned(),
             size: m.len(),
             mtime: m.modified().unwrap(),
+            dev_ino: (m.dev(), m.ino()),
         }
     }
 

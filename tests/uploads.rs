@@ -164,7 +164,9 @@ fn a_fifo_in_the_inbox_never_blocks_the_daemon() {
     let w = Work::new("[inbox]\nsettle = \"0s\"\n[[systems]]\nid = \"erp\"\n");
     // A FIFO that simply sits in the inbox.
     mkfifo(&w.path("inbox/pipe.json"));
-    let ahead = 40;
+    // More than one group of files (engine::GROUP_FILES) ahead: the first
+    // group is archived while the candidate, in the last, is still unread.
+    let ahead = 600;
     for i in 0..ahead {
         w.drop_json(
             &format!("o-{i:02}.json"),
