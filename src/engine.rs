@@ -244,7 +244,6 @@ impl Engine {
             self.config.inbox.encoding,
             now.timestamp_millis(),
         );
-        drop(bytes);
         let Some(input) = &parsed.input else {
             return self.reject(c, parsed.problems).map(Step::Done);
         };

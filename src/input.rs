@@ -11,20 +11,23 @@ use crate::problem::Problem;
 
 /// The validated content of one inbox file.
 #[derive(Debug, Clone, PartialEq)]
-pub enum Input {
+pub enum Input<'a> {
     /// Orders with the path each was found at, for messages (`$.orders[2]`).
     Orders(Vec<(String, Order)>),
+    /// Orders read one at a time from the file's bytes as they are applied,
+    /// so memory holds one order, not the whole file's tree.
+    OrderStream(OrderStream<'a>),
     /// Acknowledgement rows (SPEC §6).
     Acks(Vec<AckRow>),
     /// Stock rows; `absolute` for `sku,in_stock`, else adjustments (SPEC §5).
     Stock { absolute: bool, rows: Vec<StockRow> },
 }
 
-impl Input {
+impl Input<'_> {
     /// A word for logs: `orders`, `acks`, `stock`.
     pub fn kind(&self) -> &'static str {
         match self {
-            Input::Orders(_) => "orders",
+            Input::Orders(_) | Input::OrderStream(_) => "orders",
             Input::Acks(_) => "acks",
             Input::Stock { .. } => "stock",
         }
@@ -36,14 +39,14 @@ impl Input {
 /// but the valid items are still checked against the store so that the
 /// report lists every problem.
 #[derive(Debug, Clone, PartialEq)]
-pub struct Parsed {
+pub struct Parsed<'a> {
     /// `None` when the file could not be read as its kind at all.
-    pub input: Option<Input>,
+    pub input: Option<Input<'a>>,
     pub problems: Vec<Problem>,
 }
 
-impl Parsed {
-    fn whole(r: Result<Input, Vec<Problem>>) -> Parsed {
+impl<'a> Parsed<'a> {
+    fn whole(r: Result<Input<'a>, Vec<Problem>>) -> Parsed<'a> {
         match r {
             Ok(input) => Parsed {
                 input: Some(input),
@@ -56,7 +59,7 @@ impl Parsed {
         }
     }
 
-    fn partial(input: Input, problems: Vec<Problem>) -> Parsed {
+    fn partial(input: Input<'a>, problems: Vec<Problem>) -> Parsed<'a> {
         Parsed {
             input: Some(input),
             problems,
@@ -66,7 +69,7 @@ impl Parsed {
 
 /// Parses a file named `name` with content `bytes`. `now_ms` is the time of
 /// receipt (the default `created`/`updated` of orders).
-pub fn parse(name: &str, bytes: &[u8], encoding: Encoding, now_ms: i64) -> Parsed {
+pub fn parse<'a>(name: &str, bytes: &'a [u8], encoding: Encoding, now_ms: i64) -> Parsed<'a> {
     let lower = name.to_ascii_lowercase();
     if lower.ends_with(".json") {
         parse_json(strip_bom(bytes), now_ms)
@@ -112,84 +115,364 @@ fn json_problem(e: &serde_json::Error) -> Problem {
     )
 }
 
-fn parse_json(bytes: &[u8], now_ms: i64) -> Parsed {
-    let value: Value = match serde_json::from_slice(bytes) {
-        Ok(v) => v,
-        Err(e) => return Parsed::whole(Err(vec![json_problem(&e)])),
-    };
-    let mut problems = Vec::new();
-    let mut orders = Vec::new();
-    let mut take = |v: &Value, path: String, problems: &mut Vec<Problem>| {
-        if let Some(o) = order::validate(v, &path, now_ms, problems) {
-            orders.push((path, o));
-        }
-    };
-    match &value {
-        Value::Array(items) => {
-            for (i, v) in items.iter().enumerate() {
-                take(v, format!("$[{i}]"), &mut problems);
+/// How a `.json` file holds its orders, found by a first pass that reads
+/// the document's structure without building it (and reports a syntax
+/// error, or nesting beyond the parser's limit, as the file's one problem).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum JsonShape {
+    /// `[order, …]`
+    Array,
+    /// `{"orders": [order, …]}`
+    Wrapper,
+    /// One order object (or something that is not an order at all).
+    One,
+}
+
+/// The kind of a JSON value, read without keeping it.
+struct Kind(&'static str);
+
+impl<'de> serde::Deserialize<'de> for Kind {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Kind, D::Error> {
+        struct V;
+        impl<'de> serde::de::Visitor<'de> for V {
+            type Value = Kind;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("any JSON value")
+            }
+            fn visit_bool<E>(self, _: bool) -> Result<Kind, E> {
+                Ok(Kind("a boolean"))
+            }
+            fn visit_i64<E>(self, _: i64) -> Result<Kind, E> {
+                Ok(Kind("a number"))
+            }
+            fn visit_u64<E>(self, _: u64) -> Result<Kind, E> {
+                Ok(Kind("a number"))
+            }
+            fn visit_f64<E>(self, _: f64) -> Result<Kind, E> {
+                Ok(Kind("a number"))
+            }
+            fn visit_str<E>(self, _: &str) -> Result<Kind, E> {
+                Ok(Kind("a string"))
+            }
+            fn visit_unit<E>(self) -> Result<Kind, E> {
+                Ok(Kind("null"))
+            }
+            fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut a: A) -> Result<Kind, A::Error> {
+                while a.next_element::<serde::de::IgnoredAny>()?.is_some() {}
+                Ok(Kind("an array"))
+            }
+            fn visit_map<A: serde::de::MapAccess<'de>>(self, mut a: A) -> Result<Kind, A::Error> {
+                while a
+                    .next_entry::<serde::de::IgnoredAny, serde::de::IgnoredAny>()?
+                    .is_some()
+                {}
+                Ok(Kind("an object"))
             }
         }
-        // `{"orders": [...]}` is a wrapper; an order object has no `orders` field.
-        Value::Object(obj) if obj.contains_key("orders") && !obj.contains_key("external_id") => {
-            match &obj["orders"] {
-                Value::Array(items) => {
-                    for (i, v) in items.iter().enumerate() {
-                        take(v, format!("$.orders[{i}]"), &mut problems);
+        d.deserialize_any(V)
+    }
+}
+
+/// The top level of a JSON document: its kind and, for an object, the kinds
+/// of `orders` and whether it has `external_id`.
+struct Top {
+    kind: &'static str,
+    orders: Option<&'static str>,
+    external_id: bool,
+}
+
+impl<'de> serde::Deserialize<'de> for Top {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Top, D::Error> {
+        struct V;
+        impl<'de> serde::de::Visitor<'de> for V {
+            type Value = Top;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("any JSON value")
+            }
+            fn visit_seq<A: serde::de::SeqAccess<'de>>(self, a: A) -> Result<Top, A::Error> {
+                let k = <Kind as serde::Deserialize>::deserialize(
+                    serde::de::value::SeqAccessDeserializer::new(a),
+                )?;
+                Ok(Top {
+                    kind: k.0,
+                    orders: None,
+                    external_id: false,
+                })
+            }
+            fn visit_map<A: serde::de::MapAccess<'de>>(self, mut a: A) -> Result<Top, A::Error> {
+                let mut top = Top {
+                    kind: "an object",
+                    orders: None,
+                    external_id: false,
+                };
+                while let Some(key) = a.next_key::<std::borrow::Cow<'de, str>>()? {
+                    let kind = a.next_value::<Kind>()?;
+                    match key.as_ref() {
+                        "orders" => top.orders = Some(kind.0),
+                        "external_id" => top.external_id = true,
+                        _ => {}
                     }
                 }
-                other => problems.push(Problem::new(
-                    "$.orders",
-                    format!(
-                        "expected an array of orders, got {}",
-                        crate::problem::describe(other)
-                    ),
-                )),
+                Ok(top)
+            }
+            fn visit_bool<E>(self, _: bool) -> Result<Top, E> {
+                Ok(Top {
+                    kind: "a boolean",
+                    orders: None,
+                    external_id: false,
+                })
+            }
+            fn visit_i64<E>(self, _: i64) -> Result<Top, E> {
+                Ok(Top {
+                    kind: "a number",
+                    orders: None,
+                    external_id: false,
+                })
+            }
+            fn visit_u64<E>(self, _: u64) -> Result<Top, E> {
+                Ok(Top {
+                    kind: "a number",
+                    orders: None,
+                    external_id: false,
+                })
+            }
+            fn visit_f64<E>(self, _: f64) -> Result<Top, E> {
+                Ok(Top {
+                    kind: "a number",
+                    orders: None,
+                    external_id: false,
+                })
+            }
+            fn visit_str<E>(self, _: &str) -> Result<Top, E> {
+                Ok(Top {
+                    kind: "a string",
+                    orders: None,
+                    external_id: false,
+                })
+            }
+            fn visit_unit<E>(self) -> Result<Top, E> {
+                Ok(Top {
+                    kind: "null",
+                    orders: None,
+                    external_id: false,
+                })
             }
         }
-        v => take(v, "$".into(), &mut problems),
+        d.deserialize_any(V)
     }
-    Parsed::partial(Input::Orders(orders), problems)
 }
 
-fn parse_ndjson(bytes: &[u8], now_ms: i64) -> Parsed {
-    let text = match std::str::from_utf8(bytes) {
-        Ok(t) => t,
-        Err(e) => {
-            let line = bytes[..e.valid_up_to()]
-                .iter()
-                .filter(|&&b| b == b'\n')
-                .count()
-                + 1;
-            let p = Problem::new(format!("line {line}"), "not valid UTF-8");
-            return Parsed::whole(Err(vec![p]));
+/// Orders in a file's bytes, read one at a time (see [`OrderStream::each`]).
+#[derive(Debug, Clone, PartialEq)]
+pub struct OrderStream<'a> {
+    bytes: &'a [u8],
+    shape: StreamShape,
+    now_ms: i64,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum StreamShape {
+    Json(JsonShape),
+    Ndjson,
+}
+
+/// One order of a stream: where it is (`$[3]`, `line 7`) and the order, or
+/// the problems that make it invalid.
+pub type StreamItem = (String, Result<Order, Vec<Problem>>);
+
+impl OrderStream<'_> {
+    /// Calls `f` with each order in file order, parsing and validating one
+    /// at a time; stops at the first error `f` returns.
+    pub fn each<E>(&self, mut f: impl FnMut(StreamItem) -> Result<(), E>) -> Result<(), E> {
+        let now_ms = self.now_ms;
+        let validate = |v: Value, path: String| -> StreamItem {
+            let mut problems = Vec::new();
+            match order::validate(&v, &path, now_ms, &mut problems) {
+                Some(o) => (path, Ok(o)),
+                None => (path, Err(problems)),
+            }
+        };
+        match self.shape {
+            StreamShape::Ndjson => {
+                // Valid UTF-8: checked when the stream was made.
+                let text = std::str::from_utf8(self.bytes).unwrap_or_default();
+                for (i, line) in text.lines().enumerate() {
+                    if line.trim().is_empty() {
+                        continue;
+                    }
+                    let at = format!("line {}", i + 1);
+                    let item = match serde_json::from_str::<Value>(line) {
+                        Err(e) => (
+                            at.clone(),
+                            Err(vec![Problem::new(
+                                format!("{at}, column {}", e.column()),
+                                json_what(&e),
+                            )]),
+                        ),
+                        Ok(v) => {
+                            let (_, r) = validate(v, "$".into());
+                            (
+                                at.clone(),
+                                r.map_err(|ps| ps.into_iter().map(|p| p.within(&at)).collect()),
+                            )
+                        }
+                    };
+                    f(item)?;
+                }
+                Ok(())
+            }
+            StreamShape::Json(JsonShape::One) => {
+                // One object (the first pass proved the syntax).
+                match serde_json::from_slice::<Value>(self.bytes) {
+                    Ok(v) => f(validate(v, "$".into())),
+                    Err(e) => f(("$".into(), Err(vec![json_problem(&e)]))),
+                }
+            }
+            StreamShape::Json(shape) => {
+                let prefix = if shape == JsonShape::Array {
+                    "$"
+                } else {
+                    "$.orders"
+                };
+                let mut failed: Option<E> = None;
+                let mut on_item = |i: usize, v: Value| -> bool {
+                    match f(validate(v, format!("{prefix}[{i}]"))) {
+                        Ok(()) => true,
+                        Err(e) => {
+                            failed = Some(e);
+                            false
+                        }
+                    }
+                };
+                let mut de = serde_json::Deserializer::from_slice(self.bytes);
+                let each = Each { f: &mut on_item };
+                let r = if shape == JsonShape::Array {
+                    serde::de::DeserializeSeed::deserialize(each, &mut de)
+                } else {
+                    serde::de::DeserializeSeed::deserialize(Wrapper(each), &mut de)
+                };
+                if let Some(e) = failed {
+                    return Err(e);
+                }
+                if let Err(e) = r {
+                    // The first pass proved the syntax; only a stop lands here.
+                    tracing::debug!(error = %e, "order stream ended early");
+                }
+                Ok(())
+            }
         }
-    };
-    let mut problems = Vec::new();
-    let mut orders = Vec::new();
-    for (i, line) in text.lines().enumerate() {
-        if line.trim().is_empty() {
-            continue;
+    }
+}
+
+/// Streams the elements of a JSON array to a callback, one `Value` at a
+/// time; the callback returns false to stop.
+struct Each<'f> {
+    f: &'f mut dyn FnMut(usize, Value) -> bool,
+}
+
+impl<'de> serde::de::DeserializeSeed<'de> for Each<'_> {
+    type Value = ();
+    fn deserialize<D: serde::Deserializer<'de>>(self, d: D) -> Result<(), D::Error> {
+        d.deserialize_seq(self)
+    }
+}
+
+impl<'de> serde::de::Visitor<'de> for Each<'_> {
+    type Value = ();
+    fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+        f.write_str("an array of orders")
+    }
+    fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut seq: A) -> Result<(), A::Error> {
+        let mut i = 0;
+        while let Some(v) = seq.next_element::<Value>()? {
+            if !(self.f)(i, v) {
+                return Err(serde::de::Error::custom("stopped"));
+            }
+            i += 1;
         }
-        let at = format!("line {}", i + 1);
-        match serde_json::from_str::<Value>(line) {
-            Err(e) => problems.push(Problem::new(
-                format!("{at}, column {}", e.column()),
-                json_what(&e),
-            )),
-            Ok(v) => {
-                let mut found = Vec::new();
-                match order::validate(&v, "$", now_ms, &mut found) {
-                    Some(o) => orders.push((at, o)),
-                    None => problems.extend(found.into_iter().map(|p| p.within(&at))),
+        Ok(())
+    }
+}
+
+/// `{"orders": [...]}`: streams the `orders` array, skips the other fields.
+struct Wrapper<'f>(Each<'f>);
+
+impl<'de> serde::de::DeserializeSeed<'de> for Wrapper<'_> {
+    type Value = ();
+    fn deserialize<D: serde::Deserializer<'de>>(self, d: D) -> Result<(), D::Error> {
+        d.deserialize_map(self)
+    }
+}
+
+impl<'de> serde::de::Visitor<'de> for Wrapper<'_> {
+    type Value = ();
+    fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+        f.write_str("an object with orders")
+    }
+    fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<(), A::Error> {
+        let mut each = Some(self.0);
+        while let Some(key) = map.next_key::<std::borrow::Cow<'de, str>>()? {
+            match (key.as_ref(), each.take()) {
+                ("orders", Some(e)) => map.next_value_seed(e)?,
+                (_, e) => {
+                    each = e;
+                    map.next_value::<serde::de::IgnoredAny>()?;
                 }
             }
         }
+        Ok(())
     }
-    Parsed::partial(Input::Orders(orders), problems)
 }
 
-fn parse_csv(bytes: &[u8], encoding: Encoding) -> Parsed {
+fn parse_json(bytes: &[u8], now_ms: i64) -> Parsed<'_> {
+    // First pass: the syntax and the top level, building nothing.
+    let top: Top = match serde_json::from_slice(bytes) {
+        Ok(t) => t,
+        Err(e) => return Parsed::whole(Err(vec![json_problem(&e)])),
+    };
+    let shape = match (top.kind, top.orders, top.external_id) {
+        ("an array", _, _) => JsonShape::Array,
+        // `{"orders": [...]}` is a wrapper; an order object has no `orders` field.
+        ("an object", Some("an array"), false) => JsonShape::Wrapper,
+        ("an object", Some(other), false) => {
+            return Parsed::whole(Err(vec![Problem::new(
+                "$.orders",
+                format!("expected an array of orders, got {other}"),
+            )]));
+        }
+        _ => JsonShape::One,
+    };
+    Parsed::partial(
+        Input::OrderStream(OrderStream {
+            bytes,
+            shape: StreamShape::Json(shape),
+            now_ms,
+        }),
+        Vec::new(),
+    )
+}
+
+fn parse_ndjson(bytes: &[u8], now_ms: i64) -> Parsed<'_> {
+    if let Err(e) = std::str::from_utf8(bytes) {
+        let line = bytes[..e.valid_up_to()]
+            .iter()
+            .filter(|&&b| b == b'\n')
+            .count()
+            + 1;
+        let p = Problem::new(format!("line {line}"), "not valid UTF-8");
+        return Parsed::whole(Err(vec![p]));
+    }
+    Parsed::partial(
+        Input::OrderStream(OrderStream {
+            bytes,
+            shape: StreamShape::Ndjson,
+            now_ms,
+        }),
+        Vec::new(),
+    )
+}
+
+fn parse_csv(bytes: &[u8], encoding: Encoding) -> Parsed<'static> {
     let table = csvin::decode(bytes, encoding)
         .map_err(|p| vec![p])
         .and_then(|text| Table::parse(&text));
@@ -226,15 +509,63 @@ mod tests {
         assert!(p[0].at.starts_with("line 2, column"), "{}", p[0]);
     }
 
+    /// Arrays and the wrapper are read one order at a time, each with its
+    /// path; a wrapper whose `orders` is not an array says so.
+    #[test]
+    fn json_orders_stream_with_their_paths() {
+        let paths = |text: &str| {
+            let mut out = Vec::new();
+            if let Some(Input::OrderStream(s)) =
+                parse("a.json", text.as_bytes(), Encoding::Utf8, 0).input
+            {
+                s.each(|(path, _)| {
+                    out.push(path);
+                    Ok::<_, ()>(())
+                })
+                .unwrap();
+            }
+            out
+        };
+        assert_eq!(paths("[{}, {}]"), ["$[0]", "$[1]"]);
+        assert_eq!(
+            paths(r#"{"x": 1, "orders": [{}], "y": [1]}"#),
+            ["$.orders[0]"]
+        );
+        assert_eq!(paths(r#"{"external_id": "e", "orders": []}"#), ["$"]);
+        let p = parse("a.json", br#"{"orders": 5}"#, Encoding::Utf8, 0).problems;
+        assert_eq!(
+            p[0].to_string(),
+            "$.orders: expected an array of orders, got a number"
+        );
+    }
+
     #[test]
     fn unsupported_extension() {
         let p = parse("a.xml", b"<x/>", Encoding::Utf8, 0).problems;
         assert!(p[0].what.starts_with("unsupported file type"));
     }
 
+    /// Every problem of a parsed file, the stream's included.
+    fn all_problems(parsed: Parsed) -> Vec<Problem> {
+        let mut p = parsed.problems;
+        if let Some(Input::OrderStream(s)) = parsed.input {
+            s.each(|(_, r)| {
+                p.extend(r.err().unwrap_or_default());
+                Ok::<_, ()>(())
+            })
+            .unwrap();
+        }
+        p
+    }
+
     #[test]
     fn ndjson_problems_name_the_line() {
-        let p = parse("a.ndjson", b"\n{\"external_id\": 5}\n", Encoding::Utf8, 0).problems;
+        let p = all_problems(parse(
+            "a.ndjson",
+            b"\n{\"external_id\": 5}\n",
+            Encoding::Utf8,
+            0,
+        ));
         assert!(p.iter().all(|p| p.at.starts_with("line 2: $")), "{p:?}");
         assert!(
             p.iter()

@@ -122,6 +122,13 @@ impl Store {
                         w.order(path, order)?;
                     }
                 }
+                Input::OrderStream(stream) => stream.each(|(path, order)| match order {
+                    Ok(order) => w.order(&path, &order),
+                    Err(problems) => {
+                        w.problems.extend(problems);
+                        Ok(())
+                    }
+                })?,
                 Input::Acks(rows) => {
                     for row in rows {
                         w.ack_row(row)?;
@@ -787,7 +794,7 @@ mod tests {
     use crate::config::Config;
     use crate::order;
 
-    fn order_input(lines: &[(&str, i64)]) -> Input {
+    fn order_input(lines: &[(&str, i64)]) -> Input<'static> {
         let items: Vec<serde_json::Value> = lines
             .iter()
             .map(|(sku, qty)| serde_json::json!({"sku": sku, "qty_ordered": qty}))

@@ -424,8 +424,8 @@ mod tests {
                 allow_negative: true,
             };
             for (i, ext) in ["a", "b", "c"].iter().enumerate() {
-                let parsed =
-                    input::parse("o.json", order(ext).as_bytes(), config.inbox.encoding, 1);
+                let bytes = order(ext);
+                let parsed = input::parse("o.json", bytes.as_bytes(), config.inbox.encoding, 1);
                 let input = parsed.input.unwrap();
                 store
                     .apply(&format!("{i}.json"), &[i as u8; 32], &input, &[], &ctx)
