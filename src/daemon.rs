@@ -64,6 +64,8 @@ pub const POLL_INTERVAL: Duration = Duration::from_millis(500);
 pub const HINTS: usize = 1024;
 /// Events closer together than this share one scan.
 const COALESCE: Duration = Duration::from_millis(20);
+/// How often long work (a backlog being exported) logs its progress.
+const PROGRESS_EVERY: Duration = Duration::from_secs(5);
 const RETRY_FIRST: Duration = Duration::from_secs(1);
 const RETRY_MAX: Duration = Duration::from_secs(60);
 
@@ -311,6 +313,8 @@ pub fn run_loop(
     // Set when an export step ended with more to write: the loop comes back
     // at once instead of sleeping.
     let mut export_more = false;
+    // Long work logs a progress line every few seconds.
+    let mut last_progress = Instant::now();
     let mut scan_failing = false;
     // Totals for the status line.
     let mut totals = DrainStats::default();
@@ -451,6 +455,25 @@ pub fn run_loop(
         let store_down = store_retry.is_some_and(|(_, at)| at > Instant::now());
         if !store_down {
             let now = Instant::now();
+            let pending: Vec<String> = cfg
+                .systems
+                .iter()
+                .filter_map(|s| {
+                    let n = engine
+                        .store
+                        .count_in_state(&s.id, crate::store::ExportState::Pending)
+                        .ok()?;
+                    (n > 0).then(|| format!("{} {n} orders pending", s.id))
+                })
+                .collect();
+            if !pending.is_empty() {
+                let line = format!("exporting: {}", pending.join(", "));
+                if last_progress.elapsed() >= PROGRESS_EVERY {
+                    tracing::info!("{line}");
+                    last_progress = Instant::now();
+                }
+                systemd.status(&line);
+            }
             // One group of files per system, then the loop breathes (new
             // files, watchdog, signals) and comes back for the rest.
             let report =
