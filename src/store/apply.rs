@@ -8,7 +8,15 @@
 
 use serde::Serialize;
 use serde::de::DeserializeOwned;
-use sled::transaction::{ConflictableTransactionError, TransactionError, TransactionalTree};
+use std::cell::RefCell;
+use std::collections::HashMap;
+
+use sled::IVec;
+use sled::transaction::{
+    ConflictableTransactionError, TransactionError, TransactionalTree, UnabortableTransactionError,
+};
+
+type UnabortableTransactionResult<T> = Result<T, UnabortableTransactionError>;
 use uuid::Uuid;
 
 use super::records::AppliedFile;
@@ -109,6 +117,9 @@ impl Store {
         known: &[Problem],
         ctx: &Context,
     ) -> Result<Applied, ApplyError> {
+        if let Input::OrderStream(stream) = input {
+            return self.apply_stream(name, sha256, stream, known, ctx);
+        }
         let file_key = keys::file(name, sha256);
         finish(self.db.transaction(|tx| {
             if tx.get(&file_key)?.is_some() {
@@ -122,13 +133,7 @@ impl Store {
                         w.order(path, order)?;
                     }
                 }
-                Input::OrderStream(stream) => stream.each(|(path, order)| match order {
-                    Ok(order) => w.order(&path, &order),
-                    Err(problems) => {
-                        w.problems.extend(problems);
-                        Ok(())
-                    }
-                })?,
+                Input::OrderStream(_) => unreachable!("streams are applied in chunks"),
                 Input::Acks(rows) => {
                     for row in rows {
                         w.ack_row(row)?;
@@ -160,14 +165,226 @@ impl Store {
     }
 }
 
+/// How many orders a big file applies per transaction (and flush).
+pub const CHUNK: usize = 1_000;
+
+/// A file part-applied in chunks (key `g`): how many of its orders are in.
+#[derive(Debug, Clone, Serialize, serde::Deserialize)]
+struct Progress {
+    orders: u64,
+}
+
+impl Store {
+    /// Applies a file of orders read as a stream, all or nothing, with
+    /// memory that follows a chunk, not the file:
+    ///
+    /// 1. **Check** the whole file against the store in a dry run (the
+    ///    orders are parsed one at a time; only what later checks read is
+    ///    kept, see [`Tx`]). Any problem rejects the file; nothing changed.
+    /// 2. **Apply** it in chunks of [`CHUNK`] orders, each a transaction
+    ///    that records the file's progress, each followed by a flush; the
+    ///    last one records the file as applied. A checked file cannot fail
+    ///    part-way, so readers (and the exporter) may see its orders
+    ///    appear chunk by chunk. After a crash, the progress record says
+    ///    where to resume (the file was checked before its first chunk).
+    fn apply_stream(
+        &self,
+        name: &str,
+        sha256: &[u8; 32],
+        stream: &crate::input::OrderStream,
+        known: &[Problem],
+        ctx: &Context,
+    ) -> Result<Applied, ApplyError> {
+        let file_key = keys::file(name, sha256);
+        let progress_key = keys::progress(name, sha256);
+        if self.db.get(&file_key).map_err(StoreError::from)?.is_some() {
+            return Ok(Applied::AlreadyApplied);
+        }
+        let resume: Option<Progress> = self.get(&progress_key)?;
+        if resume.is_none() {
+            let mut problems = self.check_stream(name, stream, known, ctx)?;
+            if !problems.is_empty() {
+                problems.sort_by_key(Problem::line);
+                return Err(ApplyError::Rejected(problems));
+            }
+        }
+        let skip = resume.map_or(0, |p| p.orders);
+        let mut done = skip;
+        let mut summary = Summary::default();
+        let mut chunk: Vec<crate::input::StreamItem> = Vec::with_capacity(CHUNK);
+        let mut seen: u64 = 0;
+        let mut run = |chunk: &mut Vec<crate::input::StreamItem>,
+                       last: bool,
+                       summary: &mut Summary|
+         -> Result<(), ApplyError> {
+            let items = std::mem::take(chunk);
+            let n = items.len() as u64;
+            let s = finish(self.db.transaction(|tx| {
+                let mut w = Writer::new(tx, ctx, name);
+                for (path, order) in &items {
+                    match order {
+                        Ok(order) => w.order(path, order)?,
+                        Err(p) => w.problems.extend(p.iter().cloned()),
+                    }
+                }
+                if !w.problems.is_empty() {
+                    // Checked before: only a store changed meanwhile (by
+                    // another writer) lands here. The file stays in the
+                    // inbox with its progress; it is retried.
+                    return Err(ConflictableTransactionError::Abort(Abort::Store(
+                        StoreError::Corrupt {
+                            key: keys::describe(&progress_key),
+                            message: format!("a chunk of a checked file failed: {}", w.problems[0]),
+                        },
+                    )));
+                }
+                if last {
+                    w.put(
+                        &file_key,
+                        &AppliedFile {
+                            at: ctx.now,
+                            kind: "orders".into(),
+                        },
+                    )?;
+                    tx.remove(&progress_key[..])?;
+                } else {
+                    w.put(&progress_key, &Progress { orders: done + n })?;
+                }
+                Ok(w.summary)
+            }))?;
+            summary.new_orders += s.new_orders;
+            summary.updated_orders += s.updated_orders;
+            summary.duplicate_orders += s.duplicate_orders;
+            done += n;
+            if !last {
+                self.flush()?;
+            }
+            Ok(())
+        };
+        stream.each(|item| {
+            seen += 1;
+            if seen <= skip {
+                return Ok(());
+            }
+            chunk.push(item);
+            if chunk.len() >= CHUNK {
+                run(&mut chunk, false, &mut summary)?;
+            }
+            Ok::<_, ApplyError>(())
+        })?;
+        run(&mut chunk, true, &mut summary)?;
+        Ok(Applied::Done(summary))
+    }
+
+    /// Every problem of a stream of orders, checked against the store as
+    /// applying it would, without changing anything (a dry run).
+    fn check_stream(
+        &self,
+        name: &str,
+        stream: &crate::input::OrderStream,
+        known: &[Problem],
+        ctx: &Context,
+    ) -> Result<Vec<Problem>, ApplyError> {
+        let r = finish(self.db.transaction(|tx| {
+            let mut w = Writer::new(tx, ctx, name);
+            w.tx.dry = Some(RefCell::new(HashMap::new()));
+            w.problems.extend_from_slice(known);
+            stream.each(|(path, order)| match order {
+                Ok(order) => w.order(&path, &order),
+                Err(p) => {
+                    w.problems.extend(p);
+                    Ok(())
+                }
+            })?;
+            // Never commits.
+            Err::<(), _>(ConflictableTransactionError::Abort(Abort::Rejected(
+                w.problems,
+            )))
+        }));
+        match r {
+            Err(ApplyError::Rejected(p)) => Ok(p),
+            Err(e) => Err(e),
+            Ok(()) => Ok(Vec::new()),
+        }
+    }
+}
+
 /// The writes of one transaction, with the problems found so far.
 pub(super) struct Writer<'t> {
-    tx: &'t TransactionalTree,
+    tx: Tx<'t>,
     ctx: &'t Context<'t>,
     /// The file (or export file) the changes come from, for the timeline.
     source: &'t str,
     pub(super) problems: Vec<Problem>,
     pub(super) summary: Summary,
+}
+
+/// The transaction as the writer uses it: sled's, or, to check a big file
+/// before applying it ("dry"), sled's for reading with the writes kept in
+/// memory instead, and only those later checks read (orders' heads,
+/// external ids, reservations and stock); the rest (documents, export
+/// state, timeline) is dropped, so memory stays small.
+pub(super) struct Tx<'t> {
+    inner: &'t TransactionalTree,
+    dry: Option<RefCell<HashMap<Vec<u8>, Option<IVec>>>>,
+}
+
+/// The key kinds a dry run keeps: what checking later orders reads.
+fn kept_when_dry(key: &[u8]) -> bool {
+    matches!(
+        key.first(),
+        Some(&(keys::ORDER | keys::EXTERNAL | keys::EXTERNAL_UUID | keys::RESERVED | keys::STOCK))
+    )
+}
+
+impl Tx<'_> {
+    fn get<K: AsRef<[u8]>>(&self, key: K) -> UnabortableTransactionResult<Option<IVec>> {
+        if let Some(dry) = &self.dry
+            && let Some(v) = dry.borrow().get(key.as_ref())
+        {
+            return Ok(v.clone());
+        }
+        self.inner.get(key)
+    }
+
+    fn insert<K, V>(&self, key: K, value: V) -> UnabortableTransactionResult<Option<IVec>>
+    where
+        K: AsRef<[u8]> + Into<IVec>,
+        V: Into<IVec>,
+    {
+        let Some(dry) = &self.dry else {
+            return self.inner.insert(key, value);
+        };
+        if kept_when_dry(key.as_ref()) {
+            let mut value: IVec = value.into();
+            if key.as_ref().first() == Some(&keys::ORDER) {
+                // Only the head is read later: keep it, not the document.
+                value = OrderRecord::head_only(&value).into();
+            }
+            dry.borrow_mut().insert(key.as_ref().to_vec(), Some(value));
+        }
+        Ok(None)
+    }
+
+    fn remove<K>(&self, key: K) -> UnabortableTransactionResult<Option<IVec>>
+    where
+        K: AsRef<[u8]> + Into<IVec>,
+    {
+        let Some(dry) = &self.dry else {
+            return self.inner.remove(key);
+        };
+        if kept_when_dry(key.as_ref()) {
+            dry.borrow_mut().insert(key.as_ref().to_vec(), None);
+        }
+        Ok(None)
+    }
+
+    fn generate_id(&self) -> sled::Result<u64> {
+        match self.dry {
+            Some(_) => Ok(0),
+            None => self.inner.generate_id(),
+        }
+    }
 }
 
 /// Whether a refused regulation fails the file (an ack row) or is only
@@ -181,7 +398,10 @@ pub(super) enum Strictness {
 impl<'t> Writer<'t> {
     pub(super) fn new(tx: &'t TransactionalTree, ctx: &'t Context<'t>, source: &'t str) -> Self {
         Writer {
-            tx,
+            tx: Tx {
+                inner: tx,
+                dry: None,
+            },
             ctx,
             source,
             problems: Vec::new(),

@@ -13,6 +13,7 @@
 //! | `q` | system | last export sequence number (u64) |
 //! | `b` | system `\0` seq (8) | an export batch in flight (an older version kept one, under `b` system) |
 //! | `k` | system | fingerprint of its eligibility settings last reconciled |
+//! | `g` | file name `\0` SHA-256 (32) | a checked big file part-applied in chunks: how many of its orders are in |
 //! | `c` | `o` | the number of stored orders (i64) |
 //! | `c` | `p` / `w` / `a`, system | the number of orders in that state for the system (i64) |
 //! | `c` | `v` | the version of the counts (absent: not yet counted) |
@@ -156,6 +157,13 @@ pub fn int_of(bytes: &[u8]) -> i64 {
 
 pub fn file(name: &str, sha256: &[u8; 32]) -> Vec<u8> {
     with(FILE, &[name.as_bytes(), b"\0", sha256])
+}
+
+pub const PROGRESS: u8 = b'g';
+
+/// The progress of a file applied in chunks.
+pub fn progress(name: &str, sha256: &[u8; 32]) -> Vec<u8> {
+    with(PROGRESS, &[name.as_bytes(), b"\0", sha256])
 }
 
 pub fn sequence(system: &str) -> Vec<u8> {

@@ -196,6 +196,17 @@ impl OrderRecord {
         })
     }
 
+    /// A stored record cut to its head (second format), for checks that
+    /// only read heads; other bytes are returned as they are.
+    pub(crate) fn head_only(bytes: &[u8]) -> Vec<u8> {
+        if bytes.first() == Some(&ORDER_V2)
+            && let Ok((_, doc)) = postcard::take_from_bytes::<OrderHead>(&bytes[1..])
+        {
+            return bytes[..bytes.len() - doc.len()].to_vec();
+        }
+        bytes.to_vec()
+    }
+
     /// Decodes only the head (the document is not parsed in the second
     /// format).
     pub(crate) fn decode_head(bytes: &[u8]) -> Result<OrderHead, String> {
