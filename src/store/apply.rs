@@ -22,7 +22,7 @@ use uuid::Uuid;
 use super::records::AppliedFile;
 use super::{
     Event, ExportRecord, ExportState, OrderHead, OrderRecord, Store, StoreError, decode, encode,
-    keys, sent_hash,
+    keys,
 };
 use crate::config::SystemConfig;
 use crate::csvin::{AckRow, StockRow};
@@ -634,7 +634,7 @@ impl<'t> Writer<'t> {
         let Some(old) = self.order_head(o.id)? else {
             return self.new_order(path, o);
         };
-        if old.sent_hash == sent_hash(&o.sent) {
+        if old.sent_hash == o.sent_hash {
             self.summary.duplicate_orders += 1;
             return Ok(());
         }
@@ -750,7 +750,7 @@ impl<'t> Writer<'t> {
             id: o.id,
             external_id: o.external_id.clone(),
             revision: 1,
-            sent_hash: sent_hash(&o.sent),
+            sent_hash: o.sent_hash,
             doc: o.doc.clone(),
             regulated: false,
         };
@@ -785,7 +785,7 @@ impl<'t> Writer<'t> {
             id: o.id,
             external_id: o.external_id.clone(),
             revision: old.revision + 1,
-            sent_hash: sent_hash(&o.sent),
+            sent_hash: o.sent_hash,
             doc: o.doc.clone(),
             regulated: old.regulated,
         };
