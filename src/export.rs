@@ -124,7 +124,7 @@ pub fn export_systems(
 /// recorded in one transaction, its files written and made durable with one
 /// folder fsync, and marked written in one transaction (two flushes in
 /// all), whatever `batch_size` is.
-pub const GROUP_ORDERS: usize = 5_000;
+pub const GROUP_ORDERS: usize = 2_000;
 /// The most files in one group (small `batch_size`s).
 const GROUP_FILES: usize = 100;
 
