@@ -213,8 +213,19 @@ impl Engine {
             return Ok(results);
         }
         self.store.flush()?;
+        let mut days = Vec::new();
         for (i, staged) in to_archive {
+            let day = staged.now.date_naive();
+            if !days.iter().any(|(d, _)| *d == day) {
+                days.push((day, staged.now));
+            }
             results[i] = self.archive(&cs[i], staged);
+        }
+        // The moves, made durable once for the group.
+        for (_, now) in days {
+            if let Err(e) = inbox::sync_archived(&self.config, now) {
+                tracing::warn!(error = %e, "could not flush the archive folder; a move lost in a crash is redone without effect");
+            }
         }
         Ok(results)
     }

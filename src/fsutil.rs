@@ -271,6 +271,20 @@ impl Dir {
     /// a temporary here, fsynced, renamed, and only then removed at its
     /// source.
     pub fn move_in(&self, from: &Path, name: &str) -> io::Result<PathBuf> {
+        let to = self.move_in_unsynced(from, name)?;
+        self.sync()?;
+        if let Some(parent) = from.parent() {
+            sync_dir(parent)?;
+        }
+        Ok(to)
+    }
+
+    /// [`Dir::move_in`] without flushing the two folders: the move may be
+    /// lost in a crash until they are synced (the caller syncs them once for
+    /// a group of moves). Only for moves whose loss is harmless, such as a
+    /// file already recorded as applied (found again, it is archived
+    /// without effect).
+    pub fn move_in_unsynced(&self, from: &Path, name: &str) -> io::Result<PathBuf> {
         match rustix::fs::renameat_with(CWD, from, &self.fd, name, RenameFlags::NOREPLACE) {
             Ok(()) => {}
             Err(Errno::XDEV) => {
@@ -289,10 +303,6 @@ impl Dir {
                 fs::remove_file(from)?;
             }
             Err(e) => return Err(e.into()),
-        }
-        self.sync()?;
-        if let Some(parent) = from.parent() {
-            sync_dir(parent)?;
         }
         Ok(self.join(name))
     }

@@ -462,6 +462,10 @@ const NAME_RACES: usize = 10;
 /// Moves an applied file to `archive/YYYY-MM-DD/` (UTC date of `now`).
 /// Neither `archive/` nor the day's folder is followed if it is a symlink:
 /// that is an error naming it, and the file stays in the inbox.
+///
+/// The move is not flushed here: a group of moves is made durable by one
+/// [`sync_archived`] (a move lost in a crash leaves an applied file in the
+/// inbox, which is then archived without effect).
 pub fn archive(
     config: &Config,
     c: &Candidate,
@@ -471,13 +475,22 @@ pub fn archive(
     let mut tries = 0;
     let to = loop {
         let name = day.free_name(&c.name, &[])?;
-        match day.move_in(&c.path, &name) {
+        match day.move_in_unsynced(&c.path, &name) {
             Err(e) if e.kind() == io::ErrorKind::AlreadyExists && tries < NAME_RACES => tries += 1,
             other => break other?,
         }
     };
     remove_marker(config, c);
     Ok(to)
+}
+
+/// Makes the moves of [`archive`] durable: the day's archive folder (of
+/// `now`) and the inbox are flushed.
+pub fn sync_archived(config: &Config, now: chrono::DateTime<chrono::Utc>) -> io::Result<()> {
+    Dir::open(&config.paths.archive)?
+        .sub(&now.format("%Y-%m-%d").to_string(), false)?
+        .sync()?;
+    crate::fsutil::sync_dir(&config.paths.inbox)
 }
 
 /// Moves a rejected file to `errors/` with `<name>.error.txt` beside it,

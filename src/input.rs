@@ -281,6 +281,11 @@ enum StreamShape {
 pub type StreamItem = (String, Result<Order, Vec<Problem>>);
 
 impl OrderStream<'_> {
+    /// The size of the file, in bytes.
+    pub fn size(&self) -> usize {
+        self.bytes.len()
+    }
+
     /// Calls `f` with each order in file order, parsing and validating one
     /// at a time; stops at the first error `f` returns.
     pub fn each<E>(&self, mut f: impl FnMut(StreamItem) -> Result<(), E>) -> Result<(), E> {

@@ -1,4 +1,5 @@
-//! Big order files (issue 8): checked whole in a dry run, then applied in
+//! Big order files (issue 8; above `store::SMALL_FILE`): checked whole in a
+//! dry run, then applied in
 //! chunks of `store::CHUNK` orders, each its own transaction with the file's
 //! progress, so memory follows the chunk. All or nothing still holds: a
 //! problem anywhere (even in the last chunk) rejects the file before any
@@ -23,6 +24,9 @@ fn orders(n: usize, bad: Option<usize>) -> String {
     (0..n)
         .map(|i| {
             let mut o = order(&format!("big-{i}"), &[("A", 1)]);
+            // Padding: files above store::SMALL_FILE (1 MiB) are checked,
+            // then applied in chunks; smaller ones in one transaction.
+            o["x_note"] = serde_json::json!("n".repeat(600));
             if Some(i) == bad {
                 o["line_items"][0]["qty_ordered"] = serde_json::json!("ten");
             }

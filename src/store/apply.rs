@@ -168,6 +168,10 @@ impl Store {
 /// How many orders a big file applies per transaction (and flush).
 pub const CHUNK: usize = 1_000;
 
+/// Order files up to this size are applied in one transaction, without a
+/// separate check (their whole write set is small).
+pub const SMALL_FILE: usize = 1 << 20;
+
 /// A file part-applied in chunks (key `g`): how many of its orders are in.
 #[derive(Debug, Clone, Serialize, serde::Deserialize)]
 struct Progress {
@@ -201,6 +205,9 @@ impl Store {
             return Ok(Applied::AlreadyApplied);
         }
         let resume: Option<Progress> = self.get(&progress_key)?;
+        if resume.is_none() && stream.size() <= SMALL_FILE {
+            return self.apply_small_stream(name, sha256, stream, known, ctx);
+        }
         if resume.is_none() {
             let mut problems = self.check_stream(name, stream, known, ctx)?;
             if !problems.is_empty() {
@@ -274,6 +281,47 @@ impl Store {
         })?;
         run(&mut chunk, true, &mut summary)?;
         Ok(Applied::Done(summary))
+    }
+
+    /// A small file of orders: one transaction, no separate check.
+    fn apply_small_stream(
+        &self,
+        name: &str,
+        sha256: &[u8; 32],
+        stream: &crate::input::OrderStream,
+        known: &[Problem],
+        ctx: &Context,
+    ) -> Result<Applied, ApplyError> {
+        let file_key = keys::file(name, sha256);
+        finish(self.db.transaction(|tx| {
+            if tx.get(&file_key)?.is_some() {
+                return Ok(Applied::AlreadyApplied);
+            }
+            let mut w = Writer::new(tx, ctx, name);
+            w.problems.extend_from_slice(known);
+            stream.each(|(path, order)| match order {
+                Ok(order) => w.order(&path, &order),
+                Err(p) => {
+                    w.problems.extend(p);
+                    Ok(())
+                }
+            })?;
+            if !w.problems.is_empty() {
+                let mut problems = w.problems;
+                problems.sort_by_key(Problem::line);
+                return Err(ConflictableTransactionError::Abort(Abort::Rejected(
+                    problems,
+                )));
+            }
+            w.put(
+                &file_key,
+                &AppliedFile {
+                    at: ctx.now,
+                    kind: "orders".into(),
+                },
+            )?;
+            Ok(Applied::Done(w.summary))
+        }))
     }
 
     /// Every problem of a stream of orders, checked against the store as
