@@ -74,7 +74,9 @@ pub fn run(config: Config) -> anyhow::Result<()> {
     let engine = Arc::new(control::open_engine(&config, control::OpenMode::Create)?);
     engine.reconcile_systems()?;
     let (tx, rx) = sync_channel(HINTS);
-    let shutdown = Arc::new(AtomicBool::new(false));
+    // The store's own stop flag: SIGTERM also stops a big file between its
+    // chunks (it is resumed at the next start).
+    let shutdown = engine.store.stop_flag();
     spawn_signal_listener(shutdown.clone(), tx.clone())?;
 
     let inbox_dir = engine.config.paths.inbox.clone();

@@ -280,6 +280,10 @@ impl Engine {
                 summary: Some(s),
             })),
             Err(ApplyError::Rejected(problems)) => self.reject(c, problems).map(Step::Done),
+            Err(ApplyError::Interrupted) => {
+                tracing::info!(file = ?c.name, "stopping: the file is left in the inbox and resumed at the next start");
+                Ok(Step::Done(Outcome::NotReady))
+            }
             Err(ApplyError::Store(e)) => Err(e.into()),
         }
     }

@@ -159,3 +159,44 @@ fn killed_while_a_bad_big_file_is_checked_nothing_of_it_is_applied() {
         .collect();
     assert!(diff.is_empty(), "the store changed: {diff:?}");
 }
+
+/// SIGTERM while the daemon is in the middle of a big file stops it between
+/// two chunks, within seconds (not at the end of the file); the file stays
+/// in the inbox with its progress and the next run finishes it, every order
+/// once. (Before: the whole file was one step, and SIGTERM waited for it.)
+#[test]
+fn sigterm_in_the_middle_of_a_big_file_stops_between_chunks() {
+    let w = Work::new(CONFIG);
+    let n = 20 * CHUNK;
+    w.drop_file("big.ndjson", orders(n, None));
+    let mut d = w.spawn(&[]);
+    // Wait until chunks are going in (orders appear), then stop it.
+    common::wait_for(
+        "the first chunks to be applied",
+        Duration::from_secs(120),
+        || {
+            d.log_text().contains("start-up scan done")
+                && Engine::open(Config::load(&w.path("config.toml")).unwrap()).is_err()
+                && w.inbox().iter().any(|n| n == "big.ndjson")
+                && std::fs::metadata(w.path("state/db")).is_ok_and(|m| m.len() > 4 << 20)
+        },
+    );
+    let asked = std::time::Instant::now();
+    assert!(d.terminate().success(), "{}", d.log_text());
+    let took = asked.elapsed();
+    assert!(
+        took < Duration::from_secs(5),
+        "took {took:?} to stop in the middle of a big file\n{}",
+        d.log_text()
+    );
+    drop(d);
+    assert!(
+        w.inbox().iter().any(|n| n == "big.ndjson"),
+        "stopped part-way: the file stays in the inbox"
+    );
+    w.run_once();
+    assert_eq!(w.archived(), ["big.ndjson"]);
+    let status = w.json(&["status"]);
+    assert_eq!(status["orders"], n);
+    assert_eq!(w.stock("A"), (0, n as i64, -(n as i64)));
+}

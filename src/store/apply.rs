@@ -80,10 +80,15 @@ pub enum ApplyError {
     /// The store failed (the file stays where it is).
     #[error(transparent)]
     Store(#[from] StoreError),
+    /// Stopped at a safe point (SIGTERM): the file stays in the inbox and
+    /// is resumed, or checked again, at the next start.
+    #[error("stopped before the file was applied whole; it is resumed at the next start")]
+    Interrupted,
 }
 
 /// Why a transaction aborted.
 pub(super) enum Abort {
+    Interrupted,
     Rejected(Vec<Problem>),
     Store(StoreError),
 }
@@ -100,6 +105,7 @@ pub(super) fn finish<T>(r: Result<T, TransactionError<Abort>>) -> Result<T, Appl
         Ok(t) => Ok(t),
         Err(TransactionError::Abort(Abort::Rejected(p))) => Err(ApplyError::Rejected(p)),
         Err(TransactionError::Abort(Abort::Store(e))) => Err(ApplyError::Store(e)),
+        Err(TransactionError::Abort(Abort::Interrupted)) => Err(ApplyError::Interrupted),
         Err(TransactionError::Storage(e)) => Err(ApplyError::Store(e.into())),
     }
 }
@@ -276,6 +282,10 @@ impl Store {
             chunk.push(item);
             if chunk.len() >= CHUNK {
                 run(&mut chunk, false, &mut summary)?;
+                if self.stopping() {
+                    // Its progress is recorded: resumed at the next start.
+                    return Err(ApplyError::Interrupted);
+                }
             }
             Ok::<_, ApplyError>(())
         })?;
@@ -337,11 +347,16 @@ impl Store {
             let mut w = Writer::new(tx, ctx, name);
             w.tx.dry = Some(RefCell::new(HashMap::new()));
             w.problems.extend_from_slice(known);
-            stream.each(|(path, order)| match order {
-                Ok(order) => w.order(&path, &order),
-                Err(p) => {
-                    w.problems.extend(p);
-                    Ok(())
+            stream.each(|(path, order)| {
+                if self.stopping() {
+                    return Err(ConflictableTransactionError::Abort(Abort::Interrupted));
+                }
+                match order {
+                    Ok(order) => w.order(&path, &order),
+                    Err(p) => {
+                        w.problems.extend(p);
+                        Ok(())
+                    }
                 }
             })?;
             // Never commits.

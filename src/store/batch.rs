@@ -68,6 +68,11 @@ fn store_error(e: ApplyError) -> StoreError {
             key: "batch".into(),
             message: format!("{p:?}"),
         },
+        // Batch transactions are never interrupted.
+        ApplyError::Interrupted => StoreError::Corrupt {
+            key: "batch".into(),
+            message: "interrupted".into(),
+        },
     }
 }
 

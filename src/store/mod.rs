@@ -61,6 +61,9 @@ impl StoreError {
 /// The open database.
 pub struct Store {
     db: db::Db,
+    /// Set to stop long work (a big file between its chunks) at the next
+    /// safe point: SIGTERM in the daemon.
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
 }
 
 impl Store {
@@ -70,6 +73,7 @@ impl Store {
     pub fn open(folder: &Path, cache_capacity: u64) -> Result<Store, StoreError> {
         let store = Store {
             db: db::Db::open(folder, true, cache_capacity)?,
+            stop: Default::default(),
         };
         store.ensure_counts()?;
         Ok(store)
@@ -82,6 +86,7 @@ impl Store {
     pub fn open_existing(folder: &Path, cache_capacity: u64) -> Result<Store, StoreError> {
         let store = Store {
             db: db::Db::open(folder, false, cache_capacity)?,
+            stop: Default::default(),
         };
         store.ensure_counts()?;
         Ok(store)
@@ -90,6 +95,16 @@ impl Store {
     /// Whether `folder` holds a database.
     pub fn exists(folder: &Path) -> bool {
         db::exists(folder)
+    }
+
+    /// The flag that stops long work at its next safe point (between the
+    /// chunks of a big file, which is then resumed at the next start).
+    pub fn stop_flag(&self) -> std::sync::Arc<std::sync::atomic::AtomicBool> {
+        self.stop.clone()
+    }
+
+    fn stopping(&self) -> bool {
+        self.stop.load(std::sync::atomic::Ordering::SeqCst)
     }
 
     /// Makes every committed change durable, after checking that the state
