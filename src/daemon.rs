@@ -78,6 +78,19 @@ pub fn run(config: Config) -> anyhow::Result<()> {
     // chunks (it is resumed at the next start).
     let shutdown = engine.store.stop_flag();
     spawn_signal_listener(shutdown.clone(), tx.clone())?;
+    // A big file is applied in chunks within one step of the loop: the
+    // watchdog is pinged between them too (pinging early is harmless).
+    if let Some(every) = sd_notify::watchdog_enabled() {
+        let last = std::sync::Mutex::new(Instant::now());
+        engine.store.on_chunk(Box::new(move || {
+            if let Ok(mut last) = last.lock()
+                && last.elapsed() >= every / 4
+            {
+                let _ = sd_notify::notify(&[sd_notify::NotifyState::Watchdog]);
+                *last = Instant::now();
+            }
+        }));
+    }
 
     let inbox_dir = engine.config.paths.inbox.clone();
     let poll = engine.config.inbox.poll;

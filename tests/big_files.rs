@@ -200,3 +200,59 @@ fn sigterm_in_the_middle_of_a_big_file_stops_between_chunks() {
     assert_eq!(status["orders"], n);
     assert_eq!(w.stock("A"), (0, n as i64, -(n as i64)));
 }
+
+/// The systemd watchdog is pinged while a big file is checked and applied
+/// (between its chunks), not only between files: the longest gap between
+/// two `WATCHDOG=1` stays within `WATCHDOG_USEC` while the file goes in.
+/// (Before: the whole file was one silent step of the loop.)
+#[test]
+fn the_watchdog_is_pinged_while_a_big_file_goes_in() {
+    use std::os::unix::net::UnixDatagram;
+    use std::sync::{Arc, Mutex};
+    use std::time::Instant;
+    let w = Work::new(CONFIG);
+    let sock_path = w.path("notify.sock");
+    let sock = UnixDatagram::bind(&sock_path).unwrap();
+    sock.set_read_timeout(Some(Duration::from_secs(1))).unwrap();
+    let pings = Arc::new(Mutex::new(Vec::<Instant>::new()));
+    let done = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let reader = {
+        let (pings, done) = (pings.clone(), done.clone());
+        std::thread::spawn(move || {
+            let mut buf = [0u8; 4096];
+            while !done.load(std::sync::atomic::Ordering::SeqCst) {
+                if let Ok(n) = sock.recv(&mut buf)
+                    && String::from_utf8_lossy(&buf[..n])
+                        .lines()
+                        .any(|l| l == "WATCHDOG=1")
+                {
+                    pings.lock().unwrap().push(Instant::now());
+                }
+            }
+        })
+    };
+    let watchdog = Duration::from_secs(10);
+    let mut d = w.spawn(&[
+        ("NOTIFY_SOCKET", sock_path.to_str().unwrap()),
+        ("WATCHDOG_USEC", &watchdog.as_micros().to_string()),
+    ]);
+    let n = 20 * CHUNK;
+    let started = Instant::now();
+    w.drop_file("big.ndjson", orders(n, None));
+    common::wait_for(
+        "the big file to be archived",
+        Duration::from_secs(600),
+        || w.archived().iter().any(|a| a == "big.ndjson"),
+    );
+    let took = started.elapsed();
+    assert!(d.terminate().success());
+    done.store(true, std::sync::atomic::Ordering::SeqCst);
+    reader.join().unwrap();
+    let mut times = vec![started];
+    times.extend(pings.lock().unwrap().iter().filter(|t| **t > started));
+    let gap = times.windows(2).map(|p| p[1] - p[0]).max().unwrap_or(took);
+    assert!(
+        gap <= watchdog && took > watchdog / 2,
+        "longest watchdog gap {gap:?} over {took:?} of work (WATCHDOG_USEC {watchdog:?})"
+    );
+}

@@ -282,6 +282,7 @@ impl Store {
             chunk.push(item);
             if chunk.len() >= CHUNK {
                 run(&mut chunk, false, &mut summary)?;
+                self.chunk_done();
                 if self.stopping() {
                     // Its progress is recorded: resumed at the next start.
                     return Err(ApplyError::Interrupted);
@@ -347,9 +348,14 @@ impl Store {
             let mut w = Writer::new(tx, ctx, name);
             w.tx.dry = Some(RefCell::new(HashMap::new()));
             w.problems.extend_from_slice(known);
+            let mut checked = 0usize;
             stream.each(|(path, order)| {
                 if self.stopping() {
                     return Err(ConflictableTransactionError::Abort(Abort::Interrupted));
+                }
+                checked += 1;
+                if checked % CHUNK == 0 {
+                    self.chunk_done();
                 }
                 match order {
                     Ok(order) => w.order(&path, &order),

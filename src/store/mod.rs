@@ -64,6 +64,9 @@ pub struct Store {
     /// Set to stop long work (a big file between its chunks) at the next
     /// safe point: SIGTERM in the daemon.
     stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    /// Called between the chunks of a big file: the daemon pings the
+    /// systemd watchdog there, so a long file is no silent step.
+    between_chunks: std::sync::Mutex<Option<Box<dyn Fn() + Send>>>,
 }
 
 impl Store {
@@ -74,6 +77,7 @@ impl Store {
         let store = Store {
             db: db::Db::open(folder, true, cache_capacity)?,
             stop: Default::default(),
+            between_chunks: Default::default(),
         };
         store.ensure_counts()?;
         Ok(store)
@@ -87,6 +91,7 @@ impl Store {
         let store = Store {
             db: db::Db::open(folder, false, cache_capacity)?,
             stop: Default::default(),
+            between_chunks: Default::default(),
         };
         store.ensure_counts()?;
         Ok(store)
@@ -101,6 +106,21 @@ impl Store {
     /// chunks of a big file, which is then resumed at the next start).
     pub fn stop_flag(&self) -> std::sync::Arc<std::sync::atomic::AtomicBool> {
         self.stop.clone()
+    }
+
+    /// Sets what is called between the chunks of a big file.
+    pub fn on_chunk(&self, f: Box<dyn Fn() + Send>) {
+        if let Ok(mut slot) = self.between_chunks.lock() {
+            *slot = Some(f);
+        }
+    }
+
+    fn chunk_done(&self) {
+        if let Ok(slot) = self.between_chunks.lock()
+            && let Some(f) = slot.as_ref()
+        {
+            f();
+        }
     }
 
     fn stopping(&self) -> bool {
