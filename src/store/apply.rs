@@ -354,7 +354,7 @@ impl Store {
                     return Err(ConflictableTransactionError::Abort(Abort::Interrupted));
                 }
                 checked += 1;
-                if checked % CHUNK == 0 {
+                if checked.is_multiple_of(CHUNK) {
                     self.chunk_done();
                 }
                 match order {
