@@ -123,7 +123,11 @@ impl Store {
         known: &[Problem],
         ctx: &Context,
     ) -> Result<Applied, ApplyError> {
-        if let Input::OrderStream(stream) = input {
+        // A big order file is checked, then applied in chunks; a small one
+        // (or any other input) in one transaction, below.
+        if let Input::OrderStream(stream) = input
+            && stream.size() > SMALL_FILE
+        {
             return self.apply_stream(name, sha256, stream, known, ctx);
         }
         let file_key = keys::file(name, sha256);
@@ -139,7 +143,13 @@ impl Store {
                         w.order(path, order)?;
                     }
                 }
-                Input::OrderStream(_) => unreachable!("streams are applied in chunks"),
+                Input::OrderStream(stream) => stream.each(|(path, order)| match order {
+                    Ok(order) => w.order(&path, &order),
+                    Err(p) => {
+                        w.problems.extend(p);
+                        Ok(())
+                    }
+                })?,
                 Input::Acks(rows) => {
                     for row in rows {
                         w.ack_row(row)?;
@@ -211,9 +221,6 @@ impl Store {
             return Ok(Applied::AlreadyApplied);
         }
         let resume: Option<Progress> = self.get(&progress_key)?;
-        if resume.is_none() && stream.size() <= SMALL_FILE {
-            return self.apply_small_stream(name, sha256, stream, known, ctx);
-        }
         if resume.is_none() {
             let mut problems = self.check_stream(name, stream, known, ctx)?;
             if !problems.is_empty() {
@@ -292,47 +299,6 @@ impl Store {
         })?;
         run(&mut chunk, true, &mut summary)?;
         Ok(Applied::Done(summary))
-    }
-
-    /// A small file of orders: one transaction, no separate check.
-    fn apply_small_stream(
-        &self,
-        name: &str,
-        sha256: &[u8; 32],
-        stream: &crate::input::OrderStream,
-        known: &[Problem],
-        ctx: &Context,
-    ) -> Result<Applied, ApplyError> {
-        let file_key = keys::file(name, sha256);
-        finish(self.db.transaction(|tx| {
-            if tx.get(&file_key)?.is_some() {
-                return Ok(Applied::AlreadyApplied);
-            }
-            let mut w = Writer::new(tx, ctx, name);
-            w.problems.extend_from_slice(known);
-            stream.each(|(path, order)| match order {
-                Ok(order) => w.order(&path, &order),
-                Err(p) => {
-                    w.problems.extend(p);
-                    Ok(())
-                }
-            })?;
-            if !w.problems.is_empty() {
-                let mut problems = w.problems;
-                problems.sort_by_key(Problem::line);
-                return Err(ConflictableTransactionError::Abort(Abort::Rejected(
-                    problems,
-                )));
-            }
-            w.put(
-                &file_key,
-                &AppliedFile {
-                    at: ctx.now,
-                    kind: "orders".into(),
-                },
-            )?;
-            Ok(Applied::Done(w.summary))
-        }))
     }
 
     /// Every problem of a stream of orders, checked against the store as
