@@ -9,7 +9,6 @@
 mod common;
 
 use std::collections::HashSet;
-use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use common::{Work, order};
@@ -87,19 +86,7 @@ fn killed_while_a_big_file_goes_in_chunk_by_chunk() {
     let w = Work::new(CONFIG);
     let n = 6 * CHUNK + 321;
     w.drop_file("big.ndjson", orders(n, None));
-    for delay in [150u64, 400, 250, 700, 320, 900] {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_ordersync"))
-            .args(["run", "--once"])
-            .current_dir(w.dir.path())
-            .env("RUST_LOG", "error")
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap();
-        std::thread::sleep(Duration::from_millis(delay));
-        let _ = child.kill();
-        let _ = child.wait();
-    }
+    w.kill_once_after(&[150u64, 400, 250, 700, 320, 900]);
     w.run_once();
     assert_eq!(w.archived(), ["big.ndjson"]);
     let status = w.json(&["status"]);
@@ -133,19 +120,7 @@ fn killed_while_a_bad_big_file_is_checked_nothing_of_it_is_applied() {
     };
     let n = 5 * CHUNK + 10;
     w.drop_file("big.ndjson", orders(n, Some(n - 1)));
-    for delay in [300u64, 800, 500, 1100, 650] {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_ordersync"))
-            .args(["run", "--once"])
-            .current_dir(w.dir.path())
-            .env("RUST_LOG", "error")
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap();
-        std::thread::sleep(Duration::from_millis(delay));
-        let _ = child.kill();
-        let _ = child.wait();
-    }
+    w.kill_once_after(&[300u64, 800, 500, 1100, 650]);
     w.run_once();
     assert_eq!(w.errors(), ["big.ndjson", "big.ndjson.error.txt"]);
     let e = engine(&w);

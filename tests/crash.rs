@@ -32,19 +32,7 @@ fn killed_at_any_instant_nothing_is_lost_or_applied_twice() {
     }
 
     // Kill it at a spread of instants, including during start-up.
-    for delay_ms in [5u64, 40, 90, 15, 160, 60, 120, 30, 200, 75] {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_ordersync"))
-            .args(["run", "--once"])
-            .current_dir(w.dir.path())
-            .env("RUST_LOG", "error")
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap();
-        sleep(Duration::from_millis(delay_ms));
-        let _ = child.kill(); // SIGKILL
-        let _ = child.wait();
-    }
+    w.kill_once_after(&[5u64, 40, 90, 15, 160, 60, 120, 30, 200, 75]);
     w.run_once();
 
     assert!(
@@ -198,14 +186,7 @@ fn killed_during_a_multi_file_export_group_every_order_still_arrives() {
         .collect();
     w.drop_file("orders.ndjson", lines);
     for round in 0..6u64 {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_ordersync"))
-            .args(["run", "--once"])
-            .current_dir(w.dir.path())
-            .env("RUST_LOG", "error")
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap();
+        let mut child = w.spawn_once();
         // Wait until export files appear (or the run ends), then kill it
         // part-way through a group.
         let before = w.outbox("erp").len() + w.outbox("wms").len();

@@ -71,6 +71,29 @@ impl Work {
         String::from_utf8(out.stdout).expect("utf-8 stdout")
     }
 
+    /// Starts `run --once` quietly (for crash tests that kill it).
+    pub fn spawn_once(&self) -> std::process::Child {
+        Command::new(env!("CARGO_BIN_EXE_ordersync"))
+            .args(["run", "--once"])
+            .current_dir(self.dir.path())
+            .env("RUST_LOG", "error")
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("run ordersync")
+    }
+
+    /// Starts `run --once` and SIGKILLs it after each of `delays_ms`, one
+    /// run per delay.
+    pub fn kill_once_after(&self, delays_ms: &[u64]) {
+        for delay in delays_ms {
+            let mut child = self.spawn_once();
+            std::thread::sleep(std::time::Duration::from_millis(*delay));
+            let _ = child.kill(); // SIGKILL
+            let _ = child.wait();
+        }
+    }
+
     /// `run --once`.
     pub fn run_once(&self) {
         self.ok(&["run", "--once"]);
