@@ -6,17 +6,22 @@
 //! fields; header names are matched case-insensitively after trimming and
 //! extra columns are ignored. Every row problem is reported with its line.
 
+use std::borrow::Cow;
 use std::collections::HashMap;
 
 use crate::config::Encoding;
 use crate::problem::Problem;
 
-/// A decoded CSV file: its header (lower-cased, trimmed) and its records with
-/// the line each starts on.
-pub struct Table {
+/// A decoded CSV file, read in two passes so that memory follows one
+/// row, not the file: [`Table::parse`] reads the header and checks every
+/// record's syntax and width (those problems reject the file, as before);
+/// [`Table::rows`] then reads the records again, one at a time.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Table<'a> {
+    text: Cow<'a, str>,
+    delimiter: u8,
     columns: HashMap<String, usize>,
     width: usize,
-    pub rows: Vec<Row>,
     /// Records that do not match the header's width (left out of `rows`).
     pub problems: Vec<Problem>,
 }
@@ -26,10 +31,10 @@ pub struct Table {
 /// again when they change.
 pub const MAX_STOCK_VALUE: i64 = 1_000_000_000_000;
 
-/// One record of a [`Table`].
-pub struct Row {
+/// One record of a [`Table`], as [`Table::rows`] reads it.
+pub struct Row<'r> {
     pub line: u64,
-    fields: Vec<String>,
+    fields: &'r csv::StringRecord,
 }
 
 /// What a CSV file is, by its header.
@@ -60,7 +65,7 @@ pub struct StockRow {
 }
 
 /// Decodes raw bytes to text. A UTF-8 BOM always means UTF-8.
-pub fn decode(bytes: &[u8], encoding: Encoding) -> Result<String, Problem> {
+pub fn decode(bytes: &[u8], encoding: Encoding) -> Result<Cow<'_, str>, Problem> {
     if let Some(rest) = bytes.strip_prefix(b"\xEF\xBB\xBF") {
         return utf8(rest);
     }
@@ -68,17 +73,16 @@ pub fn decode(bytes: &[u8], encoding: Encoding) -> Result<String, Problem> {
         Encoding::Utf8 => utf8(bytes),
         Encoding::Windows1252 => Ok(encoding_rs::WINDOWS_1252
             .decode_without_bom_handling(bytes)
-            .0
-            .into_owned()),
+            .0),
         // ISO-8859-1 maps each byte to the code point of the same number
         // (encoding_rs would treat it as windows-1252, per WHATWG).
-        Encoding::Iso88591 => Ok(bytes.iter().map(|&b| b as char).collect()),
+        Encoding::Iso88591 => Ok(Cow::Owned(bytes.iter().map(|&b| b as char).collect())),
     }
 }
 
-fn utf8(bytes: &[u8]) -> Result<String, Problem> {
-    String::from_utf8(bytes.to_vec()).map_err(|e| {
-        let at = e.utf8_error().valid_up_to();
+fn utf8(bytes: &[u8]) -> Result<Cow<'_, str>, Problem> {
+    std::str::from_utf8(bytes).map(Cow::Borrowed).map_err(|e| {
+        let at = e.valid_up_to();
         let line = bytes[..at].iter().filter(|&&b| b == b'\n').count() + 1;
         Problem::new(
             format!("line {line}"),
@@ -104,33 +108,58 @@ fn sniff_delimiter(text: &str) -> u8 {
     if semis > commas { b';' } else { b',' }
 }
 
-impl Table {
-    /// Parses decoded text. Blank lines are skipped.
-    pub fn parse(text: &str) -> Result<Table, Vec<Problem>> {
-        let mut reader = csv::ReaderBuilder::new()
-            .delimiter(sniff_delimiter(text))
-            .has_headers(false)
-            .flexible(true)
-            .from_reader(text.as_bytes());
-        // The csv crate's positions are off with CRLF (they can point at the
-        // terminator before a record), so skip to the record's first byte
-        // (a record never starts with a raw CR or LF) and count lines.
-        let bytes = text.as_bytes();
-        let newlines: Vec<usize> = text.match_indices('\n').map(|(i, _)| i).collect();
-        let line_at = |pos: Option<&csv::Position>| -> u64 {
-            pos.map_or(0, |p| {
-                let mut start = p.byte() as usize;
-                while matches!(bytes.get(start), Some(b'\r' | b'\n')) {
-                    start += 1;
-                }
-                newlines.partition_point(|&n| n < start) as u64 + 1
-            })
-        };
-        let mut records = reader.records();
-        let header = match records.next() {
-            None => return Err(vec![Problem::new("line 1", "the file is empty")]),
-            Some(Err(e)) => return Err(vec![csv_problem(&e, line_at(e.position()))]),
-            Some(Ok(h)) => h,
+/// Line numbers of byte offsets, counted forward as the reader moves on.
+struct Lines<'b> {
+    bytes: &'b [u8],
+    /// The offset up to which newlines are counted, and how many.
+    pos: usize,
+    newlines: u64,
+}
+
+impl<'b> Lines<'b> {
+    fn new(bytes: &'b [u8]) -> Lines<'b> {
+        Lines {
+            bytes,
+            pos: 0,
+            newlines: 0,
+        }
+    }
+
+    /// The line a record (or error) at `pos` starts on. The csv crate's
+    /// positions are off with CRLF (they can point at the terminator before
+    /// a record), so skip to the record's first byte (a record never starts
+    /// with a raw CR or LF).
+    fn at(&mut self, pos: Option<&csv::Position>) -> u64 {
+        let Some(p) = pos else { return 0 };
+        let mut start = p.byte() as usize;
+        while matches!(self.bytes.get(start), Some(b'\r' | b'\n')) {
+            start += 1;
+        }
+        let start = start.min(self.bytes.len());
+        if start < self.pos {
+            (self.pos, self.newlines) = (0, 0);
+        }
+        self.newlines += self.bytes[self.pos..start]
+            .iter()
+            .filter(|&&b| b == b'\n')
+            .count() as u64;
+        self.pos = start;
+        self.newlines + 1
+    }
+}
+
+impl<'a> Table<'a> {
+    /// Reads the header and checks every record (syntax and width), without
+    /// keeping the records. Blank lines are skipped.
+    pub fn parse(text: Cow<'a, str>) -> Result<Table<'a>, Vec<Problem>> {
+        let delimiter = sniff_delimiter(&text);
+        let mut reader = reader(&text, delimiter);
+        let mut lines = Lines::new(text.as_bytes());
+        let mut record = csv::StringRecord::new();
+        let header = match reader.read_record(&mut record) {
+            Ok(false) => return Err(vec![Problem::new("line 1", "the file is empty")]),
+            Err(e) => return Err(vec![csv_problem(&e, lines.at(e.position()))]),
+            Ok(true) => record.clone(),
         };
         let mut columns = HashMap::new();
         for (i, name) in header.iter().enumerate() {
@@ -142,30 +171,18 @@ impl Table {
             .rev()
             .find(|&i| !header[i].trim().is_empty())
             .map_or(0, |i| i + 1);
-        let mut rows = Vec::new();
         let mut syntax = Vec::new();
         let mut problems = Vec::new();
-        for record in records {
-            match record {
-                Err(e) => syntax.push(csv_problem(&e, line_at(e.position()))),
-                Ok(r) if r.iter().all(|f| f.trim().is_empty()) => {}
-                Ok(r) => {
-                    let line = line_at(r.position());
-                    // Shorter than the header, or longer with something in
-                    // the extra cells: which value is in which column is a
-                    // guess, so the row is refused.
-                    let extra = r.iter().skip(width).any(|f| !f.trim().is_empty());
-                    if r.len() < width || extra {
-                        problems.push(Problem::new(
-                            format!("line {line}"),
-                            format!("expected {width} fields as in the header, got {}", r.len()),
-                        ));
-                        continue;
+        loop {
+            match reader.read_record(&mut record) {
+                Ok(false) => break,
+                Err(e) => syntax.push(csv_problem(&e, lines.at(e.position()))),
+                Ok(true) if blank(&record) => {}
+                Ok(true) => {
+                    if let Some(what) = misfit(&record, width) {
+                        let line = lines.at(record.position());
+                        problems.push(Problem::new(format!("line {line}"), what));
                     }
-                    rows.push(Row {
-                        line,
-                        fields: r.iter().map(str::to_string).collect(),
-                    });
                 }
             }
         }
@@ -173,11 +190,42 @@ impl Table {
             return Err(syntax);
         }
         Ok(Table {
+            text,
+            delimiter,
             width,
             columns,
-            rows,
             problems,
         })
+    }
+
+    /// The size of the decoded text, in bytes.
+    pub fn size(&self) -> usize {
+        self.text.len()
+    }
+
+    /// Calls `f` with each record that fits the header, in file order
+    /// (blank records and those [`Table::parse`] reported are skipped);
+    /// stops at the first error `f` returns.
+    pub fn rows<E>(&self, mut f: impl FnMut(Row) -> Result<(), E>) -> Result<(), E> {
+        let mut reader = reader(&self.text, self.delimiter);
+        let mut lines = Lines::new(self.text.as_bytes());
+        let mut record = csv::StringRecord::new();
+        // The header, then the records; parse() saw no syntax error.
+        let mut header = true;
+        while let Ok(true) = reader.read_record(&mut record) {
+            if std::mem::take(&mut header)
+                || blank(&record)
+                || misfit(&record, self.width).is_some()
+            {
+                continue;
+            }
+            let line = lines.at(record.position());
+            f(Row {
+                line,
+                fields: &record,
+            })?;
+        }
+        Ok(())
     }
 
     /// Whether the header has this column (lower-case name).
@@ -216,7 +264,7 @@ impl Table {
     }
 
     /// The trimmed cell of `column` in `row`; a problem when the row is short.
-    fn cell<'r>(&self, row: &'r Row, column: &str) -> Result<&'r str, Problem> {
+    fn cell<'r>(&self, row: &Row<'r>, column: &str) -> Result<&'r str, Problem> {
         let i = self.columns.get(column).copied().unwrap_or(usize::MAX);
         row.fields.get(i).map(|f| f.trim()).ok_or_else(|| {
             Problem::new(
@@ -231,6 +279,33 @@ impl Table {
     }
 }
 
+fn reader(text: &str, delimiter: u8) -> csv::Reader<&[u8]> {
+    csv::ReaderBuilder::new()
+        .delimiter(delimiter)
+        .has_headers(false)
+        .flexible(true)
+        .from_reader(text.as_bytes())
+}
+
+/// A record of blank cells only: skipped.
+fn blank(record: &csv::StringRecord) -> bool {
+    record.iter().all(|f| f.trim().is_empty())
+}
+
+/// Why a record does not fit the header, if it does not.
+fn misfit(record: &csv::StringRecord, width: usize) -> Option<String> {
+    // Shorter than the header, or longer with something in the extra
+    // cells: which value is in which column is a guess, so the row is
+    // refused.
+    let extra = record.iter().skip(width).any(|f| !f.trim().is_empty());
+    (record.len() < width || extra).then(|| {
+        format!(
+            "expected {width} fields as in the header, got {}",
+            record.len()
+        )
+    })
+}
+
 fn csv_problem(e: &csv::Error, line: u64) -> Problem {
     let what = match e.kind() {
         csv::ErrorKind::Utf8 { .. } => "not valid UTF-8".to_string(),
@@ -239,89 +314,67 @@ fn csv_problem(e: &csv::Error, line: u64) -> Problem {
     Problem::new(format!("line {line}"), what)
 }
 
-/// Parses every acknowledgement row: the good rows, and a problem for each
-/// bad one.
-pub fn ack_rows(table: &Table) -> (Vec<AckRow>, Vec<Problem>) {
-    let mut out = Vec::with_capacity(table.rows.len());
-    let mut problems = Vec::new();
-    for row in &table.rows {
+impl Table<'_> {
+    /// Parses one acknowledgement row.
+    pub fn ack_row(&self, row: &Row) -> Result<AckRow, Problem> {
         let at = format!("line {}", row.line);
-        let parsed = (|| -> Result<AckRow, Problem> {
-            let order_id = table.cell(row, "order_id")?;
-            let system_id = table.cell(row, "system_id")?;
-            let regulate = table.cell(row, "regulate_inventory")?;
-            if order_id.is_empty() {
-                return Err(Problem::new(&at, "order_id is empty"));
-            }
-            if system_id.is_empty() {
-                return Err(Problem::new(&at, "system_id is empty"));
-            }
-            let regulate = match regulate.to_ascii_lowercase().as_str() {
-                "true" | "1" | "yes" => true,
-                "false" | "0" | "no" => false,
-                _ => {
-                    return Err(Problem::new(
-                        &at,
-                        format!(
-                            "regulate_inventory: expected true/false, 1/0 or yes/no, got {regulate:?}"
-                        ),
-                    ));
-                }
-            };
-            let note = if table.has("note") {
-                let n = table.cell(row, "note")?;
-                (!n.is_empty()).then(|| n.to_string())
-            } else {
-                None
-            };
-            Ok(AckRow {
-                line: row.line,
-                order_id: order_id.to_string(),
-                system_id: system_id.to_string(),
-                regulate,
-                note,
-            })
-        })();
-        match parsed {
-            Ok(r) => out.push(r),
-            Err(p) => problems.push(p),
+        let order_id = self.cell(row, "order_id")?;
+        let system_id = self.cell(row, "system_id")?;
+        let regulate = self.cell(row, "regulate_inventory")?;
+        if order_id.is_empty() {
+            return Err(Problem::new(&at, "order_id is empty"));
         }
+        if system_id.is_empty() {
+            return Err(Problem::new(&at, "system_id is empty"));
+        }
+        let regulate = match regulate.to_ascii_lowercase().as_str() {
+            "true" | "1" | "yes" => true,
+            "false" | "0" | "no" => false,
+            _ => {
+                return Err(Problem::new(
+                    &at,
+                    format!(
+                        "regulate_inventory: expected true/false, 1/0 or yes/no, got {regulate:?}"
+                    ),
+                ));
+            }
+        };
+        let note = if self.has("note") {
+            let n = self.cell(row, "note")?;
+            (!n.is_empty()).then(|| n.to_string())
+        } else {
+            None
+        };
+        Ok(AckRow {
+            line: row.line,
+            order_id: order_id.to_string(),
+            system_id: system_id.to_string(),
+            regulate,
+            note,
+        })
     }
-    (out, problems)
-}
 
-/// Parses every stock row of a file of `kind`: the good rows, and a problem
-/// for each bad one.
-pub fn stock_rows(table: &Table, kind: CsvKind) -> (Vec<StockRow>, Vec<Problem>) {
-    let column = if kind == CsvKind::StockAbsolute {
-        "in_stock"
-    } else {
-        "adjustment"
-    };
-    let mut out = Vec::with_capacity(table.rows.len());
-    let mut problems = Vec::new();
-    for row in &table.rows {
+    /// Parses one stock row of a file of `kind`.
+    pub fn stock_row(&self, row: &Row, kind: CsvKind) -> Result<StockRow, Problem> {
+        let column = if kind == CsvKind::StockAbsolute {
+            "in_stock"
+        } else {
+            "adjustment"
+        };
         let at = format!("line {}", row.line);
-        let parsed = (|| -> Result<StockRow, Problem> {
-            let sku = table.cell(row, "sku")?;
-            let value = table.cell(row, column)?;
-            if sku.is_empty() {
-                return Err(Problem::new(&at, "sku is empty"));
-            }
-            let value = stock_value(value)
-                .map_err(|what| Problem::new(&at, format!("{column}: {what}")))?;
-            Ok(StockRow {
-                line: row.line,
-                sku: sku.to_string(),
-                value,
-            })
-        })();
-        match parsed {
-            Ok(r) => out.push(r),
-            Err(p) => problems.push(p),
+        let sku = self.cell(row, "sku")?;
+        let value = self.cell(row, column)?;
+        if sku.is_empty() {
+            return Err(Problem::new(&at, "sku is empty"));
         }
+        let value =
+            stock_value(value).map_err(|what| Problem::new(&at, format!("{column}: {what}")))?;
+        Ok(StockRow {
+            line: row.line,
+            sku: sku.to_string(),
+            value,
+        })
     }
-    (out, problems)
 }
 
 /// A stock cell: a whole number (optional sign) within ±[`MAX_STOCK_VALUE`].
@@ -347,6 +400,23 @@ fn stock_value(cell: &str) -> Result<i64, String> {
 mod tests {
     use super::*;
 
+    /// Every row of `t` parsed by `f`: the good ones, and the problems.
+    fn collect<T>(
+        t: &Table,
+        f: impl Fn(&Table, &Row) -> Result<T, Problem>,
+    ) -> (Vec<T>, Vec<Problem>) {
+        let (mut good, mut bad) = (Vec::new(), Vec::new());
+        t.rows(|r| {
+            match f(t, &r) {
+                Ok(v) => good.push(v),
+                Err(p) => bad.push(p),
+            }
+            Ok::<_, ()>(())
+        })
+        .unwrap();
+        (good, bad)
+    }
+
     #[test]
     fn bom_crlf_semicolon_quotes_and_case() {
         let text = decode(
@@ -354,9 +424,9 @@ mod tests {
             Encoding::Utf8,
         )
         .unwrap();
-        let t = Table::parse(&text).unwrap();
+        let t = Table::parse(text).unwrap();
         assert_eq!(t.kind().unwrap(), CsvKind::Acks);
-        let (rows, problems) = ack_rows(&t);
+        let (rows, problems) = collect(&t, |t, r| t.ack_row(r));
         assert!(problems.is_empty());
         assert_eq!(rows.len(), 2);
         assert_eq!(rows[0].note.as_deref(), Some("a; b\"c"));
@@ -378,8 +448,8 @@ mod tests {
 
     #[test]
     fn every_bad_row_is_reported() {
-        let t = Table::parse("sku,adjustment\nA,1\n,2\nB,ten\nC\n").unwrap();
-        let (rows, p) = stock_rows(&t, CsvKind::StockAdjustment);
+        let t = Table::parse("sku,adjustment\nA,1\n,2\nB,ten\nC\n".into()).unwrap();
+        let (rows, p) = collect(&t, |t, r| t.stock_row(r, CsvKind::StockAdjustment));
         assert_eq!(rows.len(), 1);
         let text: Vec<String> = p.iter().map(|p| p.to_string()).collect();
         assert_eq!(
@@ -403,10 +473,16 @@ A,1
 B,2,x
 C,3,,,
 D,4,,,y
-",
+"
+            .into(),
         )
         .unwrap();
-        let lines: Vec<u64> = t.rows.iter().map(|r| r.line).collect();
+        let mut lines = Vec::new();
+        t.rows(|r| {
+            lines.push(r.line);
+            Ok::<_, ()>(())
+        })
+        .unwrap();
         assert_eq!(lines, [3, 4]);
         let text: Vec<String> = t.problems.iter().map(|p| p.to_string()).collect();
         assert_eq!(

@@ -6,6 +6,50 @@ use serde_json::Value;
 
 use crate::config::Encoding;
 use crate::csvin::{self, AckRow, CsvKind, StockRow, Table};
+
+/// The rows of a CSV file, read one at a time (see [`RowStream::each`]).
+#[derive(Debug, Clone, PartialEq)]
+pub struct RowStream<'a> {
+    table: Table<'a>,
+    kind: CsvKind,
+}
+
+/// One row of a [`RowStream`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CsvRow {
+    Ack(AckRow),
+    /// `absolute` for `sku,in_stock`, else an adjustment.
+    Stock {
+        absolute: bool,
+        row: StockRow,
+    },
+}
+
+impl RowStream<'_> {
+    /// The size of the file's text, in bytes.
+    pub fn size(&self) -> usize {
+        self.table.size()
+    }
+
+    /// Calls `f` with each row in file order, parsed one at a time (a row
+    /// that does not parse is its problem); stops at the first error `f`
+    /// returns.
+    pub fn each<E>(
+        &self,
+        mut f: impl FnMut(Result<CsvRow, Problem>) -> Result<(), E>,
+    ) -> Result<(), E> {
+        let t = &self.table;
+        t.rows(|row| {
+            f(match self.kind {
+                CsvKind::Acks => t.ack_row(&row).map(CsvRow::Ack),
+                kind => t.stock_row(&row, kind).map(|row| CsvRow::Stock {
+                    absolute: kind == CsvKind::StockAbsolute,
+                    row,
+                }),
+            })
+        })
+    }
+}
 use crate::order::{self, Order};
 use crate::problem::Problem;
 
@@ -17,6 +61,9 @@ pub enum Input<'a> {
     /// Orders read one at a time from the file's bytes as they are applied,
     /// so memory holds one order, not the whole file's tree.
     OrderStream(OrderStream<'a>),
+    /// Acknowledgement or stock rows of a CSV file, read one at a time
+    /// from its text as they are applied.
+    Rows(RowStream<'a>),
     /// Acknowledgement rows (SPEC §6).
     Acks(Vec<AckRow>),
     /// Stock rows; `absolute` for `sku,in_stock`, else adjustments (SPEC §5).
@@ -29,7 +76,8 @@ impl Input<'_> {
         match self {
             Input::Orders(_) | Input::OrderStream(_) => "orders",
             Input::Acks(_) => "acks",
-            Input::Stock { .. } => "stock",
+            Input::Rows(r) if r.kind == CsvKind::Acks => "acks",
+            Input::Stock { .. } | Input::Rows(_) => "stock",
         }
     }
 }
@@ -477,30 +525,22 @@ fn parse_ndjson(bytes: &[u8], now_ms: i64) -> Parsed<'_> {
     )
 }
 
-fn parse_csv(bytes: &[u8], encoding: Encoding) -> Parsed<'static> {
+fn parse_csv(bytes: &[u8], encoding: Encoding) -> Parsed<'_> {
     let table = csvin::decode(bytes, encoding)
         .map_err(|p| vec![p])
-        .and_then(|text| Table::parse(&text));
-    let table = match table {
+        .and_then(Table::parse);
+    let mut table = match table {
         Ok(t) => t,
         Err(p) => return Parsed::whole(Err(p)),
     };
-    let (input, mut problems) = match table.kind() {
+    let kind = match table.kind() {
         Err(p) => return Parsed::whole(Err(vec![p])),
-        Ok(CsvKind::Acks) => {
-            let (rows, problems) = csvin::ack_rows(&table);
-            (Input::Acks(rows), problems)
-        }
-        Ok(kind) => {
-            let (rows, problems) = csvin::stock_rows(&table, kind);
-            let absolute = kind == CsvKind::StockAbsolute;
-            (Input::Stock { absolute, rows }, problems)
-        }
+        Ok(kind) => kind,
     };
-    // Rows that did not match the header, back in file order.
-    problems.extend(table.problems);
-    problems.sort_by_key(Problem::line);
-    Parsed::partial(input, problems)
+    // Rows that did not match the header; the rows' own problems are found
+    // as they are read.
+    let problems = std::mem::take(&mut table.problems);
+    Parsed::partial(Input::Rows(RowStream { table, kind }), problems)
 }
 
 #[cfg(test)]

@@ -27,7 +27,7 @@ use super::{
 use crate::config::SystemConfig;
 use crate::csvin::{AckRow, StockRow};
 use crate::filter::eligible;
-use crate::input::Input;
+use crate::input::{CsvRow, Input};
 use crate::order::{Facts, Order};
 use crate::problem::Problem;
 
@@ -150,6 +150,7 @@ impl Store {
                         Ok(())
                     }
                 })?,
+                Input::Rows(rows) => rows.each(|row| w.csv_row(row))?,
                 Input::Acks(rows) => {
                     for row in rows {
                         w.ack_row(row)?;
@@ -847,6 +848,18 @@ impl<'t> Writer<'t> {
     }
 
     // ---- acknowledgements ----------------------------------------------------
+
+    /// One row of a CSV file, or its problem.
+    fn csv_row(&mut self, row: Result<CsvRow, Problem>) -> TxResult<()> {
+        match row {
+            Ok(CsvRow::Ack(row)) => self.ack_row(&row),
+            Ok(CsvRow::Stock { absolute, row }) => self.stock_row(&row, absolute),
+            Err(p) => {
+                self.problems.push(p);
+                Ok(())
+            }
+        }
+    }
 
     fn ack_row(&mut self, row: &AckRow) -> TxResult<()> {
         let at = format!("line {}", row.line);
