@@ -125,10 +125,8 @@ impl Store {
     ) -> Result<Applied, ApplyError> {
         // A big order file is checked, then applied in chunks; a small one
         // (or any other input) in one transaction, below.
-        if let Input::OrderStream(stream) = input
-            && stream.size() > SMALL_FILE
-        {
-            return self.apply_stream(name, sha256, stream, known, ctx);
+        if let Some(chunk) = chunk_of(input) {
+            return self.apply_stream(name, sha256, input, chunk, known, ctx);
         }
         let file_key = keys::file(name, sha256);
         finish(self.db.transaction(|tx| {
@@ -150,7 +148,7 @@ impl Store {
                         Ok(())
                     }
                 })?,
-                Input::Rows(rows) => rows.each(|row| w.csv_row(row))?,
+                Input::Rows(rows) => rows.each(|row| w.csv_row(&row))?,
                 Input::Acks(rows) => {
                     for row in rows {
                         w.ack_row(row)?;
@@ -185,11 +183,41 @@ impl Store {
 /// How many orders a big file applies per transaction (and flush).
 pub const CHUNK: usize = 1_000;
 
-/// Order files up to this size are applied in one transaction, without a
+/// How many CSV rows (acknowledgements, stock) a big file applies per
+/// transaction: a row writes far less than an order.
+pub const ROW_CHUNK: usize = 10_000;
+
+/// Files up to this size are applied in one transaction, without a
 /// separate check (their whole write set is small).
 pub const SMALL_FILE: usize = 1 << 20;
 
-/// A file part-applied in chunks (key `g`): how many of its orders are in.
+/// How many items a transaction of `input` takes, when it is big enough
+/// to be checked first and then applied in chunks.
+fn chunk_of(input: &Input) -> Option<usize> {
+    match input {
+        Input::OrderStream(s) if s.size() > SMALL_FILE => Some(CHUNK),
+        Input::Rows(r) if r.size() > SMALL_FILE => Some(ROW_CHUNK),
+        _ => None,
+    }
+}
+
+/// One item of a streamed file: an order or a CSV row.
+enum Item {
+    Order(crate::input::StreamItem),
+    Row(Result<CsvRow, Problem>),
+}
+
+/// Calls `f` with each item of a streamed `input` (others have none).
+fn each_item<E>(input: &Input, mut f: impl FnMut(Item) -> Result<(), E>) -> Result<(), E> {
+    match input {
+        Input::OrderStream(s) => s.each(|i| f(Item::Order(i))),
+        Input::Rows(r) => r.each(|i| f(Item::Row(i))),
+        _ => Ok(()),
+    }
+}
+
+/// A file part-applied in chunks (key `g`): how many of its items (orders
+/// or rows) are in.
 #[derive(Debug, Clone, Serialize, serde::Deserialize)]
 struct Progress {
     orders: u64,
@@ -212,7 +240,8 @@ impl Store {
         &self,
         name: &str,
         sha256: &[u8; 32],
-        stream: &crate::input::OrderStream,
+        input: &Input,
+        chunk_size: usize,
         known: &[Problem],
         ctx: &Context,
     ) -> Result<Applied, ApplyError> {
@@ -223,7 +252,7 @@ impl Store {
         }
         let resume: Option<Progress> = self.get(&progress_key)?;
         if resume.is_none() {
-            let mut problems = self.check_stream(name, stream, known, ctx)?;
+            let mut problems = self.check_stream(name, input, chunk_size, known, ctx)?;
             if !problems.is_empty() {
                 problems.sort_by_key(Problem::line);
                 return Err(ApplyError::Rejected(problems));
@@ -232,9 +261,9 @@ impl Store {
         let skip = resume.map_or(0, |p| p.orders);
         let mut done = skip;
         let mut summary = Summary::default();
-        let mut chunk: Vec<crate::input::StreamItem> = Vec::with_capacity(CHUNK);
+        let mut chunk: Vec<Item> = Vec::with_capacity(chunk_size);
         let mut seen: u64 = 0;
-        let mut run = |chunk: &mut Vec<crate::input::StreamItem>,
+        let mut run = |chunk: &mut Vec<Item>,
                        last: bool,
                        summary: &mut Summary|
          -> Result<(), ApplyError> {
@@ -242,11 +271,8 @@ impl Store {
             let n = items.len() as u64;
             let s = finish(self.db.transaction(|tx| {
                 let mut w = Writer::new(tx, ctx, name);
-                for (path, order) in &items {
-                    match order {
-                        Ok(order) => w.order(path, order)?,
-                        Err(p) => w.problems.extend(p.iter().cloned()),
-                    }
+                for item in &items {
+                    w.item(item)?;
                 }
                 if !w.problems.is_empty() {
                     // Checked before: only a store changed meanwhile (by
@@ -264,7 +290,7 @@ impl Store {
                         &file_key,
                         &AppliedFile {
                             at: ctx.now,
-                            kind: "orders".into(),
+                            kind: input.kind().into(),
                         },
                     )?;
                     tx.remove(&progress_key[..])?;
@@ -276,19 +302,22 @@ impl Store {
             summary.new_orders += s.new_orders;
             summary.updated_orders += s.updated_orders;
             summary.duplicate_orders += s.duplicate_orders;
+            summary.acks += s.acks;
+            summary.regulated += s.regulated;
+            summary.stock_rows += s.stock_rows;
             done += n;
             if !last {
                 self.flush()?;
             }
             Ok(())
         };
-        stream.each(|item| {
+        each_item(input, |item| {
             seen += 1;
             if seen <= skip {
                 return Ok(());
             }
             chunk.push(item);
-            if chunk.len() >= CHUNK {
+            if chunk.len() >= chunk_size {
                 run(&mut chunk, false, &mut summary)?;
                 self.chunk_done();
                 if self.stopping() {
@@ -302,12 +331,13 @@ impl Store {
         Ok(Applied::Done(summary))
     }
 
-    /// Every problem of a stream of orders, checked against the store as
+    /// Every problem of a streamed file, checked against the store as
     /// applying it would, without changing anything (a dry run).
     fn check_stream(
         &self,
         name: &str,
-        stream: &crate::input::OrderStream,
+        input: &Input,
+        chunk_size: usize,
         known: &[Problem],
         ctx: &Context,
     ) -> Result<Vec<Problem>, ApplyError> {
@@ -316,21 +346,15 @@ impl Store {
             w.tx.dry = Some(RefCell::new(HashMap::new()));
             w.problems.extend_from_slice(known);
             let mut checked = 0usize;
-            stream.each(|(path, order)| {
+            each_item(input, |item| {
                 if self.stopping() {
                     return Err(ConflictableTransactionError::Abort(Abort::Interrupted));
                 }
                 checked += 1;
-                if checked.is_multiple_of(CHUNK) {
+                if checked.is_multiple_of(chunk_size) {
                     self.chunk_done();
                 }
-                match order {
-                    Ok(order) => w.order(&path, &order),
-                    Err(p) => {
-                        w.problems.extend(p);
-                        Ok(())
-                    }
-                }
+                w.item(&item)
             })?;
             // Never commits.
             Err::<(), _>(ConflictableTransactionError::Abort(Abort::Rejected(
@@ -850,14 +874,26 @@ impl<'t> Writer<'t> {
     // ---- acknowledgements ----------------------------------------------------
 
     /// One row of a CSV file, or its problem.
-    fn csv_row(&mut self, row: Result<CsvRow, Problem>) -> TxResult<()> {
+    fn csv_row(&mut self, row: &Result<CsvRow, Problem>) -> TxResult<()> {
         match row {
-            Ok(CsvRow::Ack(row)) => self.ack_row(&row),
-            Ok(CsvRow::Stock { absolute, row }) => self.stock_row(&row, absolute),
+            Ok(CsvRow::Ack(row)) => self.ack_row(row),
+            Ok(CsvRow::Stock { absolute, row }) => self.stock_row(row, *absolute),
             Err(p) => {
-                self.problems.push(p);
+                self.problems.push(p.clone());
                 Ok(())
             }
+        }
+    }
+
+    /// One item of a streamed file, or its problems.
+    fn item(&mut self, item: &Item) -> TxResult<()> {
+        match item {
+            Item::Order((path, Ok(order))) => self.order(path, order),
+            Item::Order((_, Err(p))) => {
+                self.problems.extend(p.iter().cloned());
+                Ok(())
+            }
+            Item::Row(row) => self.csv_row(row),
         }
     }
 
@@ -918,23 +954,35 @@ impl<'t> Writer<'t> {
         strictness: Strictness,
     ) -> TxResult<()> {
         let old = self.export_state(system, rec.id)?;
-        let new = ExportRecord {
-            state: ExportState::Acked,
-            sort: self.ctx.now,
-            file: old.as_ref().and_then(|o| o.file.clone()),
-            written_at: old.and_then(|o| o.written_at),
-            acked_at: Some(self.ctx.now),
-        };
-        self.set_state(system, rec.id, &new)?;
-        let mut detail = format!("by {system} ({})", self.source);
-        if let Some(note) = note {
-            detail.push_str(&format!(": {note}"));
+        // Acked already (a re-sent acknowledgement): the first ack's time
+        // stays and nothing is written, unless the row brings a note or
+        // something left to do (regulating).
+        let again = old.as_ref().is_some_and(|o| o.state == ExportState::Acked);
+        if !again {
+            let new = ExportRecord {
+                state: ExportState::Acked,
+                sort: self.ctx.now,
+                file: old.as_ref().and_then(|o| o.file.clone()),
+                written_at: old.and_then(|o| o.written_at),
+                acked_at: Some(self.ctx.now),
+            };
+            self.set_state(system, rec.id, &new)?;
         }
-        self.event(rec.id, "acked", detail)?;
+        if !again || note.is_some() {
+            let again = if again { "again " } else { "" };
+            let mut detail = format!("{again}by {system} ({})", self.source);
+            if let Some(note) = note {
+                detail.push_str(&format!(": {note}"));
+            }
+            self.event(rec.id, "acked", detail)?;
+        }
         if !regulate {
             return Ok(());
         }
         if rec.regulated {
+            if again {
+                return Ok(());
+            }
             return self.event(rec.id, "regulate skipped", "already regulated".into());
         }
         let facts = &rec.facts;
