@@ -14,7 +14,7 @@ use std::time::Duration;
 use common::{Work, order};
 use ordersync::config::Config;
 use ordersync::engine::Engine;
-use ordersync::store::CHUNK;
+use ordersync::store::{CHUNK, ROW_CHUNK, SMALL_FILE};
 
 const CONFIG: &str = "[inbox]\nsettle = \"0s\"\n[[systems]]\nid = \"erp\"\nbatch_size = 500\n";
 
@@ -230,4 +230,152 @@ fn the_watchdog_is_pinged_while_a_big_file_goes_in() {
         gap <= watchdog && took > watchdog / 2,
         "longest watchdog gap {gap:?} over {took:?} of work (WATCHDOG_USEC {watchdog:?})"
     );
+}
+
+/// An ack CSV above `SMALL_FILE` naming `n` orders `times` times each (the
+/// first row of each order regulates); `bad` (if any) names an unknown
+/// order. Rows carry no note, so repeats are no-ops.
+fn acks(n: usize, times: usize, bad: Option<usize>) -> String {
+    let mut csv = String::from("order_id,system_id,regulate_inventory,note\n");
+    for t in 0..times {
+        for i in 0..n {
+            let row = t * n + i;
+            let id = if Some(row) == bad {
+                "ghost".to_string()
+            } else {
+                format!("big-{i}")
+            };
+            csv.push_str(&format!("{id},erp,{},\n", t == 0));
+        }
+    }
+    // Pad with blank records (skipped) so the file is read as a big one.
+    while csv.len() <= SMALL_FILE {
+        csv.push_str(",,,\n");
+    }
+    csv
+}
+
+/// Starts `run --once` and kills it, later each time, until kills have
+/// landed twice between two chunks of the big file `name` (the file still
+/// in the inbox, its progress recorded). The delay grows by less than the
+/// apply phase lasts, so some kills do.
+fn kill_until_mid_file(w: &Work, name: &str) {
+    let mut delay = 100.0f64;
+    let mut mid_file = 0;
+    while mid_file < 2 && w.inbox().iter().any(|n| n == name) {
+        let mut child = w.spawn_once();
+        std::thread::sleep(Duration::from_millis(delay as u64));
+        let _ = child.kill();
+        let _ = child.wait();
+        let e = Engine::open(Config::load(&w.path("config.toml")).unwrap()).unwrap();
+        if e.store
+            .dump()
+            .unwrap()
+            .iter()
+            .any(|(k, _)| k.first() == Some(&b'g'))
+        {
+            mid_file += 1;
+        }
+        delay *= 1.3;
+    }
+    assert!(mid_file > 0, "no kill landed between two chunks of {name}");
+}
+
+/// `n` orders in the store, with enough stock of `A` to regulate them all.
+fn stored_orders(w: &Work, n: usize) {
+    w.drop_file("stock.csv", format!("sku,in_stock\nA,{}\n", 10 * n));
+    w.drop_file("big.ndjson", orders(n, None));
+    w.run_once();
+    assert_eq!(w.json(&["status"])["orders"], n);
+}
+
+/// A big ack file is checked whole before its first chunk: an unknown order
+/// in its last rows rejects it and changes nothing.
+#[test]
+fn a_problem_in_the_last_rows_of_a_big_ack_file_changes_nothing() {
+    let w = Work::new(CONFIG);
+    let n = 1_500;
+    stored_orders(&w, n);
+    let times = 2 * ROW_CHUNK / n + 2;
+    let bad = n * times - 2;
+    w.drop_file("acks.csv", acks(n, times, Some(bad)));
+    let e = Engine::open(Config::load(&w.path("config.toml")).unwrap()).unwrap();
+    let before = e.store.dump().unwrap();
+    let stats = e.drain().unwrap();
+    assert_eq!(stats.rejected, 1);
+    let report = std::fs::read_to_string(w.path("errors/acks.csv.error.txt")).unwrap();
+    assert_eq!(
+        report.trim_end(),
+        format!("line {}: unknown order \"ghost\"", bad + 2)
+    );
+    assert!(e.store.dump().unwrap() == before, "the store changed");
+}
+
+/// Killed at many instants while a big ack file goes in chunk by chunk:
+/// every order ends acked, and inventory is regulated exactly once.
+#[test]
+fn killed_while_a_big_ack_file_goes_in_chunk_by_chunk() {
+    let w = Work::new(CONFIG);
+    let n = 1_500;
+    stored_orders(&w, n);
+    let times = 3 * ROW_CHUNK / n + 1;
+    w.drop_file("acks.csv", acks(n, times, None));
+    kill_until_mid_file(&w, "acks.csv");
+    w.run_once();
+    assert!(w.archived().contains(&"acks.csv".to_string()));
+    let status = w.json(&["status"]);
+    assert_eq!(status["systems"]["erp"]["acked"], n, "{status}");
+    let total = 10 * n as i64;
+    assert_eq!(w.stock("A"), (total - n as i64, 0, total - n as i64));
+    let show = w.json(&["orders", "show", "big-7"]);
+    let events: Vec<&str> = show["timeline"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["event"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        events.iter().filter(|e| **e == "regulated").count(),
+        1,
+        "{events:?}"
+    );
+    assert_eq!(
+        events.iter().filter(|e| **e == "acked").count(),
+        1,
+        "{events:?}"
+    );
+}
+
+/// Killed at many instants while a big stock adjustment file goes in chunk
+/// by chunk (adjustments are not idempotent: a chunk applied twice would
+/// show): every SKU ends adjusted by exactly the file's sum.
+#[test]
+fn killed_while_a_big_stock_file_goes_in_chunk_by_chunk() {
+    let w = Work::new(CONFIG);
+    let skus = 500;
+    let mut csv = String::from("sku,adjustment\n");
+    let mut rows = 0;
+    while csv.len() <= 3 * SMALL_FILE / 2 || rows < 3 * ROW_CHUNK {
+        csv.push_str(&format!(
+            "sku-{:04}-{},+{}\n",
+            rows % skus,
+            "p".repeat(20),
+            1 + rows % 3
+        ));
+        rows += 1;
+    }
+    w.drop_file("adjust.csv", &csv);
+    kill_until_mid_file(&w, "adjust.csv");
+    w.run_once();
+    assert_eq!(w.archived(), ["adjust.csv"]);
+    let inv = w.json(&["inventory"]);
+    let inv = inv.as_array().unwrap();
+    assert_eq!(inv.len(), skus);
+    for (i, r) in inv.iter().enumerate() {
+        let want: i64 = (0..rows)
+            .filter(|k| k % skus == i)
+            .map(|k| 1 + (k % 3) as i64)
+            .sum();
+        assert_eq!(r["in_stock"], want, "{r}");
+    }
 }

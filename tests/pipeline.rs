@@ -351,6 +351,77 @@ fn same_name_and_content_is_applied_once() {
     assert_eq!(w.stock("A"), (11, 0, 11));
 }
 
+/// An acknowledgement sent again (under a new name, as an ERP re-sending its
+/// file does) changes nothing: the first ack's time stays and the timeline
+/// gains nothing; only a row with a note adds an entry, and a regulating
+/// row still regulates an order acked before without it.
+#[test]
+fn a_repeated_acknowledgement_changes_nothing() {
+    let w = Work::new(TWO_SYSTEMS);
+    w.drop_file("stock.csv", "sku,in_stock\nA,10\n");
+    w.drop_json("o1.json", &order("o-1", &[("A", 1)]));
+    w.run_once();
+    w.drop_file("ack.csv", acks(&[("o-1", "erp", false)]));
+    w.run_once();
+    let first = w.json(&["orders", "show", "o-1"]);
+    assert_eq!(first["systems"]["erp"]["state"], "acked");
+
+    std::thread::sleep(Duration::from_millis(1100));
+    w.drop_file("ack-again.csv", acks(&[("o-1", "erp", false)]));
+    w.run_once();
+    assert_eq!(w.archived().len(), 4);
+    assert_eq!(w.json(&["orders", "show", "o-1"]), first);
+
+    // With a note: a timeline entry, the ack's time unchanged.
+    w.drop_file(
+        "ack-note.csv",
+        "order_id,system_id,regulate_inventory,note\no-1,erp,false,called them\n",
+    );
+    w.run_once();
+    let noted = w.json(&["orders", "show", "o-1"]);
+    assert_eq!(noted["systems"], first["systems"]);
+    let last = noted["timeline"]
+        .as_array()
+        .unwrap()
+        .last()
+        .unwrap()
+        .clone();
+    assert_eq!(last["event"], "acked");
+    assert!(
+        last["detail"]
+            .as_str()
+            .unwrap()
+            .starts_with("again by erp (ack-note.csv): called them"),
+        "{last}"
+    );
+
+    // Regulating is still done once, by an ack of an acked order.
+    w.drop_file("ack-reg.csv", acks(&[("o-1", "erp", true)]));
+    w.run_once();
+    assert_eq!(w.stock("A"), (9, 0, 9));
+    w.drop_file("ack-reg-2.csv", acks(&[("o-1", "erp", true)]));
+    w.run_once();
+    assert_eq!(w.stock("A"), (9, 0, 9));
+    let done = w.json(&["orders", "show", "o-1"]);
+    assert_eq!(done["systems"], first["systems"]);
+    let events: Vec<&str> = done["timeline"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["event"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        events.iter().filter(|e| **e == "regulated").count(),
+        1,
+        "{events:?}"
+    );
+    assert_eq!(
+        events.iter().filter(|e| **e == "acked").count(),
+        2,
+        "{events:?}"
+    );
+}
+
 /// An acknowledgement dropped with its order is applied after it when it is
 /// newer, even if its name sorts first.
 #[test]

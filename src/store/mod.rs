@@ -19,7 +19,7 @@ use std::path::Path;
 use serde::de::DeserializeOwned;
 use uuid::Uuid;
 
-pub use apply::{Applied, ApplyError, CHUNK, Context, Summary};
+pub use apply::{Applied, ApplyError, CHUNK, Context, ROW_CHUNK, SMALL_FILE, Summary};
 pub use batch::{Batch, Content};
 pub use records::{Event, ExportDoc, ExportRecord, ExportState, OrderHead, OrderRecord, sent_hash};
 
