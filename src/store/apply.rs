@@ -183,9 +183,15 @@ impl Store {
 /// How many orders a big file applies per transaction (and flush).
 pub const CHUNK: usize = 1_000;
 
-/// How many CSV rows (acknowledgements, stock) a big file applies per
-/// transaction: a row writes far less than an order.
-pub const ROW_CHUNK: usize = 10_000;
+/// How many CSV rows (acknowledgements, stock) of a big file are taken at a
+/// time: a row writes far less than an order (a repeated ack nothing).
+pub const ROW_CHUNK: usize = 50_000;
+
+/// The most writes (keys inserted or removed) a transaction of a big file
+/// makes before it commits and the store is flushed: sled keeps the pages
+/// they dirty in memory until then, so this bounds the memory a big file
+/// takes, whatever is in it.
+const WRITES: usize = 16_384;
 
 /// Files up to this size are applied in one transaction, without a
 /// separate check (their whole write set is small).
@@ -213,6 +219,46 @@ fn each_item<E>(input: &Input, mut f: impl FnMut(Item) -> Result<(), E>) -> Resu
         Input::OrderStream(s) => s.each(|i| f(Item::Order(i))),
         Input::Rows(r) => r.each(|i| f(Item::Row(i))),
         _ => Ok(()),
+    }
+}
+
+/// A progress line in the log every few seconds while a big file is
+/// checked and applied, so `journalctl -f` shows it moving.
+struct Pace<'n> {
+    name: &'n str,
+    start: std::time::Instant,
+    last: std::time::Instant,
+}
+
+impl<'n> Pace<'n> {
+    const EVERY: std::time::Duration = std::time::Duration::from_secs(5);
+
+    fn new(name: &'n str) -> Pace<'n> {
+        let now = std::time::Instant::now();
+        Pace {
+            name,
+            start: now,
+            last: now,
+        }
+    }
+
+    fn rate(&self, done: u64) -> u64 {
+        (done as f64 / self.start.elapsed().as_secs_f64().max(1e-3)) as u64
+    }
+
+    /// Logs `done` (of `total`, when known) if the last line is old enough.
+    fn tick(&mut self, what: &str, done: u64, total: Option<u64>) {
+        if self.last.elapsed() < Self::EVERY {
+            return;
+        }
+        self.last = std::time::Instant::now();
+        let rate = self.rate(done);
+        match total {
+            Some(total) => {
+                tracing::info!(file = ?self.name, done, total, per_second = rate, "{what}")
+            }
+            None => tracing::info!(file = ?self.name, done, per_second = rate, "{what}"),
+        }
     }
 }
 
@@ -251,11 +297,24 @@ impl Store {
             return Ok(Applied::AlreadyApplied);
         }
         let resume: Option<Progress> = self.get(&progress_key)?;
+        let total = std::cell::Cell::new(0);
         if resume.is_none() {
-            let mut problems = self.check_stream(name, input, chunk_size, known, ctx)?;
+            let checked = self.check_stream(name, input, chunk_size, known, ctx, &total)?;
+            let mut problems = checked.problems;
             if !problems.is_empty() {
                 problems.sort_by_key(Problem::line);
                 return Err(ApplyError::Rejected(problems));
+            }
+            if let Some(summary) = checked.nothing_to_do {
+                // Only the file's own record to write.
+                let record = AppliedFile {
+                    at: ctx.now,
+                    kind: input.kind().into(),
+                };
+                self.db
+                    .insert(&file_key, encode(&record))
+                    .map_err(StoreError::from)?;
+                return Ok(Applied::Done(summary));
             }
         }
         let skip = resume.map_or(0, |p| p.orders);
@@ -263,54 +322,82 @@ impl Store {
         let mut summary = Summary::default();
         let mut chunk: Vec<Item> = Vec::with_capacity(chunk_size);
         let mut seen: u64 = 0;
-        let mut run = |chunk: &mut Vec<Item>,
-                       last: bool,
-                       summary: &mut Summary|
-         -> Result<(), ApplyError> {
-            let items = std::mem::take(chunk);
-            let n = items.len() as u64;
-            let s = finish(self.db.transaction(|tx| {
-                let mut w = Writer::new(tx, ctx, name);
-                for item in &items {
-                    w.item(item)?;
+        let mut pace = Pace::new(name);
+        // Applies `chunk` in transactions of at most WRITES writes each
+        // (the pages a transaction dirties stay in memory until the flush
+        // that follows it); `last`: the file's last chunk, whose last
+        // transaction records the file as applied.
+        let mut run =
+            |chunk: &mut Vec<Item>, last: bool, summary: &mut Summary| -> Result<(), ApplyError> {
+                loop {
+                    let (s, k, end, wrote) = finish(self.db.transaction(|tx| {
+                        let mut w = Writer::new(tx, ctx, name);
+                        let mut k = 0;
+                        for item in chunk.iter() {
+                            w.item(item)?;
+                            k += 1;
+                            if w.tx.writes() >= WRITES {
+                                break;
+                            }
+                        }
+                        if !w.problems.is_empty() {
+                            // Checked before: only a store changed meanwhile (by
+                            // another writer) lands here. The file stays in the
+                            // inbox with its progress; it is retried.
+                            return Err(ConflictableTransactionError::Abort(Abort::Store(
+                                StoreError::Corrupt {
+                                    key: keys::describe(&progress_key),
+                                    message: format!(
+                                        "a chunk of a checked file failed: {}",
+                                        w.problems[0]
+                                    ),
+                                },
+                            )));
+                        }
+                        let end = last && k == chunk.len();
+                        // Rows that changed nothing (a re-sent ack file) need
+                        // no progress record: after a crash they are redone,
+                        // again changing nothing.
+                        let wrote = w.tx.writes() > 0;
+                        if end {
+                            w.put(
+                                &file_key,
+                                &AppliedFile {
+                                    at: ctx.now,
+                                    kind: input.kind().into(),
+                                },
+                            )?;
+                            tx.remove(&progress_key[..])?;
+                        } else if wrote {
+                            w.put(
+                                &progress_key,
+                                &Progress {
+                                    orders: done + k as u64,
+                                },
+                            )?;
+                        }
+                        Ok((w.summary, k, end, wrote))
+                    }))?;
+                    summary.new_orders += s.new_orders;
+                    summary.updated_orders += s.updated_orders;
+                    summary.duplicate_orders += s.duplicate_orders;
+                    summary.acks += s.acks;
+                    summary.regulated += s.regulated;
+                    summary.stock_rows += s.stock_rows;
+                    done += k as u64;
+                    chunk.drain(..k);
+                    if end {
+                        // The caller's flush (the group's) makes it durable.
+                        return Ok(());
+                    }
+                    if wrote {
+                        self.flush()?;
+                    }
+                    if chunk.is_empty() {
+                        return Ok(());
+                    }
                 }
-                if !w.problems.is_empty() {
-                    // Checked before: only a store changed meanwhile (by
-                    // another writer) lands here. The file stays in the
-                    // inbox with its progress; it is retried.
-                    return Err(ConflictableTransactionError::Abort(Abort::Store(
-                        StoreError::Corrupt {
-                            key: keys::describe(&progress_key),
-                            message: format!("a chunk of a checked file failed: {}", w.problems[0]),
-                        },
-                    )));
-                }
-                if last {
-                    w.put(
-                        &file_key,
-                        &AppliedFile {
-                            at: ctx.now,
-                            kind: input.kind().into(),
-                        },
-                    )?;
-                    tx.remove(&progress_key[..])?;
-                } else {
-                    w.put(&progress_key, &Progress { orders: done + n })?;
-                }
-                Ok(w.summary)
-            }))?;
-            summary.new_orders += s.new_orders;
-            summary.updated_orders += s.updated_orders;
-            summary.duplicate_orders += s.duplicate_orders;
-            summary.acks += s.acks;
-            summary.regulated += s.regulated;
-            summary.stock_rows += s.stock_rows;
-            done += n;
-            if !last {
-                self.flush()?;
-            }
-            Ok(())
-        };
+            };
         each_item(input, |item| {
             seen += 1;
             if seen <= skip {
@@ -320,6 +407,8 @@ impl Store {
             if chunk.len() >= chunk_size {
                 run(&mut chunk, false, &mut summary)?;
                 self.chunk_done();
+                let total = Some(total.get()).filter(|&t| t > 0);
+                pace.tick("applying a big file", seen, total);
                 if self.stopping() {
                     // Its progress is recorded: resumed at the next start.
                     return Err(ApplyError::Interrupted);
@@ -340,33 +429,46 @@ impl Store {
         chunk_size: usize,
         known: &[Problem],
         ctx: &Context,
-    ) -> Result<Vec<Problem>, ApplyError> {
-        let r = finish(self.db.transaction(|tx| {
-            let mut w = Writer::new(tx, ctx, name);
-            w.tx.dry = Some(RefCell::new(HashMap::new()));
-            w.problems.extend_from_slice(known);
-            let mut checked = 0usize;
-            each_item(input, |item| {
-                if self.stopping() {
-                    return Err(ConflictableTransactionError::Abort(Abort::Interrupted));
-                }
-                checked += 1;
-                if checked.is_multiple_of(chunk_size) {
-                    self.chunk_done();
-                }
-                w.item(&item)
-            })?;
-            // Never commits.
-            Err::<(), _>(ConflictableTransactionError::Abort(Abort::Rejected(
-                w.problems,
-            )))
-        }));
+        total: &std::cell::Cell<u64>,
+    ) -> Result<Checked, ApplyError> {
+        let db = self.db.handle().map_err(StoreError::from)?;
+        let mut w = Writer::dry(db, ctx, name);
+        w.problems.extend_from_slice(known);
+        let mut checked = 0usize;
+        let mut pace = Pace::new(name);
+        let r = each_item(input, |item| {
+            if self.stopping() {
+                return Err(ConflictableTransactionError::Abort(Abort::Interrupted));
+            }
+            checked += 1;
+            if checked.is_multiple_of(chunk_size) {
+                self.chunk_done();
+                pace.tick("checking a big file", checked as u64, None);
+            }
+            w.item(&item)
+        });
+        total.set(checked as u64);
+        tracing::debug!(file = ?name, items = checked, secs = pace.start.elapsed().as_secs_f64(), "checked");
+        let checked = Checked {
+            nothing_to_do: (w.tx.writes() == 0).then(|| w.summary.clone()),
+            problems: w.problems,
+        };
         match r {
-            Err(ApplyError::Rejected(p)) => Ok(p),
-            Err(e) => Err(e),
-            Ok(()) => Ok(Vec::new()),
+            Ok(()) => Ok(checked),
+            Err(ConflictableTransactionError::Abort(a)) => finish(Err(TransactionError::Abort(a))),
+            Err(ConflictableTransactionError::Storage(e)) => Err(ApplyError::Store(e.into())),
+            // Only a sled transaction conflicts.
+            Err(ConflictableTransactionError::Conflict) => Ok(checked),
         }
     }
+}
+
+/// What checking a big file found.
+struct Checked {
+    problems: Vec<Problem>,
+    /// When the file would change nothing (every row a repeated ack, say):
+    /// what it holds.
+    nothing_to_do: Option<Summary>,
 }
 
 /// The writes of one transaction, with the problems found so far.
@@ -380,13 +482,21 @@ pub(super) struct Writer<'t> {
 }
 
 /// The transaction as the writer uses it: sled's, or, to check a big file
-/// before applying it ("dry"), sled's for reading with the writes kept in
-/// memory instead, and only those later checks read (orders' heads,
-/// external ids, reservations and stock); the rest (documents, export
-/// state, timeline) is dropped, so memory stays small.
-pub(super) struct Tx<'t> {
-    inner: &'t TransactionalTree,
-    dry: Option<RefCell<HashMap<Vec<u8>, Option<IVec>>>>,
+/// before applying it ("dry"), the tree itself for reading with the writes
+/// kept in memory instead, and only those later checks read (orders'
+/// heads, external ids, reservations and stock); the rest (documents,
+/// export state, timeline) is dropped, so memory stays small. (A sled
+/// transaction would also keep every value read in its cache, which for a
+/// big file is most of the store.)
+pub(super) enum Tx<'t> {
+    /// With the count of writes made.
+    Real(&'t TransactionalTree, std::cell::Cell<usize>),
+    /// With the count of writes it would have made.
+    Dry {
+        db: sled::Db,
+        kept: RefCell<HashMap<Vec<u8>, Option<IVec>>>,
+        writes: std::cell::Cell<usize>,
+    },
 }
 
 /// The key kinds a dry run keeps: what checking later orders reads.
@@ -399,12 +509,13 @@ fn kept_when_dry(key: &[u8]) -> bool {
 
 impl Tx<'_> {
     fn get<K: AsRef<[u8]>>(&self, key: K) -> UnabortableTransactionResult<Option<IVec>> {
-        if let Some(dry) = &self.dry
-            && let Some(v) = dry.borrow().get(key.as_ref())
-        {
-            return Ok(v.clone());
+        match self {
+            Tx::Real(tx, _) => tx.get(key),
+            Tx::Dry { db, kept, .. } => match kept.borrow().get(key.as_ref()) {
+                Some(v) => Ok(v.clone()),
+                None => Ok(db.get(key)?),
+            },
         }
-        self.inner.get(key)
     }
 
     fn insert<K, V>(&self, key: K, value: V) -> UnabortableTransactionResult<Option<IVec>>
@@ -412,37 +523,57 @@ impl Tx<'_> {
         K: AsRef<[u8]> + Into<IVec>,
         V: Into<IVec>,
     {
-        let Some(dry) = &self.dry else {
-            return self.inner.insert(key, value);
-        };
-        if kept_when_dry(key.as_ref()) {
-            let mut value: IVec = value.into();
-            if key.as_ref().first() == Some(&keys::ORDER) {
-                // Only the head is read later: keep it, not the document.
-                value = OrderRecord::head_only(&value).into();
+        match self {
+            Tx::Real(tx, writes) => {
+                writes.set(writes.get() + 1);
+                tx.insert(key, value)
             }
-            dry.borrow_mut().insert(key.as_ref().to_vec(), Some(value));
+            Tx::Dry { kept, writes, .. } => {
+                writes.set(writes.get() + 1);
+                if kept_when_dry(key.as_ref()) {
+                    let mut value: IVec = value.into();
+                    if key.as_ref().first() == Some(&keys::ORDER) {
+                        // Only the head is read later: keep it, not the
+                        // document.
+                        value = OrderRecord::head_only(&value).into();
+                    }
+                    kept.borrow_mut().insert(key.as_ref().to_vec(), Some(value));
+                }
+                Ok(None)
+            }
         }
-        Ok(None)
     }
 
     fn remove<K>(&self, key: K) -> UnabortableTransactionResult<Option<IVec>>
     where
         K: AsRef<[u8]> + Into<IVec>,
     {
-        let Some(dry) = &self.dry else {
-            return self.inner.remove(key);
-        };
-        if kept_when_dry(key.as_ref()) {
-            dry.borrow_mut().insert(key.as_ref().to_vec(), None);
+        match self {
+            Tx::Real(tx, writes) => {
+                writes.set(writes.get() + 1);
+                tx.remove(key)
+            }
+            Tx::Dry { kept, writes, .. } => {
+                writes.set(writes.get() + 1);
+                if kept_when_dry(key.as_ref()) {
+                    kept.borrow_mut().insert(key.as_ref().to_vec(), None);
+                }
+                Ok(None)
+            }
         }
-        Ok(None)
+    }
+
+    /// How many keys were written (inserted or removed) so far.
+    fn writes(&self) -> usize {
+        match self {
+            Tx::Real(_, writes) | Tx::Dry { writes, .. } => writes.get(),
+        }
     }
 
     fn generate_id(&self) -> sled::Result<u64> {
-        match self.dry {
-            Some(_) => Ok(0),
-            None => self.inner.generate_id(),
+        match self {
+            Tx::Real(tx, _) => tx.generate_id(),
+            Tx::Dry { .. } => Ok(0),
         }
     }
 }
@@ -457,11 +588,19 @@ pub(super) enum Strictness {
 
 impl<'t> Writer<'t> {
     pub(super) fn new(tx: &'t TransactionalTree, ctx: &'t Context<'t>, source: &'t str) -> Self {
+        Writer::on(Tx::Real(tx, Default::default()), ctx, source)
+    }
+
+    /// A writer that checks without writing (see [`Tx`]).
+    fn dry(db: sled::Db, ctx: &'t Context<'t>, source: &'t str) -> Self {
+        let kept = RefCell::new(HashMap::new());
+        let writes = Default::default();
+        Writer::on(Tx::Dry { db, kept, writes }, ctx, source)
+    }
+
+    fn on(tx: Tx<'t>, ctx: &'t Context<'t>, source: &'t str) -> Self {
         Writer {
-            tx: Tx {
-                inner: tx,
-                dry: None,
-            },
+            tx,
             ctx,
             source,
             problems: Vec::new(),

@@ -166,7 +166,7 @@ impl Db {
     }
 
     /// A clone of the open handle (cheap: sled's handles are shared).
-    fn handle(&self) -> sled::Result<sled::Db> {
+    pub(super) fn handle(&self) -> sled::Result<sled::Db> {
         self.slot
             .read()
             .ok()
