@@ -50,6 +50,8 @@ pub fn stderr_is_journal() -> bool {
     let (Ok(dev), Ok(ino)) = (dev.parse::<u64>(), ino.parse::<u64>()) else {
         return false;
     };
+    // st_dev and st_ino are not u64 on every target.
+    #[allow(clippy::unnecessary_cast)]
     match rustix::fs::fstat(std::io::stderr()) {
         Ok(st) => st.st_dev as u64 == dev && st.st_ino as u64 == ino,
         Err(_) => false,
