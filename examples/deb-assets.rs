@@ -3,7 +3,7 @@
 //! so they can never drift from the binary:
 //!
 //! ```sh
-//! cargo run --release --example deb-assets -- target/assets
+//! cargo run --example deb-assets -- target/assets
 //! ```
 //!
 //! `contrib/deb/build` runs this before `cargo deb`. (An example rather than a
