@@ -16,6 +16,7 @@ pub mod filter;
 pub mod fsutil;
 pub mod inbox;
 pub mod input;
+pub mod logging;
 pub mod order;
 pub mod problem;
 pub mod store;
