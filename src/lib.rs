@@ -19,3 +19,4 @@ pub mod input;
 pub mod order;
 pub mod problem;
 pub mod store;
+pub mod validate;

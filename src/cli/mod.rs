@@ -8,6 +8,7 @@ mod orders;
 mod reexport;
 mod run;
 mod status;
+mod validate;
 
 use std::path::{Path, PathBuf};
 
@@ -68,6 +69,18 @@ pub enum Command {
         /// RFC 3339 time, UNIX milliseconds, or a date (YYYY-MM-DD, UTC).
         #[arg(long)]
         since: String,
+    },
+    /// Check inbox files exactly as the inbox would, applying nothing (exit
+    /// 0: all valid; 1: any invalid). Needs no store; uses the config if
+    /// there is one (its encoding, size limit and system ids).
+    Validate {
+        /// Check as if dropped into this system's own drop folder: ack rows
+        /// may only name this system.
+        #[arg(long)]
+        system: Option<String>,
+        /// The files to check (.json, .ndjson, .jsonl, .csv).
+        #[arg(required = true)]
+        files: Vec<PathBuf>,
     },
 }
 
@@ -145,6 +158,9 @@ pub fn run(cli: Cli, args: &[String]) -> Result<(), CliError> {
         Command::Init { dir } => init::run(dir.as_deref().unwrap_or(Path::new("."))),
         Command::Check => check::run(&Config::load(&cli.config)?),
         Command::Run { once } => run::run(Config::load(&cli.config)?, once),
+        Command::Validate { system, files } => {
+            validate::run(&cli.config, system.as_deref(), &files)
+        }
         command => {
             let config = Config::load(&cli.config)?;
             // sled allows one process: when the daemon runs, it answers.
@@ -177,9 +193,11 @@ pub fn execute(e: &Engine, command: Command) -> Result<String, CliError> {
         Command::Orders { command } => orders::run(e, command),
         Command::Inventory { sku, json } => inventory::run(e, sku.as_deref(), json),
         Command::Reexport { system, since } => reexport::run(e, &system, &since),
-        Command::Init { .. } | Command::Check | Command::Run { .. } => Err(CliError::Usage(
-            "this command does not go through the daemon".into(),
-        )),
+        Command::Init { .. } | Command::Check | Command::Run { .. } | Command::Validate { .. } => {
+            Err(CliError::Usage(
+                "this command does not go through the daemon".into(),
+            ))
+        }
     }
 }
 
