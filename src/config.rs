@@ -33,6 +33,37 @@ pub enum ConfigError {
         key: String,
         message: String,
     },
+    /// Several values that parse but are not allowed: all of them, so one
+    /// run shows every mistake.
+    #[error("config {path}: {} problems:{}", problems.len(), list(problems))]
+    Problems {
+        path: PathBuf,
+        /// (key, message), in the file's order.
+        problems: Vec<(String, String)>,
+    },
+}
+
+impl ConfigError {
+    /// The error for these problems (key, message): [`ConfigError::Invalid`]
+    /// for one, [`ConfigError::Problems`] for several; `None` for none.
+    pub fn of(path: &Path, mut problems: Vec<(String, String)>) -> Option<ConfigError> {
+        let path = path.to_path_buf();
+        match problems.len() {
+            0 => None,
+            1 => {
+                let (key, message) = problems.remove(0);
+                Some(ConfigError::Invalid { path, key, message })
+            }
+            _ => Some(ConfigError::Problems { path, problems }),
+        }
+    }
+}
+
+fn list(problems: &[(String, String)]) -> String {
+    problems
+        .iter()
+        .map(|(k, m)| format!("\n  {k}: {m}"))
+        .collect()
 }
 
 /// How inbox CSV files are decoded (JSON is always UTF-8).
@@ -368,11 +399,8 @@ impl Config {
             path: path.to_path_buf(),
             message: e.to_string().trim_end().to_string(),
         })?;
-        let invalid = |key: String, message: String| ConfigError::Invalid {
-            path: path.to_path_buf(),
-            key,
-            message,
-        };
+        // Every value problem is collected, so one run shows them all.
+        let mut bad: Vec<(String, String)> = Vec::new();
         let base = path
             .parent()
             .filter(|p| !p.as_os_str().is_empty())
@@ -391,32 +419,36 @@ impl Config {
             errors: resolve(&raw.paths.errors),
             state: resolve(&raw.paths.state),
         };
-        check_distinct_paths(&paths).map_err(|(k, m)| invalid(k, m))?;
+        bad.extend(check_distinct_paths(&paths));
 
         let mut globs = GlobSetBuilder::new();
         for (i, pat) in raw.inbox.ignore.iter().enumerate() {
-            let glob = Glob::new(pat)
-                .map_err(|e| invalid(format!("inbox.ignore[{i}]"), e.kind().to_string()))?;
-            globs.add(glob);
+            match Glob::new(pat) {
+                Ok(glob) => {
+                    globs.add(glob);
+                }
+                Err(e) => bad.push((format!("inbox.ignore[{i}]"), e.kind().to_string())),
+            }
         }
-        let ignore = globs
-            .build()
-            .map_err(|e| invalid("inbox.ignore".into(), e.to_string()))?;
+        let ignore = globs.build().unwrap_or_else(|e| {
+            bad.push(("inbox.ignore".into(), e.to_string()));
+            GlobSet::empty()
+        });
         let marker = raw.inbox.ready_marker.clone();
         if marker.contains('/') || marker.contains('\\') || marker == "." || marker == ".." {
-            return Err(invalid(
+            bad.push((
                 "inbox.ready_marker".into(),
                 format!("{marker:?} must be a file name suffix such as \".done\""),
             ));
         }
         if raw.inbox.max_file_size.0 == 0 {
-            return Err(invalid(
+            bad.push((
                 "inbox.max_file_size".into(),
                 "must be greater than 0".into(),
             ));
         }
         if raw.store.cache_capacity.0 < 1 << 20 {
-            return Err(invalid(
+            bad.push((
                 "store.cache_capacity".into(),
                 format!(
                     "must be at least 1MiB, got {} bytes",
@@ -440,47 +472,43 @@ impl Config {
         for (i, s) in raw.systems.into_iter().enumerate() {
             let key = |k: &str| format!("systems[{i}].{k}");
             if !valid_system_id(&s.id) {
-                return Err(invalid(
+                bad.push((
                     key("id"),
                     format!("{:?} must be 1 to 64 of A-Z a-z 0-9 _ -", s.id),
                 ));
-            }
-            if !seen.insert(s.id.clone()) {
-                return Err(invalid(
-                    key("id"),
-                    format!("duplicate system id {:?}", s.id),
-                ));
+            } else if !seen.insert(s.id.clone()) {
+                bad.push((key("id"), format!("duplicate system id {:?}", s.id)));
             }
             if s.batch_size < 1 {
-                return Err(invalid(
+                bad.push((
                     key("batch_size"),
                     format!("must be at least 1, got {}", s.batch_size),
                 ));
             }
             if s.auto_ack_regulate && !s.auto_ack {
-                return Err(invalid(
-                    key("auto_ack_regulate"),
-                    "needs auto_ack = true".into(),
-                ));
+                bad.push((key("auto_ack_regulate"), "needs auto_ack = true".into()));
             }
             let delim = match s.csv_delimiter.as_bytes() {
                 [b] if b.is_ascii() && !matches!(b, b'"' | b'\r' | b'\n') => *b,
                 _ => {
-                    return Err(invalid(
+                    bad.push((
                         key("csv_delimiter"),
                         format!(
                             "{:?} must be one ASCII character (not a quote or newline)",
                             s.csv_delimiter
                         ),
                     ));
+                    b','
                 }
             };
             let mut filter_groups = Vec::with_capacity(s.filter_groups.len());
             for (g, raw_group) in s.filter_groups.into_iter().enumerate() {
-                let group = FilterGroup::compile(raw_group).map_err(|(k, m)| {
-                    invalid(format!("{}{k}", key(&format!("filter_groups[{g}]"))), m)
-                })?;
-                filter_groups.push(group);
+                match FilterGroup::compile(raw_group) {
+                    Ok(group) => filter_groups.push(group),
+                    Err((k, m)) => {
+                        bad.push((format!("{}{k}", key(&format!("filter_groups[{g}]"))), m))
+                    }
+                }
             }
             systems.push(SystemConfig {
                 id: s.id,
@@ -501,6 +529,9 @@ impl Config {
             });
         }
 
+        if let Some(e) = ConfigError::of(path, bad) {
+            return Err(e);
+        }
         Ok(Config {
             file: path.to_path_buf(),
             paths,
@@ -522,7 +553,7 @@ fn nonzero(d: Duration) -> Option<Duration> {
 
 /// The five folders must be different, and none may lie inside the inbox:
 /// otherwise archived files would be read again, or exports taken as input.
-fn check_distinct_paths(p: &Paths) -> Result<(), (String, String)> {
+fn check_distinct_paths(p: &Paths) -> Vec<(String, String)> {
     let all = [
         ("paths.inbox", &p.inbox),
         ("paths.outbox", &p.outbox),
@@ -533,14 +564,14 @@ fn check_distinct_paths(p: &Paths) -> Result<(), (String, String)> {
     for (i, (ka, a)) in all.iter().enumerate() {
         for (kb, b) in &all[i + 1..] {
             if a == b {
-                return Err((
+                return vec![(
                     kb.to_string(),
                     format!("is the same folder as {ka} ({})", a.display()),
-                ));
+                )];
             }
         }
     }
-    Ok(())
+    Vec::new()
 }
 
 impl fmt::Display for Format {
@@ -616,6 +647,31 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(e.contains("paths.archive"), "{e}");
+    }
+
+    /// Several mistakes are reported in one run, each naming its key (it
+    /// used to stop at the first).
+    #[test]
+    fn every_mistake_is_reported_at_once() {
+        let e = parse(concat!(
+            "[inbox]\nready_marker = \"a/b\"\n",
+            "[[systems]]\nid = \"a b\"\nbatch_size = 0\n",
+            "[[systems]]\nid = \"erp\"\ncsv_delimiter = \";;\"\nauto_ack_regulate = true\n",
+            "[[systems.filter_groups]]\nfilters = [{ key = \"nope\", operator = \"eq\", value = \"x\" }]\n",
+        ))
+        .unwrap_err()
+        .to_string();
+        for key in [
+            "6 problems",
+            "\n  inbox.ready_marker: ",
+            "\n  systems[0].id: ",
+            "\n  systems[0].batch_size: ",
+            "\n  systems[1].auto_ack_regulate: ",
+            "\n  systems[1].csv_delimiter: ",
+            "\n  systems[1].filter_groups[0]",
+        ] {
+            assert!(e.contains(key), "{key:?} missing in {e}");
+        }
     }
 
     #[test]

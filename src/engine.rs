@@ -26,12 +26,14 @@ use crate::store::{Applied, ApplyError, Context, Store, StoreError};
 /// A failure that stops processing (the file in hand stays in the inbox).
 #[derive(Debug, thiserror::Error)]
 pub enum EngineError {
-    // The path is quoted and escaped: inbox names may hold newlines.
-    #[error("{what} {path:?}: {source}")]
+    // The path is quoted and escaped: inbox names may hold newlines. The
+    // cause is in the message, and deliberately not a `source`: an error
+    // chain printed with `{:#}` would say it twice.
+    #[error("{what} {path:?}: {error}")]
     Io {
         what: &'static str,
         path: PathBuf,
-        source: io::Error,
+        error: io::Error,
     },
     #[error(transparent)]
     Store(#[from] StoreError),
@@ -51,10 +53,10 @@ impl EngineError {
 }
 
 fn io_err<'a>(what: &'static str, path: &'a Path) -> impl FnOnce(io::Error) -> EngineError + 'a {
-    move |source| EngineError::Io {
+    move |error| EngineError::Io {
         what,
         path: path.to_path_buf(),
-        source,
+        error,
     }
 }
 
@@ -110,7 +112,13 @@ impl Engine {
     /// later (files stay in the inbox, orders stay pending).
     pub fn open(config: Config) -> Result<Engine, EngineError> {
         let p = &config.paths;
-        std::fs::create_dir_all(&p.inbox).map_err(io_err("creating folder", &p.inbox))?;
+        // The inbox may be a symlink to a folder (it is read, never
+        // written into), but it must be a folder.
+        if p.inbox.exists() && !p.inbox.is_dir() {
+            let e = io::Error::new(io::ErrorKind::NotADirectory, "is not a folder");
+            return Err(io_err("the inbox", &p.inbox)(e));
+        }
+        std::fs::create_dir_all(&p.inbox).map_err(io_err("creating the inbox", &p.inbox))?;
         Dir::create(&p.state).map_err(io_err("opening the state folder", &p.state))?;
         let usable = |dir: &Path, opened: std::io::Result<Dir>| match opened {
             Ok(d) => Some(d),

@@ -25,7 +25,8 @@ fn reports_exactly_what_the_inbox_reports_and_applies_nothing() {
         "{\"external_id\": \"a\", \"type\": \"Sales Order\", \"currency\": \"dkk\"}\n",
         "not json\n"
     );
-    let bad_acks = "order_id,system_id,regulate_inventory\nshop-1001,erp,maybe\nshop-1001,nosuch,no\nz\n";
+    let bad_acks =
+        "order_id,system_id,regulate_inventory\nshop-1001,erp,maybe\nshop-1001,nosuch,no\nz\n";
     fs::write(w.path("bad.ndjson"), bad_orders).unwrap();
     fs::write(w.path("bad.csv"), bad_acks).unwrap();
     let out = w.cmd(&["validate", "bad.ndjson", "bad.csv"]);
