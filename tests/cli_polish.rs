@@ -191,11 +191,16 @@ fn status_wait_gives_up_after_its_timeout_naming_what_waits() {
     fs::write(w.path("outbox/wms"), "").unwrap();
     let _d = w.start(&[]);
     w.drop_json("o.json", &order("o-1", &[("A", 2)]));
-    let out = w.cmd(&["status", "--wait", "--timeout", "3s"]);
+    common::wait_for(
+        "the daemon to take the file",
+        Duration::from_secs(60),
+        || w.inbox().is_empty(),
+    );
+    let out = w.cmd(&["status", "--wait", "--timeout", "2s"]);
     assert_eq!(code(&out), 1);
     let err = stderr(&out);
     assert!(
-        err.contains("still busy after 3s: 0 file(s) in the inbox, 1 order(s) pending"),
+        err.contains("still busy after 2s: 0 file(s) in the inbox, 1 order(s) pending"),
         "{err}"
     );
 }
