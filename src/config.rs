@@ -155,6 +155,9 @@ pub struct SystemConfig {
     pub csv_crlf: bool,
     pub csv_bom: bool,
     pub filter_groups: Vec<FilterGroup>,
+    /// The system's own drop folder, if it has one: files there are taken
+    /// like the shared inbox's, but its acks may only name this system.
+    pub inbox: Option<PathBuf>,
 }
 
 /// The whole, validated configuration.
@@ -316,6 +319,8 @@ struct RawSystem {
     csv_bom: bool,
     #[serde(default)]
     filter_groups: Vec<RawFilterGroup>,
+    #[serde(default)]
+    inbox: PathBuf,
 }
 
 fn default_format() -> Format {
@@ -526,8 +531,10 @@ impl Config {
                 csv_crlf: s.csv_crlf,
                 csv_bom: s.csv_bom,
                 filter_groups,
+                inbox: (!s.inbox.as_os_str().is_empty()).then(|| resolve(&s.inbox)),
             });
         }
+        bad.extend(check_system_inboxes(&paths, &systems));
 
         if let Some(e) = ConfigError::of(path, bad) {
             return Err(e);
@@ -544,6 +551,64 @@ impl Config {
             },
             systems,
         })
+    }
+}
+
+/// A system's own inbox must be a folder of its own: not one of the five,
+/// not another system's inbox.
+fn check_system_inboxes(p: &Paths, systems: &[SystemConfig]) -> Vec<(String, String)> {
+    let shared = [
+        ("paths.inbox", &p.inbox),
+        ("paths.outbox", &p.outbox),
+        ("paths.archive", &p.archive),
+        ("paths.errors", &p.errors),
+        ("paths.state", &p.state),
+    ];
+    let mut bad = Vec::new();
+    for (i, s) in systems.iter().enumerate() {
+        let Some(inbox) = &s.inbox else { continue };
+        let key = format!("systems[{i}].inbox");
+        if let Some((k, _)) = shared.iter().find(|(_, d)| *d == inbox) {
+            bad.push((
+                key,
+                format!("is the same folder as {k} ({})", inbox.display()),
+            ));
+        } else if let Some(other) = systems[..i]
+            .iter()
+            .find(|o| o.inbox.as_ref() == Some(inbox))
+        {
+            bad.push((
+                key,
+                format!(
+                    "is the same folder as the inbox of system {:?} ({})",
+                    other.id,
+                    inbox.display()
+                ),
+            ));
+        } else if inbox.starts_with(&p.outbox) {
+            bad.push((
+                key,
+                format!(
+                    "{} is inside paths.outbox: export files would be read as input",
+                    inbox.display()
+                ),
+            ));
+        }
+    }
+    bad
+}
+
+impl Config {
+    /// Every inbox: the shared one (`None`), then each system's own, with
+    /// the system's id.
+    pub fn inboxes(&self) -> Vec<(Option<&str>, &Path)> {
+        std::iter::once((None, self.paths.inbox.as_path()))
+            .chain(
+                self.systems
+                    .iter()
+                    .filter_map(|s| Some((Some(s.id.as_str()), s.inbox.as_deref()?))),
+            )
+            .collect()
     }
 }
 

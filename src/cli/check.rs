@@ -23,6 +23,14 @@ pub fn run(c: &Config) -> Result<(), CliError> {
             folder_problem(path, key == "paths.inbox").map(|m| (key.clone(), m))
         })
         .collect();
+    // Systems' own inboxes: real folders (a symlink is refused).
+    for s in &c.systems {
+        if let Some(dir) = &s.inbox
+            && let Some(m) = folder_problem(dir, false)
+        {
+            problems.push((format!("systems {:?} inbox", s.id), m));
+        }
+    }
     // The systems' sub-folders, when the outbox itself is fine.
     if !problems.iter().any(|(k, _)| k == "paths.outbox") {
         for s in &c.systems {
@@ -89,6 +97,14 @@ pub fn run(c: &Config) -> Result<(), CliError> {
             ],
             vec!["csv_crlf".into(), yes(s.csv_crlf)],
             vec!["csv_bom".into(), yes(s.csv_bom)],
+            vec![
+                "inbox".into(),
+                s.inbox
+                    .as_ref()
+                    .map_or("none (the shared inbox only)".into(), |d| {
+                        format!("{} (its acks may only name {})", d.display(), s.id)
+                    }),
+            ],
         ];
         if s.filter_groups.is_empty() {
             rows.push(vec!["filter_groups".into(), "none: every order".into()]);

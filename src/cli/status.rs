@@ -120,7 +120,7 @@ pub fn wait(config: &Config, json: bool, timeout: Duration) -> Result<(), CliErr
 /// still waiting for their ready marker (they are not taken until it comes).
 fn waiting_files(config: &Config) -> Result<usize, CliError> {
     let mut noted = std::collections::HashSet::new();
-    let found = inbox::scan(&config.paths.inbox, &config.inbox, &mut noted)
+    let found = inbox::scan_all(config, &mut noted)
         .map_err(|e| anyhow::anyhow!("scanning the inbox {}: {e}", config.paths.inbox.display()))?;
     Ok(found
         .iter()
