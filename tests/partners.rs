@@ -110,7 +110,8 @@ fn orders_and_files_arrive_through_either_folder() {
 /// waits for files there.
 #[test]
 fn the_daemon_takes_files_from_a_partner_inbox() {
-    let w = Work::new(&PARTNERS.replace("settle = \"0s\"", "settle = \"1s\""));
+    // No rescan: only the watch on the partner's inbox brings its files.
+    let w = Work::new(&PARTNERS.replace("settle = \"0s\"", "settle = \"1s\"\nrescan = \"0s\""));
     let _d = w.start(&[]);
     drop_in(
         &w,
