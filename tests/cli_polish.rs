@@ -204,3 +204,18 @@ fn status_wait_gives_up_after_its_timeout_naming_what_waits() {
         "{err}"
     );
 }
+
+/// `init` where a folder should go but a file is: it says which, and writes
+/// nothing (it used to say only "File exists (os error 17)").
+#[test]
+fn init_names_a_file_in_a_folders_place() {
+    let w = Work::new("");
+    fs::create_dir_all(w.path("site")).unwrap();
+    fs::write(w.path("site/outbox"), "").unwrap();
+    let out = w.cmd(&["init", "site"]);
+    assert_eq!(code(&out), 2);
+    let err = stderr(&out);
+    assert!(err.contains("site/outbox is not a folder"), "{err}");
+    assert!(!err.contains("File exists"), "{err}");
+    assert!(!w.path("site/config.toml").exists());
+}
