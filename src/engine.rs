@@ -348,19 +348,21 @@ impl Engine {
         // never be rejected under its own name and would stay in the inbox
         // forever. It goes to errors/ under a shortened name instead; the
         // report gives the original one, so nothing is lost.
-        let short = inbox::shortened(&c.name);
+        let short = inbox::shortened(&c.kept_name());
         let c = &match &short {
             Some(name) => {
                 problems.push(Problem::new(
                     "file",
                     format!(
                         "the name is {} bytes, too long to keep beside its report: kept as {name:?}; original name: {:?}",
-                        c.name.len(),
+                        c.kept_name().len(),
                         c.label()
                     ),
                 ));
+                // Kept under exactly this name, prefix included.
                 Candidate {
                     name: name.clone(),
+                    system: None,
                     ..c.clone()
                 }
             }

@@ -48,15 +48,12 @@ impl Candidate {
 
     /// The name it is kept under in `archive/` and `errors/`: its own name
     /// from the shared inbox, `erp--acks.csv` from system erp's inbox (no
-    /// sub-folders there, so the two never share a name by accident), cut
-    /// to fit beside the longest suffixes (see [`shortened`]).
+    /// sub-folders there, so the two never share a name by accident). Too
+    /// long a name is cut where it is kept (see [`shortened`]).
     pub fn kept_name(&self) -> String {
         match &self.system {
             None => self.name.clone(),
-            Some(s) => {
-                let name = format!("{s}--{}", self.name);
-                shortened(&name).unwrap_or(name)
-            }
+            Some(s) => format!("{s}--{}", self.name),
         }
     }
 
@@ -562,7 +559,15 @@ pub fn archive(
     let day = Dir::create(&config.paths.archive)?.sub(&now.format("%Y-%m-%d").to_string(), true)?;
     let mut tries = 0;
     let to = loop {
-        let name = day.free_name(&c.kept_name(), &[])?;
+        // Room for a numeric suffix within NAME_MAX (a partner's prefix can
+        // make a name too long for the folder).
+        let kept = c.kept_name();
+        let kept = if kept.len() > 255 - 6 {
+            shortened(&kept).unwrap_or(kept)
+        } else {
+            kept
+        };
+        let name = day.free_name(&kept, &[])?;
         match day.move_in_unsynced(&c.path, &name) {
             Err(e) if e.kind() == io::ErrorKind::AlreadyExists && tries < NAME_RACES => tries += 1,
             other => break other?,

@@ -19,7 +19,8 @@ id = "wms"
 "#;
 
 fn drop_in(w: &Work, folder: &str, name: &str, content: impl AsRef<[u8]>) {
-    let tmp = w.path(&format!("{folder}/.{name}.tmp"));
+    // A short hidden temporary name: the final name may be 255 bytes.
+    let tmp = w.path(&format!("{folder}/.upload.tmp"));
     fs::write(&tmp, content).unwrap();
     fs::rename(&tmp, w.path(&format!("{folder}/{name}"))).unwrap();
 }
@@ -198,4 +199,40 @@ fn partner_inboxes_are_folders_of_their_own() {
         err.contains("systems[2].inbox: is the same folder as the inbox of system \"a\""),
         "{err}"
     );
+}
+
+/// The `erp--` prefix can make a name too long for `errors/` or even for
+/// the folder: such files are still rejected or archived (under a shortened
+/// name, the report giving the original), never stuck in the inbox.
+#[test]
+fn long_names_from_a_partner_inbox_are_kept_shortened() {
+    let w = Work::new(PARTNERS);
+    fs::create_dir_all(w.path("partners/erp/inbox")).unwrap();
+    let bad = format!("{}.json", "b".repeat(240));
+    let good = format!("{}.csv", "g".repeat(250));
+    drop_in(&w, "partners/erp/inbox", &bad, "{}");
+    drop_in(&w, "partners/erp/inbox", &good, "sku,in_stock\nA,1\n");
+    w.run_once();
+    assert!(common::names(&w.path("partners/erp/inbox")).is_empty());
+    let errors = common::names(&w.path("errors"));
+    let report = errors
+        .iter()
+        .find(|n| n.ends_with(".error.txt"))
+        .expect("a report");
+    assert!(
+        report.starts_with("erp--bbb") && report.contains('…'),
+        "{report}"
+    );
+    let text = fs::read_to_string(w.path(&format!("errors/{report}"))).unwrap();
+    assert!(
+        text.contains(&format!("original name: \"erp/{bad}\"")),
+        "{text}"
+    );
+    let kept = archived(&w);
+    assert_eq!(kept.len(), 1);
+    assert!(
+        kept[0].starts_with("erp--ggg") && kept[0].ends_with(".csv"),
+        "{kept:?}"
+    );
+    assert_eq!(w.stock("A"), (1, 0, 1));
 }
