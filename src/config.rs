@@ -194,9 +194,13 @@ impl Config {
 }
 
 // ---- the file as written -------------------------------------------------
+//
+// No `deny_unknown_fields`: unknown keys are collected by `serde_ignored`
+// while reading (see `Config::parse`), so that all of them are reported in
+// one run, together with every bad value, instead of the first alone.
 
 #[derive(Deserialize, Default)]
-#[serde(deny_unknown_fields, default)]
+#[serde(default)]
 struct RawConfig {
     paths: RawPaths,
     inbox: RawInbox,
@@ -206,7 +210,7 @@ struct RawConfig {
 }
 
 #[derive(Deserialize)]
-#[serde(deny_unknown_fields, default)]
+#[serde(default)]
 struct RawPaths {
     inbox: PathBuf,
     outbox: PathBuf,
@@ -228,7 +232,7 @@ impl Default for RawPaths {
 }
 
 #[derive(Deserialize)]
-#[serde(deny_unknown_fields, default)]
+#[serde(default)]
 struct RawInbox {
     #[serde(with = "humantime_serde")]
     settle: Duration,
@@ -260,7 +264,7 @@ impl Default for RawInbox {
 pub const DEFAULT_IGNORE: &[&str] = &[".*", "*.tmp", "*.part", "*.partial", "*.filepart", "~*"];
 
 #[derive(Deserialize)]
-#[serde(deny_unknown_fields, default)]
+#[serde(default)]
 struct RawInventory {
     allow_negative: bool,
 }
@@ -274,7 +278,7 @@ impl Default for RawInventory {
 }
 
 #[derive(Deserialize)]
-#[serde(deny_unknown_fields, default)]
+#[serde(default)]
 struct RawStore {
     cache_capacity: Size,
 }
@@ -288,7 +292,6 @@ impl Default for RawStore {
 }
 
 #[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
 struct RawSystem {
     id: String,
     #[serde(default = "default_format")]
@@ -377,6 +380,22 @@ pub fn parse_size(text: &str) -> Result<u64, String> {
         .ok_or_else(|| format!("size {text:?} is too large"))
 }
 
+/// A key's path as the other messages name keys: `systems[1].batch`.
+fn key_path(p: &serde_ignored::Path) -> String {
+    use serde_ignored::Path as P;
+    match p {
+        P::Root => String::new(),
+        P::Seq { parent, index } => format!("{}[{index}]", key_path(parent)),
+        P::Map { parent, key } => match key_path(parent) {
+            head if head.is_empty() => key.clone(),
+            head => format!("{head}.{key}"),
+        },
+        P::Some { parent } | P::NewtypeStruct { parent } | P::NewtypeVariant { parent } => {
+            key_path(parent)
+        }
+    }
+}
+
 /// Whether `id` is a safe system id: `[A-Za-z0-9_-]{1,64}`.
 pub fn valid_system_id(id: &str) -> bool {
     (1..=64).contains(&id.len())
@@ -400,12 +419,22 @@ impl Config {
     /// Parses config `text` as if read from `path` (relative paths resolve
     /// against `path`'s folder).
     pub fn parse(text: &str, path: &Path) -> Result<Config, ConfigError> {
-        let raw: RawConfig = toml::from_str(text).map_err(|e| ConfigError::Parse {
+        let syntax = |e: toml::de::Error| ConfigError::Parse {
             path: path.to_path_buf(),
             message: e.to_string().trim_end().to_string(),
-        })?;
-        // Every value problem is collected, so one run shows them all.
-        let mut bad: Vec<(String, String)> = Vec::new();
+        };
+        // Unknown keys are noted, not fatal, so that every mistake is
+        // reported in one run; a syntax error or a wrong type still stops
+        // the reading there.
+        let mut unknown: Vec<String> = Vec::new();
+        let de = toml::Deserializer::parse(text).map_err(syntax)?;
+        let raw: RawConfig =
+            serde_ignored::deserialize(de, |p| unknown.push(key_path(&p))).map_err(syntax)?;
+        // Every problem is collected, so one run shows them all.
+        let mut bad: Vec<(String, String)> = unknown
+            .into_iter()
+            .map(|k| (k, "unknown key".to_string()))
+            .collect();
         let base = path
             .parent()
             .filter(|p| !p.as_os_str().is_empty())

@@ -20,9 +20,9 @@ pub fn eligible(system: &SystemConfig, doc: &Value) -> bool {
         && system.filter_groups.iter().all(|g| g.matches(doc))
 }
 
-/// A filter group as written in the config.
+/// A filter group as written in the config. Unknown keys are reported by
+/// the config's reading (`serde_ignored`), with every other mistake.
 #[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
 pub struct RawFilterGroup {
     #[serde(default)]
     or: bool,
@@ -31,7 +31,6 @@ pub struct RawFilterGroup {
 }
 
 #[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
 struct RawFilter {
     key: String,
     operator: String,

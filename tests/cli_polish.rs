@@ -86,22 +86,24 @@ fn a_file_where_a_folder_belongs_is_named_by_check_and_run() {
     assert!(!err.contains("File exists"), "{err}");
 }
 
-/// Several mistakes in one config are all reported in one run (it used to
-/// stop at the first).
+/// Several mistakes in one config — bad values and unknown keys — are all
+/// reported in one run (it used to stop at the first).
 #[test]
 fn every_config_mistake_is_reported_in_one_run() {
     let w = Work::new(concat!(
-        "[inbox]\nmax_file_size = 0\n",
+        "[inbox]\nmax_file_size = 0\nsetle = \"1s\"\n",
         "[store]\ncache_capacity = \"1KiB\"\n",
         "[[systems]]\nid = \"a/b\"\nbatch_size = 0\n",
-        "[[systems]]\nid = \"erp\"\ncsv_delimiter = \"ab\"\n",
+        "[[systems]]\nid = \"erp\"\ncsv_delimiter = \"ab\"\nbatchsize = 5\n",
         "[[systems.filter_groups]]\nfilters = [{ key = \"colour\", operator = \"eq\", value = \"x\" }]\n",
     ));
     let out = w.cmd(&["check"]);
     assert_eq!(code(&out), 2);
     let err = stderr(&out);
     for key in [
-        "6 problems",
+        "8 problems",
+        "inbox.setle: unknown key",
+        "systems[1].batchsize: unknown key",
         "inbox.max_file_size: must be greater than 0",
         "store.cache_capacity: must be at least 1MiB",
         "systems[0].id: ",
