@@ -33,6 +33,37 @@ pub enum ConfigError {
         key: String,
         message: String,
     },
+    /// Several values that parse but are not allowed: all of them, so one
+    /// run shows every mistake.
+    #[error("config {path}: {} problems:{}", problems.len(), list(problems))]
+    Problems {
+        path: PathBuf,
+        /// (key, message), in the file's order.
+        problems: Vec<(String, String)>,
+    },
+}
+
+impl ConfigError {
+    /// The error for these problems (key, message): [`ConfigError::Invalid`]
+    /// for one, [`ConfigError::Problems`] for several; `None` for none.
+    pub fn of(path: &Path, mut problems: Vec<(String, String)>) -> Option<ConfigError> {
+        let path = path.to_path_buf();
+        match problems.len() {
+            0 => None,
+            1 => {
+                let (key, message) = problems.remove(0);
+                Some(ConfigError::Invalid { path, key, message })
+            }
+            _ => Some(ConfigError::Problems { path, problems }),
+        }
+    }
+}
+
+fn list(problems: &[(String, String)]) -> String {
+    problems
+        .iter()
+        .map(|(k, m)| format!("\n  {k}: {m}"))
+        .collect()
 }
 
 /// How inbox CSV files are decoded (JSON is always UTF-8).
@@ -124,6 +155,9 @@ pub struct SystemConfig {
     pub csv_crlf: bool,
     pub csv_bom: bool,
     pub filter_groups: Vec<FilterGroup>,
+    /// The system's own drop folder, if it has one: files there are taken
+    /// like the shared inbox's, but its acks may only name this system.
+    pub inbox: Option<PathBuf>,
 }
 
 /// The whole, validated configuration.
@@ -160,9 +194,13 @@ impl Config {
 }
 
 // ---- the file as written -------------------------------------------------
+//
+// No `deny_unknown_fields`: unknown keys are collected by `serde_ignored`
+// while reading (see `Config::parse`), so that all of them are reported in
+// one run, together with every bad value, instead of the first alone.
 
 #[derive(Deserialize, Default)]
-#[serde(deny_unknown_fields, default)]
+#[serde(default)]
 struct RawConfig {
     paths: RawPaths,
     inbox: RawInbox,
@@ -172,7 +210,7 @@ struct RawConfig {
 }
 
 #[derive(Deserialize)]
-#[serde(deny_unknown_fields, default)]
+#[serde(default)]
 struct RawPaths {
     inbox: PathBuf,
     outbox: PathBuf,
@@ -194,7 +232,7 @@ impl Default for RawPaths {
 }
 
 #[derive(Deserialize)]
-#[serde(deny_unknown_fields, default)]
+#[serde(default)]
 struct RawInbox {
     #[serde(with = "humantime_serde")]
     settle: Duration,
@@ -226,7 +264,7 @@ impl Default for RawInbox {
 pub const DEFAULT_IGNORE: &[&str] = &[".*", "*.tmp", "*.part", "*.partial", "*.filepart", "~*"];
 
 #[derive(Deserialize)]
-#[serde(deny_unknown_fields, default)]
+#[serde(default)]
 struct RawInventory {
     allow_negative: bool,
 }
@@ -240,7 +278,7 @@ impl Default for RawInventory {
 }
 
 #[derive(Deserialize)]
-#[serde(deny_unknown_fields, default)]
+#[serde(default)]
 struct RawStore {
     cache_capacity: Size,
 }
@@ -254,7 +292,6 @@ impl Default for RawStore {
 }
 
 #[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
 struct RawSystem {
     id: String,
     #[serde(default = "default_format")]
@@ -285,6 +322,8 @@ struct RawSystem {
     csv_bom: bool,
     #[serde(default)]
     filter_groups: Vec<RawFilterGroup>,
+    #[serde(default)]
+    inbox: PathBuf,
 }
 
 fn default_format() -> Format {
@@ -341,6 +380,22 @@ pub fn parse_size(text: &str) -> Result<u64, String> {
         .ok_or_else(|| format!("size {text:?} is too large"))
 }
 
+/// A key's path as the other messages name keys: `systems[1].batch`.
+fn key_path(p: &serde_ignored::Path) -> String {
+    use serde_ignored::Path as P;
+    match p {
+        P::Root => String::new(),
+        P::Seq { parent, index } => format!("{}[{index}]", key_path(parent)),
+        P::Map { parent, key } => match key_path(parent) {
+            head if head.is_empty() => key.clone(),
+            head => format!("{head}.{key}"),
+        },
+        P::Some { parent } | P::NewtypeStruct { parent } | P::NewtypeVariant { parent } => {
+            key_path(parent)
+        }
+    }
+}
+
 /// Whether `id` is a safe system id: `[A-Za-z0-9_-]{1,64}`.
 pub fn valid_system_id(id: &str) -> bool {
     (1..=64).contains(&id.len())
@@ -364,15 +419,22 @@ impl Config {
     /// Parses config `text` as if read from `path` (relative paths resolve
     /// against `path`'s folder).
     pub fn parse(text: &str, path: &Path) -> Result<Config, ConfigError> {
-        let raw: RawConfig = toml::from_str(text).map_err(|e| ConfigError::Parse {
+        let syntax = |e: toml::de::Error| ConfigError::Parse {
             path: path.to_path_buf(),
             message: e.to_string().trim_end().to_string(),
-        })?;
-        let invalid = |key: String, message: String| ConfigError::Invalid {
-            path: path.to_path_buf(),
-            key,
-            message,
         };
+        // Unknown keys are noted, not fatal, so that every mistake is
+        // reported in one run; a syntax error or a wrong type still stops
+        // the reading there.
+        let mut unknown: Vec<String> = Vec::new();
+        let de = toml::Deserializer::parse(text).map_err(syntax)?;
+        let raw: RawConfig =
+            serde_ignored::deserialize(de, |p| unknown.push(key_path(&p))).map_err(syntax)?;
+        // Every problem is collected, so one run shows them all.
+        let mut bad: Vec<(String, String)> = unknown
+            .into_iter()
+            .map(|k| (k, "unknown key".to_string()))
+            .collect();
         let base = path
             .parent()
             .filter(|p| !p.as_os_str().is_empty())
@@ -391,32 +453,36 @@ impl Config {
             errors: resolve(&raw.paths.errors),
             state: resolve(&raw.paths.state),
         };
-        check_distinct_paths(&paths).map_err(|(k, m)| invalid(k, m))?;
+        bad.extend(check_distinct_paths(&paths));
 
         let mut globs = GlobSetBuilder::new();
         for (i, pat) in raw.inbox.ignore.iter().enumerate() {
-            let glob = Glob::new(pat)
-                .map_err(|e| invalid(format!("inbox.ignore[{i}]"), e.kind().to_string()))?;
-            globs.add(glob);
+            match Glob::new(pat) {
+                Ok(glob) => {
+                    globs.add(glob);
+                }
+                Err(e) => bad.push((format!("inbox.ignore[{i}]"), e.kind().to_string())),
+            }
         }
-        let ignore = globs
-            .build()
-            .map_err(|e| invalid("inbox.ignore".into(), e.to_string()))?;
+        let ignore = globs.build().unwrap_or_else(|e| {
+            bad.push(("inbox.ignore".into(), e.to_string()));
+            GlobSet::empty()
+        });
         let marker = raw.inbox.ready_marker.clone();
         if marker.contains('/') || marker.contains('\\') || marker == "." || marker == ".." {
-            return Err(invalid(
+            bad.push((
                 "inbox.ready_marker".into(),
                 format!("{marker:?} must be a file name suffix such as \".done\""),
             ));
         }
         if raw.inbox.max_file_size.0 == 0 {
-            return Err(invalid(
+            bad.push((
                 "inbox.max_file_size".into(),
                 "must be greater than 0".into(),
             ));
         }
         if raw.store.cache_capacity.0 < 1 << 20 {
-            return Err(invalid(
+            bad.push((
                 "store.cache_capacity".into(),
                 format!(
                     "must be at least 1MiB, got {} bytes",
@@ -440,47 +506,43 @@ impl Config {
         for (i, s) in raw.systems.into_iter().enumerate() {
             let key = |k: &str| format!("systems[{i}].{k}");
             if !valid_system_id(&s.id) {
-                return Err(invalid(
+                bad.push((
                     key("id"),
                     format!("{:?} must be 1 to 64 of A-Z a-z 0-9 _ -", s.id),
                 ));
-            }
-            if !seen.insert(s.id.clone()) {
-                return Err(invalid(
-                    key("id"),
-                    format!("duplicate system id {:?}", s.id),
-                ));
+            } else if !seen.insert(s.id.clone()) {
+                bad.push((key("id"), format!("duplicate system id {:?}", s.id)));
             }
             if s.batch_size < 1 {
-                return Err(invalid(
+                bad.push((
                     key("batch_size"),
                     format!("must be at least 1, got {}", s.batch_size),
                 ));
             }
             if s.auto_ack_regulate && !s.auto_ack {
-                return Err(invalid(
-                    key("auto_ack_regulate"),
-                    "needs auto_ack = true".into(),
-                ));
+                bad.push((key("auto_ack_regulate"), "needs auto_ack = true".into()));
             }
             let delim = match s.csv_delimiter.as_bytes() {
                 [b] if b.is_ascii() && !matches!(b, b'"' | b'\r' | b'\n') => *b,
                 _ => {
-                    return Err(invalid(
+                    bad.push((
                         key("csv_delimiter"),
                         format!(
                             "{:?} must be one ASCII character (not a quote or newline)",
                             s.csv_delimiter
                         ),
                     ));
+                    b','
                 }
             };
             let mut filter_groups = Vec::with_capacity(s.filter_groups.len());
             for (g, raw_group) in s.filter_groups.into_iter().enumerate() {
-                let group = FilterGroup::compile(raw_group).map_err(|(k, m)| {
-                    invalid(format!("{}{k}", key(&format!("filter_groups[{g}]"))), m)
-                })?;
-                filter_groups.push(group);
+                match FilterGroup::compile(raw_group) {
+                    Ok(group) => filter_groups.push(group),
+                    Err((k, m)) => {
+                        bad.push((format!("{}{k}", key(&format!("filter_groups[{g}]"))), m))
+                    }
+                }
             }
             systems.push(SystemConfig {
                 id: s.id,
@@ -498,9 +560,14 @@ impl Config {
                 csv_crlf: s.csv_crlf,
                 csv_bom: s.csv_bom,
                 filter_groups,
+                inbox: (!s.inbox.as_os_str().is_empty()).then(|| resolve(&s.inbox)),
             });
         }
+        bad.extend(check_system_inboxes(&paths, &systems));
 
+        if let Some(e) = ConfigError::of(path, bad) {
+            return Err(e);
+        }
         Ok(Config {
             file: path.to_path_buf(),
             paths,
@@ -516,13 +583,71 @@ impl Config {
     }
 }
 
+/// A system's own inbox must be a folder of its own: not one of the five,
+/// not another system's inbox.
+fn check_system_inboxes(p: &Paths, systems: &[SystemConfig]) -> Vec<(String, String)> {
+    let shared = [
+        ("paths.inbox", &p.inbox),
+        ("paths.outbox", &p.outbox),
+        ("paths.archive", &p.archive),
+        ("paths.errors", &p.errors),
+        ("paths.state", &p.state),
+    ];
+    let mut bad = Vec::new();
+    for (i, s) in systems.iter().enumerate() {
+        let Some(inbox) = &s.inbox else { continue };
+        let key = format!("systems[{i}].inbox");
+        if let Some((k, _)) = shared.iter().find(|(_, d)| *d == inbox) {
+            bad.push((
+                key,
+                format!("is the same folder as {k} ({})", inbox.display()),
+            ));
+        } else if let Some(other) = systems[..i]
+            .iter()
+            .find(|o| o.inbox.as_ref() == Some(inbox))
+        {
+            bad.push((
+                key,
+                format!(
+                    "is the same folder as the inbox of system {:?} ({})",
+                    other.id,
+                    inbox.display()
+                ),
+            ));
+        } else if inbox.starts_with(&p.outbox) {
+            bad.push((
+                key,
+                format!(
+                    "{} is inside paths.outbox: export files would be read as input",
+                    inbox.display()
+                ),
+            ));
+        }
+    }
+    bad
+}
+
+impl Config {
+    /// Every inbox: the shared one (`None`), then each system's own, with
+    /// the system's id.
+    pub fn inboxes(&self) -> Vec<(Option<&str>, &Path)> {
+        std::iter::once((None, self.paths.inbox.as_path()))
+            .chain(
+                self.systems
+                    .iter()
+                    .filter_map(|s| Some((Some(s.id.as_str()), s.inbox.as_deref()?))),
+            )
+            .collect()
+    }
+}
+
 fn nonzero(d: Duration) -> Option<Duration> {
     (!d.is_zero()).then_some(d)
 }
 
 /// The five folders must be different, and none may lie inside the inbox:
 /// otherwise archived files would be read again, or exports taken as input.
-fn check_distinct_paths(p: &Paths) -> Result<(), (String, String)> {
+fn check_distinct_paths(p: &Paths) -> Vec<(String, String)> {
     let all = [
         ("paths.inbox", &p.inbox),
         ("paths.outbox", &p.outbox),
@@ -533,14 +658,14 @@ fn check_distinct_paths(p: &Paths) -> Result<(), (String, String)> {
     for (i, (ka, a)) in all.iter().enumerate() {
         for (kb, b) in &all[i + 1..] {
             if a == b {
-                return Err((
+                return vec![(
                     kb.to_string(),
                     format!("is the same folder as {ka} ({})", a.display()),
-                ));
+                )];
             }
         }
     }
-    Ok(())
+    Vec::new()
 }
 
 impl fmt::Display for Format {
@@ -616,6 +741,31 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(e.contains("paths.archive"), "{e}");
+    }
+
+    /// Several mistakes are reported in one run, each naming its key (it
+    /// used to stop at the first).
+    #[test]
+    fn every_mistake_is_reported_at_once() {
+        let e = parse(concat!(
+            "[inbox]\nready_marker = \"a/b\"\n",
+            "[[systems]]\nid = \"a b\"\nbatch_size = 0\n",
+            "[[systems]]\nid = \"erp\"\ncsv_delimiter = \";;\"\nauto_ack_regulate = true\n",
+            "[[systems.filter_groups]]\nfilters = [{ key = \"nope\", operator = \"eq\", value = \"x\" }]\n",
+        ))
+        .unwrap_err()
+        .to_string();
+        for key in [
+            "6 problems",
+            "\n  inbox.ready_marker: ",
+            "\n  systems[0].id: ",
+            "\n  systems[0].batch_size: ",
+            "\n  systems[1].auto_ack_regulate: ",
+            "\n  systems[1].csv_delimiter: ",
+            "\n  systems[1].filter_groups[0]",
+        ] {
+            assert!(e.contains(key), "{key:?} missing in {e}");
+        }
     }
 
     #[test]

@@ -92,7 +92,12 @@ pub fn run(config: Config) -> anyhow::Result<()> {
         }));
     }
 
-    let inbox_dir = engine.config.paths.inbox.clone();
+    let inbox_dirs: Vec<PathBuf> = engine
+        .config
+        .inboxes()
+        .into_iter()
+        .map(|(_, d)| d.to_path_buf())
+        .collect();
     let poll = engine.config.inbox.poll;
     let mut watcher: Option<RecommendedWatcher> = None;
     let events = tx.clone();
@@ -101,7 +106,7 @@ pub fn run(config: Config) -> anyhow::Result<()> {
             return false;
         }
         watcher = None; // the old watch, if any, is dead or about to be
-        match watch(&inbox_dir, events.clone()) {
+        match watch(&inbox_dirs, events.clone()) {
             Ok(w) => {
                 watcher = Some(w);
                 true
@@ -126,7 +131,9 @@ pub fn run(config: Config) -> anyhow::Result<()> {
 /// Turns file system events into hints. The callback only converts and
 /// `try_send`s: it never blocks the watcher's thread. A full channel drops
 /// the hint; the loop notices (see [`HINTS`]).
-fn watch(dir: &std::path::Path, tx: SyncSender<Hint>) -> notify::Result<RecommendedWatcher> {
+/// Every inbox (the shared one and the systems' own) is watched; if one
+/// cannot be, the caller polls them all.
+fn watch(dirs: &[PathBuf], tx: SyncSender<Hint>) -> notify::Result<RecommendedWatcher> {
     let mut w = notify::recommended_watcher(move |res: notify::Result<notify::Event>| {
         let ev = match res {
             Ok(ev) if !ev.need_rescan() => ev,
@@ -152,7 +159,9 @@ fn watch(dir: &std::path::Path, tx: SyncSender<Hint>) -> notify::Result<Recommen
             None => {}
         }
     })?;
-    w.watch(dir, RecursiveMode::NonRecursive)?;
+    for dir in dirs {
+        w.watch(dir, RecursiveMode::NonRecursive)?;
+    }
     Ok(w)
 }
 
@@ -296,7 +305,10 @@ pub fn run_loop(
 ) -> anyhow::Result<()> {
     let cfg = &engine.config;
     let inbox_dir = &cfg.paths.inbox;
-    let mut inbox_id = identity(inbox_dir);
+    // Every inbox's identity: one replaced is watched again.
+    let identities =
+        || -> Vec<Option<(u64, u64)>> { cfg.inboxes().iter().map(|(_, d)| identity(d)).collect() };
+    let mut inbox_id = identities();
     let mut watching = watch();
     tracing::info!(
         inbox = %inbox_dir.display(),
@@ -354,16 +366,16 @@ pub fn run_loop(
             return Err(e.into());
         }
         let store_down = store_retry.is_some_and(|(_, at)| at > Instant::now());
-        let id = identity(inbox_dir);
+        let id = identities();
         if id != inbox_id {
-            if id.is_some() {
+            if id.iter().all(Option::is_some) {
                 tracing::warn!(inbox = %inbox_dir.display(), "the inbox folder was replaced (remounted?): watching it again");
                 watching = watch();
                 settle.events_lost();
             }
             inbox_id = id;
         }
-        let candidates = match inbox::scan(inbox_dir, &cfg.inbox, &mut noted) {
+        let candidates = match inbox::scan_all(cfg, &mut noted) {
             Ok(c) => {
                 if scan_failing {
                     tracing::info!(inbox = %inbox_dir.display(), "inbox readable again");
@@ -429,7 +441,7 @@ pub fn run_loop(
                     Ok(outcome) => {
                         store_ok(&mut store_retry);
                         if let Some((n, _)) = retry.remove(&c.path) {
-                            tracing::info!(file = ?c.name, attempts = n + 1, "processed after earlier failures");
+                            tracing::info!(file = ?c.label(), attempts = n + 1, "processed after earlier failures");
                         }
                         if matches!(outcome, Outcome::NotReady) {
                             continue;
@@ -453,9 +465,9 @@ pub fn run_loop(
                         // apart, forever) only at debug, so one stuck file
                         // does not flood the log. The others go on meanwhile.
                         if attempts == 1 {
-                            tracing::error!(file = ?c.name, error = %e, "could not process; the file stays in the inbox and is retried with backoff");
+                            tracing::error!(file = ?c.label(), error = %e, "could not process; the file stays in the inbox and is retried with backoff");
                         } else {
-                            tracing::debug!(file = ?c.name, error = %e, attempts, retry_in = ?wait, "still cannot process");
+                            tracing::debug!(file = ?c.label(), error = %e, attempts, retry_in = ?wait, "still cannot process");
                         }
                         retry.insert(c.path.clone(), (attempts, Instant::now() + wait));
                     }

@@ -26,12 +26,14 @@ use crate::store::{Applied, ApplyError, Context, Store, StoreError};
 /// A failure that stops processing (the file in hand stays in the inbox).
 #[derive(Debug, thiserror::Error)]
 pub enum EngineError {
-    // The path is quoted and escaped: inbox names may hold newlines.
-    #[error("{what} {path:?}: {source}")]
+    // The path is quoted and escaped: inbox names may hold newlines. The
+    // cause is in the message, and deliberately not a `source`: an error
+    // chain printed with `{:#}` would say it twice.
+    #[error("{what} {path:?}: {error}")]
     Io {
         what: &'static str,
         path: PathBuf,
-        source: io::Error,
+        error: io::Error,
     },
     #[error(transparent)]
     Store(#[from] StoreError),
@@ -51,10 +53,10 @@ impl EngineError {
 }
 
 fn io_err<'a>(what: &'static str, path: &'a Path) -> impl FnOnce(io::Error) -> EngineError + 'a {
-    move |source| EngineError::Io {
+    move |error| EngineError::Io {
         what,
         path: path.to_path_buf(),
-        source,
+        error,
     }
 }
 
@@ -110,7 +112,13 @@ impl Engine {
     /// later (files stay in the inbox, orders stay pending).
     pub fn open(config: Config) -> Result<Engine, EngineError> {
         let p = &config.paths;
-        std::fs::create_dir_all(&p.inbox).map_err(io_err("creating folder", &p.inbox))?;
+        // The inbox may be a symlink to a folder (it is read, never
+        // written into), but it must be a folder.
+        if p.inbox.exists() && !p.inbox.is_dir() {
+            let e = io::Error::new(io::ErrorKind::NotADirectory, "is not a folder");
+            return Err(io_err("the inbox", &p.inbox)(e));
+        }
+        std::fs::create_dir_all(&p.inbox).map_err(io_err("creating the inbox", &p.inbox))?;
         Dir::create(&p.state).map_err(io_err("opening the state folder", &p.state))?;
         let usable = |dir: &Path, opened: std::io::Result<Dir>| match opened {
             Ok(d) => Some(d),
@@ -120,6 +128,10 @@ impl Engine {
             }
         };
         usable(&p.archive, Dir::create(&p.archive));
+        // Systems' own inboxes: real folders only, like the others.
+        for (_, dir) in config.inboxes().into_iter().skip(1) {
+            usable(dir, Dir::create(dir));
+        }
         let errors = usable(&p.errors, Dir::create(&p.errors));
         let outboxes: Vec<Dir> = match usable(&p.outbox, Dir::create(&p.outbox)) {
             Some(outbox) => config
@@ -262,10 +274,12 @@ impl Engine {
             now: now.timestamp_millis(),
             systems: &self.config.systems,
             allow_negative: self.config.inventory.allow_negative,
+            // A system's own inbox takes acks for that system only.
+            only_system: c.system.as_deref(),
         };
         match self
             .store
-            .apply(&c.name, &sha256, input, &parsed.problems, &ctx)
+            .apply(&c.label(), &sha256, input, &parsed.problems, &ctx)
         {
             // The record may only be in memory, from an apply whose flush
             // failed: the group's flush makes it durable before the file goes.
@@ -281,7 +295,7 @@ impl Engine {
             })),
             Err(ApplyError::Rejected(problems)) => self.reject(c, problems).map(Step::Done),
             Err(ApplyError::Interrupted) => {
-                tracing::info!(file = ?c.name, "stopping: the file is left in the inbox and resumed at the next start");
+                tracing::info!(file = ?c.label(), "stopping: the file is left in the inbox and resumed at the next start");
                 Ok(Step::Done(Outcome::NotReady))
             }
             Err(ApplyError::Store(e)) => Err(e.into()),
@@ -294,7 +308,7 @@ impl Engine {
             // Renamed over (or removed) since it was read: what is at the
             // name now was not applied and is not moved; the next scan
             // judges it on its own.
-            tracing::warn!(file = ?c.name, "applied, but replaced at its name before it could be archived: what is there now is left for the next scan");
+            tracing::warn!(file = ?c.label(), "applied, but replaced at its name before it could be archived: what is there now is left for the next scan");
             return Ok(match staged.summary {
                 None => Outcome::AlreadyApplied(c.path.clone()),
                 Some(_) => Outcome::Applied(c.path.clone()),
@@ -304,12 +318,12 @@ impl Engine {
             inbox::archive(&self.config, c, staged.now).map_err(io_err("archiving", &c.path))?;
         match staged.summary {
             None => {
-                tracing::info!(file = ?c.name, to = ?to, "already applied (same name and content): archived without effect");
+                tracing::info!(file = ?c.label(), to = ?to, "already applied (same name and content): archived without effect");
                 Ok(Outcome::AlreadyApplied(to))
             }
             Some(s) => {
                 tracing::info!(
-                    file = ?c.name, kind = staged.kind, new = s.new_orders, updated = s.updated_orders,
+                    file = ?c.label(), kind = staged.kind, new = s.new_orders, updated = s.updated_orders,
                     duplicates = s.duplicate_orders, acks = s.acks, regulated = s.regulated,
                     stock_rows = s.stock_rows, to = ?to, "applied"
                 );
@@ -322,26 +336,28 @@ impl Engine {
         if !c.still_there() {
             // What was judged is gone; whatever is at the name now is not
             // moved with a report that is not about it.
-            tracing::warn!(file = ?c.name, "rejected, but replaced at its name before it could be moved: what is there now is left for the next scan");
+            tracing::warn!(file = ?c.label(), "rejected, but replaced at its name before it could be moved: what is there now is left for the next scan");
             return Ok(Outcome::NotReady);
         }
         // A name too long to take `.error.txt` (NAME_MAX is 255 bytes) could
         // never be rejected under its own name and would stay in the inbox
         // forever. It goes to errors/ under a shortened name instead; the
         // report gives the original one, so nothing is lost.
-        let short = shortened(&c.name);
+        let short = inbox::shortened(&c.kept_name());
         let c = &match &short {
             Some(name) => {
                 problems.push(Problem::new(
                     "file",
                     format!(
                         "the name is {} bytes, too long to keep beside its report: kept as {name:?}; original name: {:?}",
-                        c.name.len(),
-                        c.name
+                        c.kept_name().len(),
+                        c.label()
                     ),
                 ));
+                // Kept under exactly this name, prefix included.
                 Candidate {
                     name: name.clone(),
+                    system: None,
                     ..c.clone()
                 }
             }
@@ -349,7 +365,7 @@ impl Engine {
         };
         let to = inbox::reject(&self.config, c, &problems).map_err(io_err("rejecting", &c.path))?;
         tracing::warn!(
-            file = ?c.name, problems = problems.len(), first = ?problems.first().map(ToString::to_string).unwrap_or_default(),
+            file = ?c.label(), problems = problems.len(), first = ?problems.first().map(ToString::to_string).unwrap_or_default(),
             report = ?format!("{}{}", to.display(), inbox::ERROR_SUFFIX), "rejected"
         );
         Ok(Outcome::Rejected(to, problems))
@@ -386,8 +402,8 @@ impl Engine {
         let mut skipped = HashSet::new();
         let inbox_dir = &self.config.paths.inbox;
         loop {
-            let mut candidates = inbox::scan(inbox_dir, &self.config.inbox, &mut noted)
-                .map_err(io_err("scanning", inbox_dir))?;
+            let mut candidates =
+                inbox::scan_all(&self.config, &mut noted).map_err(io_err("scanning", inbox_dir))?;
             candidates.retain(|c| !skipped.contains(&c.path));
             if candidates.is_empty() {
                 break;
@@ -409,7 +425,7 @@ impl Engine {
                         Ok(outcome) => stats.count(&outcome),
                         Err(e) if e.store_error().is_some() => return Err(e),
                         Err(e) => {
-                            tracing::error!(file = ?c.name, error = %e, "could not process; left in the inbox, going on with the other files");
+                            tracing::error!(file = ?c.label(), error = %e, "could not process; left in the inbox, going on with the other files");
                             stats.failed.push((c.name.clone(), e.to_string()));
                             skipped.insert(c.path.clone());
                         }
@@ -462,37 +478,16 @@ impl DrainStats {
     }
 }
 
-/// The longest inbox name kept as is in `errors/`: room for the report's
-/// suffix and a numeric suffix within NAME_MAX (255 bytes).
-const MAX_ERROR_NAME: usize = 255 - inbox::ERROR_SUFFIX.len() - 6;
-
-/// A shorter name for `errors/` when `name` is too long to take the
-/// report's suffix: its start and its end (the extension) around `…`.
-fn shortened(name: &str) -> Option<String> {
-    if name.len() <= MAX_ERROR_NAME {
-        return None;
-    }
-    let mut head = 150;
-    while !name.is_char_boundary(head) {
-        head -= 1;
-    }
-    let mut tail = name.len() - 60;
-    while !name.is_char_boundary(tail) {
-        tail += 1;
-    }
-    Some(format!("{}…{}", &name[..head], &name[tail..]))
-}
-
 #[cfg(test)]
 mod tests {
-    use super::*;
+    use crate::inbox::{MAX_KEPT_NAME, shortened};
 
     #[test]
     fn long_names_are_shortened_on_char_boundaries() {
         assert_eq!(shortened("a.json"), None);
         let long = format!("{}.json", "é".repeat(130));
         let short = shortened(&long).unwrap();
-        assert!(short.len() <= MAX_ERROR_NAME, "{}", short.len());
+        assert!(short.len() <= MAX_KEPT_NAME, "{}", short.len());
         assert!(short.ends_with("é.json") && short.contains('…'), "{short}");
     }
 }

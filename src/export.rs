@@ -399,6 +399,7 @@ fn context(config: &Config) -> Context<'_> {
         now: Utc::now().timestamp_millis(),
         systems: &config.systems,
         allow_negative: config.inventory.allow_negative,
+        only_system: None,
     }
 }
 

@@ -20,9 +20,9 @@ pub fn eligible(system: &SystemConfig, doc: &Value) -> bool {
         && system.filter_groups.iter().all(|g| g.matches(doc))
 }
 
-/// A filter group as written in the config.
+/// A filter group as written in the config. Unknown keys are reported by
+/// the config's reading (`serde_ignored`), with every other mistake.
 #[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
 pub struct RawFilterGroup {
     #[serde(default)]
     or: bool,
@@ -31,7 +31,6 @@ pub struct RawFilterGroup {
 }
 
 #[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
 struct RawFilter {
     key: String,
     operator: String,
@@ -98,6 +97,58 @@ enum Op {
 enum Operand {
     Time(i64),
     Text(String),
+}
+
+/// For `check`: `channel in ["shopify", "b2b"] AND NOT created_at gte
+/// 2026-01-01T00:00:00Z` (text values lower-cased as compared, times as
+/// RFC 3339).
+impl std::fmt::Display for FilterGroup {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let join = if self.or { " OR " } else { " AND " };
+        let parts: Vec<String> = self.filters.iter().map(ToString::to_string).collect();
+        if parts.is_empty() {
+            return f.write_str("(empty: passes every order)");
+        }
+        f.write_str(&parts.join(join))
+    }
+}
+
+impl std::fmt::Display for Filter {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let key = match self.key {
+            Key::CreatedAt => "created_at",
+            Key::UpdatedAt => "updated_at",
+            Key::Text(k) => k,
+        };
+        let show = |o: &Operand| match o {
+            Operand::Time(ms) => chrono::DateTime::from_timestamp_millis(*ms)
+                .map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::AutoSi, true))
+                .unwrap_or_else(|| ms.to_string()),
+            Operand::Text(t) => format!("{t:?}"),
+        };
+        let test = match &self.test {
+            Test::Cmp(op, v) => {
+                let op = match op {
+                    Op::Eq => "eq",
+                    Op::Gt => "gt",
+                    Op::Gte => "gte",
+                    Op::Lt => "lt",
+                    Op::Lte => "lte",
+                };
+                format!("{op} {}", show(v))
+            }
+            Test::Between(lo, hi) => format!("bt [{}, {}]", show(lo), show(hi)),
+            Test::In(vs) => format!(
+                "in [{}]",
+                vs.iter().map(show).collect::<Vec<_>>().join(", ")
+            ),
+            Test::Contains(t) => format!("ct {t:?}"),
+            Test::StartsWith(t) => format!("sw {t:?}"),
+            Test::EndsWith(t) => format!("ew {t:?}"),
+        };
+        let not = if self.not { "NOT " } else { "" };
+        write!(f, "{not}{key} {test}")
+    }
 }
 
 impl FilterGroup {

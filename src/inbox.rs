@@ -28,15 +28,99 @@ pub struct Candidate {
     /// Device and inode, to tell the file read from anything put at its
     /// name afterwards.
     pub dev_ino: (u64, u64),
+    /// The system whose own drop folder it is in; `None` for the shared
+    /// inbox.
+    pub system: Option<String>,
 }
 
 impl Candidate {
+    /// The file's name as recorded (exactly once is by this name and the
+    /// content's hash) and logged: `acks.csv` in the shared inbox,
+    /// `erp/acks.csv` in system erp's own, so files of the same name in two
+    /// inboxes are two files. A `/` is never in a file name: the two kinds
+    /// never meet.
+    pub fn label(&self) -> String {
+        match &self.system {
+            None => self.name.clone(),
+            Some(s) => format!("{s}/{}", self.name),
+        }
+    }
+
+    /// The name it is kept under in `archive/` and `errors/`: its own name
+    /// from the shared inbox, `erp--acks.csv` from system erp's inbox (no
+    /// sub-folders there, so the two never share a name by accident). Too
+    /// long a name is cut where it is kept (see [`shortened`]).
+    pub fn kept_name(&self) -> String {
+        match &self.system {
+            None => self.name.clone(),
+            Some(s) => format!("{s}--{}", self.name),
+        }
+    }
+
     /// Whether the name still holds the regular file that was found (not
     /// something renamed over it since: only that file may be moved).
     pub fn still_there(&self) -> bool {
         fs::symlink_metadata(&self.path)
             .is_ok_and(|m| m.file_type().is_file() && (m.dev(), m.ino()) == self.dev_ino)
     }
+}
+
+/// Lists the candidates of every inbox (the shared one and each system's
+/// own), oldest mtime first, then by name. `Err` when the shared inbox
+/// cannot be scanned; a system's inbox that cannot be (missing, or not a
+/// real folder: a symlink is refused, never followed) is logged once and
+/// left out until it can.
+pub fn scan_all(config: &Config, noted: &mut HashSet<PathBuf>) -> io::Result<Vec<Candidate>> {
+    let mut out = Vec::new();
+    for (system, dir) in config.inboxes() {
+        let Some(system) = system else {
+            out.extend(scan(dir, &config.inbox, noted)?);
+            continue;
+        };
+        // O_NOFOLLOW | O_DIRECTORY: a symlink (or a file) at the folder's
+        // name is refused, as for every folder shared with partners.
+        let found = Dir::open(dir).and_then(|_| scan(dir, &config.inbox, noted));
+        match found {
+            Ok(found) => {
+                if noted.remove(dir) {
+                    tracing::info!(system, inbox = %dir.display(), "the system's inbox is readable again");
+                }
+                out.extend(found.into_iter().map(|c| Candidate {
+                    system: Some(system.to_string()),
+                    ..c
+                }));
+            }
+            Err(e) => {
+                if noted.insert(dir.to_path_buf()) {
+                    tracing::error!(system, inbox = %dir.display(), error = %e, "cannot scan the system's inbox; its files wait until it is a real folder again");
+                }
+            }
+        }
+    }
+    out.sort_by(|a, b| (a.mtime, &a.name).cmp(&(b.mtime, &b.name)));
+    Ok(out)
+}
+
+/// The longest name kept as is in `errors/`: room for the report's suffix
+/// and a numeric suffix within NAME_MAX (255 bytes).
+pub const MAX_KEPT_NAME: usize = 255 - ERROR_SUFFIX.len() - 6;
+
+/// A shorter name for `archive/` and `errors/` when `name` is too long to
+/// take the report's suffix: its start and its end (the extension) around
+/// `…`.
+pub fn shortened(name: &str) -> Option<String> {
+    if name.len() <= MAX_KEPT_NAME {
+        return None;
+    }
+    let mut head = 150;
+    while !name.is_char_boundary(head) {
+        head -= 1;
+    }
+    let mut tail = name.len() - 60;
+    while !name.is_char_boundary(tail) {
+        tail += 1;
+    }
+    Some(format!("{}…{}", &name[..head], &name[tail..]))
 }
 
 /// Lists the candidates, oldest mtime first, then by name. Entries that are
@@ -83,6 +167,7 @@ pub fn scan(
             size: meta.len(),
             mtime: meta.modified()?,
             dev_ino: (meta.dev(), meta.ino()),
+            system: None,
         });
     }
     out.sort_by(|a, b| (a.mtime, &a.name).cmp(&(b.mtime, &b.name)));
@@ -474,7 +559,15 @@ pub fn archive(
     let day = Dir::create(&config.paths.archive)?.sub(&now.format("%Y-%m-%d").to_string(), true)?;
     let mut tries = 0;
     let to = loop {
-        let name = day.free_name(&c.name, &[])?;
+        // Room for a numeric suffix within NAME_MAX (a partner's prefix can
+        // make a name too long for the folder).
+        let kept = c.kept_name();
+        let kept = if kept.len() > 255 - 6 {
+            shortened(&kept).unwrap_or(kept)
+        } else {
+            kept
+        };
+        let name = day.free_name(&kept, &[])?;
         match day.move_in_unsynced(&c.path, &name) {
             Err(e) if e.kind() == io::ErrorKind::AlreadyExists && tries < NAME_RACES => tries += 1,
             other => break other?,
@@ -490,7 +583,10 @@ pub fn sync_archived(config: &Config, now: chrono::DateTime<chrono::Utc>) -> io:
     Dir::open(&config.paths.archive)?
         .sub(&now.format("%Y-%m-%d").to_string(), false)?
         .sync()?;
-    crate::fsutil::sync_dir(&config.paths.inbox)
+    for (_, inbox) in config.inboxes() {
+        crate::fsutil::sync_dir(inbox)?;
+    }
+    Ok(())
 }
 
 /// Moves a rejected file to `errors/` with `<name>.error.txt` beside it,
@@ -508,7 +604,7 @@ pub fn reject(config: &Config, c: &Candidate, problems: &[Problem]) -> io::Resul
     }
     let mut tries = 0;
     let to = loop {
-        let name = dir.free_name(&c.name, &[ERROR_SUFFIX])?;
+        let name = dir.free_name(&c.kept_name(), &[ERROR_SUFFIX])?;
         let step = dir
             .write_new(&format!("{name}{ERROR_SUFFIX}"), report.as_bytes())
             .and_then(|_| dir.move_in(&c.path, &name));
@@ -578,6 +674,7 @@ mod tests {
             size: m.len(),
             mtime: m.modified().unwrap(),
             dev_ino: (m.dev(), m.ino()),
+            system: None,
         }
     }
 

@@ -20,3 +20,4 @@ pub mod logging;
 pub mod order;
 pub mod problem;
 pub mod store;
+pub mod validate;

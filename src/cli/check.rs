@@ -1,11 +1,49 @@
-//! `ordersync check`: validate the config, print what it resolves to.
+//! `ordersync check`: validate the config and the folders it names, print
+//! every setting it resolves to (every option of every system).
+
+use std::path::Path;
 
 use super::{CliError, table};
-use crate::config::Config;
+use crate::config::{Config, ConfigError};
 
 pub fn run(c: &Config) -> Result<(), CliError> {
-    println!("config {} is valid", c.file.display());
+    // The folders: each must be a real folder where it exists (what does
+    // not exist yet is created at start-up). Every problem is reported.
     let p = &c.paths;
+    let folders: Vec<(String, std::path::PathBuf)> = vec![
+        ("paths.inbox".into(), p.inbox.clone()),
+        ("paths.outbox".into(), p.outbox.clone()),
+        ("paths.archive".into(), p.archive.clone()),
+        ("paths.errors".into(), p.errors.clone()),
+        ("paths.state".into(), p.state.clone()),
+    ];
+    let mut problems: Vec<(String, String)> = folders
+        .iter()
+        .filter_map(|(key, path)| {
+            folder_problem(path, key == "paths.inbox").map(|m| (key.clone(), m))
+        })
+        .collect();
+    // Systems' own inboxes: real folders (a symlink is refused).
+    for s in &c.systems {
+        if let Some(dir) = &s.inbox
+            && let Some(m) = folder_problem(dir, false)
+        {
+            problems.push((format!("systems {:?} inbox", s.id), m));
+        }
+    }
+    // The systems' sub-folders, when the outbox itself is fine.
+    if !problems.iter().any(|(k, _)| k == "paths.outbox") {
+        for s in &c.systems {
+            if let Some(m) = folder_problem(&p.outbox.join(&s.id), false) {
+                problems.push((format!("systems {:?} outbox", s.id), m));
+            }
+        }
+    }
+    if let Some(e) = ConfigError::of(&c.file, problems) {
+        return Err(CliError::Config(e));
+    }
+
+    println!("config {} is valid", c.file.display());
     print!(
         "{}",
         table(&[
@@ -31,46 +69,91 @@ pub fn run(c: &Config) -> Result<(), CliError> {
     println!("ignore: {}", i.ignore_patterns.join(" "));
     println!("inventory: allow_negative {}", c.inventory.allow_negative);
     println!("store: cache_capacity {} bytes", c.store.cache_capacity);
-    let mut rows = vec![vec![
-        "system".to_string(),
-        "format".into(),
-        "batch".into(),
-        "outbox".into(),
-        "options".into(),
-    ]];
-    for s in &c.systems {
-        let mut opts = Vec::new();
-        for (on, name) in [
-            (s.include_not_approved, "include_not_approved"),
-            (s.include_cancelled, "include_cancelled"),
-            (s.include_archived, "include_archived"),
-            (!s.include_lines, "no lines"),
-            (s.ready_marker, "ready_marker"),
-            (s.auto_ack, "auto_ack"),
-            (s.auto_ack_regulate, "auto_ack_regulate"),
-        ] {
-            if on {
-                opts.push(name.to_string());
-            }
-        }
-        if let Some(d) = s.resend_after {
-            opts.push(format!("resend_after {}", humantime::format_duration(d)));
-        }
-        if !s.filter_groups.is_empty() {
-            opts.push(format!("{} filter group(s)", s.filter_groups.len()));
-        }
-        rows.push(vec![
-            s.id.clone(),
-            s.format.to_string(),
-            s.batch_size.to_string(),
-            p.outbox.join(&s.id).display().to_string(),
-            opts.join(", "),
-        ]);
-    }
     if c.systems.is_empty() {
         println!("no systems configured: orders are stored but never exported");
-    } else {
-        print!("{}", table(&rows));
+    }
+    for s in &c.systems {
+        let yes = |b: bool| b.to_string();
+        let mut rows = vec![
+            vec!["outbox".into(), p.outbox.join(&s.id).display().to_string()],
+            vec!["format".into(), s.format.to_string()],
+            vec!["batch_size".into(), s.batch_size.to_string()],
+            vec!["include_not_approved".into(), yes(s.include_not_approved)],
+            vec!["include_cancelled".into(), yes(s.include_cancelled)],
+            vec!["include_archived".into(), yes(s.include_archived)],
+            vec!["include_lines".into(), yes(s.include_lines)],
+            vec!["ready_marker".into(), yes(s.ready_marker)],
+            vec![
+                "resend_after".into(),
+                s.resend_after.map_or("never".into(), |d| {
+                    humantime::format_duration(d).to_string()
+                }),
+            ],
+            vec!["auto_ack".into(), yes(s.auto_ack)],
+            vec!["auto_ack_regulate".into(), yes(s.auto_ack_regulate)],
+            vec![
+                "csv_delimiter".into(),
+                format!("{:?}", (s.csv_delimiter as char).to_string()),
+            ],
+            vec!["csv_crlf".into(), yes(s.csv_crlf)],
+            vec!["csv_bom".into(), yes(s.csv_bom)],
+            vec![
+                "inbox".into(),
+                s.inbox
+                    .as_ref()
+                    .map_or("none (the shared inbox only)".into(), |d| {
+                        format!("{} (its acks may only name {})", d.display(), s.id)
+                    }),
+            ],
+        ];
+        if s.filter_groups.is_empty() {
+            rows.push(vec!["filter_groups".into(), "none: every order".into()]);
+        }
+        for (g, group) in s.filter_groups.iter().enumerate() {
+            rows.push(vec![format!("filter_groups[{g}]"), group.to_string()]);
+        }
+        println!("system {}", s.id);
+        for line in table(&rows).lines() {
+            println!("  {line}");
+        }
     }
     Ok(())
+}
+
+/// What is wrong with a configured folder, if anything: something that is
+/// not a folder at its name, or a folder this user cannot write into. A
+/// folder that does not exist yet is fine (it is created at start-up). The
+/// inbox may be a symlink to a folder; the others must be real folders.
+fn folder_problem(path: &Path, may_be_symlink: bool) -> Option<String> {
+    let meta = match std::fs::symlink_metadata(path) {
+        Ok(m) => m,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return None,
+        Err(e) => return Some(format!("{} cannot be checked: {e}", path.display())),
+    };
+    let t = meta.file_type();
+    let is_dir = t.is_dir() || (may_be_symlink && t.is_symlink() && path.is_dir());
+    if !is_dir {
+        let what = if t.is_symlink() {
+            "a symlink"
+        } else if t.is_file() {
+            "a file"
+        } else {
+            "a special file"
+        };
+        return Some(format!(
+            "{} is not a folder (it is {what}); ordersync needs a real folder there",
+            path.display()
+        ));
+    }
+    match rustix::fs::access(
+        path,
+        rustix::fs::Access::WRITE_OK | rustix::fs::Access::EXEC_OK,
+    ) {
+        Ok(()) => None,
+        Err(e) => Some(format!(
+            "{} is not writable by this user: {}",
+            path.display(),
+            std::io::Error::from(e)
+        )),
+    }
 }

@@ -20,8 +20,18 @@ pub fn run(dir: &Path) -> Result<(), CliError> {
         )));
     }
     let config = Config::parse(TEMPLATE, &file)?;
-    std::fs::write(&file, TEMPLATE).with_context(|| format!("writing {}", file.display()))?;
     let p = &config.paths;
+    // Something else at a folder's name: say so before writing anything
+    // (create_dir_all would only say "File exists").
+    for d in [&p.inbox, &p.outbox, &p.archive, &p.errors, &p.state] {
+        if d.symlink_metadata().is_ok() && !d.is_dir() {
+            return Err(CliError::Usage(format!(
+                "{} is not a folder; move it away first (nothing was written)",
+                d.display()
+            )));
+        }
+    }
+    std::fs::write(&file, TEMPLATE).with_context(|| format!("writing {}", file.display()))?;
     for d in [&p.inbox, &p.outbox, &p.archive, &p.errors, &p.state] {
         std::fs::create_dir_all(d).with_context(|| format!("creating {}", d.display()))?;
     }

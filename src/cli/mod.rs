@@ -8,6 +8,7 @@ mod orders;
 mod reexport;
 mod run;
 mod status;
+mod validate;
 
 use std::path::{Path, PathBuf};
 
@@ -20,7 +21,7 @@ use crate::engine::Engine;
 #[derive(Debug, Parser)]
 #[command(name = "ordersync", version, about)]
 pub struct Cli {
-    /// The config file.
+    /// The config file (relative paths in it resolve against its folder).
     #[arg(
         long,
         global = true,
@@ -35,8 +36,11 @@ pub struct Cli {
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Write a commented config.toml and the folders into DIR (default: .).
-    Init { dir: Option<PathBuf> },
-    /// Validate the config, print resolved paths and systems.
+    Init {
+        /// Where to write them (never overwrites an existing config).
+        dir: Option<PathBuf>,
+    },
+    /// Validate the config and its folders, print every resolved setting.
     Check,
     /// Run the daemon in the foreground.
     Run {
@@ -46,8 +50,17 @@ pub enum Command {
     },
     /// Per system: pending / written / acked; orders; errors.
     Status {
+        /// Print JSON: {"orders", "errors", "systems": {ID: {"pending", "written", "acked"}}}.
         #[arg(long)]
         json: bool,
+        /// First wait until the inbox is drained and no order is pending
+        /// to be written (by the running daemon; with none running, do it
+        /// now, as `run --once`).
+        #[arg(long)]
+        wait: bool,
+        /// With --wait: give up (exit 1) after this long, e.g. "30s", "5m".
+        #[arg(long, value_parser = humantime::parse_duration, default_value = "60s", requires = "wait")]
+        timeout: std::time::Duration,
     },
     /// List or show orders.
     Orders {
@@ -56,18 +69,33 @@ pub enum Command {
     },
     /// Stock per SKU: in_stock, reserved, available.
     Inventory {
+        /// Only this SKU.
         #[arg(long)]
         sku: Option<String>,
+        /// Print JSON: [{"sku", "in_stock", "reserved", "available"}].
         #[arg(long)]
         json: bool,
     },
     /// Make every order acked by SYSTEM at or after SINCE pending again.
     Reexport {
+        /// The system's id.
         #[arg(long)]
         system: String,
         /// RFC 3339 time, UNIX milliseconds, or a date (YYYY-MM-DD, UTC).
         #[arg(long)]
         since: String,
+    },
+    /// Check inbox files exactly as the inbox would, applying nothing (exit
+    /// 0: all valid; 1: any invalid). Needs no store; uses the config if
+    /// there is one (its encoding, size limit and system ids).
+    Validate {
+        /// Check as if dropped into this system's own drop folder: ack rows
+        /// may only name this system.
+        #[arg(long)]
+        system: Option<String>,
+        /// The files to check (.json, .ndjson, .jsonl, .csv).
+        #[arg(required = true)]
+        files: Vec<PathBuf>,
     },
 }
 
@@ -75,8 +103,10 @@ pub enum Command {
 pub enum OrdersCommand {
     /// List orders, optionally only those of one system in one state.
     List {
+        /// Only orders of this system (with --state: in that state).
         #[arg(long)]
         system: Option<String>,
+        /// With --system: only orders in this state for it.
         #[arg(long, value_parser = ["pending", "written", "acked"])]
         state: Option<String>,
         /// At most this many orders.
@@ -85,13 +115,16 @@ pub enum OrdersCommand {
         /// Start after this order id (the last id of the previous page).
         #[arg(long)]
         after: Option<uuid::Uuid>,
+        /// Print JSON: [{"id", "external_id", "reference", "created", "updated", "revision", "cancelled", "archived", "systems"}].
         #[arg(long)]
         json: bool,
     },
     /// Show an order (by id or external id), its state per system and its
     /// timeline.
     Show {
+        /// The order's UUID or its external_id.
         id: String,
+        /// Print JSON: {"order", "systems", "timeline"}.
         #[arg(long)]
         json: bool,
     },
@@ -145,6 +178,14 @@ pub fn run(cli: Cli, args: &[String]) -> Result<(), CliError> {
         Command::Init { dir } => init::run(dir.as_deref().unwrap_or(Path::new("."))),
         Command::Check => check::run(&Config::load(&cli.config)?),
         Command::Run { once } => run::run(Config::load(&cli.config)?, once),
+        Command::Status {
+            json,
+            wait: true,
+            timeout,
+        } => status::wait(&Config::load(&cli.config)?, json, timeout),
+        Command::Validate { system, files } => {
+            validate::run(&cli.config, system.as_deref(), &files)
+        }
         command => {
             let config = Config::load(&cli.config)?;
             // sled allows one process: when the daemon runs, it answers.
@@ -173,13 +214,16 @@ pub fn run(cli: Cli, args: &[String]) -> Result<(), CliError> {
 /// Used by the CLI (store opened here) and by the daemon's control socket.
 pub fn execute(e: &Engine, command: Command) -> Result<String, CliError> {
     match command {
-        Command::Status { json } => status::run(e, json),
+        // --wait is handled before a command reaches the daemon.
+        Command::Status { json, .. } => status::run(e, json),
         Command::Orders { command } => orders::run(e, command),
         Command::Inventory { sku, json } => inventory::run(e, sku.as_deref(), json),
         Command::Reexport { system, since } => reexport::run(e, &system, &since),
-        Command::Init { .. } | Command::Check | Command::Run { .. } => Err(CliError::Usage(
-            "this command does not go through the daemon".into(),
-        )),
+        Command::Init { .. } | Command::Check | Command::Run { .. } | Command::Validate { .. } => {
+            Err(CliError::Usage(
+                "this command does not go through the daemon".into(),
+            ))
+        }
     }
 }
 

@@ -3,10 +3,19 @@
 use super::CliError;
 use crate::config::Config;
 use crate::control::{OpenMode, open_engine};
+use crate::engine::Engine;
 
 pub fn run(config: Config, once: bool) -> Result<(), CliError> {
     if once {
         let engine = open_engine(&config, OpenMode::Create)?;
+        return once_with(&engine);
+    }
+    crate::daemon::run(config).map_err(CliError::Runtime)
+}
+
+/// `run --once` on an open engine: drain the inbox, export, flush.
+pub fn once_with(engine: &Engine) -> Result<(), CliError> {
+    {
         let s = engine.drain()?;
         engine.store.flush()?;
         tracing::info!(
@@ -31,7 +40,6 @@ pub fn run(config: Config, once: bool) -> Result<(), CliError> {
                 list.join("; ")
             )));
         }
-        return Ok(());
     }
-    crate::daemon::run(config).map_err(CliError::Runtime)
+    Ok(())
 }

@@ -4,7 +4,11 @@ use std::fmt::Write as _;
 
 use serde_json::{Map, Value, json};
 
+use std::time::{Duration, Instant};
+
 use super::{CliError, json_line, table};
+use crate::config::Config;
+use crate::control::{OpenMode, ask, open_engine};
 use crate::engine::Engine;
 use crate::inbox;
 use crate::store::ExportState;
@@ -51,4 +55,81 @@ pub fn run(e: &Engine, as_json: bool) -> Result<String, CliError> {
     }
     out.push_str(&table(&rows));
     Ok(out)
+}
+
+/// `status --wait`: waits until the inbox holds no file to process and no
+/// order is pending to be written, then prints the status. With a daemon
+/// running, it watches the inbox folder and asks the daemon for the
+/// pending counts; with none, it does the work itself (as `run --once`).
+/// After `timeout` it gives up (exit 1), saying what is still waiting.
+pub fn wait(config: &Config, json: bool, timeout: Duration) -> Result<(), CliError> {
+    let start = Instant::now();
+    let ask_status = |args: &[&str]| -> Result<Option<String>, CliError> {
+        let args: Vec<String> = args.iter().map(|a| a.to_string()).collect();
+        let answer = ask(&config.paths.state, &args)
+            .map_err(|e| anyhow::anyhow!("asking the running daemon: {e}"))?;
+        match answer {
+            None => Ok(None),
+            Some(a) if a.code == 0 => Ok(Some(a.stdout)),
+            Some(a) => Err(CliError::Remote {
+                code: a.code,
+                message: a.stderr,
+            }),
+        }
+    };
+    loop {
+        // The inbox first, then the counts: a file gone from the inbox has
+        // been applied (its orders counted as pending) or rejected, since
+        // the daemon moves a file only after its effects are committed.
+        let files = waiting_files(config)?;
+        let Some(answer) = ask_status(&["status", "--json"])? else {
+            // No daemon: do the work here, then report.
+            let engine = open_engine(config, OpenMode::Create)?;
+            super::run::once_with(&engine)?;
+            print!("{}", run(&engine, json)?);
+            return Ok(());
+        };
+        let v: Value = serde_json::from_str(&answer)
+            .map_err(|e| anyhow::anyhow!("bad status from the daemon: {e}"))?;
+        let pending: u64 = v["systems"].as_object().map_or(0, |m| {
+            m.values().filter_map(|c| c["pending"].as_u64()).sum()
+        });
+        if files == 0 && pending == 0 {
+            let args: &[&str] = if json {
+                &["status", "--json"]
+            } else {
+                &["status"]
+            };
+            if let Some(out) = ask_status(args)? {
+                print!("{out}");
+                return Ok(());
+            }
+            continue; // the daemon stopped meanwhile
+        }
+        if start.elapsed() >= timeout {
+            return Err(CliError::Runtime(anyhow::anyhow!(
+                "still busy after {}: {files} file(s) in the inbox, {pending} order(s) pending to be written",
+                humantime::format_duration(timeout)
+            )));
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// How many inbox files wait to be processed: the candidates, less those
+/// still waiting for their ready marker (they are not taken until it comes).
+fn waiting_files(config: &Config) -> Result<usize, CliError> {
+    let mut noted = std::collections::HashSet::new();
+    let found = inbox::scan_all(config, &mut noted)
+        .map_err(|e| anyhow::anyhow!("scanning the inbox {}: {e}", config.paths.inbox.display()))?;
+    Ok(found
+        .iter()
+        .filter(|c| {
+            config
+                .inbox
+                .ready_marker
+                .as_deref()
+                .is_none_or(|m| inbox::marker_path(&c.path, m).exists())
+        })
+        .count())
 }

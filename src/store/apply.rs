@@ -49,6 +49,9 @@ pub struct Context<'a> {
     pub now: i64,
     pub systems: &'a [SystemConfig],
     pub allow_negative: bool,
+    /// The system whose own drop folder the file came from: its acks may
+    /// name that system only.
+    pub only_system: Option<&'a str>,
 }
 
 /// The outcome of applying a file.
@@ -1038,6 +1041,13 @@ impl<'t> Writer<'t> {
 
     fn ack_row(&mut self, row: &AckRow) -> TxResult<()> {
         let at = format!("line {}", row.line);
+        if let Some(only) = self.ctx.only_system {
+            let foreign = crate::validate::foreign_acks(std::slice::from_ref(row), only);
+            if !foreign.is_empty() {
+                self.problems.extend(foreign);
+                return Ok(());
+            }
+        }
         let system = self.ctx.systems.iter().find(|s| s.id == row.system_id);
         if system.is_none() {
             let known: Vec<&str> = self.ctx.systems.iter().map(|s| s.id.as_str()).collect();
@@ -1294,6 +1304,7 @@ mod tests {
                 now: 5,
                 systems: &self.config.systems,
                 allow_negative: true,
+                only_system: None,
             };
             self.store.apply(name, &[0; 32], input, &[], &ctx)
         }

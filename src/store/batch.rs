@@ -322,6 +322,7 @@ impl Store {
             now,
             systems: &[],
             allow_negative: true,
+            only_system: None,
         };
         // In chunks: a crash part-way leaves the fingerprint unset, and the
         // next start finishes the job (queuing is idempotent).
@@ -391,6 +392,7 @@ impl Store {
             now,
             systems: &[],
             allow_negative: true,
+            only_system: None,
         };
         finish(self.db.transaction(|tx| {
             let w = Writer::new(tx, &ctx, "");

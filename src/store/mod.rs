@@ -457,6 +457,7 @@ mod tests {
                 now: 1,
                 systems: &config.systems,
                 allow_negative: true,
+                only_system: None,
             };
             for (i, ext) in ["a", "b", "c"].iter().enumerate() {
                 let bytes = order(ext);
