@@ -48,9 +48,14 @@ const MIB: f64 = 1024.0 * 1024.0;
 /// The memory target of issue 8 for every row that has one.
 const RSS_TARGET_MIB: f64 = 256.0;
 
-/// Where the read-only yardsticks live: `shared/` beside the repository.
+/// Where the read-only benchmark kit (yardsticks and order generator) is
+/// unpacked: `$BENCH_KIT`, by default `../shared/bench` beside the
+/// repository (where the development machines have it).
 fn yardsticks() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/bench")
+    match std::env::var_os("BENCH_KIT") {
+        Some(dir) => PathBuf::from(dir),
+        None => Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/bench"),
+    }
 }
 
 // ---------------------------------------------------------------- sizes ----
