@@ -396,6 +396,7 @@ impl Store {
                     if wrote {
                         self.flush()?;
                     }
+                    self.chunk_done();
                     if chunk.is_empty() {
                         return Ok(());
                     }
@@ -409,7 +410,6 @@ impl Store {
             chunk.push(item);
             if chunk.len() >= chunk_size {
                 run(&mut chunk, false, &mut summary)?;
-                self.chunk_done();
                 let total = Some(total.get()).filter(|&t| t > 0);
                 pace.tick("applying a big file", seen, total);
                 if self.stopping() {
