@@ -117,8 +117,14 @@ pub fn run(config: Config) -> anyhow::Result<()> {
         let _ = wake.try_send(Hint::Wake);
     })
     .context("starting the control socket")?;
+    // The HTTP API, if configured, in its own thread on the same store; a
+    // bind failure is fatal here, before the loop starts. Dropped (stopped)
+    // when the loop ends.
+    let http = crate::http::start(engine.clone())?;
     let mut systemd = Systemd::from_env();
-    run_loop(&engine, &rx, &shutdown, &mut watch_inbox, &mut systemd)?;
+    let result = run_loop(&engine, &rx, &shutdown, &mut watch_inbox, &mut systemd);
+    drop(http);
+    result?;
     tracing::info!("stopped");
     Ok(())
 }
@@ -365,6 +371,7 @@ pub fn run_loop(
         }
         let candidates = match inbox::scan(inbox_dir, &cfg.inbox, &mut noted) {
             Ok(c) => {
+                crate::metrics::global().scanned(c.len());
                 if scan_failing {
                     tracing::info!(inbox = %inbox_dir.display(), "inbox readable again");
                     scan_failing = false;

@@ -39,7 +39,7 @@ pub fn run(c: &Config) -> Result<(), CliError> {
         "options".into(),
     ]];
     for s in &c.systems {
-        let mut opts = Vec::new();
+        let mut opts = vec![format!("transport {}", s.transport)];
         for (on, name) in [
             (s.include_not_approved, "include_not_approved"),
             (s.include_cancelled, "include_cancelled"),
@@ -71,6 +71,14 @@ pub fn run(c: &Config) -> Result<(), CliError> {
         println!("no systems configured: orders are stored but never exported");
     } else {
         print!("{}", table(&rows));
+    }
+    match c.http.listen {
+        None => println!("http: off (set [http] listen to serve the HTTP API)"),
+        Some(addr) => println!("http: listening on {addr}"),
+    }
+    for t in &c.http.tokens {
+        let scope = t.systems.as_ref().map_or("*".into(), |s| s.join(", "));
+        println!("http token {:?}: systems {scope}", t.name);
     }
     Ok(())
 }

@@ -848,7 +848,7 @@ impl<'t> Writer<'t> {
 
     // ---- acknowledgements ----------------------------------------------------
 
-    fn ack_row(&mut self, row: &AckRow) -> TxResult<()> {
+    pub(super) fn ack_row(&mut self, row: &AckRow) -> TxResult<()> {
         let at = format!("line {}", row.line);
         let system = self.ctx.systems.iter().find(|s| s.id == row.system_id);
         if system.is_none() {
