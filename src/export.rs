@@ -109,7 +109,10 @@ pub fn export_systems(
 ) -> Report {
     let mut report = Report::default();
     // An HTTP system gets no files: its orders wait for GET + mark-as-exported.
-    let file_systems = config.systems.iter().filter(|s| s.transport == Transport::Files);
+    let file_systems = config
+        .systems
+        .iter()
+        .filter(|s| s.transport == Transport::Files);
     for system in file_systems.filter(|s| due(&s.id)) {
         match export_system(store, config, system, &mut report.written, groups) {
             Ok(more) => {

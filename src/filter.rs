@@ -147,7 +147,10 @@ impl FilterGroup {
     /// (the same keys, operators and value checks), so a filter means the
     /// same on both sides. An error names the filter's index, the part
     /// (`key`, `operator`, `value`) and what is wrong.
-    pub fn from_specs(or: bool, specs: Vec<FilterSpec>) -> Result<FilterGroup, Vec<(usize, String, String)>> {
+    pub fn from_specs(
+        or: bool,
+        specs: Vec<FilterSpec>,
+    ) -> Result<FilterGroup, Vec<(usize, String, String)>> {
         let mut filters = Vec::with_capacity(specs.len());
         let mut errors = Vec::new();
         for (i, s) in specs.into_iter().enumerate() {

@@ -16,10 +16,10 @@
 
 use std::sync::Arc;
 
+use axum::body::Bytes;
 use axum::extract::{RawQuery, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::Response;
-use axum::body::Bytes;
 use serde_json::Value;
 use uuid::Uuid;
 
@@ -99,7 +99,10 @@ fn stream(
         let needs_tree = !q.filter_groups.is_empty() || !q.lines;
         let tree = needs_tree.then(|| doc.value());
         if let Some(tree) = &tree
-            && !q.filter_groups.iter().all(|g: &FilterGroup| g.matches(tree))
+            && !q
+                .filter_groups
+                .iter()
+                .all(|g: &FilterGroup| g.matches(tree))
         {
             continue;
         }

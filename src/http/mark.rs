@@ -126,10 +126,7 @@ fn rows_of(body: &[u8]) -> Result<(Vec<AckRow>, Vec<Problem>), Vec<Problem>> {
     if entries.len() > MAX_ENTRIES {
         problems.push(Problem::new(
             "orders",
-            format!(
-                "{} entries: at most {MAX_ENTRIES} per call",
-                entries.len()
-            ),
+            format!("{} entries: at most {MAX_ENTRIES} per call", entries.len()),
         ));
         return Ok((Vec::new(), problems));
     }
@@ -194,8 +191,7 @@ fn rows_of(body: &[u8]) -> Result<(Vec<AckRow>, Vec<Problem>), Vec<Problem>> {
                 None
             }
         };
-        if let (Some(order_id), Some(system_id), Some(regulate)) = (order_id, system_id, regulate)
-        {
+        if let (Some(order_id), Some(system_id), Some(regulate)) = (order_id, system_id, regulate) {
             rows.push(AckRow {
                 line: i as u64 + 1,
                 order_id,

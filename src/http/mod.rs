@@ -213,7 +213,11 @@ pub(crate) fn problems(status: StatusCode, error: &str, list: Vec<Problem>) -> R
         .iter()
         .map(|p| json!({"at": p.at, "what": p.what}))
         .collect();
-    (status, axum::Json(json!({"error": error, "problems": list}))).into_response()
+    (
+        status,
+        axum::Json(json!({"error": error, "problems": list})),
+    )
+        .into_response()
 }
 
 pub(crate) fn server_error(what: &str) -> Response {

@@ -50,9 +50,7 @@ pub fn parse(raw: &str) -> (Option<ExportQuery>, Option<String>, Vec<Problem>) {
     // serde_qs decodes %5B/%5D (upper case) in keys in form mode; lower
     // case is as valid, so it is made upper case first.
     let raw = raw.replace("%5b", "%5B").replace("%5d", "%5D");
-    let config = serde_qs::Config::new()
-        .max_depth(6)
-        .use_form_encoding(true);
+    let config = serde_qs::Config::new().max_depth(6).use_form_encoding(true);
     let tree: Map<String, Value> = match config.deserialize_str(&raw) {
         Ok(t) => t,
         Err(e) => {
@@ -200,7 +198,10 @@ fn groups(v: &Value, problems: &mut Vec<Problem>) -> Vec<FilterGroup> {
             Some(v) => bool_of(v).unwrap_or_else(|| {
                 problems.push(Problem::new(
                     format!("{at}[or]"),
-                    format!("expected true or false, got {}", crate::problem::describe(v)),
+                    format!(
+                        "expected true or false, got {}",
+                        crate::problem::describe(v)
+                    ),
                 ));
                 false
             }),
@@ -245,7 +246,10 @@ fn groups(v: &Value, problems: &mut Vec<Problem>) -> Vec<FilterGroup> {
                 Some(v) => bool_of(v).unwrap_or_else(|| {
                     problems.push(Problem::new(
                         format!("{at}[not]"),
-                        format!("expected true or false, got {}", crate::problem::describe(v)),
+                        format!(
+                            "expected true or false, got {}",
+                            crate::problem::describe(v)
+                        ),
                     ));
                     false
                 }),
@@ -374,7 +378,10 @@ mod tests {
             let p = ok(&q);
             assert_eq!(p.filter_groups.len(), 1, "{q}");
             assert!(p.lines, "{q}");
-            assert_eq!(format!("{:?}", p.filter_groups), format!("{:?}", ok(raw).filter_groups));
+            assert_eq!(
+                format!("{:?}", p.filter_groups),
+                format!("{:?}", ok(raw).filter_groups)
+            );
         }
     }
 
