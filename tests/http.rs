@@ -391,7 +391,7 @@ fn include_flags_and_paging() {
 /// a query string (raw brackets), and the ids expected.
 struct Case {
     toml: &'static str,
-    query: &'static str,
+    query: String,
     expected: &'static [&'static str],
 }
 
@@ -426,97 +426,89 @@ fn filter_cases() -> Vec<Case> {
             "&filter_groups[0][filters][{i}][key]={key}&filter_groups[0][filters][{i}][operator]={op}&filter_groups[0][filters][{i}][value]={value}"
         )
     };
-    // The query strings are built once and leaked: the cases are static.
-    let s = |x: String| -> &'static str { Box::leak(x.into_boxed_str()) };
     vec![
         Case {
             toml: r#"[{filters = [{key = "channel", operator = "eq", value = "shopify"}]}]"#,
-            query: s(f(0, "channel", "eq", "shopify")),
+            query: f(0, "channel", "eq", "shopify"),
             expected: &["a-100"],
         },
         Case {
             toml: r#"[{filters = [{key = "created_at", operator = "gt", value = "2026-02-01T00:00:00Z"}]}]"#,
-            query: s(f(0, "created_at", "gt", "2026-02-01T00:00:00Z")),
+            query: f(0, "created_at", "gt", "2026-02-01T00:00:00Z"),
             expected: &["c-300", "d-400"],
         },
         Case {
             toml: r#"[{filters = [{key = "created_at", operator = "gte", value = 1769904000000}]}]"#,
-            query: s(f(0, "created_at", "gte", "1769904000000")),
+            query: f(0, "created_at", "gte", "1769904000000"),
             expected: &["b-200", "c-300", "d-400"],
         },
         Case {
             toml: r#"[{filters = [{key = "updated_at", operator = "lt", value = "2026-02-01T00:00:00Z"}]}]"#,
-            query: s(f(0, "updated_at", "lt", "2026-02-01T00:00:00Z")),
+            query: f(0, "updated_at", "lt", "2026-02-01T00:00:00Z"),
             expected: &["a-100"],
         },
         Case {
             toml: r#"[{filters = [{key = "updated_at", operator = "lte", value = "2026-02-01T00:00:00Z"}]}]"#,
-            query: s(f(0, "updated_at", "lte", "2026-02-01T00:00:00Z")),
+            query: f(0, "updated_at", "lte", "2026-02-01T00:00:00Z"),
             expected: &["a-100", "b-200"],
         },
         Case {
             toml: r#"[{filters = [{key = "created_at", operator = "bt", value = ["2026-01-15T00:00:00Z", "2026-03-01T00:00:00Z"]}]}]"#,
-            query: s(format!(
-                "&filter_groups[0][filters][0][key]=created_at&filter_groups[0][filters][0][operator]=bt&filter_groups[0][filters][0][value][0]=2026-01-15T00:00:00Z&filter_groups[0][filters][0][value][1]=2026-03-01T00:00:00Z"
-            )),
+            query: "&filter_groups[0][filters][0][key]=created_at&filter_groups[0][filters][0][operator]=bt&filter_groups[0][filters][0][value][0]=2026-01-15T00:00:00Z&filter_groups[0][filters][0][value][1]=2026-03-01T00:00:00Z".to_string(),
             expected: &["b-200", "c-300"],
         },
         Case {
             toml: r#"[{filters = [{key = "channel", operator = "in", value = ["B2B", "amazon"]}]}]"#,
-            query: s(format!(
-                "&filter_groups[0][filters][0][key]=channel&filter_groups[0][filters][0][operator]=in&filter_groups[0][filters][0][value][]=B2B&filter_groups[0][filters][0][value][]=amazon"
-            )),
+            query: "&filter_groups[0][filters][0][key]=channel&filter_groups[0][filters][0][operator]=in&filter_groups[0][filters][0][value][]=B2B&filter_groups[0][filters][0][value][]=amazon".to_string(),
             expected: &["b-200", "c-300"],
         },
         Case {
             toml: r#"[{filters = [{key = "channel", operator = "in", value = ["B2B", "amazon"], not = true}]}]"#,
-            query: s(format!(
-                "&filter_groups[0][filters][0][key]=channel&filter_groups[0][filters][0][operator]=in&filter_groups[0][filters][0][value][0]=B2B&filter_groups[0][filters][0][value][1]=amazon&filter_groups[0][filters][0][not]=true"
-            )),
+            query: "&filter_groups[0][filters][0][key]=channel&filter_groups[0][filters][0][operator]=in&filter_groups[0][filters][0][value][0]=B2B&filter_groups[0][filters][0][value][1]=amazon&filter_groups[0][filters][0][not]=true".to_string(),
             expected: &["a-100", "d-400"],
         },
         Case {
             toml: r#"[{filters = [{key = "reference", operator = "ct", value = "o-"}]}]"#,
-            query: s(f(0, "reference", "ct", "o-")),
+            query: f(0, "reference", "ct", "o-"),
             expected: &["a-100", "b-200", "d-400"],
         },
         Case {
             toml: r#"[{filters = [{key = "reference", operator = "sw", value = "x"}]}]"#,
-            query: s(f(0, "reference", "sw", "x")),
+            query: f(0, "reference", "sw", "x"),
             expected: &["c-300"],
         },
         Case {
             toml: r#"[{filters = [{key = "external_id", operator = "ew", value = "00", not = true}]}]"#,
-            query: s(format!(
+            query: format!(
                 "{}&filter_groups[0][filters][0][not]=1",
                 f(0, "external_id", "ew", "00")
-            )),
+            ),
             expected: &[],
         },
         // or within a group.
         Case {
             toml: r#"[{or = true, filters = [{key = "channel", operator = "eq", value = "B2B"}, {key = "reference", operator = "eq", value = "PO-4"}]}]"#,
-            query: s(format!(
+            query: format!(
                 "&filter_groups[0][or]=true{}{}",
                 f(0, "channel", "eq", "B2B"),
                 f(1, "reference", "eq", "PO-4")
-            )),
+            ),
             expected: &["b-200", "d-400"],
         },
         // AND within a group (no or).
         Case {
             toml: r#"[{filters = [{key = "reference", operator = "sw", value = "PO"}, {key = "created_at", operator = "gte", value = "2026-02-01T00:00:00Z"}]}]"#,
-            query: s(format!(
+            query: format!(
                 "{}{}",
                 f(0, "reference", "sw", "PO"),
                 f(1, "created_at", "gte", "2026-02-01T00:00:00Z")
-            )),
+            ),
             expected: &["b-200", "d-400"],
         },
         // Groups are ANDed, each an or.
         Case {
             toml: r#"[{or = true, filters = [{key = "channel", operator = "eq", value = "Shopify"}, {key = "channel", operator = "eq", value = "Amazon"}]}, {filters = [{key = "created_at", operator = "gt", value = "2026-01-15T00:00:00Z"}]}]"#,
-            query: "&filter_groups[0][or]=true&filter_groups[0][filters][0][key]=channel&filter_groups[0][filters][0][operator]=eq&filter_groups[0][filters][0][value]=Shopify&filter_groups[0][filters][1][key]=channel&filter_groups[0][filters][1][operator]=eq&filter_groups[0][filters][1][value]=Amazon&filter_groups[1][filters][0][key]=created_at&filter_groups[1][filters][0][operator]=gt&filter_groups[1][filters][0][value]=2026-01-15T00:00:00Z",
+            query: "&filter_groups[0][or]=true&filter_groups[0][filters][0][key]=channel&filter_groups[0][filters][0][operator]=eq&filter_groups[0][filters][0][value]=Shopify&filter_groups[0][filters][1][key]=channel&filter_groups[0][filters][1][operator]=eq&filter_groups[0][filters][1][value]=Amazon&filter_groups[1][filters][0][key]=created_at&filter_groups[1][filters][0][operator]=gt&filter_groups[1][filters][0][value]=2026-01-15T00:00:00Z".to_string(),
             expected: &["c-300"],
         },
     ]

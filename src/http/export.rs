@@ -24,7 +24,7 @@ use serde_json::Value;
 use uuid::Uuid;
 
 use super::query::{self, ExportQuery};
-use super::{authenticate, forbidden, json_body, problems};
+use super::{authenticate, forbidden, json_body, problems, unauthorized};
 use crate::engine::Engine;
 use crate::filter::FilterGroup;
 use crate::order::Facts;
@@ -41,7 +41,7 @@ pub(super) async fn handle(
 ) -> Response {
     let caller = match authenticate(&engine, &headers) {
         Ok(c) => c,
-        Err(res) => return res,
+        Err(what) => return unauthorized(what),
     };
     let (query, system_id, mut list) = query::parse(raw.as_deref().unwrap_or(""));
     if let Some(system) = &system_id {

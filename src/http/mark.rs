@@ -14,7 +14,7 @@ use axum::http::{HeaderMap, StatusCode};
 use axum::response::Response;
 use serde_json::{Value, json};
 
-use super::{authenticate, forbidden, json_body, problems, server_error};
+use super::{authenticate, forbidden, json_body, problems, server_error, unauthorized};
 use crate::csvin::AckRow;
 use crate::engine::Engine;
 use crate::problem::{Problem, describe};
@@ -30,7 +30,7 @@ pub(super) async fn handle(
 ) -> Response {
     let caller = match authenticate(&engine, &headers) {
         Ok(c) => c,
-        Err(res) => return res,
+        Err(what) => return unauthorized(what),
     };
     let body = match body {
         Ok(b) => b,

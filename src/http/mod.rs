@@ -255,23 +255,14 @@ impl Caller<'_> {
 /// Checks `Authorization: Bearer TOKEN` against the configured tokens: the
 /// SHA-256 of the token is compared with every configured hash in constant
 /// time (no early exit), so timing tells nothing about the hashes. The
-/// token itself is never logged. `Err` is the 401 answer.
+/// token itself is never logged. `Err` says what is wrong, for
+/// [`unauthorized`].
 pub(crate) fn authenticate<'a>(
     engine: &'a Engine,
     headers: &HeaderMap,
-) -> Result<Caller<'a>, Response> {
-    let unauthorized = |what: &str| {
-        let mut res = problems(
-            StatusCode::UNAUTHORIZED,
-            "unauthorized",
-            vec![Problem::new("header Authorization", what)],
-        );
-        res.headers_mut()
-            .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
-        res
-    };
+) -> Result<Caller<'a>, &'static str> {
     let Some(value) = headers.get(header::AUTHORIZATION) else {
-        return Err(unauthorized("missing: send Authorization: Bearer TOKEN"));
+        return Err("missing: send Authorization: Bearer TOKEN");
     };
     let token = value
         .to_str()
@@ -282,7 +273,7 @@ pub(crate) fn authenticate<'a>(
         })
         .filter(|t| !t.is_empty());
     let Some(token) = token else {
-        return Err(unauthorized("expected Bearer TOKEN"));
+        return Err("expected Bearer TOKEN");
     };
     let hash: [u8; 32] = Sha256::digest(token.as_bytes()).into();
     let mut found = None;
@@ -291,10 +282,19 @@ pub(crate) fn authenticate<'a>(
             found = Some(t);
         }
     }
-    match found {
-        Some(token) => Ok(Caller { token }),
-        None => Err(unauthorized("unknown token")),
-    }
+    found.map(|token| Caller { token }).ok_or("unknown token")
+}
+
+/// The 401 answer.
+pub(crate) fn unauthorized(what: &str) -> Response {
+    let mut res = problems(
+        StatusCode::UNAUTHORIZED,
+        "unauthorized",
+        vec![Problem::new("header Authorization", what)],
+    );
+    res.headers_mut()
+        .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+    res
 }
 
 /// The 403 answer for a system outside the token's scope.
