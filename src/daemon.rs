@@ -480,6 +480,8 @@ pub fn run_loop(
             let pending: Vec<String> = cfg
                 .systems
                 .iter()
+                // HTTP systems' orders wait for their clients, not for us.
+                .filter(|s| s.transport == crate::config::Transport::Files)
                 .filter_map(|s| {
                     let n = engine
                         .store

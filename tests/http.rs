@@ -255,6 +255,51 @@ fn seed_flow_over_http() {
     assert_eq!(d.terminate().code(), Some(0), "{}", d.log_text());
 }
 
+/// Regression: the loop reported an HTTP system's pending orders as an
+/// export in progress (`STATUS=exporting: erp 1 orders pending`, and the
+/// same log line every 5 s) although no file is ever written for it.
+#[test]
+fn http_systems_are_not_reported_as_exporting() {
+    use std::os::unix::net::UnixDatagram;
+    let api = Api::new(TWO_HTTP);
+    let sock_path = api.work.path("notify.sock");
+    let sock = UnixDatagram::bind(&sock_path).unwrap();
+    sock.set_read_timeout(Some(WAIT)).unwrap();
+    let got = std::sync::Arc::new(std::sync::Mutex::new(Vec::<String>::new()));
+    let reader = {
+        let got = got.clone();
+        // Read all the time, as systemd does: the queue is short.
+        std::thread::spawn(move || {
+            let mut buf = [0u8; 4096];
+            while let Ok(n) = sock.recv(&mut buf) {
+                let text = String::from_utf8_lossy(&buf[..n]).into_owned();
+                got.lock().unwrap().extend(text.lines().map(str::to_string));
+                if text.lines().any(|l| l == "STOPPING=1") {
+                    break;
+                }
+            }
+        })
+    };
+    api.work.drop_json("o1.json", &order("shop-1", &[("A", 1)]));
+    let mut d = api
+        .work
+        .spawn(&[("NOTIFY_SOCKET", sock_path.to_str().unwrap())]);
+    // The status at the end of the loop's step that applied the order.
+    wait_for("the step that applied the order", WAIT, || {
+        got.lock()
+            .unwrap()
+            .iter()
+            .any(|l| l.starts_with("STATUS=watching") && l.contains(" 1 applied"))
+    });
+    assert_eq!(d.terminate().code(), Some(0));
+    let _ = reader.join();
+    let lines = got.lock().unwrap().clone();
+    assert!(
+        !lines.iter().any(|l| l.contains("orders pending")),
+        "{lines:?}"
+    );
+}
+
 /// Files and HTTP on one state: an order dropped as a file is served over
 /// HTTP; one marked over HTTP is acked in `status`, and an ack CSV
 /// afterwards does not regulate again. The file system still gets files.
