@@ -2,7 +2,7 @@
 """GET /v10/orders/export throughput and latency at N stored orders.
 
     cargo build --release
-    python3 benches/http.py target/release/ordersync [N]     # N = 100000
+    python3 benches/http_get.py target/release/ordersync [N]     # N = 100000
 
 Makes a folder in /tmp with one `transport = "http"` system, writes N orders
 as ndjson files of 10,000, ingests them with `run --once`, starts the daemon
