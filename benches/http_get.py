@@ -3,6 +3,7 @@
 
     cargo build --release
     python3 benches/http_get.py target/release/ordersync [N]     # N = 100000
+    python3 benches/http_get.py target/release/ordersync N DIR   # again on DIR's store
 
 Makes a folder in /tmp with one `transport = "http"` system, writes N orders
 as ndjson files of 10,000, ingests them with `run --once`, starts the daemon
@@ -65,7 +66,8 @@ def get(url):
 
 
 def main():
-    work = tempfile.mkdtemp(prefix="ordersync-http-bench-")
+    reuse = len(sys.argv) > 3
+    work = sys.argv[3] if reuse else tempfile.mkdtemp(prefix="ordersync-http-bench-")
     port = free_port()
     with open(os.path.join(work, "config.toml"), "w") as f:
         f.write(f"""[inbox]
@@ -80,14 +82,15 @@ systems = ["*"]
 id = "erp"
 transport = "http"
 """)
-    os.makedirs(os.path.join(work, "inbox"))
-    for start in range(0, N, 10_000):
+    os.makedirs(os.path.join(work, "inbox"), exist_ok=True)
+    for start in range(0, 0 if reuse else N, 10_000):
         with open(os.path.join(work, "inbox", f"orders-{start:07d}.ndjson"), "w") as f:
             for i in range(start, min(N, start + 10_000)):
                 f.write(json.dumps(order(i)) + "\n")
-    t = time.perf_counter()
-    subprocess.run([BIN, "run", "--once"], cwd=work, check=True, env={**os.environ, "RUST_LOG": "warn"})
-    print(f"ingest: {N} orders with run --once in {time.perf_counter() - t:.1f} s")
+    if not reuse:
+        t = time.perf_counter()
+        subprocess.run([BIN, "run", "--once"], cwd=work, check=True, env={**os.environ, "RUST_LOG": "warn"})
+        print(f"ingest: {N} orders with run --once in {time.perf_counter() - t:.1f} s")
     log = open(os.path.join(work, "daemon.log"), "w")
     d = subprocess.Popen([BIN, "run"], cwd=work, stderr=log, env={**os.environ, "RUST_LOG": "warn"})
     try:
@@ -130,6 +133,29 @@ transport = "http"
         flt = ("&filter_groups[0][filters][0][key]=reference&filter_groups[0][filters][0][operator]=eq"
                "&filter_groups[0][filters][0][value]=PO-99999")
         latency(flt.replace("[", "%5B").replace("]", "%5D"), "filter matching 1 order (scans all)", runs=5)
+        # The client's loop: fetch page 0, mark what came, again until empty.
+        t = time.perf_counter()
+        total = 0
+        while True:
+            req = urllib.request.Request(base + "&limit=10000&includes[]=lines",
+                                         headers={"Authorization": f"Bearer {TOKEN}"})
+            with urllib.request.urlopen(req, timeout=600) as r:
+                orders = json.loads(r.read())["orders"]
+            if not orders:
+                break
+            body = json.dumps({"orders": [{"order_id": o["id"], "system_id": "erp",
+                                           "regulate_inventory": False} for o in orders]}).encode()
+            req = urllib.request.Request(base.split("/v10")[0] + "/v10/orders/mark-as-exported", data=body,
+                                         headers={"Authorization": f"Bearer {TOKEN}",
+                                                  "Content-Type": "application/json"})
+            with urllib.request.urlopen(req, timeout=600) as r:
+                r.read()
+            total += len(orders)
+        took = time.perf_counter() - t
+        print(f"fetch + mark loop (10,000 per call, lines): {total} orders in {took:.1f} s = {total / took:,.0f} orders/s")
+        # Pending again, so the folder can be measured again.
+        subprocess.run([BIN, "reexport", "--system", "erp", "--since", "0"], cwd=work, check=True,
+                       stdout=subprocess.DEVNULL)
         with open(f"/proc/{d.pid}/status") as f:
             hwm = [l for l in f if l.startswith("VmHWM")][0].split()[1]
         print(f"daemon peak RSS: {int(hwm) / 1024:.0f} MiB")

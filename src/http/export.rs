@@ -76,6 +76,11 @@ pub(super) async fn handle(
 }
 
 /// Sends the answer in chunks; stops early when the client is gone.
+///
+/// Per candidate, only what the decision needs is read: the head (its
+/// include facts) first; the filter keys ([`FilterFields`]) only when there
+/// are filters; the document itself only for the orders sent. Orders of
+/// earlier pages are skipped at that cost.
 fn stream(
     store: &Store,
     q: &ExportQuery,
@@ -90,35 +95,51 @@ fn stream(
             break;
         }
         let id = id?;
-        let Some((head, doc)) = store.order_for_api(id)? else {
+        let Some(head) = store.order_head(id)? else {
             continue;
         };
         if !includes(q, &head.facts) {
             continue;
         }
-        let needs_tree = !q.filter_groups.is_empty() || !q.lines;
-        let tree = needs_tree.then(|| doc.value());
-        if let Some(tree) = &tree
-            && !q
+        let mut doc = None;
+        if !q.filter_groups.is_empty() {
+            let Some(d) = store.order_for_export(id)? else {
+                continue;
+            };
+            let keys = filter_keys(&d.json);
+            if !q
                 .filter_groups
                 .iter()
-                .all(|g: &FilterGroup| g.matches(tree))
-        {
-            continue;
+                .all(|g: &FilterGroup| g.matches(&keys))
+            {
+                continue;
+            }
+            doc = Some(d);
         }
         if skip > 0 {
             skip -= 1;
             continue;
         }
+        let doc = match doc {
+            Some(d) => d,
+            None => match store.order_for_export(id)? {
+                Some(d) => d,
+                None => continue,
+            },
+        };
         if sent > 0 {
             out.push(b',');
         }
-        match tree {
-            Some(Value::Object(mut m)) if !q.lines => {
-                m.remove("line_items");
-                out.extend(serde_json::to_vec(&m).unwrap_or_default());
+        if q.lines {
+            out.extend_from_slice(&doc.json);
+        } else {
+            match doc.value() {
+                Value::Object(mut m) => {
+                    m.remove("line_items");
+                    out.extend(serde_json::to_vec(&m).unwrap_or_default());
+                }
+                _ => out.extend_from_slice(&doc.json),
             }
-            _ => out.extend_from_slice(&doc.json),
         }
         sent += 1;
         in_chunk += 1;
@@ -135,6 +156,35 @@ fn stream(
     out.extend_from_slice(b"]}\n");
     let _ = tx.blocking_send(Ok(Bytes::from(out)));
     Ok(())
+}
+
+/// The fields filters read (SPEC §7 keys), parsed from a stored document
+/// without building the rest of it (lines, addresses are skipped).
+#[derive(serde::Deserialize, Default)]
+#[serde(default)]
+struct FilterFields {
+    created: Value,
+    updated: Value,
+    channel: Value,
+    #[serde(rename = "type")]
+    kind: Value,
+    currency: Value,
+    status: Value,
+    internal_status: Value,
+    reference: Value,
+    external_id: Value,
+}
+
+/// [`FilterFields`] of a stored document, as the JSON object
+/// [`FilterGroup::matches`] reads.
+fn filter_keys(json: &[u8]) -> Value {
+    let f: FilterFields = serde_json::from_slice(json).unwrap_or_default();
+    serde_json::json!({
+        "created": f.created, "updated": f.updated, "channel": f.channel,
+        "type": f.kind, "currency": f.currency, "status": f.status,
+        "internal_status": f.internal_status, "reference": f.reference,
+        "external_id": f.external_id,
+    })
 }
 
 /// The request's include flags (default: approved, not cancelled, not

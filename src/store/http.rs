@@ -7,8 +7,7 @@ use sled::transaction::ConflictableTransactionError;
 use uuid::Uuid;
 
 use super::apply::{Abort, ApplyError, Context, Summary, Writer, finish};
-use super::records::ORDER_V2;
-use super::{ExportDoc, ExportState, OrderHead, OrderRecord, Store, StoreError, corrupt, keys};
+use super::{ExportState, Store, StoreError, keys};
 use crate::csvin::AckRow;
 use crate::problem::Problem;
 
@@ -65,25 +64,5 @@ impl Store {
                 let k = k?;
                 Ok((keys::index_sort(&k), keys::uuid_suffix(&k)))
             })
-    }
-
-    /// The head and the export document of an order, from one read.
-    pub fn order_for_api(&self, id: Uuid) -> Result<Option<(OrderHead, ExportDoc)>, StoreError> {
-        let key = keys::order(id);
-        let Some(bytes) = self.db.get(&key)? else {
-            return Ok(None);
-        };
-        if bytes.first() == Some(&ORDER_V2) {
-            let (head, json) = postcard::take_from_bytes::<OrderHead>(&bytes[1..])
-                .map_err(|e| corrupt(&key, e.to_string()))?;
-            let doc = ExportDoc {
-                id: head.id,
-                revision: head.revision,
-                json: json.to_vec(),
-            };
-            return Ok(Some((head, doc)));
-        }
-        let rec = OrderRecord::decode(&bytes).map_err(|m| corrupt(&key, m))?;
-        Ok(Some((rec.head(), ExportDoc::of(&rec))))
     }
 }
