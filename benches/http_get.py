@@ -103,6 +103,11 @@ transport = "http"
                 time.sleep(0.1)
         get(base + "&limit=10")  # warm
 
+        def rss(label):
+            with open(f"/proc/{d.pid}/status") as f:
+                v = {l.split(":")[0]: int(l.split()[1]) // 1024 for l in f if l.startswith(("VmRSS", "VmHWM"))}
+            print(f"  daemon RSS after {label}: {v['VmRSS']} MiB (peak {v['VmHWM']} MiB)")
+
         def full(extra, label):
             total = 0
             took = 0.0
@@ -118,8 +123,10 @@ transport = "http"
                 page += 1
             print(f"{label}: {total} orders in {page + 1} pages of 10,000, {took:.2f} s = {total / took:,.0f} orders/s, {size / 1e6:.0f} MB")
 
+        rss("start")
         full("&includes[]=lines", "full fetch with lines")
         full("", "full fetch without lines")
+        rss("full fetches")
 
         def latency(extra, label, runs=30):
             times = sorted(get(base + extra)[0] for _ in range(runs))
@@ -133,6 +140,7 @@ transport = "http"
         flt = ("&filter_groups[0][filters][0][key]=reference&filter_groups[0][filters][0][operator]=eq"
                "&filter_groups[0][filters][0][value]=PO-99999")
         latency(flt.replace("[", "%5B").replace("]", "%5D"), "filter matching 1 order (scans all)", runs=5)
+        rss("latencies")
         # The client's loop: fetch page 0, mark what came, again until empty.
         t = time.perf_counter()
         total = 0
@@ -153,9 +161,11 @@ transport = "http"
             total += len(orders)
         took = time.perf_counter() - t
         print(f"fetch + mark loop (10,000 per call, lines): {total} orders in {took:.1f} s = {total / took:,.0f} orders/s")
+        rss("fetch + mark loop")
         # Pending again, so the folder can be measured again.
         subprocess.run([BIN, "reexport", "--system", "erp", "--since", "0"], cwd=work, check=True,
                        stdout=subprocess.DEVNULL)
+        rss("reexport")
         with open(f"/proc/{d.pid}/status") as f:
             hwm = [l for l in f if l.startswith("VmHWM")][0].split()[1]
         print(f"daemon peak RSS: {int(hwm) / 1024:.0f} MiB")
