@@ -403,6 +403,25 @@ mod tests {
         }
     }
 
+    /// `in` values as `value=a,b`, `value[0]=a&value[1]=b` or `value[]=a&value[]=b`.
+    #[test]
+    fn list_values_three_ways() {
+        let hit = serde_json::json!({"channel": "B2B"});
+        let miss = serde_json::json!({"channel": "Web"});
+        for v in [
+            "value=shop,b2b",
+            "value[0]=shop&value[1]=b2b",
+            "value[]=shop&value[]=b2b",
+        ] {
+            let v = v.replace("value", "filter_groups[0][filters][0][value]");
+            let q = ok(&format!(
+                "system_id=erp&filter_groups[0][filters][0][key]=channel&filter_groups[0][filters][0][operator]=in&{v}"
+            ));
+            assert!(q.filter_groups[0].matches(&hit), "{v}");
+            assert!(!q.filter_groups[0].matches(&miss), "{v}");
+        }
+    }
+
     #[test]
     fn times() {
         assert_eq!(parse_time("2026-01-01T00:00:00Z"), Some(1767225600000));
