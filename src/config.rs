@@ -97,6 +97,53 @@ impl Format {
     }
 }
 
+/// How a system receives its orders (`transport`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Transport {
+    /// Export files in `outbox/<system>/`, acknowledgement CSVs back.
+    Files,
+    /// No files: the system fetches its orders with `GET
+    /// /v10/orders/export` and marks them with `POST
+    /// /v10/orders/mark-as-exported` (SPEC §11).
+    Http,
+}
+
+impl fmt::Display for Transport {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Transport::Files => "files",
+            Transport::Http => "http",
+        })
+    }
+}
+
+/// `[http]`: the HTTP API, off unless `listen` is set.
+#[derive(Debug, Clone, Default)]
+pub struct HttpConfig {
+    pub listen: Option<std::net::SocketAddr>,
+    pub tokens: Vec<TokenConfig>,
+}
+
+/// One `[[http.tokens]]` entry. Only the token's SHA-256 is kept.
+#[derive(Clone)]
+pub struct TokenConfig {
+    pub name: String,
+    pub sha256: [u8; 32],
+    /// `None` for `["*"]`: every system.
+    pub systems: Option<Vec<String>>,
+}
+
+impl fmt::Debug for TokenConfig {
+    // The hash is no secret, but it has no place in logs either.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("TokenConfig")
+            .field("name", &self.name)
+            .field("systems", &self.systems)
+            .finish_non_exhaustive()
+    }
+}
+
 /// The resolved folders; all absolute or relative to the working directory.
 #[derive(Debug, Clone)]
 pub struct Paths {
@@ -158,6 +205,7 @@ pub struct SystemConfig {
     /// The system's own drop folder, if it has one: files there are taken
     /// like the shared inbox's, but its acks may only name this system.
     pub inbox: Option<PathBuf>,
+    pub transport: Transport,
 }
 
 /// The whole, validated configuration.
@@ -170,12 +218,17 @@ pub struct Config {
     pub inventory: InventoryConfig,
     pub store: StoreConfig,
     pub systems: Vec<SystemConfig>,
+    pub http: HttpConfig,
 }
 
 impl SystemConfig {
     /// Identifies the settings that decide which orders are eligible (include
     /// flags and filters): when it changes, stored orders are re-evaluated.
     pub fn eligibility_fingerprint(&self) -> String {
+        if self.transport == Transport::Http {
+            // Every order is queued for an HTTP system: the request decides.
+            return "v1 http".into();
+        }
         format!(
             "v1 {} {} {} {:?}",
             self.include_not_approved,
@@ -207,6 +260,22 @@ struct RawConfig {
     inventory: RawInventory,
     store: RawStore,
     systems: Vec<RawSystem>,
+    http: RawHttp,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields, default)]
+struct RawHttp {
+    listen: String,
+    tokens: Vec<RawToken>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawToken {
+    name: String,
+    sha256: String,
+    systems: Vec<String>,
 }
 
 #[derive(Deserialize)]
@@ -324,6 +393,12 @@ struct RawSystem {
     filter_groups: Vec<RawFilterGroup>,
     #[serde(default)]
     inbox: PathBuf,
+    #[serde(default = "default_transport")]
+    transport: Transport,
+}
+
+fn default_transport() -> Transport {
+    Transport::Files
 }
 
 fn default_format() -> Format {
@@ -535,6 +610,21 @@ impl Config {
                     b','
                 }
             };
+            if s.transport == Transport::Http {
+                let unused = [
+                    ("include_not_approved", s.include_not_approved),
+                    ("include_cancelled", s.include_cancelled),
+                    ("include_archived", s.include_archived),
+                    ("auto_ack", s.auto_ack),
+                    ("filter_groups", !s.filter_groups.is_empty()),
+                ];
+                for (k, _) in unused.iter().filter(|(_, set)| *set) {
+                    bad.push((
+                        key(k),
+                        "not used with transport = \"http\": the GET request's parameters decide which orders a client gets".into(),
+                    ));
+                }
+            }
             let mut filter_groups = Vec::with_capacity(s.filter_groups.len());
             for (g, raw_group) in s.filter_groups.into_iter().enumerate() {
                 match FilterGroup::compile(raw_group) {
@@ -561,9 +651,20 @@ impl Config {
                 csv_bom: s.csv_bom,
                 filter_groups,
                 inbox: (!s.inbox.as_os_str().is_empty()).then(|| resolve(&s.inbox)),
+                transport: s.transport,
             });
         }
         bad.extend(check_system_inboxes(&paths, &systems));
+        let http = match http_config(raw.http, &systems) {
+            Ok(http) => http,
+            Err(problem) => {
+                bad.push(problem);
+                HttpConfig {
+                    listen: None,
+                    tokens: Vec::new(),
+                }
+            }
+        };
 
         if let Some(e) = ConfigError::of(path, bad) {
             return Err(e);
@@ -579,6 +680,7 @@ impl Config {
                 cache_capacity: raw.store.cache_capacity.0,
             },
             systems,
+            http,
         })
     }
 }
@@ -639,6 +741,73 @@ impl Config {
             )
             .collect()
     }
+}
+
+/// Validates `[http]`: the listen address, and each token's name, hash and
+/// systems.
+fn http_config(raw: RawHttp, systems: &[SystemConfig]) -> Result<HttpConfig, (String, String)> {
+    let listen = match raw.listen.trim() {
+        "" => None,
+        text => Some(text.parse().map_err(|_| {
+            (
+                "http.listen".to_string(),
+                format!("{text:?} is not an address such as \"127.0.0.1:8080\""),
+            )
+        })?),
+    };
+    let mut names = HashSet::new();
+    let mut tokens = Vec::with_capacity(raw.tokens.len());
+    for (i, t) in raw.tokens.into_iter().enumerate() {
+        let key = |k: &str| format!("http.tokens[{i}].{k}");
+        if t.name.trim().is_empty() {
+            return Err((key("name"), "must not be empty".into()));
+        }
+        if !names.insert(t.name.clone()) {
+            return Err((key("name"), format!("duplicate token name {:?}", t.name)));
+        }
+        let sha256 = parse_sha256(&t.sha256).ok_or_else(|| {
+            (
+                key("sha256"),
+                "must be 64 hex digits: the SHA-256 of the token, e.g. printf %s \"$TOKEN\" | sha256sum".to_string(),
+            )
+        })?;
+        let scope = if t.systems.iter().any(|s| s == "*") {
+            if t.systems.len() > 1 {
+                return Err((key("systems"), "\"*\" stands alone: every system".into()));
+            }
+            None
+        } else {
+            for (j, id) in t.systems.iter().enumerate() {
+                if !systems.iter().any(|s| &s.id == id) {
+                    return Err((
+                        format!("{}[{j}]", key("systems")),
+                        format!("unknown system {id:?}"),
+                    ));
+                }
+            }
+            Some(t.systems)
+        };
+        tokens.push(TokenConfig {
+            name: t.name,
+            sha256,
+            systems: scope,
+        });
+    }
+    Ok(HttpConfig { listen, tokens })
+}
+
+/// 64 hex digits (either case) as 32 bytes.
+fn parse_sha256(text: &str) -> Option<[u8; 32]> {
+    let text = text.trim().as_bytes();
+    if text.len() != 64 {
+        return None;
+    }
+    let mut out = [0u8; 32];
+    for (i, pair) in text.chunks(2).enumerate() {
+        let hex = std::str::from_utf8(pair).ok()?;
+        out[i] = u8::from_str_radix(hex, 16).ok()?;
+    }
+    Some(out)
 }
 
 fn nonzero(d: Duration) -> Option<Duration> {

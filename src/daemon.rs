@@ -122,8 +122,14 @@ pub fn run(config: Config) -> anyhow::Result<()> {
         let _ = wake.try_send(Hint::Wake);
     })
     .context("starting the control socket")?;
+    // The HTTP API, if configured, in its own thread on the same store; a
+    // bind failure is fatal here, before the loop starts. Dropped (stopped)
+    // when the loop ends.
+    let http = crate::http::start(engine.clone())?;
     let mut systemd = Systemd::from_env();
-    run_loop(&engine, &rx, &shutdown, &mut watch_inbox, &mut systemd)?;
+    let result = run_loop(&engine, &rx, &shutdown, &mut watch_inbox, &mut systemd);
+    drop(http);
+    result?;
     tracing::info!("stopped");
     Ok(())
 }
@@ -377,6 +383,7 @@ pub fn run_loop(
         }
         let candidates = match inbox::scan_all(cfg, &mut noted) {
             Ok(c) => {
+                crate::metrics::global().scanned(c.len());
                 if scan_failing {
                     tracing::info!(inbox = %inbox_dir.display(), "inbox readable again");
                     scan_failing = false;
@@ -485,6 +492,8 @@ pub fn run_loop(
             let pending: Vec<String> = cfg
                 .systems
                 .iter()
+                // HTTP systems' orders wait for their clients, not for us.
+                .filter(|s| s.transport == crate::config::Transport::Files)
                 .filter_map(|s| {
                     let n = engine
                         .store

@@ -137,6 +137,7 @@ impl Engine {
             Some(outbox) => config
                 .systems
                 .iter()
+                .filter(|s| s.transport == crate::config::Transport::Files)
                 .filter_map(|s| usable(&p.outbox.join(&s.id), outbox.sub(&s.id, true)))
                 .collect(),
             None => Vec::new(),
@@ -206,9 +207,18 @@ impl Engine {
                 break;
             }
             read += c.size;
+            let took = Instant::now();
             match self.stage(c) {
-                Ok(Step::Done(outcome)) => results.push(Ok(outcome)),
+                Ok(Step::Done(outcome)) => {
+                    if let Outcome::Rejected(..) = outcome {
+                        crate::metrics::global().file_rejected(&c.name, took.elapsed());
+                    }
+                    results.push(Ok(outcome))
+                }
                 Ok(Step::Archive(staged)) => {
+                    if staged.summary.is_some() {
+                        crate::metrics::global().file_applied(staged.kind, took.elapsed());
+                    }
                     to_archive.push((i, staged));
                     results.push(Ok(Outcome::NotReady)); // replaced below
                 }
@@ -380,7 +390,10 @@ impl Engine {
     /// most `groups` groups of files each: a failing system is reported in
     /// the result and does not stop the others.
     pub fn export_systems(&self, due: impl Fn(&str) -> bool, groups: usize) -> export::Report {
-        export::export_systems(&self.store, &self.config, due, groups)
+        let took = Instant::now();
+        let report = export::export_systems(&self.store, &self.config, due, groups);
+        crate::metrics::global().exported(report.written.len(), took.elapsed());
+        report
     }
 
     /// `run --once`: finishes interrupted export batches, then takes every

@@ -22,7 +22,7 @@ use std::path::PathBuf;
 use chrono::{DateTime, SecondsFormat, Utc};
 use serde_json::Value;
 
-use crate::config::{Config, Format, SystemConfig};
+use crate::config::{Config, Format, SystemConfig, Transport};
 use crate::fsutil::{Dir, Entry};
 use crate::order::ADDRESS_FIELDS;
 use crate::store::{Batch, Content, Context, ExportDoc, ExportState, Store, StoreError};
@@ -108,7 +108,12 @@ pub fn export_systems(
     groups: usize,
 ) -> Report {
     let mut report = Report::default();
-    for system in config.systems.iter().filter(|s| due(&s.id)) {
+    // An HTTP system gets no files: its orders wait for GET + mark-as-exported.
+    let file_systems = config
+        .systems
+        .iter()
+        .filter(|s| s.transport == Transport::Files);
+    for system in file_systems.filter(|s| due(&s.id)) {
         match export_system(store, config, system, &mut report.written, groups) {
             Ok(more) => {
                 report.more |= more;

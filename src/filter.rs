@@ -13,6 +13,11 @@ use crate::order::Facts;
 /// Whether an order (its filled-in document) is eligible for `system`: its
 /// include flags, then every filter group (SPEC §7).
 pub fn eligible(system: &SystemConfig, doc: &Value) -> bool {
+    // Every order is queued for an HTTP system; the GET request's include
+    // flags and filter groups decide what a client gets (SPEC §11).
+    if system.transport == crate::config::Transport::Http {
+        return true;
+    }
     let f = Facts::of(doc);
     (system.include_not_approved || f.approved)
         && (system.include_cancelled || !f.cancelled)
@@ -175,6 +180,46 @@ impl FilterGroup {
             self.filters.iter().any(|f| f.matches(order))
         } else {
             self.filters.iter().all(|f| f.matches(order))
+        }
+    }
+}
+
+/// One filter as an HTTP request gives it (`filter_groups[g][filters][f]`),
+/// its value already shaped as the config would hold it.
+pub struct FilterSpec {
+    pub key: String,
+    pub operator: String,
+    pub value: toml::Value,
+    pub not: bool,
+}
+
+impl FilterGroup {
+    /// Compiles a group given over HTTP with exactly the rules of the config
+    /// (the same keys, operators and value checks), so a filter means the
+    /// same on both sides. An error names the filter's index, the part
+    /// (`key`, `operator`, `value`) and what is wrong.
+    pub fn from_specs(
+        or: bool,
+        specs: Vec<FilterSpec>,
+    ) -> Result<FilterGroup, Vec<(usize, String, String)>> {
+        let mut filters = Vec::with_capacity(specs.len());
+        let mut errors = Vec::new();
+        for (i, s) in specs.into_iter().enumerate() {
+            let raw = RawFilter {
+                key: s.key,
+                operator: s.operator,
+                value: s.value,
+                not: s.not,
+            };
+            match Filter::compile(raw) {
+                Ok(f) => filters.push(f),
+                Err((part, what)) => errors.push((i, part, what)),
+            }
+        }
+        if errors.is_empty() {
+            Ok(FilterGroup { or, filters })
+        } else {
+            Err(errors)
         }
     }
 }

@@ -76,6 +76,7 @@ pub fn run(c: &Config) -> Result<(), CliError> {
         let yes = |b: bool| b.to_string();
         let mut rows = vec![
             vec!["outbox".into(), p.outbox.join(&s.id).display().to_string()],
+            vec!["transport".into(), s.transport.to_string()],
             vec!["format".into(), s.format.to_string()],
             vec!["batch_size".into(), s.batch_size.to_string()],
             vec!["include_not_approved".into(), yes(s.include_not_approved)],
@@ -116,6 +117,14 @@ pub fn run(c: &Config) -> Result<(), CliError> {
         for line in table(&rows).lines() {
             println!("  {line}");
         }
+    }
+    match c.http.listen {
+        None => println!("http: off (set [http] listen to serve the HTTP API)"),
+        Some(addr) => println!("http: listening on {addr}"),
+    }
+    for t in &c.http.tokens {
+        let scope = t.systems.as_ref().map_or("*".into(), |s| s.join(", "));
+        println!("http token {:?}: systems {scope}", t.name);
     }
     Ok(())
 }

@@ -91,8 +91,19 @@ pub fn wait(config: &Config, json: bool, timeout: Duration) -> Result<(), CliErr
         };
         let v: Value = serde_json::from_str(&answer)
             .map_err(|e| anyhow::anyhow!("bad status from the daemon: {e}"))?;
+        // Orders pending for an HTTP system wait for its client, not for
+        // the daemon: they are not work in hand.
+        let by_http = |id: &str| {
+            config
+                .systems
+                .iter()
+                .any(|s| s.id == id && s.transport == crate::config::Transport::Http)
+        };
         let pending: u64 = v["systems"].as_object().map_or(0, |m| {
-            m.values().filter_map(|c| c["pending"].as_u64()).sum()
+            m.iter()
+                .filter(|(id, _)| !by_http(id))
+                .filter_map(|(_, c)| c["pending"].as_u64())
+                .sum()
         });
         if files == 0 && pending == 0 {
             let args: &[&str] = if json {

@@ -1039,7 +1039,7 @@ impl<'t> Writer<'t> {
         }
     }
 
-    fn ack_row(&mut self, row: &AckRow) -> TxResult<()> {
+    pub(super) fn ack_row(&mut self, row: &AckRow) -> TxResult<()> {
         let at = format!("line {}", row.line);
         if let Some(only) = self.ctx.only_system {
             let foreign = crate::validate::foreign_acks(std::slice::from_ref(row), only);

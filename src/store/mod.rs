@@ -11,6 +11,7 @@
 mod apply;
 mod batch;
 mod db;
+mod http;
 pub mod keys;
 mod records;
 

@@ -1,0 +1,256 @@
+//! `GET /v10/orders/export`: the orders not yet marked exported to a
+//! system, oldest `created` first, as `{"orders": [ORDER…]}` with ORDER the
+//! json export's order (the stored document with its `revision`).
+//!
+//! Which orders: every stored order is queued (`pending`) for an HTTP system
+//! (see [`crate::filter::eligible`]); for a file system, those its config
+//! makes eligible. The candidates are that system's `pending` and `written`
+//! orders, plus, with `not_exported_since`, those it acked at or after that
+//! time. The request's include flags and filter groups then decide, exactly
+//! as a system's config would (the same [`crate::filter`] code).
+//!
+//! The answer is streamed: a blocking task reads the store in pages of
+//! [`CHUNK`] orders and sends the rendered bytes through a small bounded
+//! channel, so memory follows a chunk, not the result, and a slow client
+//! only holds that task back, never the file side. GET never writes.
+
+use std::sync::Arc;
+
+use axum::body::Bytes;
+use axum::extract::{RawQuery, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::Response;
+use serde_json::Value;
+use uuid::Uuid;
+
+use super::query::{self, ExportQuery};
+use super::{authenticate, forbidden, json_body, problems, unauthorized};
+use crate::engine::Engine;
+use crate::filter::FilterGroup;
+use crate::order::Facts;
+use crate::problem::Problem;
+use crate::store::{ExportState, Store, StoreError};
+
+/// Orders rendered per message to the client.
+const CHUNK: usize = 100;
+
+pub(super) async fn handle(
+    State(engine): State<Arc<Engine>>,
+    headers: HeaderMap,
+    RawQuery(raw): RawQuery,
+) -> Response {
+    let caller = match authenticate(&engine, &headers) {
+        Ok(c) => c,
+        Err(what) => return unauthorized(what),
+    };
+    let (query, system_id, mut list) = query::parse(raw.as_deref().unwrap_or(""));
+    if let Some(system) = &system_id {
+        if !caller.may_use(system) {
+            return forbidden(&caller, "system_id", system);
+        }
+        if engine.config.system(system).is_none() {
+            list.insert(
+                0,
+                Problem::new("system_id", format!("unknown system {system:?}")),
+            );
+        }
+    }
+    let Some(query) = query.filter(|_| list.is_empty()) else {
+        let status = if system_id.is_none() {
+            StatusCode::BAD_REQUEST
+        } else {
+            StatusCode::UNPROCESSABLE_ENTITY
+        };
+        return problems(status, "invalid request", list);
+    };
+    let (tx, rx) = tokio::sync::mpsc::channel::<Result<Bytes, std::io::Error>>(4);
+    let engine = engine.clone();
+    tokio::task::spawn_blocking(move || {
+        if let Err(e) = stream(&engine.store, &query, &tx) {
+            tracing::error!(error = %e, system = %query.system_id, "HTTP export: store failure; the answer is cut short");
+            let _ = tx.blocking_send(Err(std::io::Error::other(e.to_string())));
+        }
+    });
+    let body = axum::body::Body::from_stream(tokio_stream::wrappers::ReceiverStream::new(rx));
+    json_body(StatusCode::OK, body)
+}
+
+/// Sends the answer in chunks; stops early when the client is gone.
+///
+/// Per candidate, only what the decision needs is read: the head (its
+/// include facts) first; the filter keys ([`FilterFields`]) only when there
+/// are filters; the document itself only for the orders sent. Orders of
+/// earlier pages are skipped at that cost.
+fn stream(
+    store: &Store,
+    q: &ExportQuery,
+    tx: &tokio::sync::mpsc::Sender<Result<Bytes, std::io::Error>>,
+) -> Result<(), StoreError> {
+    let mut out: Vec<u8> = b"{\"orders\":[".to_vec();
+    let mut skip = q.page.saturating_mul(q.limit);
+    let mut sent = 0usize;
+    let mut in_chunk = 0usize;
+    for id in candidates(store, q)? {
+        if sent >= q.limit {
+            break;
+        }
+        let id = id?;
+        let Some(head) = store.order_head(id)? else {
+            continue;
+        };
+        if !includes(q, &head.facts) {
+            continue;
+        }
+        let mut doc = None;
+        if !q.filter_groups.is_empty() {
+            let Some(d) = store.order_for_export(id)? else {
+                continue;
+            };
+            let keys = filter_keys(&d.json);
+            if !q
+                .filter_groups
+                .iter()
+                .all(|g: &FilterGroup| g.matches(&keys))
+            {
+                continue;
+            }
+            doc = Some(d);
+        }
+        if skip > 0 {
+            skip -= 1;
+            continue;
+        }
+        let doc = match doc {
+            Some(d) => d,
+            None => match store.order_for_export(id)? {
+                Some(d) => d,
+                None => continue,
+            },
+        };
+        if sent > 0 {
+            out.push(b',');
+        }
+        if q.lines {
+            out.extend_from_slice(&doc.json);
+        } else {
+            match doc.value() {
+                Value::Object(mut m) => {
+                    m.remove("line_items");
+                    out.extend(serde_json::to_vec(&m).unwrap_or_default());
+                }
+                _ => out.extend_from_slice(&doc.json),
+            }
+        }
+        sent += 1;
+        in_chunk += 1;
+        if in_chunk >= CHUNK {
+            in_chunk = 0;
+            if tx
+                .blocking_send(Ok(Bytes::from(std::mem::take(&mut out))))
+                .is_err()
+            {
+                return Ok(()); // the client went away
+            }
+        }
+    }
+    out.extend_from_slice(b"]}\n");
+    let _ = tx.blocking_send(Ok(Bytes::from(out)));
+    Ok(())
+}
+
+/// The fields filters read (SPEC §7 keys), parsed from a stored document
+/// without building the rest of it (lines, addresses are skipped).
+#[derive(serde::Deserialize, Default)]
+#[serde(default)]
+struct FilterFields {
+    created: Value,
+    updated: Value,
+    channel: Value,
+    #[serde(rename = "type")]
+    kind: Value,
+    currency: Value,
+    status: Value,
+    internal_status: Value,
+    reference: Value,
+    external_id: Value,
+}
+
+/// [`FilterFields`] of a stored document, as the JSON object
+/// [`FilterGroup::matches`] reads.
+fn filter_keys(json: &[u8]) -> Value {
+    let f: FilterFields = serde_json::from_slice(json).unwrap_or_default();
+    serde_json::json!({
+        "created": f.created, "updated": f.updated, "channel": f.channel,
+        "type": f.kind, "currency": f.currency, "status": f.status,
+        "internal_status": f.internal_status, "reference": f.reference,
+        "external_id": f.external_id,
+    })
+}
+
+/// The request's include flags (default: approved, not cancelled, not
+/// archived).
+fn includes(q: &ExportQuery, f: &Facts) -> bool {
+    (q.include_not_approved || f.approved)
+        && (q.include_cancelled || !f.cancelled)
+        && (q.include_archived || !f.archived)
+}
+
+/// The candidate ids, oldest `created` first: the `pending` index (already
+/// in that order, streamed) merged with the `written` orders and, with
+/// `not_exported_since`, the acked-since ones. Those are sorted in memory
+/// (their index is by write or ack time): they are the orders a system has
+/// been sent but not acked, and a re-export window, not the whole store.
+fn candidates<'a>(
+    store: &'a Store,
+    q: &ExportQuery,
+) -> Result<Box<dyn Iterator<Item = Result<Uuid, StoreError>> + 'a>, StoreError> {
+    let system = q.system_id.as_str();
+    let mut extra: Vec<(i64, Uuid)> = Vec::new();
+    let mut add = |sort_and_id: Result<(i64, Uuid), StoreError>| -> Result<(), StoreError> {
+        let (_, id) = sort_and_id?;
+        if let Some(head) = store.order_head(id)? {
+            extra.push((head.created, id));
+        }
+        Ok(())
+    };
+    for e in store.index_entries(system, ExportState::Written, None) {
+        add(e)?;
+    }
+    if let Some(since) = q.not_exported_since {
+        for e in store.index_entries(system, ExportState::Acked, Some(since)) {
+            add(e)?;
+        }
+    }
+    extra.sort_unstable();
+    let pending = store
+        .index_entries(system, ExportState::Pending, None)
+        .peekable();
+    Ok(Box::new(Merge {
+        pending,
+        extra: extra.into_iter().peekable(),
+    }))
+}
+
+/// Merges two streams sorted by (created, id).
+struct Merge<P: Iterator<Item = Result<(i64, Uuid), StoreError>>> {
+    pending: std::iter::Peekable<P>,
+    extra: std::iter::Peekable<std::vec::IntoIter<(i64, Uuid)>>,
+}
+
+impl<P: Iterator<Item = Result<(i64, Uuid), StoreError>>> Iterator for Merge<P> {
+    type Item = Result<Uuid, StoreError>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        let take_extra = match (self.pending.peek(), self.extra.peek()) {
+            (None, None) => return None,
+            (Some(Err(_)), _) | (Some(_), None) => false,
+            (None, Some(_)) => true,
+            (Some(Ok(p)), Some(e)) => e < p,
+        };
+        if take_extra {
+            self.extra.next().map(|(_, id)| Ok(id))
+        } else {
+            self.pending.next().map(|r| r.map(|(_, id)| id))
+        }
+    }
+}

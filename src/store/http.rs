@@ -1,0 +1,68 @@
+//! What the HTTP API (`crate::http`) needs of the store, beside what the
+//! file side uses: marking orders exported from a request (the ack rows'
+//! own code path, without an applied-file record), and reading the export
+//! indexes with their sort keys for `GET /v10/orders/export`.
+
+use sled::transaction::ConflictableTransactionError;
+use uuid::Uuid;
+
+use super::apply::{Abort, ApplyError, Context, Summary, Writer, finish};
+use super::{ExportState, Store, StoreError, keys};
+use crate::csvin::AckRow;
+use crate::problem::Problem;
+
+impl Store {
+    /// Applies acknowledgement rows that came over HTTP, all or nothing, in
+    /// one transaction, exactly as the rows of an ack CSV are applied
+    /// (SPEC §6). `source` names where they came from in the timeline.
+    ///
+    /// Unlike a file, nothing records the call itself: acks are idempotent
+    /// by nature (an order is regulated at most once), so a repeated call
+    /// only marks the orders exported again, and the store does not grow
+    /// with every call. A problem's `at` is the row's `line N` as given.
+    pub fn mark_exported(
+        &self,
+        rows: &[AckRow],
+        source: &str,
+        ctx: &Context,
+    ) -> Result<Summary, ApplyError> {
+        finish(self.db.transaction(|tx| {
+            let mut w = Writer::new(tx, ctx, source);
+            for row in rows {
+                w.ack_row(row)?;
+            }
+            if !w.problems.is_empty() {
+                let mut problems = w.problems;
+                problems.sort_by_key(Problem::line);
+                return Err(ConflictableTransactionError::Abort(Abort::Rejected(
+                    problems,
+                )));
+            }
+            Ok(w.summary)
+        }))
+    }
+
+    /// `(sort key, order id)` of the orders in `state` for `system`, in
+    /// index order, from sort key `from` on (pending: by `created`;
+    /// written: by the time written; acked: by the time acked).
+    pub fn index_entries(
+        &self,
+        system: &str,
+        state: ExportState,
+        from: Option<i64>,
+    ) -> impl Iterator<Item = Result<(i64, Uuid), StoreError>> + '_ {
+        let prefix = keys::index_prefix(state, system);
+        let start = match from {
+            Some(sort) => keys::index(state, system, sort, Uuid::nil()),
+            None => prefix.clone(),
+        };
+        self.db
+            .range(start..)
+            .keys()
+            .take_while(move |k| k.as_ref().map_or(true, |k| k.starts_with(&prefix)))
+            .map(|k| {
+                let k = k?;
+                Ok((keys::index_sort(&k), keys::uuid_suffix(&k)))
+            })
+    }
+}

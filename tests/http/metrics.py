@@ -1,0 +1,23 @@
+#!/usr/bin/env python3
+"""Fetches an ordersync /metrics page with urllib and parses it with the
+prometheus_client OpenMetrics text parser (a real parser, not ours); prints
+every sample as JSON lines {"name", "labels", "value"}. Exit 3 when the
+prometheus_client package is missing."""
+import json
+import sys
+import urllib.request
+
+try:
+    from prometheus_client.openmetrics.parser import text_string_to_metric_families
+except ImportError:
+    sys.exit(3)
+
+with urllib.request.urlopen(sys.argv[1], timeout=30) as r:
+    ctype = r.headers.get("Content-Type", "")
+    text = r.read().decode("utf-8")
+out = {"content_type": ctype, "samples": []}
+for family in text_string_to_metric_families(text):
+    for s in family.samples:
+        out["samples"].append({"family": family.name, "type": family.type,
+                               "name": s.name, "labels": s.labels, "value": s.value})
+print(json.dumps(out))
