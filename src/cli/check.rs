@@ -75,7 +75,15 @@ pub fn run(c: &Config) -> Result<(), CliError> {
     for s in &c.systems {
         let yes = |b: bool| b.to_string();
         let mut rows = vec![
-            vec!["outbox".into(), p.outbox.join(&s.id).display().to_string()],
+            vec![
+                "outbox".into(),
+                match s.transport {
+                    crate::config::Transport::Files => p.outbox.join(&s.id).display().to_string(),
+                    crate::config::Transport::Http => {
+                        "none: its orders are fetched over HTTP".into()
+                    }
+                },
+            ],
             vec!["transport".into(), s.transport.to_string()],
             vec!["format".into(), s.format.to_string()],
             vec!["batch_size".into(), s.batch_size.to_string()],
