@@ -343,21 +343,15 @@ fn killed_while_a_big_ack_file_goes_in_chunk_by_chunk() {
     assert_eq!(status["systems"]["erp"]["acked"], n, "{status}");
     let total = 10 * n as i64;
     assert_eq!(w.stock("A"), (total - n as i64, 0, total - n as i64));
-    let show = w.json(&["orders", "show", "big-7"]);
-    let events: Vec<&str> = show["timeline"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|e| e["event"].as_str().unwrap())
-        .collect();
+    let events = w.events("big-7");
     assert_eq!(
-        events.iter().filter(|e| **e == "regulated").count(),
+        events.iter().filter(|e| *e == "regulated").count(),
         1,
         "{events:?}"
     );
     // One entry per row: no row applied twice.
     assert_eq!(
-        events.iter().filter(|e| **e == "acked").count(),
+        events.iter().filter(|e| *e == "acked").count(),
         times,
         "{events:?}"
     );

@@ -404,19 +404,14 @@ fn a_repeated_acknowledgement_changes_nothing() {
     assert_eq!(w.stock("A"), (9, 0, 9));
     let done = w.json(&["orders", "show", "o-1"]);
     assert_eq!(done["systems"], first["systems"]);
-    let events: Vec<&str> = done["timeline"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|e| e["event"].as_str().unwrap())
-        .collect();
+    let events = w.events("o-1");
     assert_eq!(
-        events.iter().filter(|e| **e == "regulated").count(),
+        events.iter().filter(|e| *e == "regulated").count(),
         1,
         "{events:?}"
     );
     assert_eq!(
-        events.iter().filter(|e| **e == "acked").count(),
+        events.iter().filter(|e| *e == "acked").count(),
         2,
         "{events:?}"
     );

@@ -491,14 +491,18 @@ pub(super) struct Writer<'t> {
 /// export state, timeline) is dropped, so memory stays small. (A sled
 /// transaction would also keep every value read in its cache, which for a
 /// big file is most of the store.)
-pub(super) enum Tx<'t> {
-    /// With the count of writes made.
-    Real(&'t TransactionalTree, std::cell::Cell<usize>),
-    /// With the count of writes it would have made.
+pub(super) struct Tx<'t> {
+    src: Source<'t>,
+    /// How many keys were written (inserted or removed), or would have
+    /// been in a dry run.
+    writes: std::cell::Cell<usize>,
+}
+
+enum Source<'t> {
+    Real(&'t TransactionalTree),
     Dry {
         db: sled::Db,
         kept: RefCell<HashMap<Vec<u8>, Option<IVec>>>,
-        writes: std::cell::Cell<usize>,
     },
 }
 
@@ -510,11 +514,18 @@ fn kept_when_dry(key: &[u8]) -> bool {
     )
 }
 
-impl Tx<'_> {
+impl<'t> Tx<'t> {
+    fn new(src: Source<'t>) -> Tx<'t> {
+        Tx {
+            src,
+            writes: Default::default(),
+        }
+    }
+
     fn get<K: AsRef<[u8]>>(&self, key: K) -> UnabortableTransactionResult<Option<IVec>> {
-        match self {
-            Tx::Real(tx, _) => tx.get(key),
-            Tx::Dry { db, kept, .. } => match kept.borrow().get(key.as_ref()) {
+        match &self.src {
+            Source::Real(tx) => tx.get(key),
+            Source::Dry { db, kept } => match kept.borrow().get(key.as_ref()) {
                 Some(v) => Ok(v.clone()),
                 None => Ok(db.get(key)?),
             },
@@ -526,13 +537,10 @@ impl Tx<'_> {
         K: AsRef<[u8]> + Into<IVec>,
         V: Into<IVec>,
     {
-        match self {
-            Tx::Real(tx, writes) => {
-                writes.set(writes.get() + 1);
-                tx.insert(key, value)
-            }
-            Tx::Dry { kept, writes, .. } => {
-                writes.set(writes.get() + 1);
+        self.writes.set(self.writes.get() + 1);
+        match &self.src {
+            Source::Real(tx) => tx.insert(key, value),
+            Source::Dry { kept, .. } => {
                 if kept_when_dry(key.as_ref()) {
                     let mut value: IVec = value.into();
                     if key.as_ref().first() == Some(&keys::ORDER) {
@@ -551,13 +559,10 @@ impl Tx<'_> {
     where
         K: AsRef<[u8]> + Into<IVec>,
     {
-        match self {
-            Tx::Real(tx, writes) => {
-                writes.set(writes.get() + 1);
-                tx.remove(key)
-            }
-            Tx::Dry { kept, writes, .. } => {
-                writes.set(writes.get() + 1);
+        self.writes.set(self.writes.get() + 1);
+        match &self.src {
+            Source::Real(tx) => tx.remove(key),
+            Source::Dry { kept, .. } => {
                 if kept_when_dry(key.as_ref()) {
                     kept.borrow_mut().insert(key.as_ref().to_vec(), None);
                 }
@@ -566,17 +571,15 @@ impl Tx<'_> {
         }
     }
 
-    /// How many keys were written (inserted or removed) so far.
+    /// How many keys were written so far.
     fn writes(&self) -> usize {
-        match self {
-            Tx::Real(_, writes) | Tx::Dry { writes, .. } => writes.get(),
-        }
+        self.writes.get()
     }
 
     fn generate_id(&self) -> sled::Result<u64> {
-        match self {
-            Tx::Real(tx, _) => tx.generate_id(),
-            Tx::Dry { .. } => Ok(0),
+        match &self.src {
+            Source::Real(tx) => tx.generate_id(),
+            Source::Dry { .. } => Ok(0),
         }
     }
 }
@@ -591,14 +594,13 @@ pub(super) enum Strictness {
 
 impl<'t> Writer<'t> {
     pub(super) fn new(tx: &'t TransactionalTree, ctx: &'t Context<'t>, source: &'t str) -> Self {
-        Writer::on(Tx::Real(tx, Default::default()), ctx, source)
+        Writer::on(Tx::new(Source::Real(tx)), ctx, source)
     }
 
     /// A writer that checks without writing (see [`Tx`]).
     fn dry(db: sled::Db, ctx: &'t Context<'t>, source: &'t str) -> Self {
         let kept = RefCell::new(HashMap::new());
-        let writes = Default::default();
-        Writer::on(Tx::Dry { db, kept, writes }, ctx, source)
+        Writer::on(Tx::new(Source::Dry { db, kept }), ctx, source)
     }
 
     fn on(tx: Tx<'t>, ctx: &'t Context<'t>, source: &'t str) -> Self {

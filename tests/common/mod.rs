@@ -107,6 +107,17 @@ impl Work {
         serde_json::from_str(&out).unwrap_or_else(|e| panic!("{a:?}: {e}: {out}"))
     }
 
+    /// The event names of an order's timeline, oldest first.
+    pub fn events(&self, order: &str) -> Vec<String> {
+        let show = self.json(&["orders", "show", order]);
+        show["timeline"]
+            .as_array()
+            .expect("a timeline")
+            .iter()
+            .map(|e| e["event"].as_str().expect("an event name").to_string())
+            .collect()
+    }
+
     /// (in_stock, reserved, available) of a SKU; zeros when unknown.
     pub fn stock(&self, sku: &str) -> (i64, i64, i64) {
         let inv = self.json(&["inventory"]);
