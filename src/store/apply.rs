@@ -74,6 +74,18 @@ pub struct Summary {
     pub stock_rows: usize,
 }
 
+impl Summary {
+    /// Adds another part's counts (a chunk of a big file) to these.
+    fn add(&mut self, o: &Summary) {
+        self.new_orders += o.new_orders;
+        self.updated_orders += o.updated_orders;
+        self.duplicate_orders += o.duplicate_orders;
+        self.acks += o.acks;
+        self.regulated += o.regulated;
+        self.stock_rows += o.stock_rows;
+    }
+}
+
 /// Why a file was not applied.
 #[derive(Debug, thiserror::Error)]
 pub enum ApplyError {
@@ -381,12 +393,7 @@ impl Store {
                         }
                         Ok((w.summary, k, end, wrote))
                     }))?;
-                    summary.new_orders += s.new_orders;
-                    summary.updated_orders += s.updated_orders;
-                    summary.duplicate_orders += s.duplicate_orders;
-                    summary.acks += s.acks;
-                    summary.regulated += s.regulated;
-                    summary.stock_rows += s.stock_rows;
+                    summary.add(&s);
                     done += k as u64;
                     chunk.drain(..k);
                     if end {
