@@ -183,13 +183,7 @@ impl Store {
                     problems,
                 )));
             }
-            w.put(
-                &file_key,
-                &AppliedFile {
-                    at: ctx.now,
-                    kind: input.kind().into(),
-                },
-            )?;
+            w.put(&file_key, &applied_file(input, ctx))?;
             Ok(Applied::Done(w.summary))
         }))
     }
@@ -211,6 +205,14 @@ const WRITES: usize = 16_384;
 /// Files up to this size are applied in one transaction, without a
 /// separate check (their whole write set is small).
 pub const SMALL_FILE: usize = 1 << 20;
+
+/// The record of a file applied now (key `f`: its name and hash).
+fn applied_file(input: &Input, ctx: &Context) -> AppliedFile {
+    AppliedFile {
+        at: ctx.now,
+        kind: input.kind().into(),
+    }
+}
 
 /// How many items a transaction of `input` takes, when it is big enough
 /// to be checked first and then applied in chunks.
@@ -322,10 +324,7 @@ impl Store {
             }
             if let Some(summary) = checked.nothing_to_do {
                 // Only the file's own record to write.
-                let record = AppliedFile {
-                    at: ctx.now,
-                    kind: input.kind().into(),
-                };
+                let record = applied_file(input, ctx);
                 self.db
                     .insert(&file_key, encode(&record))
                     .map_err(StoreError::from)?;
@@ -375,13 +374,7 @@ impl Store {
                         // again changing nothing.
                         let wrote = w.tx.writes() > 0;
                         if end {
-                            w.put(
-                                &file_key,
-                                &AppliedFile {
-                                    at: ctx.now,
-                                    kind: input.kind().into(),
-                                },
-                            )?;
+                            w.put(&file_key, &applied_file(input, ctx))?;
                             tx.remove(&progress_key[..])?;
                         } else if wrote {
                             w.put(
