@@ -21,7 +21,7 @@ use crate::fsutil::Dir;
 use crate::inbox::{self, Candidate, ReadOutcome, Settle};
 use crate::input;
 use crate::problem::Problem;
-use crate::store::{Applied, ApplyError, Context, Store, StoreError};
+use crate::store::{Applied, ApplyError, Context, Group, Store, StoreError};
 
 /// A failure that stops processing (the file in hand stays in the inbox).
 #[derive(Debug, thiserror::Error)]
@@ -180,12 +180,13 @@ impl Engine {
     }
 
     /// Processes ready candidates, in their order, as one group: each file is
-    /// applied in its own transaction (rejected files go to `errors/` at
-    /// once: they change nothing), then **one** flush makes them all durable,
-    /// then each applied file is moved to `archive/`. Durability is paid per
-    /// group, not per file; exactly-once holds as for one file (a crash
-    /// before the flush leaves the files to be applied again, after it to be
-    /// archived without effect).
+    /// checked and its writes staged over the group's (a rejected file's are
+    /// dropped and it goes to `errors/` at once: it changes nothing), then
+    /// the group's writes are applied as **one** atomic batch and **one**
+    /// flush makes them durable, then each applied file is moved to
+    /// `archive/`. Durability is paid per group, not per file; exactly-once
+    /// holds as for one file (a crash before the flush leaves the files to
+    /// be applied again, after it to be archived without effect).
     ///
     /// The group ends after [`GROUP_FILES`] files, [`GROUP_BYTES`] read or
     /// [`GROUP_TIME`], whichever comes first, so it is a bounded step: the
@@ -202,13 +203,14 @@ impl Engine {
         // Applied (or found applied) and waiting for the group's flush.
         let mut to_archive: Vec<(usize, Staged)> = Vec::new();
         let mut read: u64 = 0;
+        let group = self.store.group();
         for (i, c) in cs.iter().enumerate() {
             if i > 0 && (i >= GROUP_FILES || read >= GROUP_BYTES || start.elapsed() >= GROUP_TIME) {
                 break;
             }
             read += c.size;
             let took = Instant::now();
-            match self.stage(c) {
+            match self.stage(c, &group) {
                 Ok(Step::Done(outcome)) => {
                     if let Outcome::Rejected(..) = outcome {
                         crate::metrics::global().file_rejected(&c.name, took.elapsed());
@@ -231,6 +233,7 @@ impl Engine {
                 }
             }
         }
+        group.commit()?;
         if to_archive.is_empty() {
             return Ok(results);
         }
@@ -252,9 +255,9 @@ impl Engine {
         Ok(results)
     }
 
-    /// Reads, parses and applies one file (no flush). A rejected file is
-    /// moved to `errors/` here.
-    fn stage(&self, c: &Candidate) -> Result<Step, EngineError> {
+    /// Reads, parses and applies one file into `group` (no commit, no
+    /// flush). A rejected file is moved to `errors/` here.
+    fn stage(&self, c: &Candidate, group: &Group) -> Result<Step, EngineError> {
         let max = self.config.inbox.max_file_size;
         let bytes = match inbox::read(c, max).map_err(io_err("reading", &c.path))? {
             ReadOutcome::Content(b) => b,
@@ -289,7 +292,7 @@ impl Engine {
         };
         match self
             .store
-            .apply(&c.label(), &sha256, input, &parsed.problems, &ctx)
+            .apply(group, &c.label(), &sha256, input, &parsed.problems, &ctx)
         {
             // The record may only be in memory, from an apply whose flush
             // failed: the group's flush makes it durable before the file goes.

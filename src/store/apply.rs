@@ -1,22 +1,20 @@
-//! Applying one inbox file's [`Input`] in one transaction (SPEC §3–7).
+//! Applying one inbox file's [`Input`] all or nothing (SPEC §3–7).
 //!
-//! All or nothing: every row is checked against the store inside the
-//! transaction, every problem is collected, and if there is any the
-//! transaction aborts and nothing changes. The applied-file record (name +
-//! content hash) is written in the same transaction, so a file applied
-//! before a crash, or re-sent, is recognised and never applied twice.
+//! Every row is checked against the store as its writes are staged in
+//! memory ([`Tx`]), every problem is collected, and if there is any the
+//! staged writes are dropped and nothing changes. The applied-file record
+//! (name + content hash) is staged with the file's effects, and they reach
+//! the store in one atomic batch, so a file applied before a crash, or
+//! re-sent, is recognised and never applied twice. Files of a group
+//! ([`Group`]) are staged one over the other and applied as one batch.
 
 use serde::Serialize;
 use serde::de::DeserializeOwned;
-use std::cell::RefCell;
-use std::collections::HashMap;
+use std::cell::{Cell, RefCell};
+use std::collections::{BTreeMap, HashMap};
+use std::sync::MutexGuard;
 
 use sled::IVec;
-use sled::transaction::{
-    ConflictableTransactionError, TransactionError, TransactionalTree, UnabortableTransactionError,
-};
-
-type UnabortableTransactionResult<T> = Result<T, UnabortableTransactionError>;
 use uuid::Uuid;
 
 use super::records::AppliedFile;
@@ -101,27 +99,125 @@ pub enum ApplyError {
     Interrupted,
 }
 
-/// Why a transaction aborted.
+/// Why staged writes were dropped.
 pub(super) enum Abort {
     Interrupted,
     Rejected(Vec<Problem>),
     Store(StoreError),
 }
 
-pub(super) type TxResult<T> = Result<T, ConflictableTransactionError<Abort>>;
-
-fn abort<T>(e: StoreError) -> TxResult<T> {
-    Err(ConflictableTransactionError::Abort(Abort::Store(e)))
+/// Why a write stopped: aborted for a reason, or the store failed.
+pub(super) enum TxError {
+    Abort(Abort),
+    Storage(sled::Error),
 }
 
-/// Maps a finished transaction's error to the caller's.
-pub(super) fn finish<T>(r: Result<T, TransactionError<Abort>>) -> Result<T, ApplyError> {
+impl From<sled::Error> for TxError {
+    fn from(e: sled::Error) -> TxError {
+        TxError::Storage(e)
+    }
+}
+
+pub(super) type TxResult<T> = Result<T, TxError>;
+
+fn abort<T>(e: StoreError) -> TxResult<T> {
+    Err(TxError::Abort(Abort::Store(e)))
+}
+
+/// A rejection of the file with `problems`, in file order.
+pub(super) fn rejected<T>(mut problems: Vec<Problem>) -> TxResult<T> {
+    // Parse and store problems, back in file order.
+    problems.sort_by_key(Problem::line);
+    Err(TxError::Abort(Abort::Rejected(problems)))
+}
+
+/// Maps a write's error to the caller's.
+pub(super) fn finish<T>(r: TxResult<T>) -> Result<T, ApplyError> {
     match r {
         Ok(t) => Ok(t),
-        Err(TransactionError::Abort(Abort::Rejected(p))) => Err(ApplyError::Rejected(p)),
-        Err(TransactionError::Abort(Abort::Store(e))) => Err(ApplyError::Store(e)),
-        Err(TransactionError::Abort(Abort::Interrupted)) => Err(ApplyError::Interrupted),
-        Err(TransactionError::Storage(e)) => Err(ApplyError::Store(e.into())),
+        Err(TxError::Abort(Abort::Rejected(p))) => Err(ApplyError::Rejected(p)),
+        Err(TxError::Abort(Abort::Store(e))) => Err(ApplyError::Store(e)),
+        Err(TxError::Abort(Abort::Interrupted)) => Err(ApplyError::Interrupted),
+        Err(TxError::Storage(e)) => Err(ApplyError::Store(e.into())),
+    }
+}
+
+/// Writes staged in memory: key → new value, `None` for a removal.
+type Staging = RefCell<BTreeMap<Vec<u8>, Option<IVec>>>;
+
+/// The files of one group, staged one over the other and applied to the
+/// store as one batch ([`Group::commit`]): the writer's lock is held from
+/// the first file staged to the commit, so nothing else writes what the
+/// staged writes were computed from. A rejected file's writes are dropped
+/// alone; the others stay staged.
+pub struct Group<'s> {
+    store: &'s Store,
+    lock: RefCell<Option<MutexGuard<'s, ()>>>,
+    staged: Staging,
+}
+
+impl<'s> Group<'s> {
+    /// Takes the writer's lock (if not yet held) and the store's handle.
+    fn begin(&self) -> Result<sled::Db, StoreError> {
+        let mut lock = self.lock.borrow_mut();
+        if lock.is_none() {
+            *lock = Some(self.store.db.lock());
+        }
+        Ok(self.store.db.handle()?)
+    }
+
+    /// Applies what the group staged as one atomic batch and lets other
+    /// writers in. Not durable until the store is flushed.
+    pub fn commit(&self) -> Result<(), StoreError> {
+        let staged = self.staged.take();
+        let r = if staged.is_empty() {
+            Ok(())
+        } else {
+            self.store
+                .db
+                .handle()
+                .and_then(|db| db.apply_batch(batch_of(staged)))
+                .map_err(StoreError::from)
+        };
+        self.lock.borrow_mut().take();
+        r
+    }
+}
+
+fn batch_of(staged: BTreeMap<Vec<u8>, Option<IVec>>) -> sled::Batch {
+    let mut batch = sled::Batch::default();
+    for (k, v) in staged {
+        match v {
+            Some(v) => batch.insert(k, v),
+            None => batch.remove(k),
+        }
+    }
+    batch
+}
+
+impl Store {
+    /// A group of files to apply as one batch (see [`Group`]).
+    pub fn group(&self) -> Group<'_> {
+        Group {
+            store: self,
+            lock: RefCell::new(None),
+            staged: Default::default(),
+        }
+    }
+
+    /// Runs `f` on a fresh staging over the store, under the writer's
+    /// lock, and applies what it staged as one atomic batch when it
+    /// succeeds (nothing when it fails). Not durable until a flush.
+    pub(super) fn write<A>(&self, f: impl FnOnce(&Tx) -> TxResult<A>) -> Result<A, ApplyError> {
+        let _writer = self.db.lock();
+        let db = self.db.handle().map_err(StoreError::from)?;
+        let tx = Tx::staged(db.clone(), None);
+        let a = finish(f(&tx))?;
+        let staged = tx.take_staged();
+        if !staged.is_empty() {
+            db.apply_batch(batch_of(staged)).map_err(StoreError::from)?;
+        }
+        Ok(a)
     }
 }
 
@@ -130,25 +226,31 @@ impl Store {
     /// `sha256`, all or nothing. `known` are problems already found while
     /// parsing: with any, nothing is applied, but the input is still checked
     /// so that the rejection lists every problem.
+    ///
+    /// A small file is staged into `group`, applied with the group's other
+    /// files at [`Group::commit`]. A big one is checked, then applied in
+    /// chunks of its own (the group's staged writes are committed first).
     pub fn apply(
         &self,
+        group: &Group,
         name: &str,
         sha256: &[u8; 32],
         input: &Input,
         known: &[Problem],
         ctx: &Context,
     ) -> Result<Applied, ApplyError> {
-        // A big order file is checked, then applied in chunks; a small one
-        // (or any other input) in one transaction, below.
         if let Some(chunk) = chunk_of(input) {
+            group.commit()?;
             return self.apply_stream(name, sha256, input, chunk, known, ctx);
         }
         let file_key = keys::file(name, sha256);
-        finish(self.db.transaction(|tx| {
+        let db = group.begin()?;
+        let tx = Tx::staged(db, Some(&group.staged));
+        let applied = finish((|| {
             if tx.get(&file_key)?.is_some() {
                 return Ok(Applied::AlreadyApplied);
             }
-            let mut w = Writer::new(tx, ctx, name);
+            let mut w = Writer::on(&tx, ctx, name);
             w.problems.extend_from_slice(known);
             match input {
                 Input::Orders(orders) => {
@@ -176,16 +278,14 @@ impl Store {
                 }
             }
             if !w.problems.is_empty() {
-                let mut problems = w.problems;
-                // Parse and store problems, back in file order.
-                problems.sort_by_key(Problem::line);
-                return Err(ConflictableTransactionError::Abort(Abort::Rejected(
-                    problems,
-                )));
+                return rejected(w.problems);
             }
             w.put(&file_key, &applied_file(input, ctx))?;
             Ok(Applied::Done(w.summary))
-        }))
+        })())?;
+        // Applied: its writes join the group's (rejected, they are dropped).
+        group.staged.borrow_mut().append(&mut tx.take_staged());
+        Ok(applied)
     }
 }
 
@@ -324,10 +424,9 @@ impl Store {
             }
             if let Some(summary) = checked.nothing_to_do {
                 // Only the file's own record to write.
-                let record = applied_file(input, ctx);
-                self.db
-                    .insert(&file_key, encode(&record))
-                    .map_err(StoreError::from)?;
+                self.write(|tx| {
+                    Writer::on(tx, ctx, name).put(&file_key, &applied_file(input, ctx))
+                })?;
                 return Ok(Applied::Done(summary));
             }
         }
@@ -341,67 +440,64 @@ impl Store {
         // (the pages a transaction dirties stay in memory until the flush
         // that follows it); `last`: the file's last chunk, whose last
         // transaction records the file as applied.
-        let mut run =
-            |chunk: &mut Vec<Item>, last: bool, summary: &mut Summary| -> Result<(), ApplyError> {
-                loop {
-                    let (s, k, end, wrote) = finish(self.db.transaction(|tx| {
-                        let mut w = Writer::new(tx, ctx, name);
-                        let mut k = 0;
-                        for item in chunk.iter() {
-                            w.item(item)?;
-                            k += 1;
-                            if w.tx.writes() >= WRITES {
-                                break;
-                            }
+        let mut run = |chunk: &mut Vec<Item>,
+                       last: bool,
+                       summary: &mut Summary|
+         -> Result<(), ApplyError> {
+            loop {
+                let (s, k, end, wrote) = self.write(|tx| {
+                    let mut w = Writer::on(tx, ctx, name);
+                    let mut k = 0;
+                    for item in chunk.iter() {
+                        w.item(item)?;
+                        k += 1;
+                        if w.tx.writes() >= WRITES {
+                            break;
                         }
-                        if !w.problems.is_empty() {
-                            // Checked before: only a store changed meanwhile (by
-                            // another writer) lands here. The file stays in the
-                            // inbox with its progress; it is retried.
-                            return Err(ConflictableTransactionError::Abort(Abort::Store(
-                                StoreError::Corrupt {
-                                    key: keys::describe(&progress_key),
-                                    message: format!(
-                                        "a chunk of a checked file failed: {}",
-                                        w.problems[0]
-                                    ),
-                                },
-                            )));
-                        }
-                        let end = last && k == chunk.len();
-                        // Rows that changed nothing (a re-sent ack file) need
-                        // no progress record: after a crash they are redone,
-                        // again changing nothing.
-                        let wrote = w.tx.writes() > 0;
-                        if end {
-                            w.put(&file_key, &applied_file(input, ctx))?;
-                            tx.remove(&progress_key[..])?;
-                        } else if wrote {
-                            w.put(
-                                &progress_key,
-                                &Progress {
-                                    orders: done + k as u64,
-                                },
-                            )?;
-                        }
-                        Ok((w.summary, k, end, wrote))
-                    }))?;
-                    summary.add(&s);
-                    done += k as u64;
-                    chunk.drain(..k);
+                    }
+                    if !w.problems.is_empty() {
+                        // Checked before: only a store changed meanwhile (by
+                        // another writer) lands here. The file stays in the
+                        // inbox with its progress; it is retried.
+                        return abort(StoreError::Corrupt {
+                            key: keys::describe(&progress_key),
+                            message: format!("a chunk of a checked file failed: {}", w.problems[0]),
+                        });
+                    }
+                    let end = last && k == chunk.len();
+                    // Rows that changed nothing (a re-sent ack file) need
+                    // no progress record: after a crash they are redone,
+                    // again changing nothing.
+                    let wrote = w.tx.writes() > 0;
                     if end {
-                        // The caller's flush (the group's) makes it durable.
-                        return Ok(());
+                        w.put(&file_key, &applied_file(input, ctx))?;
+                        tx.remove(&progress_key[..]);
+                    } else if wrote {
+                        w.put(
+                            &progress_key,
+                            &Progress {
+                                orders: done + k as u64,
+                            },
+                        )?;
                     }
-                    if wrote {
-                        self.flush()?;
-                    }
-                    self.chunk_done();
-                    if chunk.is_empty() {
-                        return Ok(());
-                    }
+                    Ok((w.summary, k, end, wrote))
+                })?;
+                summary.add(&s);
+                done += k as u64;
+                chunk.drain(..k);
+                if end {
+                    // The caller's flush (the group's) makes it durable.
+                    return Ok(());
                 }
-            };
+                if wrote {
+                    self.flush()?;
+                }
+                self.chunk_done();
+                if chunk.is_empty() {
+                    return Ok(());
+                }
+            }
+        };
         each_item(input, |item| {
             seen += 1;
             if seen <= skip {
@@ -435,13 +531,14 @@ impl Store {
         total: &std::cell::Cell<u64>,
     ) -> Result<Checked, ApplyError> {
         let db = self.db.handle().map_err(StoreError::from)?;
-        let mut w = Writer::dry(db, ctx, name);
+        let tx = Tx::dry(db);
+        let mut w = Writer::on(&tx, ctx, name);
         w.problems.extend_from_slice(known);
         let mut checked = 0usize;
         let mut pace = Pace::new(name);
         let r = each_item(input, |item| {
             if self.stopping() {
-                return Err(ConflictableTransactionError::Abort(Abort::Interrupted));
+                return Err(TxError::Abort(Abort::Interrupted));
             }
             checked += 1;
             if checked.is_multiple_of(chunk_size) {
@@ -456,13 +553,7 @@ impl Store {
             nothing_to_do: (w.tx.writes() == 0).then(|| w.summary.clone()),
             problems: w.problems,
         };
-        match r {
-            Ok(()) => Ok(checked),
-            Err(ConflictableTransactionError::Abort(a)) => finish(Err(TransactionError::Abort(a))),
-            Err(ConflictableTransactionError::Storage(e)) => Err(ApplyError::Store(e.into())),
-            // Only a sled transaction conflicts.
-            Err(ConflictableTransactionError::Conflict) => Ok(checked),
-        }
+        finish(r).map(|()| checked)
     }
 }
 
@@ -474,9 +565,9 @@ struct Checked {
     nothing_to_do: Option<Summary>,
 }
 
-/// The writes of one transaction, with the problems found so far.
+/// The writes of one file (or export step), with the problems found so far.
 pub(super) struct Writer<'t> {
-    tx: Tx<'t>,
+    pub(super) tx: &'t Tx<'t>,
     ctx: &'t Context<'t>,
     /// The file (or export file) the changes come from, for the timeline.
     source: &'t str,
@@ -484,24 +575,27 @@ pub(super) struct Writer<'t> {
     pub(super) summary: Summary,
 }
 
-/// The transaction as the writer uses it: sled's, or, to check a big file
-/// before applying it ("dry"), the tree itself for reading with the writes
-/// kept in memory instead, and only those later checks read (orders'
-/// heads, external ids, reservations and stock); the rest (documents,
-/// export state, timeline) is dropped, so memory stays small. (A sled
-/// transaction would also keep every value read in its cache, which for a
-/// big file is most of the store.)
+/// The store as a writer sees it: the tree, with the writes staged so far
+/// over it. Staged ([`Store::write`], [`Group`]), the writes are kept to be
+/// applied as one batch. Dry, to check a big file before applying it,
+/// only what later checks read is kept (orders' heads, external ids,
+/// reservations and stock); the rest (documents, export state, timeline)
+/// is dropped, so memory stays small.
 pub(super) struct Tx<'t> {
+    db: sled::Db,
     src: Source<'t>,
     /// How many keys were written (inserted or removed), or would have
     /// been in a dry run.
-    writes: std::cell::Cell<usize>,
+    writes: Cell<usize>,
 }
 
 enum Source<'t> {
-    Real(&'t TransactionalTree),
+    Staged {
+        /// Staged before, by the group's earlier files: read, not written.
+        under: Option<&'t Staging>,
+        own: Staging,
+    },
     Dry {
-        db: sled::Db,
         kept: RefCell<HashMap<Vec<u8>, Option<IVec>>>,
     },
 }
@@ -515,58 +609,86 @@ fn kept_when_dry(key: &[u8]) -> bool {
 }
 
 impl<'t> Tx<'t> {
-    fn new(src: Source<'t>) -> Tx<'t> {
+    /// Writes staged over `under` (if any) over the tree.
+    pub(super) fn staged(db: sled::Db, under: Option<&'t Staging>) -> Tx<'t> {
+        Tx::new(
+            db,
+            Source::Staged {
+                under,
+                own: Default::default(),
+            },
+        )
+    }
+
+    /// A dry run (see [`Tx`]).
+    fn dry(db: sled::Db) -> Tx<'t> {
+        Tx::new(
+            db,
+            Source::Dry {
+                kept: Default::default(),
+            },
+        )
+    }
+
+    fn new(db: sled::Db, src: Source<'t>) -> Tx<'t> {
         Tx {
+            db,
             src,
             writes: Default::default(),
         }
     }
 
-    fn get<K: AsRef<[u8]>>(&self, key: K) -> UnabortableTransactionResult<Option<IVec>> {
-        match &self.src {
-            Source::Real(tx) => tx.get(key),
-            Source::Dry { db, kept } => match kept.borrow().get(key.as_ref()) {
-                Some(v) => Ok(v.clone()),
-                None => Ok(db.get(key)?),
-            },
+    pub(super) fn get<K: AsRef<[u8]>>(&self, key: K) -> sled::Result<Option<IVec>> {
+        let key = key.as_ref();
+        let staged = match &self.src {
+            Source::Staged { under, own } => {
+                let v = own.borrow().get(key).cloned();
+                v.or_else(|| under.and_then(|u| u.borrow().get(key).cloned()))
+            }
+            Source::Dry { kept } => kept.borrow().get(key).cloned(),
+        };
+        match staged {
+            Some(v) => Ok(v),
+            None => self.db.get(key),
         }
     }
 
-    fn insert<K, V>(&self, key: K, value: V) -> UnabortableTransactionResult<Option<IVec>>
+    pub(super) fn insert<K, V>(&self, key: K, value: V)
     where
-        K: AsRef<[u8]> + Into<IVec>,
+        K: AsRef<[u8]>,
         V: Into<IVec>,
     {
         self.writes.set(self.writes.get() + 1);
+        let key = key.as_ref();
         match &self.src {
-            Source::Real(tx) => tx.insert(key, value),
-            Source::Dry { kept, .. } => {
-                if kept_when_dry(key.as_ref()) {
+            Source::Staged { own, .. } => {
+                own.borrow_mut().insert(key.to_vec(), Some(value.into()));
+            }
+            Source::Dry { kept } => {
+                if kept_when_dry(key) {
                     let mut value: IVec = value.into();
-                    if key.as_ref().first() == Some(&keys::ORDER) {
+                    if key.first() == Some(&keys::ORDER) {
                         // Only the head is read later: keep it, not the
                         // document.
                         value = OrderRecord::head_only(&value).into();
                     }
-                    kept.borrow_mut().insert(key.as_ref().to_vec(), Some(value));
+                    kept.borrow_mut().insert(key.to_vec(), Some(value));
                 }
-                Ok(None)
             }
         }
     }
 
-    fn remove<K>(&self, key: K) -> UnabortableTransactionResult<Option<IVec>>
-    where
-        K: AsRef<[u8]> + Into<IVec>,
-    {
+    pub(super) fn remove<K: AsRef<[u8]>>(&self, key: K) {
         self.writes.set(self.writes.get() + 1);
+        let key = key.as_ref();
         match &self.src {
-            Source::Real(tx) => tx.remove(key),
-            Source::Dry { kept, .. } => {
-                if kept_when_dry(key.as_ref()) {
-                    kept.borrow_mut().insert(key.as_ref().to_vec(), None);
+            Source::Staged { own, .. } => {
+                own.borrow_mut().insert(key.to_vec(), None);
+            }
+            Source::Dry { kept } => {
+                if kept_when_dry(key) {
+                    kept.borrow_mut().insert(key.to_vec(), None);
                 }
-                Ok(None)
             }
         }
     }
@@ -576,9 +698,17 @@ impl<'t> Tx<'t> {
         self.writes.get()
     }
 
+    /// The writes staged (none in a dry run), taken out.
+    fn take_staged(&self) -> BTreeMap<Vec<u8>, Option<IVec>> {
+        match &self.src {
+            Source::Staged { own, .. } => own.take(),
+            Source::Dry { .. } => BTreeMap::new(),
+        }
+    }
+
     fn generate_id(&self) -> sled::Result<u64> {
         match &self.src {
-            Source::Real(tx) => tx.generate_id(),
+            Source::Staged { .. } => self.db.generate_id(),
             Source::Dry { .. } => Ok(0),
         }
     }
@@ -593,17 +723,7 @@ pub(super) enum Strictness {
 }
 
 impl<'t> Writer<'t> {
-    pub(super) fn new(tx: &'t TransactionalTree, ctx: &'t Context<'t>, source: &'t str) -> Self {
-        Writer::on(Tx::new(Source::Real(tx)), ctx, source)
-    }
-
-    /// A writer that checks without writing (see [`Tx`]).
-    fn dry(db: sled::Db, ctx: &'t Context<'t>, source: &'t str) -> Self {
-        let kept = RefCell::new(HashMap::new());
-        Writer::on(Tx::new(Source::Dry { db, kept }), ctx, source)
-    }
-
-    fn on(tx: Tx<'t>, ctx: &'t Context<'t>, source: &'t str) -> Self {
+    pub(super) fn on(tx: &'t Tx<'t>, ctx: &'t Context<'t>, source: &'t str) -> Self {
         Writer {
             tx,
             ctx,
@@ -648,12 +768,12 @@ impl<'t> Writer<'t> {
     }
 
     pub(super) fn put_order(&self, rec: &OrderRecord) -> TxResult<()> {
-        self.tx.insert(keys::order(rec.id), rec.encode())?;
+        self.tx.insert(keys::order(rec.id), rec.encode());
         Ok(())
     }
 
     pub(super) fn put<T: Serialize>(&self, key: &[u8], value: &T) -> TxResult<()> {
-        self.tx.insert(key, encode(value))?;
+        self.tx.insert(key, encode(value));
         Ok(())
     }
 
@@ -662,7 +782,7 @@ impl<'t> Writer<'t> {
     }
 
     fn put_int(&self, key: &[u8], value: i64) -> TxResult<()> {
-        self.tx.insert(key, &value.to_be_bytes())?;
+        self.tx.insert(key, &value.to_be_bytes());
         Ok(())
     }
 
@@ -694,7 +814,7 @@ impl<'t> Writer<'t> {
     pub(super) fn set_state(&self, system: &str, id: Uuid, new: &ExportRecord) -> TxResult<()> {
         self.clear_index(system, id)?;
         self.tx
-            .insert(keys::index(new.state, system, new.sort, id), &[])?;
+            .insert(keys::index(new.state, system, new.sort, id), &[]);
         self.bump(&keys::count(new.state, system), 1)?;
         self.put(&keys::export(system, id), new)
     }
@@ -702,8 +822,7 @@ impl<'t> Writer<'t> {
     fn clear_index(&self, system: &str, id: Uuid) -> TxResult<Option<ExportRecord>> {
         let old = self.export_state(system, id)?;
         if let Some(old) = &old {
-            self.tx
-                .remove(keys::index(old.state, system, old.sort, id))?;
+            self.tx.remove(keys::index(old.state, system, old.sort, id));
             self.bump(&keys::count(old.state, system), -1)?;
         }
         Ok(old)
@@ -718,7 +837,7 @@ impl<'t> Writer<'t> {
     /// Forgets a pending export that never happened (no longer eligible).
     pub(super) fn drop_pending(&self, system: &str, id: Uuid) -> TxResult<()> {
         self.clear_index(system, id)?;
-        self.tx.remove(keys::export(system, id))?;
+        self.tx.remove(keys::export(system, id));
         Ok(())
     }
 
@@ -821,7 +940,7 @@ impl<'t> Writer<'t> {
     fn put_totals(&self, writes: &[(Vec<u8>, i64)]) -> TxResult<()> {
         for (key, total) in writes {
             if *total == 0 {
-                self.tx.remove(key.as_slice())?;
+                self.tx.remove(key.as_slice());
             } else {
                 self.put_int(key, *total)?;
             }
@@ -931,17 +1050,17 @@ impl<'t> Writer<'t> {
 
     /// Indexes an order's external id (and the UUID it spells, if any).
     fn index_external(&self, external_id: &str, id: Uuid) -> TxResult<()> {
-        self.tx.insert(keys::external(external_id), id.as_bytes())?;
+        self.tx.insert(keys::external(external_id), id.as_bytes());
         if let Ok(spelt) = Uuid::parse_str(external_id) {
-            self.tx.insert(keys::external_uuid(spelt), id.as_bytes())?;
+            self.tx.insert(keys::external_uuid(spelt), id.as_bytes());
         }
         Ok(())
     }
 
     fn unindex_external(&self, external_id: &str) -> TxResult<()> {
-        self.tx.remove(keys::external(external_id))?;
+        self.tx.remove(keys::external(external_id));
         if let Ok(spelt) = Uuid::parse_str(external_id) {
-            self.tx.remove(keys::external_uuid(spelt))?;
+            self.tx.remove(keys::external_uuid(spelt));
         }
         Ok(())
     }
@@ -1308,7 +1427,10 @@ mod tests {
                 allow_negative: true,
                 only_system: None,
             };
-            self.store.apply(name, &[0; 32], input, &[], &ctx)
+            let group = self.store.group();
+            let r = self.store.apply(&group, name, &[0; 32], input, &[], &ctx);
+            group.commit().unwrap();
+            r
         }
 
         fn set(&self, key: Vec<u8>, value: i64) {

@@ -11,7 +11,7 @@
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
-use super::apply::{Context, Strictness, Writer, finish};
+use super::apply::{Context, Strictness, Writer};
 use super::{ApplyError, ExportRecord, ExportState, Store, StoreError, keys};
 use crate::config::SystemConfig;
 
@@ -121,7 +121,7 @@ impl Store {
         name: impl Fn(u64) -> String,
     ) -> Result<Vec<Batch>, StoreError> {
         let seq_key = keys::sequence(system);
-        finish(self.db.transaction(|tx| {
+        self.write(|tx| {
             let mut seq = tx.get(&seq_key)?.map_or(0, |v| keys::int_of(&v) as u64);
             let mut batches = Vec::with_capacity(files.len());
             for (orders, content) in files {
@@ -133,12 +133,12 @@ impl Store {
                     orders: orders.clone(),
                     content: content.clone(),
                 };
-                tx.insert(keys::batch_entry(system, seq), super::encode(&batch))?;
+                tx.insert(keys::batch_entry(system, seq), super::encode(&batch));
                 batches.push(batch);
             }
-            tx.insert(&seq_key[..], &(seq as i64).to_be_bytes())?;
+            tx.insert(&seq_key[..], &(seq as i64).to_be_bytes());
             Ok(batches)
-        }))
+        })
         .map_err(store_error)
     }
 
@@ -152,19 +152,19 @@ impl Store {
     ) -> Result<Batch, StoreError> {
         let system = &batch.system;
         let seq_key = keys::sequence(system);
-        finish(self.db.transaction(|tx| {
+        self.write(|tx| {
             let seq = tx.get(&seq_key)?.map_or(0, |v| keys::int_of(&v) as u64) + 1;
             let moved = Batch {
                 seq,
                 file: name(seq),
                 ..batch.clone()
             };
-            tx.remove(keys::batch(system))?;
-            tx.remove(keys::batch_entry(system, batch.seq))?;
-            tx.insert(keys::batch_entry(system, seq), super::encode(&moved))?;
-            tx.insert(&seq_key[..], &(seq as i64).to_be_bytes())?;
+            tx.remove(keys::batch(system));
+            tx.remove(keys::batch_entry(system, batch.seq));
+            tx.insert(keys::batch_entry(system, seq), super::encode(&moved));
+            tx.insert(&seq_key[..], &(seq as i64).to_be_bytes());
             Ok(moved)
-        }))
+        })
         .map_err(store_error)
     }
 
@@ -173,11 +173,11 @@ impl Store {
     /// outbox).
     pub fn rerecord_batch(&self, batch: &Batch) -> Result<(), StoreError> {
         let system = &batch.system;
-        finish(self.db.transaction(|tx| {
-            tx.remove(keys::batch(system))?;
-            tx.insert(keys::batch_entry(system, batch.seq), super::encode(batch))?;
+        self.write(|tx| {
+            tx.remove(keys::batch(system));
+            tx.insert(keys::batch_entry(system, batch.seq), super::encode(batch));
             Ok(())
-        }))
+        })
         .map_err(store_error)
     }
 
@@ -202,9 +202,9 @@ impl Store {
         system: &SystemConfig,
         ctx: &Context,
     ) -> Result<(), StoreError> {
-        finish(self.db.transaction(|tx| {
+        self.write(|tx| {
             for batch in batches {
-                let mut w = Writer::new(tx, ctx, &batch.file);
+                let mut w = Writer::on(tx, ctx, &batch.file);
                 for (id, revision) in &batch.orders {
                     let Some(rec) = w.order_head(*id)? else {
                         continue;
@@ -243,11 +243,11 @@ impl Store {
                         )?;
                     }
                 }
-                tx.remove(keys::batch(&batch.system))?;
-                tx.remove(keys::batch_entry(&batch.system, batch.seq))?;
+                tx.remove(keys::batch(&batch.system));
+                tx.remove(keys::batch_entry(&batch.system, batch.seq));
             }
             Ok(())
-        }))
+        })
         .map_err(store_error)
     }
 
@@ -327,8 +327,8 @@ impl Store {
         // In chunks: a crash part-way leaves the fingerprint unset, and the
         // next start finishes the job (queuing is idempotent).
         for chunk in queue.chunks(1000) {
-            finish(self.db.transaction(|tx| {
-                let w = Writer::new(tx, &ctx, "");
+            self.write(|tx| {
+                let w = Writer::on(tx, &ctx, "");
                 for id in chunk {
                     if let Some(head) = w.order_head(*id)?
                         && w.export_state(&system.id, *id)?.is_none()
@@ -342,17 +342,17 @@ impl Store {
                     }
                 }
                 Ok(())
-            }))
+            })
             .map_err(store_error)?;
         }
         for chunk in drop.chunks(1000) {
-            finish(self.db.transaction(|tx| {
-                let w = Writer::new(tx, &ctx, "");
+            self.write(|tx| {
+                let w = Writer::on(tx, &ctx, "");
                 for id in chunk {
                     w.drop_pending(&system.id, *id)?;
                 }
                 Ok(())
-            }))
+            })
             .map_err(store_error)?;
         }
         self.db.insert(key, fingerprint.as_bytes())?;
@@ -394,8 +394,8 @@ impl Store {
             allow_negative: true,
             only_system: None,
         };
-        finish(self.db.transaction(|tx| {
-            let w = Writer::new(tx, &ctx, "");
+        self.write(|tx| {
+            let w = Writer::on(tx, &ctx, "");
             let mut n = 0;
             for id in ids {
                 if let Some(head) = w.order_head(*id)? {
@@ -405,7 +405,7 @@ impl Store {
                 }
             }
             Ok(n)
-        }))
+        })
         .map_err(store_error)
     }
 }

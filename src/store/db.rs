@@ -14,16 +14,23 @@
 //!
 //! It delegates the handful of sled calls the store makes, so the store's
 //! code reads as if it held a `sled::Db`.
+//!
+//! **One writer at a time.** Writes are staged in memory and applied as one
+//! `sled::Batch` (atomic on disk and to readers: sled's `get` and
+//! `apply_batch` share a lock), instead of sled transactions, whose
+//! conflict tracking and per-key commit cost more than the work itself. A
+//! batch is computed from what the writer read, so writers take
+//! [`Db::lock`] from their first read to the batch applied; readers never
+//! wait for it.
 
 use std::io;
 use std::ops::RangeBounds;
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
-use std::sync::RwLock;
+use std::sync::{Mutex, MutexGuard, RwLock};
 use std::time::{Duration, Instant};
 
 use sled::IVec;
-use sled::transaction::{ConflictableTransactionResult, TransactionError, TransactionalTree};
 
 use super::StoreError;
 
@@ -77,6 +84,8 @@ pub(super) struct Db {
     cache_capacity: u64,
     identity: Identity,
     slot: RwLock<Option<sled::Db>>,
+    /// Held by the one writer staging a batch (see the module's head).
+    writer: Mutex<()>,
 }
 
 fn closed() -> sled::Error {
@@ -124,6 +133,7 @@ impl Db {
             cache_capacity,
             identity,
             slot: RwLock::new(Some(db)),
+            writer: Mutex::new(()),
         })
     }
 
@@ -174,6 +184,15 @@ impl Db {
             .ok_or_else(closed)
     }
 
+    /// The right to write: held from a writer's first read to its batch
+    /// applied. Not reentrant: a holder must not call [`Db::insert`] or
+    /// [`Db::apply_batch`], which take it.
+    pub(super) fn lock(&self) -> MutexGuard<'_, ()> {
+        // A writer that panicked left no half-applied batch behind (it is
+        // applied whole or not at all): the lock is still good.
+        self.writer.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
     pub(super) fn get<K: AsRef<[u8]>>(&self, key: K) -> sled::Result<Option<IVec>> {
         self.handle()?.get(key)
     }
@@ -183,17 +202,8 @@ impl Db {
         key: K,
         value: V,
     ) -> sled::Result<Option<IVec>> {
+        let _writer = self.lock();
         self.handle()?.insert(key, value)
-    }
-
-    pub(super) fn transaction<F, A, E>(&self, f: F) -> Result<A, TransactionError<E>>
-    where
-        F: Fn(&TransactionalTree) -> ConflictableTransactionResult<A, E>,
-    {
-        match self.handle() {
-            Ok(db) => db.transaction(f),
-            Err(e) => Err(TransactionError::Storage(e)),
-        }
     }
 
     pub(super) fn contains_key<K: AsRef<[u8]>>(&self, key: K) -> sled::Result<bool> {
@@ -201,11 +211,13 @@ impl Db {
     }
 
     pub(super) fn apply_batch(&self, batch: sled::Batch) -> sled::Result<()> {
+        let _writer = self.lock();
         self.handle()?.apply_batch(batch)
     }
 
     #[cfg(test)]
     pub(super) fn remove<K: AsRef<[u8]>>(&self, key: K) -> sled::Result<Option<IVec>> {
+        let _writer = self.lock();
         self.handle()?.remove(key)
     }
 

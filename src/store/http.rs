@@ -3,13 +3,11 @@
 //! own code path, without an applied-file record), and reading the export
 //! indexes with their sort keys for `GET /v10/orders/export`.
 
-use sled::transaction::ConflictableTransactionError;
 use uuid::Uuid;
 
-use super::apply::{Abort, ApplyError, Context, Summary, Writer, finish};
+use super::apply::{ApplyError, Context, Summary, Writer, rejected};
 use super::{ExportState, Store, StoreError, keys};
 use crate::csvin::AckRow;
-use crate::problem::Problem;
 
 impl Store {
     /// Applies acknowledgement rows that came over HTTP, all or nothing, in
@@ -26,20 +24,16 @@ impl Store {
         source: &str,
         ctx: &Context,
     ) -> Result<Summary, ApplyError> {
-        finish(self.db.transaction(|tx| {
-            let mut w = Writer::new(tx, ctx, source);
+        self.write(|tx| {
+            let mut w = Writer::on(tx, ctx, source);
             for row in rows {
                 w.ack_row(row)?;
             }
             if !w.problems.is_empty() {
-                let mut problems = w.problems;
-                problems.sort_by_key(Problem::line);
-                return Err(ConflictableTransactionError::Abort(Abort::Rejected(
-                    problems,
-                )));
+                return rejected(w.problems);
             }
             Ok(w.summary)
-        }))
+        })
     }
 
     /// `(sort key, order id)` of the orders in `state` for `system`, in

@@ -20,7 +20,7 @@ use std::path::Path;
 use serde::de::DeserializeOwned;
 use uuid::Uuid;
 
-pub use apply::{Applied, ApplyError, CHUNK, Context, ROW_CHUNK, SMALL_FILE, Summary};
+pub use apply::{Applied, ApplyError, CHUNK, Context, Group, ROW_CHUNK, SMALL_FILE, Summary};
 pub use batch::{Batch, Content};
 pub use records::{Event, ExportDoc, ExportRecord, ExportState, OrderHead, OrderRecord, sent_hash};
 
@@ -464,9 +464,18 @@ mod tests {
                 let bytes = order(ext);
                 let parsed = input::parse("o.json", bytes.as_bytes(), config.inbox.encoding, 1);
                 let input = parsed.input.unwrap();
+                let group = store.group();
                 store
-                    .apply(&format!("{i}.json"), &[i as u8; 32], &input, &[], &ctx)
+                    .apply(
+                        &group,
+                        &format!("{i}.json"),
+                        &[i as u8; 32],
+                        &input,
+                        &[],
+                        &ctx,
+                    )
                     .unwrap();
+                group.commit().unwrap();
             }
             // As an older version left it: no counts at all.
             for kv in store.db.scan_prefix([keys::COUNT]).keys() {
