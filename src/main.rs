@@ -6,7 +6,33 @@ use std::process::ExitCode;
 
 use clap::Parser;
 
+/// mimalloc instead of the system allocator: sled copies a tree node per
+/// key it writes, and glibc's malloc spent a third of the CPU time of an
+/// ingest on those copies (see docs/BENCHMARKS.md).
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
+/// mimalloc's option numbers, from the `mimalloc.h` (v3) that
+/// libmimalloc-sys 0.1.49 builds (the crate does not name these two; the
+/// test below checks they still mean what they say).
+const MI_OPTION_ARENA_EAGER_COMMIT: libmimalloc_sys::mi_option_t = 4;
+const MI_OPTION_PURGE_DELAY: libmimalloc_sys::mi_option_t = 15;
+
+/// Memory freed is given back to the system at once, and arenas are
+/// committed as used: a daemon's resident memory then follows what it
+/// holds. Measured on a 10,000-order file: peak RSS 201 → 136 MiB, and
+/// faster (fewer fresh pages to zero).
+fn tune_allocator() {
+    // SAFETY: plain setters of mimalloc's global options, called before
+    // any other thread exists.
+    unsafe {
+        libmimalloc_sys::mi_option_set(MI_OPTION_PURGE_DELAY, 0);
+        libmimalloc_sys::mi_option_set(MI_OPTION_ARENA_EAGER_COMMIT, 0);
+    }
+}
+
 fn main() -> ExitCode {
+    tune_allocator();
     let cli = ordersync::cli::Cli::parse();
     let args: Vec<String> = std::env::args_os()
         .skip(1)
@@ -19,5 +45,25 @@ fn main() -> ExitCode {
             ordersync::logging::fatal(&format!("ordersync: {e:#}"));
             ExitCode::from(e.exit_code())
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The defaults of the two options (purge delay 1,000 ms, arena eager
+    /// commit 2, in mimalloc's `src/options.c`) identify them: if a new mimalloc renumbers its
+    /// options, this fails rather than `tune_allocator` setting others.
+    #[test]
+    fn the_option_numbers_are_mimallocs() {
+        // SAFETY: reads of mimalloc's global options.
+        let (delay, eager) = unsafe {
+            (
+                libmimalloc_sys::mi_option_get(MI_OPTION_PURGE_DELAY),
+                libmimalloc_sys::mi_option_get(MI_OPTION_ARENA_EAGER_COMMIT),
+            )
+        };
+        assert_eq!((delay, eager), (1000, 2));
     }
 }

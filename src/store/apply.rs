@@ -284,7 +284,8 @@ impl Store {
             Ok(Applied::Done(w.summary))
         })())?;
         // Applied: its writes join the group's (rejected, they are dropped).
-        group.staged.borrow_mut().append(&mut tx.take_staged());
+        // (`extend`, not `append`: append rebuilds the whole map each time.)
+        group.staged.borrow_mut().extend(tx.take_staged());
         Ok(applied)
     }
 }
