@@ -25,13 +25,15 @@ impl<T> Versioned<T> {
 
 /// A stored order.
 ///
-/// On disk (key `o`) it is [`ORDER_V2`], then the [`OrderHead`] in postcard,
-/// then the filled-in document as compact JSON: the head decodes in a
-/// microsecond without touching the document, which is parsed only when
-/// the document itself is needed (export, `orders show`, regulation). The
-/// order as sent is not kept, only its SHA-256 (duplicates and updates
-/// compare that). Records of the first format (JSON in the versioned
-/// envelope, with `sent`) are still read.
+/// On disk (key `o`) it is [`ORDER_V3`], then the [`OrderHead`] in postcard,
+/// then the filled-in document as compact JSON compressed with LZ4 (block
+/// format, size first): the head decodes in a microsecond without touching
+/// the document, which is decompressed and parsed only when the document
+/// itself is needed (export, `orders show`, regulation). The order as sent
+/// is not kept, only its SHA-256 (duplicates and updates compare that).
+/// Records of the earlier formats are still read: [`ORDER_V2`] (the same,
+/// uncompressed) and the first (JSON in the versioned envelope, with
+/// `sent`).
 #[derive(Debug, Clone, PartialEq)]
 pub struct OrderRecord {
     pub id: Uuid,
@@ -88,6 +90,32 @@ pub struct OrderHead {
 /// The first byte of an order record in the second format (the first
 /// format is JSON and starts with `{`).
 pub(crate) const ORDER_V2: u8 = 2;
+
+/// The first byte of an order record in the third format (the second with
+/// its document compressed).
+pub(crate) const ORDER_V3: u8 = 3;
+
+/// The head of a record of the second or third format, and its document's
+/// compact JSON (decompressed); `None` for the first format.
+fn split(bytes: &[u8]) -> Option<Result<(OrderHead, std::borrow::Cow<'_, [u8]>), String>> {
+    let compressed = match bytes.first() {
+        Some(&ORDER_V2) => false,
+        Some(&ORDER_V3) => true,
+        _ => return None,
+    };
+    Some((|| {
+        let (head, doc) =
+            postcard::take_from_bytes::<OrderHead>(&bytes[1..]).map_err(|e| e.to_string())?;
+        let doc = if compressed {
+            std::borrow::Cow::Owned(
+                lz4_flex::decompress_size_prepended(doc).map_err(|e| e.to_string())?,
+            )
+        } else {
+            std::borrow::Cow::Borrowed(doc)
+        };
+        Ok((head, doc))
+    })())
+}
 
 /// SHA-256 of an order as sent, in serde_json's canonical form (object keys
 /// sorted): equal content, equal hash.
@@ -146,23 +174,23 @@ impl OrderRecord {
     /// `revision`), so that an export file's json and ndjson are written from
     /// these bytes without parsing them into a tree.
     pub(crate) fn encode(&self) -> Vec<u8> {
-        let mut out = vec![ORDER_V2];
+        let mut out = vec![ORDER_V3];
         // Our own plain types serialise without fail.
         out.extend(postcard::to_stdvec(&self.head()).unwrap_or_default());
-        out.extend(serde_json::to_vec(&self.export_doc()).unwrap_or_default());
+        let json = serde_json::to_vec(&self.export_doc()).unwrap_or_default();
+        out.extend(lz4_flex::compress_prepend_size(&json));
         out
     }
 
     /// Decodes what an export file needs: the id, the revision and the
     /// document as exported, as compact JSON (keys in order), unparsed.
     pub(crate) fn decode_export(bytes: &[u8]) -> Result<ExportDoc, String> {
-        if bytes.first() == Some(&ORDER_V2) {
-            let (head, json) =
-                postcard::take_from_bytes::<OrderHead>(&bytes[1..]).map_err(|e| e.to_string())?;
+        if let Some(split) = split(bytes) {
+            let (head, json) = split?;
             return Ok(ExportDoc {
                 id: head.id,
                 revision: head.revision,
-                json: json.to_vec(),
+                json: json.into_owned(),
             });
         }
         OrderRecord::decode(bytes).map(|r| ExportDoc::of(&r))
@@ -170,10 +198,9 @@ impl OrderRecord {
 
     /// Decodes either format.
     pub(crate) fn decode(bytes: &[u8]) -> Result<OrderRecord, String> {
-        if bytes.first() == Some(&ORDER_V2) {
-            let (head, doc) =
-                postcard::take_from_bytes::<OrderHead>(&bytes[1..]).map_err(|e| e.to_string())?;
-            let doc = serde_json::from_slice(doc).map_err(|e| e.to_string())?;
+        if let Some(split) = split(bytes) {
+            let (head, doc) = split?;
+            let doc = serde_json::from_slice(&doc).map_err(|e| e.to_string())?;
             return Ok(OrderRecord {
                 id: head.id,
                 external_id: head.external_id,
@@ -199,7 +226,7 @@ impl OrderRecord {
     /// A stored record cut to its head (second format), for checks that
     /// only read heads; other bytes are returned as they are.
     pub(crate) fn head_only(bytes: &[u8]) -> Vec<u8> {
-        if bytes.first() == Some(&ORDER_V2)
+        if matches!(bytes.first(), Some(&(ORDER_V2 | ORDER_V3)))
             && let Ok((_, doc)) = postcard::take_from_bytes::<OrderHead>(&bytes[1..])
         {
             return bytes[..bytes.len() - doc.len()].to_vec();
@@ -210,7 +237,7 @@ impl OrderRecord {
     /// Decodes only the head (the document is not parsed in the second
     /// format).
     pub(crate) fn decode_head(bytes: &[u8]) -> Result<OrderHead, String> {
-        if bytes.first() == Some(&ORDER_V2) {
+        if matches!(bytes.first(), Some(&(ORDER_V2 | ORDER_V3))) {
             return postcard::take_from_bytes::<OrderHead>(&bytes[1..])
                 .map(|(h, _)| h)
                 .map_err(|e| e.to_string());
@@ -279,4 +306,65 @@ pub struct Event {
 pub struct AppliedFile {
     pub at: i64,
     pub kind: String,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn record() -> OrderRecord {
+        let doc = serde_json::json!({
+            "id": "6f1c5a52-0d36-4a4f-9a57-7f3c6b0e2a11",
+            "external_id": "A-1",
+            "created": 1_700_000_000_000_i64,
+            "updated": 1_700_000_000_000_i64,
+            "line_items": [{"sku": "S-1", "qty_ordered": 2, "description": "Æble ".repeat(40)}],
+        });
+        OrderRecord {
+            id: doc["id"].as_str().unwrap().parse().unwrap(),
+            external_id: "A-1".into(),
+            revision: 3,
+            sent_hash: [7; 32],
+            doc,
+            regulated: true,
+        }
+    }
+
+    /// The second format: the same bytes, the document uncompressed.
+    fn second_format(rec: &OrderRecord) -> Vec<u8> {
+        let mut out = vec![ORDER_V2];
+        out.extend(postcard::to_stdvec(&rec.head()).unwrap());
+        out.extend(serde_json::to_vec(&rec.export_doc()).unwrap());
+        out
+    }
+
+    #[test]
+    fn every_format_reads_back_the_same_order() {
+        let rec = record();
+        let third = rec.encode();
+        assert_eq!(third[0], ORDER_V3);
+        let second = second_format(&rec);
+        assert!(
+            third.len() < second.len(),
+            "compressed {} < {}",
+            third.len(),
+            second.len()
+        );
+        for bytes in [&third, &second] {
+            let mut back = OrderRecord::decode(bytes).unwrap();
+            // The stored document carries its revision, as exported.
+            back.doc.as_object_mut().unwrap().remove("revision");
+            assert_eq!(back, rec);
+            assert_eq!(OrderRecord::decode_head(bytes).unwrap(), rec.head());
+            let export = OrderRecord::decode_export(bytes).unwrap();
+            assert_eq!(export, ExportDoc::of(&rec));
+            let head_only = OrderRecord::head_only(bytes);
+            assert_eq!(OrderRecord::decode_head(&head_only).unwrap(), rec.head());
+        }
+        // A damaged document is an error, not a panic.
+        let mut damaged = third.clone();
+        let n = damaged.len();
+        damaged.truncate(n - 5);
+        assert!(OrderRecord::decode(&damaged).is_err());
+    }
 }
