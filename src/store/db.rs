@@ -94,10 +94,29 @@ fn closed() -> sled::Error {
     ))
 }
 
+/// The size of sled's log segments in a new store: 2 MiB instead of sled's
+/// 512 KiB, which left a store a quarter larger (old page versions wait in
+/// partly-live segments until those are cleaned). Measured on a 10,000-order
+/// file: 66 MB of state at 512 KiB, 50 MB at 2 MiB, 50 MB at 4 MiB, 64 MB at
+/// 8 MiB, same speed and memory.
+const SEGMENT_SIZE: usize = 2 << 20;
+
+/// The segment size a store was made with: sled refuses to open it with
+/// another. `None` when the folder has no store yet (or an unreadable
+/// `conf`, which sled then reports itself).
+fn segment_size_of(folder: &Path) -> Option<usize> {
+    // Text lines, then a checksum in binary.
+    let conf = std::fs::read(folder.join(CONF_FILE)).ok()?;
+    String::from_utf8_lossy(&conf)
+        .lines()
+        .find_map(|l| l.strip_prefix("segment_size:")?.trim().parse().ok())
+}
+
 fn open_sled(folder: &Path, cache_capacity: u64) -> Result<sled::Db, StoreError> {
     match sled::Config::new()
         .path(folder)
         .cache_capacity(cache_capacity)
+        .segment_size(segment_size_of(folder).unwrap_or(SEGMENT_SIZE))
         .open()
     {
         Ok(db) => Ok(db),
@@ -270,5 +289,33 @@ impl Iter {
     /// Only the keys.
     pub(super) fn keys(self) -> impl Iterator<Item = sled::Result<IVec>> {
         self.map(|r| r.map(|(k, _)| k))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// sled refuses a store opened with another segment size than it was
+    /// made with: stores made before [`SEGMENT_SIZE`] keep theirs.
+    #[test]
+    fn a_store_keeps_the_segment_size_it_was_made_with() {
+        let dir = tempfile::tempdir().unwrap();
+        let old = dir.path().join("old");
+        // As ordersync made stores before: sled's default segment size.
+        let db = sled::Config::new().path(&old).open().unwrap();
+        db.insert(b"k", b"v").unwrap();
+        db.flush().unwrap();
+        drop(db);
+        let default = segment_size_of(&old).unwrap();
+        assert_ne!(default, SEGMENT_SIZE);
+        let reopened = Db::open(&old, false, 1 << 20).unwrap();
+        assert_eq!(reopened.get(b"k").unwrap().as_deref(), Some(&b"v"[..]));
+        drop(reopened);
+        assert_eq!(segment_size_of(&old), Some(default));
+
+        let new = dir.path().join("new");
+        drop(Db::open(&new, true, 1 << 20).unwrap());
+        assert_eq!(segment_size_of(&new), Some(SEGMENT_SIZE));
     }
 }
