@@ -95,9 +95,12 @@ pub(crate) const ORDER_V2: u8 = 2;
 /// its document compressed).
 pub(crate) const ORDER_V3: u8 = 3;
 
+/// A record's head and its document's compact JSON (decompressed).
+type Split<'b> = (OrderHead, std::borrow::Cow<'b, [u8]>);
+
 /// The head of a record of the second or third format, and its document's
-/// compact JSON (decompressed); `None` for the first format.
-fn split(bytes: &[u8]) -> Option<Result<(OrderHead, std::borrow::Cow<'_, [u8]>), String>> {
+/// compact JSON; `None` for the first format.
+fn split(bytes: &[u8]) -> Option<Result<Split<'_>, String>> {
     let compressed = match bytes.first() {
         Some(&ORDER_V2) => false,
         Some(&ORDER_V3) => true,
