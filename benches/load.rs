@@ -99,6 +99,8 @@ fn mem_cap_kib() -> u64 {
 /// summary at the end.
 struct Report {
     lines: Vec<String>,
+    /// sled's own rate in this run (row `ceiling`), to compare with.
+    ceiling: Option<f64>,
 }
 
 impl Report {
@@ -425,6 +427,52 @@ fn rss_verdict(r: &mut Report, row: &str, what: &str, m: &Measured) {
 
 // ----------------------------------------------------------------- rows ----
 
+/// The kit's `sled-ceiling`: sled 0.34 alone, no parsing, no files, no
+/// export (100,000 orders of a 2 KB value and 8 small keys, `apply_batch`
+/// of 1,000, a flush each, the 64 MiB cache ordersync uses by default).
+/// Not a target: what the embedded store itself can do on this machine in
+/// this run, for the rates below to be read against.
+fn ceiling(r: &mut Report) {
+    let orders = sized("LOAD_CEILING_ORDERS", 100_000);
+    let tmp = work();
+    let kit = yardsticks().join("sled-ceiling");
+    println!("ceiling: sled-ceiling over {orders} orders, batches of 1,000, cache 64 MiB");
+    let out = Command::new("cargo")
+        .args(["run", "--release", "-q", "--manifest-path"])
+        .arg(kit.join("Cargo.toml"))
+        .arg("--target-dir")
+        .arg(Path::new(env!("CARGO_MANIFEST_DIR")).join("target/sled-ceiling"))
+        .arg("--")
+        .arg(tmp.path().join("db"))
+        .args([orders.to_string(), "1000".into(), (64u64 << 20).to_string()])
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    println!("  {}", text.trim());
+    // "100000 orders in 11.2s = 8929 orders/s; disk …"
+    let rate = text
+        .split(" = ")
+        .nth(1)
+        .and_then(|t| t.split_whitespace().next())
+        .and_then(|n| n.parse::<f64>().ok());
+    match rate {
+        Some(x) => {
+            r.ceiling = Some(x);
+            let line = format!(
+                "{:8} sled alone: {} orders/s (a yardstick, not a target)",
+                "ceiling",
+                thousands(x)
+            );
+            println!("{line}");
+            r.lines.push(line);
+        }
+        None => {
+            eprintln!("{}", String::from_utf8_lossy(&out.stderr));
+            r.missing("ceiling", "orders/s", "sled-ceiling failed", "none");
+        }
+    }
+}
+
 fn side(r: &mut Report) {
     let files = sized("LOAD_SIDE_FILES", 10_000);
     println!("side: side_by_side.py over {files} single-order files");
@@ -515,6 +563,12 @@ fn bulk(r: &mut Report) {
         ">= 10,000 orders/s",
         rate(orders, m.wall) >= 10_000.0,
     );
+    if let Some(c) = r.ceiling {
+        println!(
+            "  = {:.2}x sled's own rate in this run (ceiling row: store writes only)",
+            rate(orders, m.wall) / c
+        );
+    }
     rss_verdict(r, "bulk", "peak RSS", &m);
 }
 
@@ -1065,7 +1119,9 @@ fn store(r: &mut Report, grown: Option<tempfile::TempDir>) {
     );
 }
 
-const ROWS: [&str; 7] = ["side", "bulk", "grow", "big", "ack", "backlog", "store"];
+const ROWS: [&str; 8] = [
+    "ceiling", "side", "bulk", "grow", "big", "ack", "backlog", "store",
+];
 
 fn main() {
     // `cargo bench --bench load -- ROW…` runs some; `cargo test` runs none.
@@ -1094,11 +1150,15 @@ fn main() {
         mem_cap_kib() / 1024
     );
     let _ = std::io::stdout().flush();
-    let mut r = Report { lines: Vec::new() };
+    let mut r = Report {
+        lines: Vec::new(),
+        ceiling: None,
+    };
     let mut grown = None;
     for row in ROWS.iter().filter(|row| want(row)) {
         let start = Instant::now();
         match *row {
+            "ceiling" => ceiling(&mut r),
             "side" => side(&mut r),
             "bulk" => bulk(&mut r),
             "grow" => grown = Some(grow(&mut r)),

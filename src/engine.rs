@@ -1,6 +1,7 @@
-//! The pipeline, one file at a time: read a ready inbox file, parse it,
-//! apply it in one store transaction, flush, move it to `archive/` or
-//! `errors/`; then export. Both `run --once` and the daemon drive this.
+//! The pipeline, a group of files at a time: read each ready inbox file,
+//! parse it, check it and stage its changes; apply the group's changes as
+//! one atomic batch, flush, move each file to `archive/` (or, rejected, to
+//! `errors/`); then export. Both `run --once` and the daemon drive this.
 //!
 //! The order of durable steps is what makes crashes harmless: the store
 //! records the file (name + hash) with its effects and is flushed *before*

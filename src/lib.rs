@@ -1,7 +1,7 @@
 //! ordersync: a file-based order export daemon.
 //!
 //! The data flows one way — inbox file ([`inbox`]) → parsed, validated input
-//! ([`input`], [`order`], [`csvin`]) → one store transaction ([`store`]) →
+//! ([`input`], [`order`], [`csvin`]) → one atomic store batch ([`store`]) →
 //! export files ([`export`]) — driven by the [`engine`], either once
 //! (`run --once`) or by the [`daemon`]. See ARCHITECTURE.md.
 

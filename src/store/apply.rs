@@ -290,20 +290,20 @@ impl Store {
     }
 }
 
-/// How many orders a big file applies per transaction (and flush).
+/// How many orders a big file applies per batch (and flush).
 pub const CHUNK: usize = 1_000;
 
 /// How many CSV rows (acknowledgements, stock) of a big file are taken at a
 /// time: a row writes far less than an order (a repeated ack nothing).
 pub const ROW_CHUNK: usize = 50_000;
 
-/// The most writes (keys inserted or removed) a transaction of a big file
-/// makes before it commits and the store is flushed: sled keeps the pages
-/// they dirty in memory until then, so this bounds the memory a big file
-/// takes, whatever is in it.
+/// The most writes (keys inserted or removed) a batch of a big file stages
+/// before it is applied and the store is flushed: the staged writes, and
+/// the pages sled dirties applying them, stay in memory until then, so this
+/// bounds the memory a big file takes, whatever is in it.
 const WRITES: usize = 16_384;
 
-/// Files up to this size are applied in one transaction, without a
+/// Files up to this size are staged whole into their group, without a
 /// separate check (their whole write set is small).
 pub const SMALL_FILE: usize = 1 << 20;
 
@@ -315,7 +315,7 @@ fn applied_file(input: &Input, ctx: &Context) -> AppliedFile {
     }
 }
 
-/// How many items a transaction of `input` takes, when it is big enough
+/// How many items a batch of `input` takes, when it is big enough
 /// to be checked first and then applied in chunks.
 fn chunk_of(input: &Input) -> Option<usize> {
     match input {
@@ -394,7 +394,7 @@ impl Store {
     /// 1. **Check** the whole file against the store in a dry run (the
     ///    orders are parsed one at a time; only what later checks read is
     ///    kept, see [`Tx`]). Any problem rejects the file; nothing changed.
-    /// 2. **Apply** it in chunks of [`CHUNK`] orders, each a transaction
+    /// 2. **Apply** it in chunks of [`CHUNK`] orders, each an atomic batch
     ///    that records the file's progress, each followed by a flush; the
     ///    last one records the file as applied. A checked file cannot fail
     ///    part-way, so readers (and the exporter) may see its orders
@@ -437,10 +437,10 @@ impl Store {
         let mut chunk: Vec<Item> = Vec::with_capacity(chunk_size);
         let mut seen: u64 = 0;
         let mut pace = Pace::new(name);
-        // Applies `chunk` in transactions of at most WRITES writes each
-        // (the pages a transaction dirties stay in memory until the flush
-        // that follows it); `last`: the file's last chunk, whose last
-        // transaction records the file as applied.
+        // Applies `chunk` in batches of at most WRITES writes each (the
+        // pages a batch dirties stay in memory until the flush that follows
+        // it); `last`: the file's last chunk, whose last batch records the
+        // file as applied.
         let mut run = |chunk: &mut Vec<Item>,
                        last: bool,
                        summary: &mut Summary|
@@ -1098,7 +1098,7 @@ impl<'t> Writer<'t> {
     fn update_order(&mut self, path: &str, old: OrderHead, o: &Order) -> TxResult<()> {
         self.release(&old.facts)?;
         if !self.reserve(&format!("{path}.line_items"), &Facts::of(&o.doc))? {
-            // The file is rejected: the transaction aborts, release and all.
+            // The file is rejected: its staged writes are dropped, release and all.
             return Ok(());
         }
         if old.external_id != o.external_id {
