@@ -119,7 +119,13 @@ fn pending_entries_without_orders_do_not_hang_the_exporter() {
         // sled releases its lock a moment after the database is dropped.
         let start = std::time::Instant::now();
         let db = loop {
-            match sled::open(w.path("state")) {
+            // ordersync makes stores with 2 MiB log segments, and sled
+            // opens a store only with the segment size it was made with.
+            match sled::Config::new()
+                .path(w.path("state"))
+                .segment_size(2 << 20)
+                .open()
+            {
                 Ok(db) => break db,
                 Err(_) if start.elapsed() < Duration::from_secs(10) => {
                     std::thread::sleep(Duration::from_millis(50));
