@@ -810,23 +810,29 @@ impl<'t> Writer<'t> {
         self.get(&keys::export(system, id))
     }
 
-    /// Sets an order's export state for a system, moving its index entry
-    /// and its count.
-    pub(super) fn set_state(&self, system: &str, id: Uuid, new: &ExportRecord) -> TxResult<()> {
-        self.clear_index(system, id)?;
+    /// Sets an order's export state for a system from `old` (as just read
+    /// by the caller), moving its index entry and its count.
+    pub(super) fn set_state(
+        &self,
+        system: &str,
+        id: Uuid,
+        old: Option<&ExportRecord>,
+        new: &ExportRecord,
+    ) -> TxResult<()> {
+        self.clear_index(system, id, old)?;
         self.tx
             .insert(keys::index(new.state, system, new.sort, id), &[]);
         self.bump(&keys::count(new.state, system), 1)?;
         self.put(&keys::export(system, id), new)
     }
 
-    fn clear_index(&self, system: &str, id: Uuid) -> TxResult<Option<ExportRecord>> {
-        let old = self.export_state(system, id)?;
-        if let Some(old) = &old {
+    /// Removes the index entry and count of the export state `old`.
+    fn clear_index(&self, system: &str, id: Uuid, old: Option<&ExportRecord>) -> TxResult<()> {
+        if let Some(old) = old {
             self.tx.remove(keys::index(old.state, system, old.sort, id));
             self.bump(&keys::count(old.state, system), -1)?;
         }
-        Ok(old)
+        Ok(())
     }
 
     /// Adds `delta` to a kept count (`status` reads counts, never scans).
@@ -837,7 +843,8 @@ impl<'t> Writer<'t> {
 
     /// Forgets a pending export that never happened (no longer eligible).
     pub(super) fn drop_pending(&self, system: &str, id: Uuid) -> TxResult<()> {
-        self.clear_index(system, id)?;
+        let old = self.export_state(system, id)?;
+        self.clear_index(system, id, old.as_ref())?;
         self.tx.remove(keys::export(system, id));
         Ok(())
     }
@@ -851,9 +858,9 @@ impl<'t> Writer<'t> {
             sort: created,
             file: old.as_ref().and_then(|o| o.file.clone()),
             written_at: old.as_ref().and_then(|o| o.written_at),
-            acked_at: old.and_then(|o| o.acked_at),
+            acked_at: old.as_ref().and_then(|o| o.acked_at),
         };
-        self.set_state(system, id, &new)
+        self.set_state(system, id, old.as_ref(), &new)
     }
 
     /// Adds an order's reservation. When a SKU's total would leave
@@ -1234,10 +1241,10 @@ impl<'t> Writer<'t> {
                 state: ExportState::Acked,
                 sort: self.ctx.now,
                 file: old.as_ref().and_then(|o| o.file.clone()),
-                written_at: old.and_then(|o| o.written_at),
+                written_at: old.as_ref().and_then(|o| o.written_at),
                 acked_at: Some(self.ctx.now),
             };
-            self.set_state(system, rec.id, &new)?;
+            self.set_state(system, rec.id, old.as_ref(), &new)?;
         }
         if !again || note.is_some() {
             let again = if again { "again " } else { "" };

@@ -219,6 +219,7 @@ impl Store {
                     w.set_state(
                         &system.id,
                         *id,
+                        Some(&state),
                         &ExportRecord {
                             state: ExportState::Written,
                             sort: ctx.now,
