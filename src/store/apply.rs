@@ -170,21 +170,25 @@ impl<'s> Group<'s> {
     /// writers in. Not durable until the store is flushed.
     pub fn commit(&self) -> Result<(), StoreError> {
         let staged = self.staged.take();
+        // A closed store (after an error) matters only with writes to apply.
         let r = if staged.is_empty() {
             Ok(())
         } else {
-            self.store
-                .db
-                .handle()
-                .and_then(|db| db.apply_batch(batch_of(staged)))
+            (self.store.db.handle())
                 .map_err(StoreError::from)
+                .and_then(|db| apply_staged(&db, staged))
         };
         self.lock.borrow_mut().take();
         r
     }
 }
 
-fn batch_of(staged: BTreeMap<Vec<u8>, Option<IVec>>) -> sled::Batch {
+/// Applies staged writes to the tree as one atomic batch (the caller holds
+/// the writer's lock).
+fn apply_staged(db: &sled::Db, staged: BTreeMap<Vec<u8>, Option<IVec>>) -> Result<(), StoreError> {
+    if staged.is_empty() {
+        return Ok(());
+    }
     let mut batch = sled::Batch::default();
     for (k, v) in staged {
         match v {
@@ -192,7 +196,7 @@ fn batch_of(staged: BTreeMap<Vec<u8>, Option<IVec>>) -> sled::Batch {
             None => batch.remove(k),
         }
     }
-    batch
+    Ok(db.apply_batch(batch)?)
 }
 
 impl Store {
@@ -213,10 +217,7 @@ impl Store {
         let db = self.db.handle().map_err(StoreError::from)?;
         let tx = Tx::staged(db.clone(), None);
         let a = finish(f(&tx))?;
-        let staged = tx.take_staged();
-        if !staged.is_empty() {
-            db.apply_batch(batch_of(staged)).map_err(StoreError::from)?;
-        }
+        apply_staged(&db, tx.take_staged())?;
         Ok(a)
     }
 }
