@@ -9,6 +9,8 @@
 mod common;
 
 use std::collections::HashSet;
+use std::io::{BufRead, BufReader};
+use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use common::{Work, order};
@@ -268,28 +270,68 @@ fn acks(n: usize, times: usize, bad: Option<usize>, notes: bool) -> String {
     csv
 }
 
-/// Starts `run --once` and kills it, later each time, until kills have
-/// landed twice between two chunks of the big file `name` (the file still
-/// in the inbox, its progress recorded). The delay grows by less than the
-/// apply phase lasts, so some kills do.
+/// Starts `run --once` and kills it until kills have landed twice between
+/// two chunks of the big file `name` (the file still in the inbox, its
+/// progress recorded).
+///
+/// Guessed delays are not enough: the check pass takes most of the time and
+/// the chunks follow quickly, so a kill aimed by the clock can step over
+/// them. A run that has the file still to check is killed once its log says
+/// the check is done ("checked", at debug level), after a pause that grows
+/// from nothing (0, 5, 12, 23, 39 ms…); a run that resumes the file (no check) is killed after a
+/// delay that grows from 20 ms.
 fn kill_until_mid_file(w: &Work, name: &str) {
-    let mut delay = 100.0f64;
-    let mut mid_file = 0;
-    while mid_file < 2 && w.inbox().iter().any(|n| n == name) {
-        let mut child = w.spawn_once();
-        std::thread::sleep(Duration::from_millis(delay as u64));
-        let _ = child.kill();
-        let _ = child.wait();
+    let progress = || {
         let e = Engine::open(Config::load(&w.path("config.toml")).unwrap()).unwrap();
-        if e.store
+        e.store
             .dump()
             .unwrap()
             .iter()
             .any(|(k, _)| k.first() == Some(&b'g'))
-        {
+    };
+    let mut after_check = 0;
+    let mut resumed = 20.0f64;
+    let mut mid_file = 0;
+    let mut runs = 0;
+    while mid_file < 2 && w.inbox().iter().any(|n| n == name) {
+        runs += 1;
+        assert!(
+            runs < 200,
+            "{name}: no two kills between chunks in 200 runs"
+        );
+        let resuming = progress();
+        let mut child = Command::new(env!("CARGO_BIN_EXE_ordersync"))
+            .args(["run", "--once"])
+            .current_dir(w.dir.path())
+            .env("RUST_LOG", "ordersync=debug")
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("run ordersync");
+        let stderr = child.stderr.take().unwrap();
+        let (tx, rx) = std::sync::mpsc::channel();
+        let reader = std::thread::spawn(move || {
+            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                if line.contains(" checked") {
+                    let _ = tx.send(());
+                }
+            }
+        });
+        if resuming {
+            std::thread::sleep(Duration::from_millis(resumed as u64));
+            resumed *= 1.3;
+        } else {
+            rx.recv_timeout(Duration::from_secs(120))
+                .expect("the check pass of a fresh run ends");
+            std::thread::sleep(Duration::from_millis(after_check));
+            after_check = after_check * 3 / 2 + 5;
+        }
+        let _ = child.kill();
+        let _ = child.wait();
+        let _ = reader.join();
+        if progress() {
             mid_file += 1;
         }
-        delay *= 1.3;
     }
     assert!(mid_file > 0, "no kill landed between two chunks of {name}");
 }
