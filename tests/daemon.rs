@@ -205,22 +205,7 @@ fn systemd_notifications() {
     sock.set_read_timeout(Some(Duration::from_secs(30)))
         .unwrap();
     w.drop_json("o.json", &order("o-1", &[("A", 1)]));
-    // Like systemd, read the socket all the time: its queue is short (10
-    // datagrams by default), and a full one blocks the sender.
-    let got = std::sync::Arc::new(std::sync::Mutex::new(Vec::<String>::new()));
-    let reader = {
-        let got = got.clone();
-        std::thread::spawn(move || {
-            let mut buf = [0u8; 4096];
-            while let Ok(n) = sock.recv(&mut buf) {
-                let text = String::from_utf8_lossy(&buf[..n]).into_owned();
-                got.lock().unwrap().extend(text.lines().map(str::to_string));
-                if text.lines().any(|l| l == "STOPPING=1") {
-                    break;
-                }
-            }
-        })
-    };
+    let (got, reader) = common::read_notifications(sock);
     let mut d = w.spawn(&[
         ("NOTIFY_SOCKET", sock_path.to_str().unwrap()),
         ("WATCHDOG_USEC", "400000"),

@@ -268,21 +268,7 @@ fn http_systems_are_not_reported_as_exporting() {
     let sock_path = api.work.path("notify.sock");
     let sock = UnixDatagram::bind(&sock_path).unwrap();
     sock.set_read_timeout(Some(WAIT)).unwrap();
-    let got = std::sync::Arc::new(std::sync::Mutex::new(Vec::<String>::new()));
-    let reader = {
-        let got = got.clone();
-        // Read all the time, as systemd does: the queue is short.
-        std::thread::spawn(move || {
-            let mut buf = [0u8; 4096];
-            while let Ok(n) = sock.recv(&mut buf) {
-                let text = String::from_utf8_lossy(&buf[..n]).into_owned();
-                got.lock().unwrap().extend(text.lines().map(str::to_string));
-                if text.lines().any(|l| l == "STOPPING=1") {
-                    break;
-                }
-            }
-        })
-    };
+    let (got, reader) = common::read_notifications(sock);
     api.work.drop_json("o1.json", &order("shop-1", &[("A", 1)]));
     let mut d = api
         .work

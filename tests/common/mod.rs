@@ -327,3 +327,30 @@ impl Drop for Daemon {
         let _ = self.child.wait();
     }
 }
+
+/// Reads an `sd_notify` socket all the time, as systemd does (its queue is
+/// short: 10 datagrams by default, and a full one blocks the sender), until
+/// `STOPPING=1` or a read times out. Returns the lines received so far and
+/// the reading thread.
+pub fn read_notifications(
+    sock: std::os::unix::net::UnixDatagram,
+) -> (
+    std::sync::Arc<std::sync::Mutex<Vec<String>>>,
+    std::thread::JoinHandle<()>,
+) {
+    let got = std::sync::Arc::new(std::sync::Mutex::new(Vec::<String>::new()));
+    let reader = {
+        let got = got.clone();
+        std::thread::spawn(move || {
+            let mut buf = [0u8; 4096];
+            while let Ok(n) = sock.recv(&mut buf) {
+                let text = String::from_utf8_lossy(&buf[..n]).into_owned();
+                got.lock().unwrap().extend(text.lines().map(str::to_string));
+                if text.lines().any(|l| l == "STOPPING=1") {
+                    break;
+                }
+            }
+        })
+    };
+    (got, reader)
+}
