@@ -181,6 +181,8 @@ pub struct InventoryConfig {
 pub struct StoreConfig {
     /// sled's page cache, in bytes: the main part of the daemon's memory.
     pub cache_capacity: u64,
+    /// sled's zstd compression of what it writes, for a new store.
+    pub compression: bool,
 }
 
 /// One downstream system (`[[systems]]`).
@@ -350,12 +352,14 @@ impl Default for RawInventory {
 #[serde(default)]
 struct RawStore {
     cache_capacity: Size,
+    compression: bool,
 }
 
 impl Default for RawStore {
     fn default() -> Self {
         RawStore {
             cache_capacity: Size(64 << 20),
+            compression: false,
         }
     }
 }
@@ -678,6 +682,7 @@ impl Config {
             },
             store: StoreConfig {
                 cache_capacity: raw.store.cache_capacity.0,
+                compression: raw.store.compression,
             },
             systems,
             http,

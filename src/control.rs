@@ -75,7 +75,7 @@ pub fn open_engine(config: &Config, mode: OpenMode) -> Result<Engine, EngineErro
         OpenMode::Create => Engine::open(config.clone()),
         OpenMode::Existing => Ok(Engine {
             config: config.clone(),
-            store: Store::open_existing(&config.paths.state, config.store.cache_capacity)?,
+            store: Store::open_existing(&config.paths.state, &config.store)?,
         }),
     };
     loop {

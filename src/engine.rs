@@ -143,7 +143,7 @@ impl Engine {
                 .collect(),
             None => Vec::new(),
         };
-        let store = Store::open(&p.state, config.store.cache_capacity)?;
+        let store = Store::open(&p.state, &config.store)?;
         // Holding the store's lock, no write of ours is in flight: a hidden
         // temporary is what a killed process left behind. Only real folders
         // are cleaned, through their descriptors: never where a symlink points.

@@ -136,6 +136,38 @@ fn replaced_state_folder_stops_the_daemon() {
     assert!(!w.path("state/db").exists(), "a new store was created");
 }
 
+/// `[store] compression` applies when the store is made: a store made with
+/// it keeps working when the config is changed afterwards (sled itself
+/// refuses to open a store with another setting), and the other way round.
+#[test]
+fn a_store_keeps_its_compression_when_the_config_changes() {
+    for made in [true, false] {
+        let config = |on: bool| format!("{CONFIG}[store]\ncompression = {on}\n");
+        let w = Work::new(&config(made));
+        w.drop_json("first.json", &order("o-1", &[("A", 1)]));
+        w.run_once();
+        fs::write(w.path("config.toml"), config(!made)).unwrap();
+        w.drop_json("second.json", &order("o-2", &[("A", 2)]));
+        let out = run_once(&w);
+        assert!(out.status.success(), "made with {made}: {}", stderr(&out));
+        assert!(
+            stderr(&out).contains("keeps the setting it was made with"),
+            "{}",
+            stderr(&out)
+        );
+        let mut ids = w.exported_ids("erp");
+        ids.sort();
+        assert_eq!(ids, ["o-1", "o-2"]);
+        assert_eq!(w.stock("A").1, 3);
+        let conf = fs::read(w.path("state/conf")).unwrap();
+        assert!(
+            String::from_utf8_lossy(&conf).contains(&format!("use_compression: {made}")),
+            "{}",
+            String::from_utf8_lossy(&conf)
+        );
+    }
+}
+
 // ---- 2. A full disk ----------------------------------------------------------
 
 /// A tmpfs mounted on a folder, unmounted when dropped.

@@ -68,7 +68,11 @@ pub fn run(c: &Config) -> Result<(), CliError> {
     );
     println!("ignore: {}", i.ignore_patterns.join(" "));
     println!("inventory: allow_negative {}", c.inventory.allow_negative);
-    println!("store: cache_capacity {} bytes", c.store.cache_capacity);
+    println!(
+        "store: cache_capacity {} bytes, compression {} (for a new store)",
+        c.store.cache_capacity,
+        if c.store.compression { "on" } else { "off" }
+    );
     if c.systems.is_empty() {
         println!("no systems configured: orders are stored but never exported");
     }

@@ -40,7 +40,7 @@ pub fn run(dir: &Path) -> Result<(), CliError> {
         std::fs::create_dir_all(&d).with_context(|| format!("creating {}", d.display()))?;
     }
     // The store too: `init` and `run` are the only commands that create it.
-    crate::store::Store::open(&p.state, config.store.cache_capacity)?;
+    crate::store::Store::open(&p.state, &config.store)?;
     println!("wrote {} and its folders", file.display());
     Ok(())
 }

@@ -1421,7 +1421,7 @@ mod tests {
                 &dir.path().join("config.toml"),
             )
             .unwrap();
-            let store = Store::open(&dir.path().join("state"), 1 << 20).unwrap();
+            let store = Store::open(&dir.path().join("state"), &config.store).unwrap();
             Fixture {
                 _dir: dir,
                 store,

@@ -33,6 +33,7 @@ use std::time::{Duration, Instant};
 use sled::IVec;
 
 use super::StoreError;
+use crate::config::StoreConfig;
 
 /// How long reopening waits for sled to release the lock of the handle it
 /// dropped (it does so a moment after the last clone is gone).
@@ -81,7 +82,7 @@ pub(super) fn exists(folder: &Path) -> bool {
 /// An open (or, after an error, closed and waiting to be reopened) database.
 pub(super) struct Db {
     folder: PathBuf,
-    cache_capacity: u64,
+    options: StoreConfig,
     identity: Identity,
     slot: RwLock<Option<sled::Db>>,
     /// Held by the one writer staging a batch (see the module's head).
@@ -101,22 +102,50 @@ fn closed() -> sled::Error {
 /// 8 MiB, same speed and memory.
 const SEGMENT_SIZE: usize = 2 << 20;
 
-/// The segment size a store was made with: sled refuses to open it with
-/// another. `None` when the folder has no store yet (or an unreadable
-/// `conf`, which sled then reports itself).
-fn segment_size_of(folder: &Path) -> Option<usize> {
-    // Text lines, then a checksum in binary.
+/// A setting sled keeps in the store's `conf` (`NAME: value` lines, then
+/// a checksum in binary) and refuses to open the store with another value
+/// of. `None` when the folder has no store yet (or an unreadable `conf`,
+/// which sled then reports itself).
+fn made_with<T: std::str::FromStr>(folder: &Path, name: &str) -> Option<T> {
     let conf = std::fs::read(folder.join(CONF_FILE)).ok()?;
     String::from_utf8_lossy(&conf)
         .lines()
-        .find_map(|l| l.strip_prefix("segment_size:")?.trim().parse().ok())
+        .find_map(|l| l.strip_prefix(name)?.strip_prefix(':')?.trim().parse().ok())
 }
 
-fn open_sled(folder: &Path, cache_capacity: u64) -> Result<sled::Db, StoreError> {
+/// The segment size a store was made with.
+fn segment_size_of(folder: &Path) -> Option<usize> {
+    made_with(folder, "segment_size")
+}
+
+/// Whether a store was made with sled's compression.
+fn compression_of(folder: &Path) -> Option<bool> {
+    made_with(folder, "use_compression")
+}
+
+/// sled's zstd level: above 1 it was no smaller on order data and slower
+/// still (`docs/BENCHMARKS.md`).
+const COMPRESSION_LEVEL: i32 = 1;
+
+fn open_sled(folder: &Path, options: &StoreConfig) -> Result<sled::Db, StoreError> {
+    let compression = match compression_of(folder) {
+        Some(made) if made != options.compression => {
+            tracing::warn!(
+                made_with = made,
+                configured = options.compression,
+                "store.compression applies to new stores only: this store keeps the setting it was made with"
+            );
+            made
+        }
+        Some(made) => made,
+        None => options.compression,
+    };
     match sled::Config::new()
         .path(folder)
-        .cache_capacity(cache_capacity)
+        .cache_capacity(options.cache_capacity)
         .segment_size(segment_size_of(folder).unwrap_or(SEGMENT_SIZE))
+        .use_compression(compression)
+        .compression_factor(COMPRESSION_LEVEL)
         .open()
     {
         Ok(db) => Ok(db),
@@ -137,19 +166,23 @@ fn is_lock_error(e: &io::Error) -> bool {
 impl Db {
     /// Opens the database in `folder`; with `create`, makes the folder and
     /// the database when missing, without it reports [`StoreError::Missing`].
-    pub(super) fn open(folder: &Path, create: bool, cache_capacity: u64) -> Result<Db, StoreError> {
+    pub(super) fn open(
+        folder: &Path,
+        create: bool,
+        options: &StoreConfig,
+    ) -> Result<Db, StoreError> {
         if create {
             std::fs::create_dir_all(folder).map_err(sled::Error::Io)?;
         } else if !exists(folder) {
             return Err(StoreError::Missing(shown(folder)));
         }
-        let db = open_sled(folder, cache_capacity)?;
+        let db = open_sled(folder, options)?;
         let identity = identity(folder)
             .map_err(sled::Error::Io)?
             .ok_or_else(|| StoreError::Replaced(shown(folder)))?;
         Ok(Db {
             folder: folder.to_path_buf(),
-            cache_capacity,
+            options: options.clone(),
             identity,
             slot: RwLock::new(Some(db)),
             writer: Mutex::new(()),
@@ -180,7 +213,7 @@ impl Db {
         self.check()?;
         let start = Instant::now();
         let db = loop {
-            match open_sled(&self.folder, self.cache_capacity) {
+            match open_sled(&self.folder, &self.options) {
                 Err(StoreError::Locked(_)) if start.elapsed() < REOPEN_WAIT => {
                     std::thread::sleep(Duration::from_millis(50));
                 }
@@ -293,8 +326,13 @@ impl Iter {
 }
 
 #[cfg(test)]
-mod tests {
+pub(super) mod tests {
     use super::*;
+
+    pub(in crate::store) const SMALL: StoreConfig = StoreConfig {
+        cache_capacity: 1 << 20,
+        compression: false,
+    };
 
     /// sled refuses a store opened with another segment size than it was
     /// made with: stores made before [`SEGMENT_SIZE`] keep theirs.
@@ -309,13 +347,37 @@ mod tests {
         drop(db);
         let default = segment_size_of(&old).unwrap();
         assert_ne!(default, SEGMENT_SIZE);
-        let reopened = Db::open(&old, false, 1 << 20).unwrap();
+        let reopened = Db::open(&old, false, &SMALL).unwrap();
         assert_eq!(reopened.get(b"k").unwrap().as_deref(), Some(&b"v"[..]));
         drop(reopened);
         assert_eq!(segment_size_of(&old), Some(default));
 
         let new = dir.path().join("new");
-        drop(Db::open(&new, true, 1 << 20).unwrap());
+        drop(Db::open(&new, true, &SMALL).unwrap());
         assert_eq!(segment_size_of(&new), Some(SEGMENT_SIZE));
+    }
+
+    /// sled refuses a store opened with another compression setting than
+    /// it was made with: a store keeps its own, whatever the config says.
+    #[test]
+    fn a_store_keeps_the_compression_it_was_made_with() {
+        let dir = tempfile::tempdir().unwrap();
+        let zstd = StoreConfig {
+            compression: true,
+            ..SMALL
+        };
+        let value = vec![b'x'; 64 << 10];
+        for (made, then) in [(&zstd, &SMALL), (&SMALL, &zstd)] {
+            let folder = dir.path().join(format!("made-{}", made.compression));
+            let db = Db::open(&folder, true, made).unwrap();
+            db.insert(b"k", &value[..]).unwrap();
+            db.flush().unwrap();
+            drop(db);
+            assert_eq!(compression_of(&folder), Some(made.compression));
+            let reopened = Db::open(&folder, false, then).unwrap();
+            assert_eq!(reopened.get(b"k").unwrap().as_deref(), Some(&value[..]));
+            drop(reopened);
+            assert_eq!(compression_of(&folder), Some(made.compression));
+        }
     }
 }

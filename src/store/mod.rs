@@ -17,6 +17,7 @@ mod records;
 
 use std::path::Path;
 
+use crate::config::StoreConfig;
 use serde::de::DeserializeOwned;
 use uuid::Uuid;
 
@@ -71,12 +72,12 @@ pub struct Store {
 }
 
 impl Store {
-    /// Opens (creating if needed) the database in `folder`, with a page
-    /// cache of `cache_capacity` bytes (sled's own default is 1 GiB): for
-    /// `run` and `init` only.
-    pub fn open(folder: &Path, cache_capacity: u64) -> Result<Store, StoreError> {
+    /// Opens (creating if needed) the database in `folder`, with `options`
+    /// (a store keeps the compression it was made with): for `run` and
+    /// `init` only.
+    pub fn open(folder: &Path, options: &StoreConfig) -> Result<Store, StoreError> {
         let store = Store {
-            db: db::Db::open(folder, true, cache_capacity)?,
+            db: db::Db::open(folder, true, options)?,
             stop: Default::default(),
             between_chunks: Default::default(),
         };
@@ -88,9 +89,9 @@ impl Store {
     /// ([`StoreError::Missing`] otherwise): what every command but `run` and
     /// `init` uses, so a missing or moved state folder is reported, never
     /// silently replaced by an empty store.
-    pub fn open_existing(folder: &Path, cache_capacity: u64) -> Result<Store, StoreError> {
+    pub fn open_existing(folder: &Path, options: &StoreConfig) -> Result<Store, StoreError> {
         let store = Store {
-            db: db::Db::open(folder, false, cache_capacity)?,
+            db: db::Db::open(folder, false, options)?,
             stop: Default::default(),
             between_chunks: Default::default(),
         };
@@ -453,7 +454,7 @@ mod tests {
             )
         };
         {
-            let store = Store::open(&state, 1 << 20).unwrap();
+            let store = Store::open(&state, &db::tests::SMALL).unwrap();
             let ctx = Context {
                 now: 1,
                 systems: &config.systems,
@@ -483,7 +484,7 @@ mod tests {
             }
             store.flush().unwrap();
         }
-        let store = Store::open(&state, 1 << 20).unwrap();
+        let store = Store::open(&state, &db::tests::SMALL).unwrap();
         assert_eq!(store.order_count().unwrap(), 3);
         assert_eq!(
             store.count_in_state("erp", ExportState::Pending).unwrap(),
