@@ -27,7 +27,8 @@
 //! `LOAD_STEP_BUDGET_SECS` (600: a grow step running longer is stopped and
 //! growing ends), `LOAD_MEM_CAP_MIB` (2048: any ordersync process above it is
 //! killed and reported "killed at the cap"), `LOAD_BACKLOG_TERM_SECS` (10:
-//! when SIGTERM is sent after the backlog is dropped).
+//! when SIGTERM is sent after the backlog is dropped). `LOAD_COMPRESSION=1`
+//! runs every row with `[store] compression = true`.
 //!
 //! Peak RSS is the kernel's `ru_maxrss` of the ordersync process, read with
 //! GNU time (`/usr/bin/time -f %M`, Debian package `time`), cross-checked
@@ -319,18 +320,23 @@ fn quick(dir: &Path, args: &[&str]) -> (Duration, String) {
 // ------------------------------------------------------------- folders ----
 
 /// A work folder with two json systems (batch 100, as side_by_side.py),
-/// settle 0, no periodic rescan.
+/// settle 0, no periodic rescan; `LOAD_COMPRESSION=1` sets `[store]
+/// compression`.
 fn work() -> tempfile::TempDir {
     let tmp = tempfile::Builder::new()
         .prefix("ordersync-load-")
         .tempdir()
         .unwrap();
     fs::create_dir_all(tmp.path().join("inbox")).unwrap();
+    let compression = std::env::var_os("LOAD_COMPRESSION").is_some_and(|v| v == "1");
     fs::write(
         tmp.path().join("config.toml"),
-        "[inbox]\nsettle = \"0s\"\nrescan = \"1h\"\n\
-         [[systems]]\nid = \"erp\"\nformat = \"json\"\nbatch_size = 100\n\
-         [[systems]]\nid = \"wms\"\nformat = \"json\"\nbatch_size = 100\n",
+        format!(
+            "[inbox]\nsettle = \"0s\"\nrescan = \"1h\"\n\
+             [store]\ncompression = {compression}\n\
+             [[systems]]\nid = \"erp\"\nformat = \"json\"\nbatch_size = 100\n\
+             [[systems]]\nid = \"wms\"\nformat = \"json\"\nbatch_size = 100\n"
+        ),
     )
     .unwrap();
     tmp
