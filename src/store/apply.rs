@@ -716,6 +716,22 @@ impl<'t> Tx<'t> {
     }
 }
 
+/// An order an acknowledgement names: its head when the caller has it,
+/// else its id (the head is then read only if needed).
+pub(super) enum Known {
+    Head(OrderHead),
+    Id(Uuid),
+}
+
+impl Known {
+    fn id(&self) -> Uuid {
+        match self {
+            Known::Head(h) => h.id,
+            Known::Id(id) => *id,
+        }
+    }
+}
+
 /// Whether a refused regulation fails the file (an ack row) or is only
 /// noted in the timeline (auto-ack, where no one could fix the file).
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -1194,7 +1210,7 @@ impl<'t> Writer<'t> {
                 ),
             );
         }
-        let order = self.find_order(&row.order_id)?;
+        let order = self.find_order_id(&row.order_id)?;
         if order.is_none() {
             self.problem(&at, format!("unknown order {:?}", row.order_id));
         }
@@ -1203,7 +1219,7 @@ impl<'t> Writer<'t> {
         };
         self.ack(
             &at,
-            order,
+            Known::Id(order),
             &system.id,
             row.regulate,
             row.note.as_deref(),
@@ -1213,26 +1229,37 @@ impl<'t> Writer<'t> {
         Ok(())
     }
 
-    fn find_order(&self, id_or_external: &str) -> TxResult<Option<OrderHead>> {
-        super::find_order_with(
-            id_or_external,
-            |id| self.order_head(id),
-            |ext| Ok(self.tx.get(keys::external(ext))?.map(|v| keys::uuid_of(&v))),
-        )
+    /// The id of the order named by its id or external id, from the keys
+    /// alone: the order's record is read only when its content is needed
+    /// (an order is never removed, and its external id key is written and
+    /// removed with it).
+    fn find_order_id(&self, id_or_external: &str) -> TxResult<Option<Uuid>> {
+        if let Ok(id) = Uuid::parse_str(id_or_external)
+            && self.tx.get(keys::order(id))?.is_some()
+        {
+            return Ok(Some(id));
+        }
+        Ok(self
+            .tx
+            .get(keys::external(id_or_external))?
+            .map(|v| keys::uuid_of(&v)))
     }
 
-    /// Marks `rec` acked by `system` and, when asked and not done before,
-    /// regulates inventory. The order's document is read only to regulate.
+    /// Marks the order acked by `system` and, when asked and not done
+    /// before, regulates inventory. The order's head is read only to
+    /// regulate, its document only when it does: an acknowledgement that
+    /// changes nothing reads two small keys.
     pub(super) fn ack(
         &mut self,
         at: &str,
-        rec: OrderHead,
+        order: Known,
         system: &str,
         regulate: bool,
         note: Option<&str>,
         strictness: Strictness,
     ) -> TxResult<()> {
-        let old = self.export_state(system, rec.id)?;
+        let id = order.id();
+        let old = self.export_state(system, id)?;
         // Acked already (a re-sent acknowledgement): the first ack's time
         // stays and nothing is written, unless the row brings a note or
         // something left to do (regulating).
@@ -1245,7 +1272,7 @@ impl<'t> Writer<'t> {
                 written_at: old.as_ref().and_then(|o| o.written_at),
                 acked_at: Some(self.ctx.now),
             };
-            self.set_state(system, rec.id, old.as_ref(), &new)?;
+            self.set_state(system, id, old.as_ref(), &new)?;
         }
         if !again || note.is_some() {
             let again = if again { "again " } else { "" };
@@ -1253,11 +1280,18 @@ impl<'t> Writer<'t> {
             if let Some(note) = note {
                 detail.push_str(&format!(": {note}"));
             }
-            self.event(rec.id, "acked", detail)?;
+            self.event(id, "acked", detail)?;
         }
         if !regulate {
             return Ok(());
         }
+        let rec = match order {
+            Known::Head(rec) => rec,
+            Known::Id(id) => match self.order_head(id)? {
+                Some(rec) => rec,
+                None => return Ok(()),
+            },
+        };
         if rec.regulated {
             if again {
                 return Ok(());

@@ -11,7 +11,7 @@
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
-use super::apply::{Context, Strictness, Writer};
+use super::apply::{Context, Known, Strictness, Writer};
 use super::{ApplyError, ExportRecord, ExportState, Store, StoreError, keys};
 use crate::config::SystemConfig;
 
@@ -236,7 +236,7 @@ impl Store {
                     if system.auto_ack {
                         w.ack(
                             "auto_ack",
-                            rec,
+                            Known::Head(rec),
                             &system.id,
                             system.auto_ack_regulate,
                             Some("auto_ack"),
