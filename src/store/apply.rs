@@ -716,22 +716,6 @@ impl<'t> Tx<'t> {
     }
 }
 
-/// An order an acknowledgement names: its head when the caller has it,
-/// else its id (the head is then read only if needed).
-pub(super) enum Known {
-    Head(OrderHead),
-    Id(Uuid),
-}
-
-impl Known {
-    fn id(&self) -> Uuid {
-        match self {
-            Known::Head(h) => h.id,
-            Known::Id(id) => *id,
-        }
-    }
-}
-
 /// Whether a refused regulation fails the file (an ack row) or is only
 /// noted in the timeline (auto-ack, where no one could fix the file).
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -866,9 +850,15 @@ impl<'t> Writer<'t> {
         Ok(())
     }
 
-    /// Queues the order `id`, created at `created`, for `system` (keeping
-    /// what it was written to before).
-    pub(super) fn make_pending(&self, system: &str, id: Uuid, created: i64) -> TxResult<()> {
+    /// Queues revision `revision` of the order `id`, created at `created`,
+    /// for `system` (keeping what it was written to before).
+    pub(super) fn make_pending(
+        &self,
+        system: &str,
+        id: Uuid,
+        created: i64,
+        revision: u32,
+    ) -> TxResult<()> {
         let old = self.export_state(system, id)?;
         let new = ExportRecord {
             state: ExportState::Pending,
@@ -876,6 +866,7 @@ impl<'t> Writer<'t> {
             file: old.as_ref().and_then(|o| o.file.clone()),
             written_at: old.as_ref().and_then(|o| o.written_at),
             acked_at: old.as_ref().and_then(|o| o.acked_at),
+            revision: Some(revision),
         };
         self.set_state(system, id, old.as_ref(), &new)
     }
@@ -1107,7 +1098,7 @@ impl<'t> Writer<'t> {
         self.bump(&keys::order_count(), 1)?;
         for system in self.ctx.systems {
             if eligible(system, &rec.doc) {
-                self.make_pending(&system.id, rec.id, rec.created())?;
+                self.make_pending(&system.id, rec.id, rec.created(), rec.revision)?;
             }
         }
         self.event(
@@ -1144,7 +1135,7 @@ impl<'t> Writer<'t> {
             // that has it pending gets the new revision when eligible still.
             match (state, eligible(system, &rec.doc)) {
                 (Some(ExportState::Written | ExportState::Acked), _) | (_, true) => {
-                    self.make_pending(&system.id, rec.id, rec.created())?
+                    self.make_pending(&system.id, rec.id, rec.created(), rec.revision)?
                 }
                 (Some(ExportState::Pending), false) => self.drop_pending(&system.id, rec.id)?,
                 (None, false) => {}
@@ -1219,7 +1210,7 @@ impl<'t> Writer<'t> {
         };
         self.ack(
             &at,
-            Known::Id(order),
+            order,
             &system.id,
             row.regulate,
             row.note.as_deref(),
@@ -1252,13 +1243,12 @@ impl<'t> Writer<'t> {
     pub(super) fn ack(
         &mut self,
         at: &str,
-        order: Known,
+        id: Uuid,
         system: &str,
         regulate: bool,
         note: Option<&str>,
         strictness: Strictness,
     ) -> TxResult<()> {
-        let id = order.id();
         let old = self.export_state(system, id)?;
         // Acked already (a re-sent acknowledgement): the first ack's time
         // stays and nothing is written, unless the row brings a note or
@@ -1271,6 +1261,7 @@ impl<'t> Writer<'t> {
                 file: old.as_ref().and_then(|o| o.file.clone()),
                 written_at: old.as_ref().and_then(|o| o.written_at),
                 acked_at: Some(self.ctx.now),
+                revision: old.as_ref().and_then(|o| o.revision),
             };
             self.set_state(system, id, old.as_ref(), &new)?;
         }
@@ -1285,12 +1276,8 @@ impl<'t> Writer<'t> {
         if !regulate {
             return Ok(());
         }
-        let rec = match order {
-            Known::Head(rec) => rec,
-            Known::Id(id) => match self.order_head(id)? {
-                Some(rec) => rec,
-                None => return Ok(()),
-            },
+        let Some(rec) = self.order_head(id)? else {
+            return Ok(());
         };
         if rec.regulated {
             if again {
@@ -1424,6 +1411,10 @@ mod tests {
     use crate::order;
 
     fn order_input(lines: &[(&str, i64)]) -> Input<'static> {
+        order_input_updated(lines, None)
+    }
+
+    fn order_input_updated(lines: &[(&str, i64)], updated: Option<i64>) -> Input<'static> {
         let items: Vec<serde_json::Value> = lines
             .iter()
             .map(|(sku, qty)| serde_json::json!({"sku": sku, "qty_ordered": qty}))
@@ -1436,6 +1427,10 @@ mod tests {
             "shipping_rule": {"name": "n", "recovery": 1},
             "tax_rule": {"name": "n", "inclusive": true, "rate": 0.1},
         });
+        let mut v = v;
+        if let Some(at) = updated {
+            v["updated"] = at.into();
+        }
         let mut problems = Vec::new();
         let o = order::validate(&v, "$", 1, &mut problems).expect("valid order");
         Input::Orders(vec![("$".into(), o)])
@@ -1561,5 +1556,55 @@ mod tests {
             f.store.inventory().unwrap(),
             [("A".into(), MAX_TOTAL - 1, 8)]
         );
+    }
+
+    /// Marking an export file's orders written compares the revision the
+    /// file holds with the one pending: from the export record, or from the
+    /// order when an earlier version wrote the record without it.
+    #[test]
+    fn an_export_file_marks_written_only_the_revision_it_holds() {
+        for earlier_version in [false, true] {
+            let f = Fixture::new();
+            let system = &f.config.systems[0];
+            let ctx = Context {
+                now: 7,
+                systems: &f.config.systems,
+                allow_negative: true,
+                only_system: None,
+            };
+            let pending = |updated: Option<i64>, name: &str| {
+                f.apply(name, &order_input_updated(&[("A", 1)], updated))
+                    .unwrap();
+                let id = f.store.orders().next().unwrap().unwrap().id;
+                if earlier_version {
+                    let mut rec = f.store.export_state("erp", id).unwrap().unwrap();
+                    rec.revision = None;
+                    f.store
+                        .db
+                        .insert(keys::export("erp", id), encode(&rec))
+                        .unwrap();
+                }
+                id
+            };
+            let state = |id| f.store.export_state("erp", id).unwrap().unwrap().state;
+            let batch = |id, revision| super::super::Batch {
+                system: "erp".into(),
+                seq: u64::from(revision),
+                file: format!("f{revision}"),
+                orders: vec![(id, revision)],
+                content: None,
+            };
+            let id = pending(None, "a.json");
+            // The order is updated while its first file is being written.
+            assert_eq!(pending(Some(2), "b.json"), id);
+            f.store
+                .finish_batches(&[batch(id, 1)], system, &ctx)
+                .unwrap();
+            assert_eq!(state(id), ExportState::Pending, "{earlier_version}");
+            f.store
+                .finish_batches(&[batch(id, 2)], system, &ctx)
+                .unwrap();
+            assert_eq!(state(id), ExportState::Written, "{earlier_version}");
+        }
     }
 }

@@ -11,7 +11,7 @@
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
-use super::apply::{Context, Known, Strictness, Writer};
+use super::apply::{Context, Strictness, Writer};
 use super::{ApplyError, ExportRecord, ExportState, Store, StoreError, keys};
 use crate::config::SystemConfig;
 
@@ -206,14 +206,17 @@ impl Store {
             for batch in batches {
                 let mut w = Writer::on(tx, ctx, &batch.file);
                 for (id, revision) in &batch.orders {
-                    let Some(rec) = w.order_head(*id)? else {
-                        continue;
-                    };
                     let state = w.export_state(&system.id, *id)?;
                     let Some(state) = state.filter(|s| s.state == ExportState::Pending) else {
                         continue;
                     };
-                    if rec.revision != *revision {
+                    // The pending record names its revision; one written by
+                    // an earlier version does not, and the order says.
+                    let current = match state.revision {
+                        Some(r) => Some(r),
+                        None => w.order_head(*id)?.map(|h| h.revision),
+                    };
+                    if current != Some(*revision) {
                         continue;
                     }
                     w.set_state(
@@ -226,6 +229,7 @@ impl Store {
                             file: Some(batch.file.clone()),
                             written_at: Some(ctx.now),
                             acked_at: state.acked_at,
+                            revision: Some(*revision),
                         },
                     )?;
                     w.event(
@@ -236,7 +240,7 @@ impl Store {
                     if system.auto_ack {
                         w.ack(
                             "auto_ack",
-                            Known::Head(rec),
+                            *id,
                             &system.id,
                             system.auto_ack_regulate,
                             Some("auto_ack"),
@@ -334,7 +338,7 @@ impl Store {
                     if let Some(head) = w.order_head(*id)?
                         && w.export_state(&system.id, *id)?.is_none()
                     {
-                        w.make_pending(&system.id, *id, head.created)?;
+                        w.make_pending(&system.id, *id, head.created, head.revision)?;
                         w.event(
                             *id,
                             "queued",
@@ -400,7 +404,7 @@ impl Store {
             let mut n = 0;
             for id in ids {
                 if let Some(head) = w.order_head(*id)? {
-                    w.make_pending(system, *id, head.created)?;
+                    w.make_pending(system, *id, head.created, head.revision)?;
                     w.event(*id, event, format!("for {system}: {detail}"))?;
                     n += 1;
                 }

@@ -292,6 +292,11 @@ pub struct ExportRecord {
     pub file: Option<String>,
     pub written_at: Option<i64>,
     pub acked_at: Option<i64>,
+    /// The order's revision this state is for (pending: the one to write),
+    /// so marking an export file's orders written needs no read of the
+    /// orders themselves. Absent in records of earlier versions.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub revision: Option<u32>,
 }
 
 /// One entry of an order's timeline.
