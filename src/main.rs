@@ -22,6 +22,12 @@ const MI_OPTION_PURGE_DELAY: libmimalloc_sys::mi_option_t = 15;
 /// committed as used: a daemon's resident memory then follows what it
 /// holds. Measured on a 10,000-order file: peak RSS 201 → 136 MiB, and
 /// faster (fewer fresh pages to zero).
+///
+/// No transparent huge pages for this process: mimalloc asks for them,
+/// and a 2 MiB page is resident (and zeroed) as a whole however little of
+/// it is used. Measured on 10,000 single-order files: peak RSS 158 → 116
+/// MiB at the same speed. The kernel's flag covers every later mapping,
+/// so setting it here is enough although mimalloc started before `main`.
 fn tune_allocator() {
     // SAFETY: plain setters of mimalloc's global options, called before
     // any other thread exists.
@@ -29,6 +35,8 @@ fn tune_allocator() {
         libmimalloc_sys::mi_option_set(MI_OPTION_PURGE_DELAY, 0);
         libmimalloc_sys::mi_option_set(MI_OPTION_ARENA_EAGER_COMMIT, 0);
     }
+    // Fails only on kernels before 3.15, which then keep their default.
+    let _ = rustix::thread::disable_transparent_huge_pages(true);
 }
 
 fn main() -> ExitCode {

@@ -343,3 +343,21 @@ fn the_daemon_survives_its_folders_misbehaving() {
     });
     assert!(d.terminate().success(), "{}", d.log_text());
 }
+
+/// The process asks the kernel for no transparent huge pages (mimalloc
+/// would map 2 MiB pages, resident as a whole however little is used).
+#[test]
+fn the_daemon_runs_without_transparent_huge_pages() {
+    let w = Work::new(&config("rescan = \"1h\""));
+    let mut d = w.start(&[]);
+    let status = fs::read_to_string(format!("/proc/{}/status", d.child.id())).unwrap();
+    let flag = status
+        .lines()
+        .find_map(|l| l.strip_prefix("THP_enabled:"))
+        .map(str::trim);
+    d.terminate();
+    // Kernels before 5.0 do not report the flag.
+    if let Some(flag) = flag {
+        assert_eq!(flag, "0", "{status}");
+    }
+}
