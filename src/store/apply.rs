@@ -1098,7 +1098,21 @@ impl<'t> Writer<'t> {
         self.bump(&keys::order_count(), 1)?;
         for system in self.ctx.systems {
             if eligible(system, &rec.doc) {
-                self.make_pending(&system.id, rec.id, rec.created(), rec.revision)?;
+                // A new order has no export record to read (orders are
+                // never removed, nor their export records left behind).
+                self.set_state(
+                    &system.id,
+                    rec.id,
+                    None,
+                    &ExportRecord {
+                        state: ExportState::Pending,
+                        sort: rec.created(),
+                        file: None,
+                        written_at: None,
+                        acked_at: None,
+                        revision: Some(rec.revision),
+                    },
+                )?;
             }
         }
         self.event(
