@@ -1237,7 +1237,8 @@ impl<'t> Writer<'t> {
     /// The id of the order named by its id or external id, from the keys
     /// alone: the order's record is read only when its content is needed
     /// (an order is never removed, and its external id key is written and
-    /// removed with it).
+    /// removed with it). Unlike [`super::find_order_with`], it does not read
+    /// the order an external id points to.
     fn find_order_id(&self, id_or_external: &str) -> TxResult<Option<Uuid>> {
         if let Ok(id) = Uuid::parse_str(id_or_external)
             && self.tx.get(keys::order(id))?.is_some()
@@ -1433,7 +1434,7 @@ mod tests {
             .iter()
             .map(|(sku, qty)| serde_json::json!({"sku": sku, "qty_ordered": qty}))
             .collect();
-        let v = serde_json::json!({
+        let mut v = serde_json::json!({
             "external_id": "o-1", "type": "Sales Order", "currency": "EUR", "reference": "r",
             "line_items": items,
             "billing_address": {"address1": "a", "city": "c", "country": "DE"},
@@ -1441,7 +1442,6 @@ mod tests {
             "shipping_rule": {"name": "n", "recovery": 1},
             "tax_rule": {"name": "n", "inclusive": true, "rate": 0.1},
         });
-        let mut v = v;
         if let Some(at) = updated {
             v["updated"] = at.into();
         }
