@@ -860,15 +860,28 @@ impl<'t> Writer<'t> {
         revision: u32,
     ) -> TxResult<()> {
         let old = self.export_state(system, id)?;
+        self.queue(system, id, created, revision, old.as_ref())
+    }
+
+    /// [`Writer::make_pending`] over `old`, the order's export record for
+    /// `system` as the caller knows it.
+    fn queue(
+        &self,
+        system: &str,
+        id: Uuid,
+        created: i64,
+        revision: u32,
+        old: Option<&ExportRecord>,
+    ) -> TxResult<()> {
         let new = ExportRecord {
             state: ExportState::Pending,
             sort: created,
-            file: old.as_ref().and_then(|o| o.file.clone()),
-            written_at: old.as_ref().and_then(|o| o.written_at),
-            acked_at: old.as_ref().and_then(|o| o.acked_at),
+            file: old.and_then(|o| o.file.clone()),
+            written_at: old.and_then(|o| o.written_at),
+            acked_at: old.and_then(|o| o.acked_at),
             revision: Some(revision),
         };
-        self.set_state(system, id, old.as_ref(), &new)
+        self.set_state(system, id, old, &new)
     }
 
     /// Adds an order's reservation. When a SKU's total would leave
@@ -1100,19 +1113,7 @@ impl<'t> Writer<'t> {
             if eligible(system, &rec.doc) {
                 // A new order has no export record to read (orders are
                 // never removed, nor their export records left behind).
-                self.set_state(
-                    &system.id,
-                    rec.id,
-                    None,
-                    &ExportRecord {
-                        state: ExportState::Pending,
-                        sort: rec.created(),
-                        file: None,
-                        written_at: None,
-                        acked_at: None,
-                        revision: Some(rec.revision),
-                    },
-                )?;
+                self.queue(&system.id, rec.id, rec.created(), rec.revision, None)?;
             }
         }
         self.event(
