@@ -224,6 +224,54 @@ impl FilterGroup {
     }
 }
 
+impl FilterGroup {
+    /// The group as specs in a canonical form (text lower-cased as
+    /// compared, times as UNIX ms): [`FilterGroup::from_specs`] of them
+    /// gives the same group. For the export query's fuzz target.
+    #[doc(hidden)]
+    pub fn to_specs(&self) -> (bool, Vec<FilterSpec>) {
+        (self.or, self.filters.iter().map(Filter::to_spec).collect())
+    }
+}
+
+impl Filter {
+    fn to_spec(&self) -> FilterSpec {
+        let value = |o: &Operand| match o {
+            Operand::Time(ms) => toml::Value::Integer(*ms),
+            Operand::Text(t) => toml::Value::String(t.clone()),
+        };
+        let text = |t: &String| toml::Value::String(t.clone());
+        let (operator, value) = match &self.test {
+            Test::Cmp(op, v) => (
+                match op {
+                    Op::Eq => "eq",
+                    Op::Gt => "gt",
+                    Op::Gte => "gte",
+                    Op::Lt => "lt",
+                    Op::Lte => "lte",
+                },
+                value(v),
+            ),
+            Test::Between(lo, hi) => ("bt", toml::Value::Array(vec![value(lo), value(hi)])),
+            Test::In(vs) => ("in", toml::Value::Array(vs.iter().map(value).collect())),
+            Test::Contains(t) => ("ct", text(t)),
+            Test::StartsWith(t) => ("sw", text(t)),
+            Test::EndsWith(t) => ("ew", text(t)),
+        };
+        FilterSpec {
+            key: match self.key {
+                Key::CreatedAt => "created_at",
+                Key::UpdatedAt => "updated_at",
+                Key::Text(k) => k,
+            }
+            .to_string(),
+            operator: operator.to_string(),
+            value,
+            not: self.not,
+        }
+    }
+}
+
 impl Filter {
     fn compile(raw: RawFilter) -> Result<Filter, (String, String)> {
         let key = match raw.key.as_str() {
