@@ -237,6 +237,19 @@ impl OrderRecord {
         bytes.to_vec()
     }
 
+    /// The record stored and read back three ways (whole, head, export
+    /// document), for the fuzz targets: whatever the inbox accepts must read
+    /// back (issue 7: a deeply nested order was stored but not readable).
+    #[doc(hidden)]
+    pub fn read_back(&self) -> Result<(OrderRecord, OrderHead, ExportDoc), String> {
+        let bytes = self.encode();
+        Ok((
+            OrderRecord::decode(&bytes)?,
+            OrderRecord::decode_head(&bytes)?,
+            OrderRecord::decode_export(&bytes)?,
+        ))
+    }
+
     /// Decodes only the head (the document is not parsed in the second
     /// format).
     pub(crate) fn decode_head(bytes: &[u8]) -> Result<OrderHead, String> {
