@@ -111,7 +111,8 @@ fn located(p: Problem) -> Problem {
 /// The body's entries as ack rows (`line` = index + 1), with the problems
 /// of the shape found so far. `Err` when the body is not the expected JSON
 /// object at all.
-fn rows_of(body: &[u8]) -> Result<(Vec<AckRow>, Vec<Problem>), Vec<Problem>> {
+#[doc(hidden)]
+pub fn rows_of(body: &[u8]) -> Result<(Vec<AckRow>, Vec<Problem>), Vec<Problem>> {
     let doc: Value = serde_json::from_slice(body)
         .map_err(|e| vec![Problem::new("body", format!("not JSON: {e}"))])?;
     let Some(entries) = doc.get("orders").and_then(Value::as_array) else {

@@ -15,6 +15,8 @@
 
 mod export;
 mod mark;
+#[doc(hidden)]
+pub use mark::rows_of as mark_rows; // for fuzz/ (mark_body)
 pub mod query;
 
 use std::net::SocketAddr;
