@@ -254,31 +254,34 @@ fn answer(engine: &Engine, mut stream: UnixStream, changed: &dyn Fn()) -> io::Re
                 stderr: format!("request larger than {MAX_REQUEST} bytes: refused"),
             }
         }
-        Some(line) => match serde_json::from_slice::<Request>(&line) {
-            Err(e) => Response {
-                code: 2,
-                stdout: String::new(),
-                stderr: format!("bad request: {e}"),
-            },
-            Ok(req) => run(engine, req, changed),
+        Some(line) => match command_of(&line) {
+            Err(refused) => refused,
+            Ok(command) => run(engine, command, changed),
         },
     };
     stream.set_write_timeout(Some(DEADLINE))?;
     stream.write_all(serde_json::to_string(&response)?.as_bytes())
 }
 
-fn run(engine: &Engine, req: Request, changed: &dyn Fn()) -> Response {
-    let argv = std::iter::once("ordersync".to_string()).chain(req.args);
-    let command = match Cli::try_parse_from(argv) {
-        Ok(cli) => cli.command,
-        Err(e) => {
-            return Response {
-                code: 2,
-                stdout: String::new(),
-                stderr: e.to_string(),
-            };
-        }
+/// A request line as a command, parsed with the CLI's own clap types, or
+/// the answer refusing it (exit code 2). Needs no store (the fuzz target
+/// `control_request` calls it).
+#[doc(hidden)]
+pub fn command_of(line: &[u8]) -> Result<Command, Response> {
+    let usage = |stderr: String| Response {
+        code: 2,
+        stdout: String::new(),
+        stderr,
     };
+    let req =
+        serde_json::from_slice::<Request>(line).map_err(|e| usage(format!("bad request: {e}")))?;
+    let argv = std::iter::once("ordersync".to_string()).chain(req.args);
+    Cli::try_parse_from(argv)
+        .map(|cli| cli.command)
+        .map_err(|e| usage(e.to_string()))
+}
+
+fn run(engine: &Engine, command: Command, changed: &dyn Fn()) -> Response {
     let writes = matches!(command, Command::Reexport { .. });
     match execute(engine, command) {
         Ok(stdout) => {
