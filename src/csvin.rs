@@ -2,7 +2,7 @@
 //! and the two row kinds, acknowledgements and stock.
 //!
 //! Accepts UTF-8 with or without BOM (or the configured single-byte
-//! encoding), `,` or `;` (sniffed from the header line), LF or CRLF, quoted
+//! encoding), `,` or `;` (sniffed from the header line), LF, CRLF or CR, quoted
 //! fields; header names are matched case-insensitively after trimming and
 //! extra columns are ignored. Every row problem is reported with its line.
 
@@ -83,7 +83,7 @@ pub fn decode(bytes: &[u8], encoding: Encoding) -> Result<Cow<'_, str>, Problem>
 fn utf8(bytes: &[u8]) -> Result<Cow<'_, str>, Problem> {
     std::str::from_utf8(bytes).map(Cow::Borrowed).map_err(|e| {
         let at = e.valid_up_to();
-        let line = bytes[..at].iter().filter(|&&b| b == b'\n').count() + 1;
+        let line = line_breaks(&bytes[..at]) + 1;
         Problem::new(
             format!("line {line}"),
             format!(
@@ -95,7 +95,7 @@ fn utf8(bytes: &[u8]) -> Result<Cow<'_, str>, Problem> {
 
 /// `;` when the header line has more semicolons than commas outside quotes.
 fn sniff_delimiter(text: &str) -> u8 {
-    let header = text.lines().next().unwrap_or("");
+    let header = text.split(['\r', '\n']).next().unwrap_or("");
     let (mut commas, mut semis, mut quoted) = (0, 0, false);
     for c in header.chars() {
         match c {
@@ -106,6 +106,18 @@ fn sniff_delimiter(text: &str) -> u8 {
         }
     }
     if semis > commas { b';' } else { b',' }
+}
+
+/// The line breaks in `bytes` as the csv crate reads them: LF, CRLF, and a
+/// CR alone (old Mac files) each end a line.
+fn line_breaks(bytes: &[u8]) -> u64 {
+    let mut n = 0;
+    for (i, &b) in bytes.iter().enumerate() {
+        if b == b'\n' || (b == b'\r' && bytes.get(i + 1) != Some(&b'\n')) {
+            n += 1;
+        }
+    }
+    n
 }
 
 /// Line numbers of byte offsets, counted forward as the reader moves on.
@@ -139,10 +151,7 @@ impl<'b> Lines<'b> {
         if start < self.pos {
             (self.pos, self.newlines) = (0, 0);
         }
-        self.newlines += self.bytes[self.pos..start]
-            .iter()
-            .filter(|&&b| b == b'\n')
-            .count() as u64;
+        self.newlines += line_breaks(&self.bytes[self.pos..start]);
         self.pos = start;
         self.newlines + 1
     }
@@ -432,6 +441,27 @@ mod tests {
         assert_eq!(rows[0].note.as_deref(), Some("a; b\"c"));
         assert!(rows[0].regulate && !rows[1].regulate);
         assert_eq!((rows[0].line, rows[1].line), (2, 4));
+    }
+
+    /// Found by the `inbox_file` fuzz target: with CR alone as line ends
+    /// (which the csv crate reads as such) every row was reported at
+    /// `line 1`, and the delimiter was sniffed from the whole file.
+    #[test]
+    fn lone_cr_ends_a_line() {
+        let t = Table::parse("sku;in_stock\rA,1,2,3,4;5\r\rB;x\r".into()).unwrap();
+        assert_eq!(t.kind().unwrap(), CsvKind::StockAbsolute);
+        let (rows, problems) = collect(&t, |t, r| t.stock_row(r, CsvKind::StockAbsolute));
+        assert_eq!(
+            (rows[0].line, rows[0].sku.as_str(), rows[0].value),
+            (2, "A,1,2,3,4", 5)
+        );
+        let text: Vec<String> = problems.iter().map(ToString::to_string).collect();
+        assert_eq!(
+            text,
+            ["line 4: in_stock: expected a whole number, got \"x\""]
+        );
+        let e = decode(b"a,b\rc,\xff", Encoding::Utf8).unwrap_err();
+        assert_eq!(e.at, "line 2");
     }
 
     #[test]
