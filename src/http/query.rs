@@ -64,10 +64,16 @@ pub fn parse(raw: &str) -> (Option<ExportQuery>, Option<String>, Vec<Problem>) {
     let mut problems = Vec::new();
     for key in tree.keys() {
         if !KNOWN.contains(&key.as_str()) {
-            problems.push(Problem::new(
-                key.as_str(),
-                format!("unknown parameter; expected one of {}", KNOWN.join(", ")),
-            ));
+            let expected = format!("expected one of {}", KNOWN.join(", "));
+            problems.push(if key.trim().is_empty() {
+                // `=x`, `+=x`: no name to say where the problem is.
+                Problem::new(
+                    "query",
+                    format!("a parameter without a name ({key:?}); {expected}"),
+                )
+            } else {
+                Problem::new(key.as_str(), format!("unknown parameter; {expected}"))
+            });
         }
     }
     let system_id = match tree.get("system_id") {
@@ -400,6 +406,25 @@ mod tests {
             "filter_groups[0][filters][1][operator]: unknown operator",
         ] {
             assert!(text.iter().any(|t| t.starts_with(want)), "{want}: {text:?}");
+        }
+    }
+
+    /// Found by the `export_query` fuzz target: `=x` (or `+=x`, a blank
+    /// name) was an "unknown parameter" problem with an empty `at`.
+    #[test]
+    fn a_parameter_without_a_name_is_named_query() {
+        for q in [
+            "system_id=erp&=x",
+            "system_id=erp&+=x",
+            "system_id=erp&%0B=x",
+        ] {
+            let (_, _, problems) = parse(q);
+            let text: Vec<String> = problems.iter().map(ToString::to_string).collect();
+            assert_eq!(text.len(), 1, "{q}: {text:?}");
+            assert!(
+                text[0].starts_with("query: a parameter without a name ("),
+                "{q}: {text:?}"
+            );
         }
     }
 
