@@ -50,6 +50,9 @@ def inbox():
         "wrapper-bad.json": (JSON, '{"orders": 5}'),
         "deep.json": (JSON, '{"external_id": "d", "line_items": [], "x": ' + "[" * 70 + "]" * 70 + "}"),
         "deep-ok.json": (JSON, '[{"external_id": "d", "line_items": [], "x": ' + "[" * 63 + "]" * 63 + "}]"),
+        # Findings, fixed: CR alone as line end (rows were all "line 1").
+        "cr-only-stock.csv": (CSV, "sku;in_stock\rA,1,2,3,4;5\r\rB;x\r"),
+        "cr-only-ack.csv": (CSV, "order_id;system_id;regulate_inventory\rA;erp;maybe\rB;erp;no"),
         "bad.ndjson": (NDJSON, '\n{"external_id": 5}\n[1]\n{"x":\n'),
         "bad-utf8.ndjson": (NDJSON, b'{"external_id": "\xff"}\n'),
         "upper-ext.csv": (4 + WIN1252, b"SKU,IN_STOCK\nA\x80,1\n"),  # ROWS.CSV, windows-1252
@@ -86,6 +89,8 @@ def query():
     ]
     for i, q in enumerate(qs):
         write(t, f"readme-{i}", q)
+    # A finding, fixed: a parameter without a name had an empty `at`.
+    write(t, "nameless", "system_id=erp&=x&+=y")
 
 
 def mark():
