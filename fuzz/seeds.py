@@ -6,6 +6,7 @@ fuzz/corpus/<target>/ (see fuzz/README.md). Run from the repository root."""
 
 import json
 import os
+import re
 import shutil
 from pathlib import Path
 
@@ -38,6 +39,11 @@ def inbox():
         ("tests/golden/csv.csv", CSV),
     ]:
         write(t, Path(f).name, bytes([pick]) + (ROOT / f).read_bytes())
+    # A finding, fixed: a long number read back from the store as
+    # another float (serde_json without float_roundtrip).
+    order = (ROOT / "tests/fixtures/order.json").read_text()
+    long = re.sub(r'("unit_price":\s*)[0-9.]+', r"\g<1>222222222222222222222225", order, count=1)
+    write(t, "long-number.json", bytes([JSON]) + long.encode())
     readme = {
         "stock.csv": (CSV, "sku,in_stock\nMUG-RED,10\n"),
         "ack.csv": (CSV, "order_id,system_id,regulate_inventory,note\nshop-1001,erp,true,picked by Ann\n"),

@@ -1,5 +1,7 @@
 //! The checks behind ordersync's fuzz targets, one function per input
-//! surface. Each binary in `src/bin/` hands AFL's input to one of these.
+//! surface. Each binary in `src/bin/` hands AFL's input to one of these;
+//! `cargo test --lib` replays the seed corpora through them
+//! (`regressions.rs`).
 //!
 //! A target asserts what must hold for every input, not only "no panic":
 //! every problem says where and what; what the inbox accepts reads back
@@ -17,6 +19,9 @@ use ordersync::input::{self, CsvRow, Input};
 use ordersync::problem::Problem;
 use ordersync::store::{ExportDoc, OrderRecord};
 use ordersync::validate;
+
+#[cfg(test)]
+mod regressions;
 
 /// The time of receipt the inbox target parses with (any fixed time).
 const NOW_MS: i64 = 1_767_225_600_000;
