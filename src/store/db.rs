@@ -12,6 +12,17 @@
 //!   under it. The folder's and the `db` file's device and inode are recorded
 //!   at open and compared by [`Db::check`].
 //!
+//! - **Its flush is not durable by itself.** sled 0.34's `flush` writes the
+//!   log with `sync_file_range`, which neither flushes the drive's write
+//!   cache nor the file's metadata, and writes values too big for a log
+//!   segment to files under `blobs/` with no sync at all. After a power cut
+//!   an inbox file already renamed into `archive/` could then have lost its
+//!   record. [`Db::flush`] therefore follows sled's flush with
+//!   `fdatasync` of the `db` file (one handle kept open for it) and `fsync`
+//!   of every blob file written since the last flush and of `blobs/`. sled's
+//!   snapshot files (`snap.*`) it syncs itself, and they are only an index
+//!   over the log, rebuilt from it when missing.
+//!
 //! It delegates the handful of sled calls the store makes, so the store's
 //! code reads as if it held a `sled::Db`.
 //!
@@ -79,6 +90,73 @@ pub(super) fn exists(folder: &Path) -> bool {
     folder.join(DB_FILE).is_file() && folder.join(CONF_FILE).is_file()
 }
 
+/// The folder sled writes values too large for a log segment into.
+const BLOBS: &str = "blobs";
+
+/// What [`Db::flush`] syncs after sled's own flush: the `db` file through a
+/// handle kept open (so a flush costs one `fdatasync`, not an `open` too),
+/// and the blob files sled wrote since the last flush.
+struct Durable {
+    db: std::fs::File,
+    /// The highest blob (sled names them by log sequence number) synced.
+    last_blob: u64,
+    /// The `blobs/` folder's modification time when it was last listed:
+    /// unchanged, no blob was added, and it is not listed again.
+    blobs_mtime: Option<std::time::SystemTime>,
+}
+
+impl Durable {
+    fn open(folder: &Path) -> io::Result<Durable> {
+        Ok(Durable {
+            db: std::fs::File::open(folder.join(DB_FILE))?,
+            last_blob: 0,
+            blobs_mtime: None,
+        })
+    }
+
+    /// Makes what sled wrote durable: `fsync` of each new blob and of
+    /// `blobs/`, then `fdatasync` of the `db` file.
+    fn sync(&mut self, folder: &Path) -> io::Result<()> {
+        // Blobs first: the log points at them.
+        self.sync_blobs(folder)?;
+        self.db.sync_data()
+    }
+
+    fn sync_blobs(&mut self, folder: &Path) -> io::Result<()> {
+        let blobs = folder.join(BLOBS);
+        let mtime = match std::fs::metadata(&blobs) {
+            Ok(m) => m.modified().ok(),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(()),
+            Err(e) => return Err(e),
+        };
+        if mtime.is_some() && mtime == self.blobs_mtime {
+            return Ok(());
+        }
+        let mut newest = self.last_blob;
+        for entry in std::fs::read_dir(&blobs)? {
+            let entry = entry?;
+            let Some(lsn) = entry.file_name().to_str().and_then(|n| n.parse::<u64>().ok())
+            else {
+                continue;
+            };
+            if lsn <= self.last_blob {
+                continue;
+            }
+            match std::fs::File::open(entry.path()) {
+                Ok(f) => f.sync_all()?,
+                // Removed by sled's clean-up meanwhile: nothing to keep.
+                Err(e) if e.kind() == io::ErrorKind::NotFound => continue,
+                Err(e) => return Err(e),
+            }
+            newest = newest.max(lsn);
+        }
+        std::fs::File::open(&blobs)?.sync_all()?;
+        self.last_blob = newest;
+        self.blobs_mtime = mtime;
+        Ok(())
+    }
+}
+
 /// An open (or, after an error, closed and waiting to be reopened) database.
 pub(super) struct Db {
     folder: PathBuf,
@@ -87,6 +165,8 @@ pub(super) struct Db {
     slot: RwLock<Option<sled::Db>>,
     /// Held by the one writer staging a batch (see the module's head).
     writer: Mutex<()>,
+    /// Held by a flush from sled's flush to its files synced.
+    durable: Mutex<Durable>,
 }
 
 fn closed() -> sled::Error {
@@ -180,12 +260,16 @@ impl Db {
         let identity = identity(folder)
             .map_err(sled::Error::Io)?
             .ok_or_else(|| StoreError::Replaced(shown(folder)))?;
+        let durable = Durable::open(folder).map_err(sled::Error::Io)?;
+        // The names sled made in a new store (`db`, `conf`, `blobs/`).
+        crate::fsutil::sync_dir(folder).map_err(sled::Error::Io)?;
         Ok(Db {
             folder: folder.to_path_buf(),
             options: options.clone(),
             identity,
             slot: RwLock::new(Some(db)),
             writer: Mutex::new(()),
+            durable: Mutex::new(durable),
         })
     }
 
@@ -221,6 +305,8 @@ impl Db {
             }
         };
         self.check()?;
+        let durable = Durable::open(&self.folder).map_err(sled::Error::Io)?;
+        *self.durable.lock().unwrap_or_else(|e| e.into_inner()) = durable;
         if let Ok(mut s) = self.slot.write() {
             *s = Some(db);
         }
@@ -273,8 +359,13 @@ impl Db {
         self.handle()?.remove(key)
     }
 
+    /// sled's flush, then the files it wrote synced (see the module's
+    /// head): when this returns, what was committed survives a power cut.
     pub(super) fn flush(&self) -> sled::Result<usize> {
-        self.handle()?.flush()
+        let mut durable = self.durable.lock().unwrap_or_else(|e| e.into_inner());
+        let flushed = self.handle()?.flush()?;
+        durable.sync(&self.folder)?;
+        Ok(flushed)
     }
 
     pub(super) fn iter(&self) -> Iter {
