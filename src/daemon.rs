@@ -626,7 +626,7 @@ fn store_failed(engine: &Engine, e: &EngineError, store_retry: &mut Option<(u32,
     let attempts = store_retry.map_or(0, |(n, _)| n) + 1;
     let wait = backoff(attempts);
     if attempts == 1 {
-        tracing::error!(error = %e, retry_in = ?wait, "the store failed (full disk?); reopening it and retrying with backoff, files stay in the inbox");
+        tracing::error!(error = %e, retry_in = ?wait, "the store failed; reopening it and retrying with backoff, files stay in the inbox");
     } else {
         tracing::debug!(error = %e, attempts, retry_in = ?wait, "the store still fails");
     }

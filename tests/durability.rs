@@ -32,7 +32,8 @@ fn calls(trace: &str) -> Vec<Call> {
         .filter_map(|l| {
             let (tid, rest) = l.split_once(' ')?;
             let name = rest.trim_start().split_once('(')?.0;
-            let word = |s: &str| !s.is_empty() && s.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
+            let word =
+                |s: &str| !s.is_empty() && s.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
             (tid.chars().all(|c| c.is_ascii_digit()) && word(name)).then(|| Call {
                 tid: tid.to_string(),
                 name: name.to_string(),

@@ -234,6 +234,24 @@ fn full_disk_under_the_state_folder_recovers_without_restart() {
         d.log_text().contains("the store failed")
     });
     assert!(d.child.try_wait().unwrap().is_none(), "{}", d.log_text());
+    // The log and `status` named no folder, and `status` said sled's
+    // "IO error: the database is closed after an error and not yet
+    // reopened" twice. Now they name the folder, the cause and the
+    // remedy, once.
+    let state = w.path("state").display().to_string();
+    let remedy = format!("full (no space left on the device): free space in {state};");
+    let log = d.log_text();
+    let failed = log
+        .lines()
+        .find(|l| l.contains("the store failed"))
+        .unwrap();
+    assert_eq!(failed.matches(&remedy).count(), 1, "{log}");
+    let out = w.cmd(&["status"]);
+    let err = stderr(&out);
+    if !out.status.success() {
+        assert_eq!(err.matches(&remedy).count(), 1, "{err}");
+        assert!(!err.contains("IO error"), "{err}");
+    }
 
     fs::remove_file(&filler).unwrap();
     wait_for("every file applied", Duration::from_secs(120), || {

@@ -135,7 +135,10 @@ impl Durable {
         let mut newest = self.last_blob;
         for entry in std::fs::read_dir(&blobs)? {
             let entry = entry?;
-            let Some(lsn) = entry.file_name().to_str().and_then(|n| n.parse::<u64>().ok())
+            let Some(lsn) = entry
+                .file_name()
+                .to_str()
+                .and_then(|n| n.parse::<u64>().ok())
             else {
                 continue;
             };
@@ -167,12 +170,36 @@ pub(super) struct Db {
     writer: Mutex<()>,
     /// Held by a flush from sled's flush to its files synced.
     durable: Mutex<Durable>,
+    /// The last IO error, described: what a call says while the database
+    /// is closed after it (a reopen that failed).
+    last_error: Mutex<Option<(io::ErrorKind, String)>>,
 }
 
-fn closed() -> sled::Error {
-    sled::Error::Io(io::Error::other(
-        "the database is closed after an error and not yet reopened",
-    ))
+/// An IO error of the store as its users read it, once: the folder, the
+/// cause and what to do. sled hands out clones of the first error it kept
+/// (same kind, its message in `Debug` form), so the cause is told by kind.
+fn described(folder: &Path, e: &io::Error) -> io::Error {
+    let f = shown(folder);
+    let message = match e.kind() {
+        io::ErrorKind::StorageFull | io::ErrorKind::QuotaExceeded => format!(
+            "the disk holding the state folder {f} is full (no space left on the device): free space in {f}; ordersync reopens the store by itself, and the files waiting in the inbox are applied once it can write"
+        ),
+        io::ErrorKind::PermissionDenied | io::ErrorKind::ReadOnlyFilesystem => format!(
+            "the state folder {f} cannot be written ({}): make it writable for the user ordersync runs as",
+            e.kind()
+        ),
+        _ => format!("the database in the state folder {f} failed: {e}"),
+    };
+    io::Error::new(e.kind(), message)
+}
+
+/// Whether `e` was made by [`described`] (a clone of an error already
+/// described is described again from its kind, not wrapped twice).
+fn is_described(e: &io::Error) -> bool {
+    let m = e.to_string();
+    m.starts_with("the disk holding the state folder ")
+        || m.starts_with("the state folder ")
+        || m.starts_with("the database in the state folder ")
 }
 
 /// The size of sled's log segments in a new store: 2 MiB instead of sled's
@@ -232,6 +259,7 @@ fn open_sled(folder: &Path, options: &StoreConfig) -> Result<sled::Db, StoreErro
         Err(sled::Error::Io(e)) if is_lock_error(&e) => {
             Err(StoreError::Locked(folder.display().to_string()))
         }
+        Err(sled::Error::Io(e)) => Err(sled::Error::Io(described(folder, &e)).into()),
         Err(e) => Err(e.into()),
     }
 }
@@ -260,9 +288,10 @@ impl Db {
         let identity = identity(folder)
             .map_err(sled::Error::Io)?
             .ok_or_else(|| StoreError::Replaced(shown(folder)))?;
-        let durable = Durable::open(folder).map_err(sled::Error::Io)?;
+        let io = |e: io::Error| sled::Error::Io(described(folder, &e));
+        let durable = Durable::open(folder).map_err(io)?;
         // The names sled made in a new store (`db`, `conf`, `blobs/`).
-        crate::fsutil::sync_dir(folder).map_err(sled::Error::Io)?;
+        crate::fsutil::sync_dir(folder).map_err(io)?;
         Ok(Db {
             folder: folder.to_path_buf(),
             options: options.clone(),
@@ -270,6 +299,7 @@ impl Db {
             slot: RwLock::new(Some(db)),
             writer: Mutex::new(()),
             durable: Mutex::new(durable),
+            last_error: Mutex::new(None),
         })
     }
 
@@ -305,7 +335,7 @@ impl Db {
             }
         };
         self.check()?;
-        let durable = Durable::open(&self.folder).map_err(sled::Error::Io)?;
+        let durable = Durable::open(&self.folder).map_err(|e| self.located(e.into()))?;
         *self.durable.lock().unwrap_or_else(|e| e.into_inner()) = durable;
         if let Ok(mut s) = self.slot.write() {
             *s = Some(db);
@@ -319,7 +349,35 @@ impl Db {
             .read()
             .ok()
             .and_then(|s| s.clone())
-            .ok_or_else(closed)
+            .ok_or_else(|| self.closed())
+    }
+
+    /// The error of a closed database: the one that closed it.
+    fn closed(&self) -> sled::Error {
+        let last = self.last_error.lock().ok().and_then(|l| l.clone());
+        sled::Error::Io(match last {
+            Some((kind, message)) => io::Error::new(kind, message),
+            None => io::Error::other(format!(
+                "the database in the state folder {} is closed after an error and not yet reopened",
+                shown(&self.folder)
+            )),
+        })
+    }
+
+    /// `e` as the store's users read it (see [`described`]), remembered
+    /// for [`Db::closed`].
+    fn located(&self, e: sled::Error) -> sled::Error {
+        match e {
+            sled::Error::Io(e) if is_described(&e) => sled::Error::Io(e),
+            sled::Error::Io(e) => {
+                let e = described(&self.folder, &e);
+                if let Ok(mut last) = self.last_error.lock() {
+                    *last = Some((e.kind(), e.to_string()));
+                }
+                sled::Error::Io(e)
+            }
+            e => e,
+        }
     }
 
     /// The right to write: held from a writer's first read to its batch
@@ -332,7 +390,7 @@ impl Db {
     }
 
     pub(super) fn get<K: AsRef<[u8]>>(&self, key: K) -> sled::Result<Option<IVec>> {
-        self.handle()?.get(key)
+        self.handle()?.get(key).map_err(|e| self.located(e))
     }
 
     pub(super) fn insert<K: AsRef<[u8]>, V: Into<IVec>>(
@@ -341,16 +399,22 @@ impl Db {
         value: V,
     ) -> sled::Result<Option<IVec>> {
         let _writer = self.lock();
-        self.handle()?.insert(key, value)
+        self.handle()?
+            .insert(key, value)
+            .map_err(|e| self.located(e))
     }
 
     pub(super) fn contains_key<K: AsRef<[u8]>>(&self, key: K) -> sled::Result<bool> {
-        self.handle()?.contains_key(key)
+        self.handle()?
+            .contains_key(key)
+            .map_err(|e| self.located(e))
     }
 
     pub(super) fn apply_batch(&self, batch: sled::Batch) -> sled::Result<()> {
         let _writer = self.lock();
-        self.handle()?.apply_batch(batch)
+        self.handle()?
+            .apply_batch(batch)
+            .map_err(|e| self.located(e))
     }
 
     #[cfg(test)]
@@ -363,53 +427,63 @@ impl Db {
     /// head): when this returns, what was committed survives a power cut.
     pub(super) fn flush(&self) -> sled::Result<usize> {
         let mut durable = self.durable.lock().unwrap_or_else(|e| e.into_inner());
-        let flushed = self.handle()?.flush()?;
-        durable.sync(&self.folder)?;
+        let flushed = self.handle()?.flush().map_err(|e| self.located(e))?;
+        durable
+            .sync(&self.folder)
+            .map_err(|e| self.located(e.into()))?;
         Ok(flushed)
     }
 
-    pub(super) fn iter(&self) -> Iter {
-        Iter::from(self.handle().map(|db| db.iter()))
+    pub(super) fn iter(&self) -> Iter<'_> {
+        Iter::new(self, self.handle().map(|db| db.iter()))
     }
 
-    pub(super) fn scan_prefix<P: AsRef<[u8]>>(&self, prefix: P) -> Iter {
-        Iter::from(self.handle().map(|db| db.scan_prefix(prefix)))
+    pub(super) fn scan_prefix<P: AsRef<[u8]>>(&self, prefix: P) -> Iter<'_> {
+        Iter::new(self, self.handle().map(|db| db.scan_prefix(prefix)))
     }
 
-    pub(super) fn range<K: AsRef<[u8]>, R: RangeBounds<K>>(&self, range: R) -> Iter {
-        Iter::from(self.handle().map(|db| db.range(range)))
+    pub(super) fn range<K: AsRef<[u8]>, R: RangeBounds<K>>(&self, range: R) -> Iter<'_> {
+        Iter::new(self, self.handle().map(|db| db.range(range)))
     }
 }
 
-/// sled's iterator, or the single error of a closed database.
+/// sled's iterator, or the single error of a closed database; its errors
+/// say where (see [`described`]).
+pub(super) struct Iter<'a> {
+    db: &'a Db,
+    inner: Inner,
+}
+
 // Short-lived and almost always `Open`: boxing would only add an allocation.
 #[allow(clippy::large_enum_variant)]
-pub(super) enum Iter {
+enum Inner {
     Open(sled::Iter),
     Closed(Option<sled::Error>),
 }
 
-impl From<sled::Result<sled::Iter>> for Iter {
-    fn from(r: sled::Result<sled::Iter>) -> Iter {
-        match r {
-            Ok(i) => Iter::Open(i),
-            Err(e) => Iter::Closed(Some(e)),
-        }
+impl<'a> Iter<'a> {
+    fn new(db: &'a Db, r: sled::Result<sled::Iter>) -> Iter<'a> {
+        let inner = match r {
+            Ok(i) => Inner::Open(i),
+            Err(e) => Inner::Closed(Some(e)),
+        };
+        Iter { db, inner }
     }
 }
 
-impl Iterator for Iter {
+impl Iterator for Iter<'_> {
     type Item = sled::Result<(IVec, IVec)>;
 
     fn next(&mut self) -> Option<Self::Item> {
-        match self {
-            Iter::Open(i) => i.next(),
-            Iter::Closed(e) => e.take().map(Err),
-        }
+        let next = match &mut self.inner {
+            Inner::Open(i) => i.next(),
+            Inner::Closed(e) => e.take().map(Err),
+        };
+        next.map(|r| r.map_err(|e| self.db.located(e)))
     }
 }
 
-impl Iter {
+impl Iter<'_> {
     /// Only the keys.
     pub(super) fn keys(self) -> impl Iterator<Item = sled::Result<IVec>> {
         self.map(|r| r.map(|(k, _)| k))
