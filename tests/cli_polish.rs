@@ -205,6 +205,17 @@ fn status_wait_gives_up_after_its_timeout_naming_what_waits() {
         err.contains("still busy after 2s: 0 file(s) in the inbox, 1 order(s) pending"),
         "{err}"
     );
+    // It said what waits, not why: the docs promise the system whose
+    // outbox cannot be written is named.
+    let outbox = w.path("outbox/wms");
+    assert!(
+        err.contains(&format!(
+            "; wms: 1 pending, its outbox cannot be written: {} is a file, not a real folder",
+            outbox.display()
+        )),
+        "{err}"
+    );
+    assert!(!err.contains("erp:"), "{err}");
 }
 
 /// `init` where a folder should go but a file is: it says which, and writes
