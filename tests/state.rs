@@ -471,6 +471,26 @@ fn a_slow_control_client_does_not_delay_status() {
     slow.join().unwrap();
 }
 
+/// The 17th client was refused while 16 slow ones held the socket, and the
+/// CLI saw its connection reset: `status` failed. It waits now, and is
+/// answered once a slow client's deadline (5 s) frees a place.
+#[test]
+fn status_waits_while_sixteen_slow_clients_hold_the_socket() {
+    let w = Work::new(CONFIG);
+    let _d = w.start(&[]);
+    let sock = w.path("state/ordersync.sock");
+    // Connected, sending nothing: each is held until its deadline.
+    let slow: Vec<UnixStream> = (0..16)
+        .map(|_| UnixStream::connect(&sock).unwrap())
+        .collect();
+    std::thread::sleep(Duration::from_millis(500));
+    let out = w.cmd(&["status", "--json"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["orders"], 0);
+    drop(slow);
+}
+
 // ---- 5. Log lines --------------------------------------------------------------
 
 /// File names were logged raw: a newline in a name forged a log line.
