@@ -369,6 +369,39 @@ fn daemon_logs_a_stuck_file_once_and_goes_on() {
     assert!(d.terminate().success(), "{}", d.log_text());
 }
 
+/// An invalid file that cannot be moved got a new report at every retry
+/// (`bad.json.error.txt`, `bad.json.1.error.txt`…: 8 in 90 s). Its report
+/// is written once now, and the file joins it when it can be moved.
+#[test]
+fn an_unmovable_invalid_file_gets_one_report() {
+    let w = Work::new(CONFIG);
+    w.drop_file("bad.json", "{ not json");
+    age(&w.path("inbox/bad.json"), 60);
+    let Some(guard) = Immutable::set(&w.path("inbox/bad.json")) else {
+        eprintln!("skipped: cannot make a file immutable (chattr +i)");
+        return;
+    };
+    let mut d = w.start(&[]);
+    wait_for("the first report", LONG, || !w.errors().is_empty());
+    // Retries at 1 s, 2 s, 4 s…: at least two of them.
+    std::thread::sleep(Duration::from_secs(4));
+    assert_eq!(w.errors(), ["bad.json.error.txt"], "{}", d.log_text());
+    drop(guard);
+    wait_for("the file moved", LONG, || w.inbox().is_empty());
+    assert_eq!(
+        w.errors(),
+        ["bad.json", "bad.json.error.txt"],
+        "{}",
+        d.log_text()
+    );
+    assert!(
+        w.report("bad.json").contains("line 1"),
+        "{}",
+        w.report("bad.json")
+    );
+    assert!(d.terminate().success(), "{}", d.log_text());
+}
+
 /// A rejected file whose name is too long to take `.error.txt` (NAME_MAX is
 /// 255 bytes) stayed in the inbox forever, and `run --once` exited 1 without
 /// handling later files. It goes to errors/ under a shortened name now, with
