@@ -160,20 +160,22 @@ async fn count(req: Request, next: Next) -> Response {
     res
 }
 
-async fn metrics(State(engine): State<Arc<Engine>>) -> Response {
+async fn metrics(State(engine): State<Arc<Engine>>, headers: HeaderMap) -> Response {
+    // OpenMetrics when asked for (Prometheus does); otherwise the classic
+    // text format, which `curl … | promtool check metrics` reads.
+    let accept = headers.get(header::ACCEPT).and_then(|v| v.to_str().ok());
+    let openmetrics = crate::metrics::wants_openmetrics(accept);
     let rendered = tokio::task::spawn_blocking(move || {
-        crate::metrics::global().render(&engine.store, &engine.config)
+        crate::metrics::global().render(&engine.store, &engine.config, openmetrics)
     })
     .await;
+    let content_type = if openmetrics {
+        crate::metrics::OPENMETRICS
+    } else {
+        crate::metrics::CLASSIC
+    };
     match rendered {
-        Ok(Ok(text)) => (
-            [(
-                header::CONTENT_TYPE,
-                "application/openmetrics-text; version=1.0.0; charset=utf-8",
-            )],
-            text,
-        )
-            .into_response(),
+        Ok(Ok(text)) => ([(header::CONTENT_TYPE, content_type)], text).into_response(),
         Ok(Err(e)) => server_error(&e.to_string()),
         Err(e) => server_error(&e.to_string()),
     }
