@@ -100,8 +100,9 @@ struct Durable {
     db: std::fs::File,
     /// The highest blob (sled names them by log sequence number) synced.
     last_blob: u64,
-    /// The `blobs/` folder's modification time when it was last listed:
-    /// unchanged, no blob was added, and it is not listed again.
+    /// The `blobs/` folder's modification time when it was last listed, if
+    /// it was old enough to tell: unchanged, no blob was added since, and
+    /// it is not listed again.
     blobs_mtime: Option<std::time::SystemTime>,
 }
 
@@ -155,7 +156,11 @@ impl Durable {
         }
         std::fs::File::open(&blobs)?.sync_all()?;
         self.last_blob = newest;
-        self.blobs_mtime = mtime;
+        // A folder's mtime ticks coarsely (a few milliseconds): a blob
+        // added in the same tick as the listing would leave it unchanged.
+        // Only an mtime well in the past proves that nothing came since.
+        let settled = std::time::SystemTime::now() - std::time::Duration::from_secs(1);
+        self.blobs_mtime = mtime.filter(|m| *m < settled);
         Ok(())
     }
 }
@@ -193,8 +198,8 @@ fn described(folder: &Path, e: &io::Error) -> io::Error {
     io::Error::new(e.kind(), message)
 }
 
-/// Whether `e` was made by [`described`] (a clone of an error already
-/// described is described again from its kind, not wrapped twice).
+/// Whether `e` was made by [`described`] already (an error handed on
+/// twice is not wrapped twice).
 fn is_described(e: &io::Error) -> bool {
     let m = e.to_string();
     m.starts_with("the disk holding the state folder ")
@@ -520,6 +525,23 @@ pub(super) mod tests {
         let new = dir.path().join("new");
         drop(Db::open(&new, true, &SMALL).unwrap());
         assert_eq!(segment_size_of(&new), Some(SEGMENT_SIZE));
+    }
+
+    /// A value too big for a log segment goes to a file under `blobs/`,
+    /// which sled never syncs: the flush syncs it (and only new ones).
+    #[test]
+    fn a_flush_syncs_the_blobs_sled_wrote() {
+        let dir = tempfile::tempdir().unwrap();
+        let folder = dir.path().join("state");
+        let db = Db::open(&folder, true, &SMALL).unwrap();
+        db.insert(b"big", vec![7u8; 1 << 20]).unwrap();
+        db.flush().unwrap();
+        let blobs: Vec<u64> = std::fs::read_dir(folder.join(BLOBS))
+            .unwrap()
+            .filter_map(|e| e.unwrap().file_name().to_str()?.parse().ok())
+            .collect();
+        let newest = blobs.iter().max().copied().expect("a blob");
+        assert_eq!(db.durable.lock().unwrap().last_blob, newest);
     }
 
     /// sled refuses a store opened with another compression setting than
