@@ -634,15 +634,15 @@ fn earlier_report(dir: &Dir, kept: &str, report: &str) -> io::Result<Option<Stri
             i => format!("{kept}.{i}"),
         };
         let report_name = format!("{name}{ERROR_SUFFIX}");
-        let file = dir.entry(&name)?;
-        match (file, dir.entry(&report_name)?) {
+        let written = match (dir.entry(&name)?, dir.entry(&report_name)?) {
             (None, None) => return Ok(None),
             (None, Some(Entry::File(len))) if len == report.len() as u64 => {
-                if dir.read_regular(&report_name, len)?.as_deref() == Some(report.as_bytes()) {
-                    return Ok(Some(name));
-                }
+                dir.read_regular(&report_name, len)?
             }
-            _ => {}
+            _ => None,
+        };
+        if written.as_deref() == Some(report.as_bytes()) {
+            return Ok(Some(name));
         }
     }
     Ok(None)

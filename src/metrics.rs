@@ -337,7 +337,7 @@ fn process_stats() -> ProcessStats {
             .split_whitespace()
             .nth(1)
             .and_then(|p| p.parse::<i64>().ok())
-            .map(|p| p * page as i64);
+            .map(|p| p * page);
     }
     // Fields after the command name (which may hold spaces), from 3 on:
     // utime and stime are fields 14 and 15, starttime 22, in clock ticks.
