@@ -119,10 +119,34 @@ impl fmt::Display for Transport {
 }
 
 /// `[http]`: the HTTP API, off unless `listen` is set.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone)]
 pub struct HttpConfig {
     pub listen: Option<std::net::SocketAddr>,
     pub tokens: Vec<TokenConfig>,
+    /// A request's head must arrive within this from its first byte.
+    pub header_timeout: Duration,
+    /// A request's body must arrive within this from the end of its head.
+    pub body_timeout: Duration,
+    /// A connection with no request in flight and no byte of a next one is
+    /// closed after this.
+    pub idle_timeout: Duration,
+    /// At most this many connections at once (fewer when the descriptor
+    /// limit is low: see `crate::http`); more wait in the kernel's backlog.
+    pub max_connections: usize,
+}
+
+impl Default for HttpConfig {
+    fn default() -> Self {
+        let raw = RawHttp::default();
+        HttpConfig {
+            listen: None,
+            tokens: Vec::new(),
+            header_timeout: raw.header_timeout,
+            body_timeout: raw.body_timeout,
+            idle_timeout: raw.idle_timeout,
+            max_connections: raw.max_connections as usize,
+        }
+    }
 }
 
 /// One `[[http.tokens]]` entry. Only the token's SHA-256 is kept.
@@ -265,11 +289,31 @@ struct RawConfig {
     http: RawHttp,
 }
 
-#[derive(Deserialize, Default)]
+#[derive(Deserialize)]
 #[serde(deny_unknown_fields, default)]
 struct RawHttp {
     listen: String,
     tokens: Vec<RawToken>,
+    #[serde(with = "humantime_serde")]
+    header_timeout: Duration,
+    #[serde(with = "humantime_serde")]
+    body_timeout: Duration,
+    #[serde(with = "humantime_serde")]
+    idle_timeout: Duration,
+    max_connections: u32,
+}
+
+impl Default for RawHttp {
+    fn default() -> Self {
+        RawHttp {
+            listen: String::new(),
+            tokens: Vec::new(),
+            header_timeout: Duration::from_secs(5),
+            body_timeout: Duration::from_secs(10),
+            idle_timeout: Duration::from_secs(5),
+            max_connections: 1024,
+        }
+    }
 }
 
 #[derive(Deserialize)]
@@ -663,10 +707,7 @@ impl Config {
             Ok(http) => http,
             Err(problem) => {
                 bad.push(problem);
-                HttpConfig {
-                    listen: None,
-                    tokens: Vec::new(),
-                }
+                HttpConfig::default()
             }
         };
 
@@ -760,6 +801,21 @@ fn http_config(raw: RawHttp, systems: &[SystemConfig]) -> Result<HttpConfig, (St
             )
         })?),
     };
+    for (k, d) in [
+        ("http.header_timeout", raw.header_timeout),
+        ("http.body_timeout", raw.body_timeout),
+        ("http.idle_timeout", raw.idle_timeout),
+    ] {
+        if d.is_zero() {
+            return Err((k.to_string(), "must be more than 0s".into()));
+        }
+    }
+    if raw.max_connections == 0 {
+        return Err((
+            "http.max_connections".to_string(),
+            "must be at least 1".into(),
+        ));
+    }
     let mut names = HashSet::new();
     let mut tokens = Vec::with_capacity(raw.tokens.len());
     for (i, t) in raw.tokens.into_iter().enumerate() {
@@ -798,7 +854,14 @@ fn http_config(raw: RawHttp, systems: &[SystemConfig]) -> Result<HttpConfig, (St
             systems: scope,
         });
     }
-    Ok(HttpConfig { listen, tokens })
+    Ok(HttpConfig {
+        listen,
+        tokens,
+        header_timeout: raw.header_timeout,
+        body_timeout: raw.body_timeout,
+        idle_timeout: raw.idle_timeout,
+        max_connections: raw.max_connections as usize,
+    })
 }
 
 /// 64 hex digits (either case) as 32 bytes.

@@ -11,11 +11,14 @@
 //!
 //! - [`query`]: the GET's query string → an [`query::ExportQuery`].
 //! - [`export`]: the GET's streamed answer.
-//! - [`mark`]: the POST.
+//! - [`mark`]: the POST; [`entries`]: its body, parsed as it streams in.
+//! - [`serve`]: the connections, bounded in number, time and memory.
 
+mod entries;
 mod export;
 mod mark;
 pub mod query;
+pub mod serve;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -91,7 +94,11 @@ pub fn start(engine: Arc<Engine>) -> Result<Option<Server>, HttpError> {
         .build()
         .map_err(HttpError::Runtime)?;
     let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
-    let app = router(engine);
+    let http = &engine.config.http;
+    let nofile = serve::nofile_soft_limit();
+    let cap = serve::connection_cap(http.max_connections, nofile);
+    let timeouts = serve::Timeouts::of(http);
+    let app = router(engine.clone());
     let thread = std::thread::Builder::new()
         .name("http".into())
         .spawn(move || {
@@ -104,27 +111,28 @@ pub fn start(engine: Arc<Engine>) -> Result<Option<Server>, HttpError> {
                     }
                 };
                 let (graceful_tx, graceful_rx) = tokio::sync::watch::channel(false);
-                let mut graceful_wait = graceful_rx.clone();
-                let serve = axum::serve(listener, app).with_graceful_shutdown(async move {
-                    let _ = graceful_wait.wait_for(|stop| *stop).await;
-                });
+                let serve = serve::serve(listener, app, cap, timeouts, graceful_rx);
                 let grace = async move {
                     let _ = stop_rx.await;
                     let _ = graceful_tx.send(true);
                     tokio::time::sleep(STOP_GRACE).await;
                 };
                 tokio::select! {
-                    r = serve => if let Err(e) = r {
-                        tracing::error!(error = %e, "HTTP API stopped");
-                    },
+                    () = serve => {}
                     () = grace => tracing::warn!("HTTP API: requests still open after the grace period were closed"),
                 }
-                drop(graceful_rx);
             });
             rt.shutdown_timeout(Duration::from_secs(1));
         })
         .map_err(HttpError::Runtime)?;
-    tracing::info!(listen = %bound, "HTTP API listening");
+    let nofile = nofile.map_or_else(|| "unlimited".to_string(), |n| n.to_string());
+    tracing::info!(
+        listen = %bound,
+        max_connections = cap,
+        nofile = %nofile,
+        reserve = serve::FD_RESERVE,
+        "HTTP API listening (connections capped so the file side keeps a reserve of descriptors)"
+    );
     Ok(Some(Server {
         stop: Some(stop_tx),
         thread: Some(thread),
