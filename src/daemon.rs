@@ -148,9 +148,13 @@ fn raise_nofile_limit() {
     }
     let before = limit.current;
     limit.current = limit.maximum;
-    match setrlimit(Resource::Nofile, limit.clone()) {
-        Ok(()) => tracing::debug!(from = ?before, to = ?limit.current, "raised the open-files soft limit"),
-        Err(e) => tracing::warn!(error = %e, "cannot raise the open-files soft limit to the hard limit"),
+    match setrlimit(Resource::Nofile, limit) {
+        Ok(()) => {
+            tracing::debug!(from = ?before, to = ?limit.current, "raised the open-files soft limit")
+        }
+        Err(e) => {
+            tracing::warn!(error = %e, "cannot raise the open-files soft limit to the hard limit")
+        }
     }
 }
 

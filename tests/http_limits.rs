@@ -227,7 +227,9 @@ fn idle_connections_cannot_starve_the_file_side() {
                 .ok()?
                 .ok()?;
             use tokio::io::AsyncWriteExt;
-            s.write_all(b"GET /v10/orders/export HTTP/1.1\r\n").await.ok()?;
+            s.write_all(b"GET /v10/orders/export HTTP/1.1\r\n")
+                .await
+                .ok()?;
             Some(s)
         });
         let all = futures_join_all(tries).await;
@@ -270,14 +272,14 @@ fn idle_connections_cannot_starve_the_file_side() {
                 .await
                 .is_err()
         });
-        futures_join_all(waits).await.into_iter().filter(|open| *open).count()
+        futures_join_all(waits)
+            .await
+            .into_iter()
+            .filter(|open| *open)
+            .count()
     });
     assert_eq!(open, 0, "connections still open after 60 s");
-    assert!(
-        !has_logged(&d, "Too many open files"),
-        "{}",
-        d.log_text()
-    );
+    assert!(!has_logged(&d, "Too many open files"), "{}", d.log_text());
 }
 
 /// `join_all` for a few thousand futures without the futures crate: each

@@ -138,6 +138,17 @@ pub fn run(c: &Config) -> Result<(), CliError> {
         let scope = t.systems.as_ref().map_or("*".into(), |s| s.join(", "));
         println!("http token {:?}: systems {scope}", t.name);
     }
+    if c.http.listen.is_some() {
+        let h = &c.http;
+        println!(
+            "http limits: max_connections {} (at most the open-files limit minus {}), header_timeout {}, body_timeout {}, idle_timeout {}",
+            h.max_connections,
+            crate::http::serve::FD_RESERVE,
+            humantime::format_duration(h.header_timeout),
+            humantime::format_duration(h.body_timeout),
+            humantime::format_duration(h.idle_timeout),
+        );
+    }
     Ok(())
 }
 

@@ -425,7 +425,11 @@ mod tests {
             ], "other": [1, 2]}"#,
         )
         .unwrap();
-        let ids: Vec<_> = e.rows.iter().map(|r| (r.line, r.order_id.as_str())).collect();
+        let ids: Vec<_> = e
+            .rows
+            .iter()
+            .map(|r| (r.line, r.order_id.as_str()))
+            .collect();
         assert_eq!(ids, [(1, "a"), (2, "1001")]);
         let p: Vec<_> = e.problems.iter().map(Problem::to_string).collect();
         assert_eq!(

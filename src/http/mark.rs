@@ -47,7 +47,13 @@ pub(super) async fn handle(
         return closing(too_large());
     }
     let (read, parsed) = read_entries(body, engine.config.http.body_timeout).await;
-    let respond = |res: Response| if read == Reading::Whole { res } else { closing(res) };
+    let respond = |res: Response| {
+        if read == Reading::Whole {
+            res
+        } else {
+            closing(res)
+        }
+    };
     match read {
         Reading::TooLarge => return closing(too_large()),
         Reading::TimedOut => {
@@ -70,7 +76,10 @@ pub(super) async fn handle(
         }
         Reading::Whole | Reading::Stopped => {}
     }
-    let Entries { rows, problems: list } = match parsed {
+    let Entries {
+        rows,
+        problems: list,
+    } = match parsed {
         Ok(e) => e,
         Err(BodyError::TooMany) => {
             return respond(problems(
@@ -94,7 +103,10 @@ pub(super) async fn handle(
         return respond(forbidden(&caller, &at, &row.system_id));
     }
     if rows.is_empty() && list.is_empty() {
-        return json_body(StatusCode::OK, json!({"marked": 0, "regulated": 0}).to_string());
+        return json_body(
+            StatusCode::OK,
+            json!({"marked": 0, "regulated": 0}).to_string(),
+        );
     }
     let source = format!("HTTP mark-as-exported, token {:?}", caller.token.name);
     let token = caller.token.name.clone();
@@ -263,7 +275,11 @@ fn closing(mut res: Response) -> Response {
 /// A problem's entry (`orders[3]…` → 3), for the answer's order; problems
 /// of no entry first.
 fn entry_index(p: &Problem) -> Option<usize> {
-    p.at.strip_prefix("orders[")?.split(']').next()?.parse().ok()
+    p.at.strip_prefix("orders[")?
+        .split(']')
+        .next()?
+        .parse()
+        .ok()
 }
 
 /// A store problem names the row as `line N` (N = index + 1, as given
@@ -282,4 +298,3 @@ fn located(p: Problem) -> Problem {
     };
     Problem::new(format!("orders[{}]{field}", n - 1), p.what)
 }
-
