@@ -41,6 +41,10 @@ use crate::problem::Problem;
 
 /// The largest request body accepted (413 beyond it).
 pub const MAX_BODY: usize = 16 << 20;
+/// Connections the kernel keeps waiting beyond the connection cap (capped
+/// by `net.core.somaxconn`). Past it, the kernel drops new ones: their
+/// clients retry or time out, and hold no descriptor of ours.
+const BACKLOG: u32 = 1024;
 /// How long a stop waits for requests in flight before closing them.
 const STOP_GRACE: Duration = Duration::from_secs(3);
 
@@ -81,18 +85,17 @@ pub fn start(engine: Arc<Engine>) -> Result<Option<Server>, HttpError> {
     let Some(addr) = engine.config.http.listen else {
         return Ok(None);
     };
-    let listener =
-        std::net::TcpListener::bind(addr).map_err(|source| HttpError::Bind { addr, source })?;
-    listener
-        .set_nonblocking(true)
-        .map_err(|source| HttpError::Bind { addr, source })?;
-    let bound = listener.local_addr().unwrap_or(addr);
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .thread_name("http")
         .enable_all()
         .build()
         .map_err(HttpError::Runtime)?;
+    let listener = {
+        let _in_rt = rt.enter();
+        listen(addr).map_err(|source| HttpError::Bind { addr, source })?
+    };
+    let bound = listener.local_addr().unwrap_or(addr);
     let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
     let http = &engine.config.http;
     let nofile = serve::nofile_soft_limit();
@@ -103,13 +106,6 @@ pub fn start(engine: Arc<Engine>) -> Result<Option<Server>, HttpError> {
         .name("http".into())
         .spawn(move || {
             rt.block_on(async move {
-                let listener = match tokio::net::TcpListener::from_std(listener) {
-                    Ok(l) => l,
-                    Err(e) => {
-                        tracing::error!(error = %e, "HTTP API: cannot use the listening socket");
-                        return;
-                    }
-                };
                 let (graceful_tx, graceful_rx) = tokio::sync::watch::channel(false);
                 let serve = serve::serve(listener, app, cap, timeouts, graceful_rx);
                 let grace = async move {
@@ -137,6 +133,18 @@ pub fn start(engine: Arc<Engine>) -> Result<Option<Server>, HttpError> {
         stop: Some(stop_tx),
         thread: Some(thread),
     }))
+}
+
+/// The listening socket, with a backlog of [`BACKLOG`] (std's is 128).
+fn listen(addr: SocketAddr) -> std::io::Result<tokio::net::TcpListener> {
+    let socket = if addr.is_ipv4() {
+        tokio::net::TcpSocket::new_v4()?
+    } else {
+        tokio::net::TcpSocket::new_v6()?
+    };
+    socket.set_reuseaddr(true)?;
+    socket.bind(addr)?;
+    socket.listen(BACKLOG)
 }
 
 /// The routes, with request counting, the body limit, and JSON answers for
