@@ -436,6 +436,53 @@ fn unauthenticated_bodies_do_not_pin_memory() {
     assert_eq!(status, 200);
 }
 
+/// Clients that send most of a huge request head and wait: each buffered
+/// up to hyper's default ~400 KiB until the header timeout, so 700 of them
+/// pinned about 270 MiB. Now a head is refused (431) past 32 KiB, and the
+/// daemon's peak RSS stays within its base + 96 MiB.
+#[test]
+fn huge_request_heads_do_not_pin_memory() {
+    if !have_prlimit() {
+        return;
+    }
+    raise_own_nofile();
+    let api = Api::new("");
+    let d = api.start(1024, 1024);
+    let pid = d.child.id();
+    let base = proc_status(pid, "VmRSS");
+    let mut head = b"GET /healthz HTTP/1.1\r\nHost: x\r\nX-Pad: ".to_vec();
+    head.resize(390 << 10, b'a');
+    let head = Arc::new(head);
+    let port = api.port;
+    let held: Vec<TcpStream> = (0..7)
+        .map(|_| {
+            let head = head.clone();
+            std::thread::spawn(move || {
+                (0..100)
+                    .filter_map(|_| {
+                        let mut s = TcpStream::connect(("127.0.0.1", port)).ok()?;
+                        // Refused part way: the rest of the head is reset.
+                        let _ = s.write_all(&head);
+                        Some(s)
+                    })
+                    .collect::<Vec<_>>()
+            })
+        })
+        .flat_map(|t| t.join().unwrap())
+        .collect();
+    assert_eq!(held.len(), 700);
+    // Let the daemon read what it will (within the 5 s header timeout).
+    std::thread::sleep(Duration::from_secs(3));
+    let peak = proc_status(pid, "VmHWM");
+    drop(held);
+    assert!(
+        peak <= base + 96 * MIB,
+        "peak RSS {} MiB, base {} MiB",
+        peak / MIB,
+        base / MIB
+    );
+}
+
 /// Regression (issue 15 §1): with a valid token, 6 concurrent 16 MiB
 /// bodies of `{"orders":[0,0,…]}` peaked at 625 MB: the body became a
 /// `serde_json::Value` before the 10,000-entry check. Now the entries are

@@ -6,6 +6,8 @@
 //!   max_connections`, lowered to keep [`FD_RESERVE`] descriptors for the
 //!   file side) new connections wait in the kernel's listen backlog, never
 //!   accepted and held.
+//! - **Memory**: a connection buffers at most [`MAX_BUF`] bytes of a
+//!   request head; bodies are read by their handler as they come.
 //! - **Time**: each connection has a watchdog ([`Activity`]): with no
 //!   request in flight, a connection that has sent part of a request's head
 //!   for `header_timeout`, or nothing at all for `idle_timeout`, is closed.
@@ -42,6 +44,11 @@ pub const FD_RESERVE: u64 = 256;
 /// How long the accept loop waits after a failed `accept` (out of
 /// descriptors, say) before trying again, instead of spinning.
 const ACCEPT_BACKOFF: Duration = Duration::from_millis(100);
+/// A connection's read (and write) buffer: a request head larger than
+/// this is refused (431). hyper's default, ~400 KiB, would let clients
+/// that send most of a huge head and wait pin 300 MB across the
+/// connection cap; this bounds them to 24 MiB.
+const MAX_BUF: usize = 32 << 10;
 /// How often a connection with a request in flight is looked at again.
 const BUSY_RECHECK: Duration = Duration::from_secs(1);
 
@@ -159,6 +166,10 @@ async fn connection(
     };
     let conn = hyper::server::conn::http1::Builder::new()
         .keep_alive(true)
+        // Timed by the watchdog below, not by hyper (which would need its
+        // own timer).
+        .header_read_timeout(None)
+        .max_buf_size(MAX_BUF)
         .serve_connection(io, service);
     tokio::pin!(conn);
     let mut stopping = false;
