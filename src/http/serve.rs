@@ -6,7 +6,7 @@
 //!   max_connections`, lowered to keep [`FD_RESERVE`] descriptors for the
 //!   file side) new connections wait in the kernel's listen backlog, never
 //!   accepted and held.
-//! - **Memory**: a connection buffers at most [`MAX_BUF`] bytes of a
+//! - **Memory**: a connection buffers about [`MAX_BUF`] bytes of a
 //!   request head; bodies are read by their handler as they come.
 //! - **Time**: each connection has a watchdog ([`Activity`]): with no
 //!   request in flight, a connection that has sent part of a request's head
@@ -44,10 +44,12 @@ pub const FD_RESERVE: u64 = 256;
 /// How long the accept loop waits after a failed `accept` (out of
 /// descriptors, say) before trying again, instead of spinning.
 const ACCEPT_BACKOFF: Duration = Duration::from_millis(100);
-/// A connection's read (and write) buffer: a request head larger than
-/// this is refused (431). hyper's default, ~400 KiB, would let clients
-/// that send most of a huge head and wait pin 300 MB across the
-/// connection cap; this bounds them to 24 MiB.
+/// A connection's read (and write) buffer: a request head that does not
+/// fit is refused (431). hyper checks it when a head is still incomplete,
+/// and a read may fill the buffer's capacity first, so heads of up to
+/// twice this can pass and a connection holds at most ~64 KiB. hyper's
+/// default, ~400 KiB, let clients that send most of a huge head and wait
+/// pin 300 MB across the connection cap; this bounds them to ~48 MiB.
 const MAX_BUF: usize = 32 << 10;
 /// How often a connection with a request in flight is looked at again.
 const BUSY_RECHECK: Duration = Duration::from_secs(1);
