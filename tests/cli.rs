@@ -39,6 +39,42 @@ fn init_writes_a_working_config_and_refuses_to_overwrite() {
     assert!(stderr(&again).contains("already exists"));
 }
 
+/// Regression (issue 15): `init` wrote the repository's own `config.toml`
+/// (include_str!), so a developer's local edit (an `[http]` token, a port)
+/// went into every `ordersync init` and into the package. It writes the
+/// template `contrib/config.example.toml` now.
+#[test]
+fn init_writes_the_template_not_the_repositorys_working_config() {
+    let w = Work::new("");
+    fs::remove_file(w.path("config.toml")).unwrap();
+    w.ok(&["init", "site"]);
+    let written = fs::read_to_string(w.path("site/config.toml")).unwrap();
+    assert_eq!(written, include_str!("../contrib/config.example.toml"));
+    assert_eq!(written, ordersync::cli::TEMPLATE);
+}
+
+/// The repository's `config.toml` (the developer's working config, which
+/// the README's first command runs on) and the template agree where the
+/// README relies on it: both parse, with the same systems (the worked
+/// example uses them). Parsed only: a local `[http] listen` on a taken port
+/// does not make this fail.
+#[test]
+fn the_repositorys_config_and_the_template_have_the_same_systems() {
+    use ordersync::config::Config;
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+    let repo = Config::load(&dir.join("config.toml")).unwrap_or_else(|e| panic!("{e}"));
+    let template = Config::parse(ordersync::cli::TEMPLATE, &dir.join("config.toml"))
+        .unwrap_or_else(|e| panic!("{e}"));
+    let systems = |c: &Config| {
+        c.systems
+            .iter()
+            .map(|s| (s.id.clone(), s.transport.to_string(), s.format.to_string()))
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(systems(&repo), systems(&template));
+    assert_eq!(format!("{:?}", repo.paths), format!("{:?}", template.paths));
+}
+
 #[test]
 fn config_errors_exit_2_naming_the_key_before_touching_files() {
     for (config, key) in [

@@ -17,6 +17,8 @@ use clap::{Parser, Subcommand};
 use crate::config::{Config, ConfigError};
 use crate::engine::Engine;
 
+pub use init::TEMPLATE;
+
 /// ordersync: moves sales orders between systems through files.
 #[derive(Debug, Parser)]
 #[command(name = "ordersync", version, about)]
