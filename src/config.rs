@@ -33,6 +33,17 @@ pub enum ConfigError {
         key: String,
         message: String,
     },
+    /// No config named (`--config`, `ORDERSYNC_CONFIG`) and none found in
+    /// any of the places looked at.
+    #[error(
+        "no config file: looked for {}; name one with --config PATH or ORDERSYNC_CONFIG=PATH (`ordersync init DIR` writes a commented one)",
+        looked.join(" and ")
+    )]
+    NotFound {
+        /// The places looked at, in order, as shown (a relative one with
+        /// the folder it was looked for in).
+        looked: Vec<String>,
+    },
     /// Several values that parse but are not allowed: all of them, so one
     /// run shows every mistake.
     #[error("config {path}: {} problems:{}", problems.len(), list(problems))]
@@ -485,6 +496,39 @@ pub fn valid_system_id(id: &str) -> bool {
 
 // ---- loading ---------------------------------------------------------------
 
+/// Where the config is looked for when neither `--config` nor
+/// `ORDERSYNC_CONFIG` names one, in this order: the current folder (a
+/// checkout, a folder made by `ordersync init`), then the Debian package's.
+pub const SEARCH_PATH: [&str; 2] = ["config.toml", "/etc/ordersync/config.toml"];
+
+/// The config file to use: `given` when set (it need not exist: reading it
+/// says so), else the first of `candidates` that exists (anything there,
+/// even a broken symlink: it is reported rather than skipped), else
+/// [`ConfigError::NotFound`] naming every place looked at.
+pub fn locate(given: Option<&Path>, candidates: &[&str]) -> Result<PathBuf, ConfigError> {
+    if let Some(path) = given {
+        return Ok(path.to_path_buf());
+    }
+    if let Some(found) = candidates
+        .iter()
+        .map(Path::new)
+        .find(|p| p.symlink_metadata().is_ok())
+    {
+        return Ok(found.to_path_buf());
+    }
+    let cwd = std::env::current_dir().ok();
+    let looked = candidates
+        .iter()
+        .map(|c| match &cwd {
+            Some(cwd) if Path::new(c).is_relative() => {
+                format!("./{c} (in {})", cwd.display())
+            }
+            _ => (*c).to_string(),
+        })
+        .collect();
+    Err(ConfigError::NotFound { looked })
+}
+
 impl Config {
     /// Reads and validates the config file at `path`.
     pub fn load(path: &Path) -> Result<Config, ConfigError> {
@@ -861,6 +905,38 @@ impl fmt::Display for Encoding {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Regression (issue 15): with no `--config`, the packaged CLI run from
+    /// `/` read `./config.toml` only and said `cannot read config
+    /// config.toml`. It falls back to the next place, and when nothing is
+    /// found it names every place looked at and how to choose.
+    #[test]
+    fn the_config_is_searched_for_in_order_and_a_miss_names_every_place() {
+        let dir = tempfile::tempdir().unwrap();
+        let first = dir.path().join("a.toml");
+        let second = dir.path().join("b.toml");
+        let (a, b) = (first.to_str().unwrap(), second.to_str().unwrap());
+        let missing = locate(None, &[a, b]).unwrap_err().to_string();
+        for needle in [a, b, "--config", "ORDERSYNC_CONFIG"] {
+            assert!(missing.contains(needle), "{needle}: {missing}");
+        }
+        std::fs::write(&second, "").unwrap();
+        assert_eq!(locate(None, &[a, b]).unwrap(), second);
+        std::fs::write(&first, "").unwrap();
+        assert_eq!(locate(None, &[a, b]).unwrap(), first);
+        // Named, it is used as it is, whether it exists or not.
+        let named = dir.path().join("named.toml");
+        assert_eq!(locate(Some(&named), &[a, b]).unwrap(), named);
+        // A relative place is shown with the folder it was looked for in.
+        let relative = locate(None, &["surely-not-here/config.toml"])
+            .unwrap_err()
+            .to_string();
+        assert!(
+            relative.contains("./surely-not-here/config.toml (in /"),
+            "{relative}"
+        );
+        assert_eq!(SEARCH_PATH, ["config.toml", "/etc/ordersync/config.toml"]);
+    }
 
     fn parse(text: &str) -> Result<Config, ConfigError> {
         Config::parse(text, Path::new("/srv/os/config.toml"))

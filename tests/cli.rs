@@ -75,6 +75,37 @@ fn the_repositorys_config_and_the_template_have_the_same_systems() {
     assert_eq!(format!("{:?}", repo.paths), format!("{:?}", template.paths));
 }
 
+/// Regression (issue 15): with no config named and none in the current
+/// folder, the CLI said `cannot read config config.toml` with no hint. It
+/// looks in /etc/ordersync/ too, and a miss names both places and how to
+/// choose one (exit 2).
+#[test]
+fn no_config_found_names_every_place_looked_and_how_to_choose() {
+    let w = Work::new("");
+    fs::remove_file(w.path("config.toml")).unwrap();
+    let out = w.cmd(&["status"]);
+    let err = stderr(&out);
+    if std::path::Path::new("/etc/ordersync/config.toml").exists() {
+        // The package is installed here: that config is the one read.
+        assert!(err.contains("/etc/ordersync/config.toml"), "{err}");
+        return;
+    }
+    assert_eq!(code(&out), 2, "{err}");
+    let here = w.dir.path().canonicalize().unwrap();
+    for needle in [
+        format!("./config.toml (in {})", here.display()),
+        "/etc/ordersync/config.toml".into(),
+        "--config".into(),
+        "ORDERSYNC_CONFIG".into(),
+    ] {
+        assert!(err.contains(&needle), "{needle}: {err}");
+    }
+    // validate needs no config: it still runs, on the defaults.
+    fs::write(w.path("o.json"), include_str!("fixtures/order.json")).unwrap();
+    let ok = w.ok(&["validate", "o.json"]);
+    assert!(ok.contains("valid"), "{ok}");
+}
+
 #[test]
 fn config_errors_exit_2_naming_the_key_before_touching_files() {
     for (config, key) in [
