@@ -138,12 +138,34 @@ pub enum CliError {
     /// Bad config (exit 2).
     #[error(transparent)]
     Config(#[from] ConfigError),
-    /// Anything that went wrong while running (exit 1).
-    #[error("{0:#}")]
+    /// Anything that went wrong while running (exit 1): the error and its
+    /// causes, each once (see [`chain`]).
+    #[error("{}", chain(.0))]
     Runtime(#[from] anyhow::Error),
     /// The daemon ran the command and it failed with this code and message.
     #[error("{message}")]
     Remote { code: u8, message: String },
+}
+
+/// An error and its causes on one line, `: `-separated like anyhow's
+/// `{:#}`, but each text once: a cause its parent's message already shows
+/// is left out. (An error that both prints its source and returns it from
+/// `source()`, such as `HttpError::Bind` with the OS error or
+/// `StoreError::Db` with sled's, printed it twice: `… Address already in
+/// use (os error 98): Address already in use (os error 98)`.)
+pub fn chain(e: &anyhow::Error) -> String {
+    let mut out = String::new();
+    for cause in e.chain() {
+        let text = cause.to_string();
+        if out.contains(&text) {
+            continue;
+        }
+        if !out.is_empty() {
+            out.push_str(": ");
+        }
+        out.push_str(&text);
+    }
+    out
 }
 
 impl CliError {
