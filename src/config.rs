@@ -906,6 +906,133 @@ impl fmt::Display for Encoding {
 mod tests {
     use super::*;
 
+    /// serde's derive hands a struct's field names to `deserialize_struct`:
+    /// this deserializer only catches them, so the keys listed are the
+    /// ones the raw structs accept, never a copy kept by hand.
+    mod fields {
+        use serde::de::{Deserialize, Deserializer, Visitor};
+
+        #[derive(Debug)]
+        pub struct Caught(Option<&'static [&'static str]>);
+
+        impl std::fmt::Display for Caught {
+            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                write!(f, "{:?}", self.0)
+            }
+        }
+        impl std::error::Error for Caught {}
+        impl serde::de::Error for Caught {
+            fn custom<T: std::fmt::Display>(_: T) -> Self {
+                Caught(None)
+            }
+        }
+
+        struct Probe;
+
+        impl<'de> Deserializer<'de> for Probe {
+            type Error = Caught;
+            fn deserialize_any<V: Visitor<'de>>(self, _: V) -> Result<V::Value, Caught> {
+                Err(Caught(None))
+            }
+            fn deserialize_struct<V: Visitor<'de>>(
+                self,
+                _: &'static str,
+                fields: &'static [&'static str],
+                _: V,
+            ) -> Result<V::Value, Caught> {
+                Err(Caught(Some(fields)))
+            }
+            serde::forward_to_deserialize_any! {
+                bool i8 i16 i32 i64 i128 u8 u16 u32 u64 u128 f32 f64 char str string
+                bytes byte_buf option unit unit_struct newtype_struct seq tuple
+                tuple_struct map enum identifier ignored_any
+            }
+        }
+
+        /// The keys struct `T` accepts.
+        pub fn of<'de, T: Deserialize<'de>>() -> &'static [&'static str] {
+            match T::deserialize(Probe) {
+                Err(Caught(Some(fields))) => fields,
+                _ => panic!("not a struct with named fields"),
+            }
+        }
+    }
+
+    /// Every key the config accepts, as `section.key` (`systems.id`,
+    /// `http.tokens.name`), from the raw structs themselves. A new key in a
+    /// raw struct appears here by itself; a new section (a new field of
+    /// `RawConfig`) fails until it is added to `sections`.
+    fn accepted_keys() -> std::collections::BTreeSet<String> {
+        let sections: [(&str, &[&str]); 7] = [
+            ("paths", fields::of::<RawPaths>()),
+            ("inbox", fields::of::<RawInbox>()),
+            ("inventory", fields::of::<RawInventory>()),
+            ("store", fields::of::<RawStore>()),
+            ("systems", fields::of::<RawSystem>()),
+            ("http", fields::of::<RawHttp>()),
+            ("http.tokens", fields::of::<RawToken>()),
+        ];
+        for top in fields::of::<RawConfig>() {
+            assert!(
+                sections.iter().any(|(s, _)| s == top),
+                "config section {top:?}: add its raw struct to accepted_keys"
+            );
+        }
+        let mut keys = std::collections::BTreeSet::new();
+        for (section, names) in sections {
+            for name in names {
+                let key = format!("{section}.{name}");
+                // A table of its own (`[[http.tokens]]`) is listed as a section.
+                if !sections.iter().any(|(s, _)| *s == key) {
+                    keys.insert(key);
+                }
+            }
+        }
+        keys
+    }
+
+    /// The keys CONTRACT.md section 2 documents: the first cell of each
+    /// table row, under its `### [section]` heading.
+    fn documented_keys() -> std::collections::BTreeSet<String> {
+        let contract = include_str!("../docs/CONTRACT.md");
+        let section2 = contract
+            .split("\n## 2. ")
+            .nth(1)
+            .and_then(|s| s.split("\n## 3. ").next())
+            .expect("CONTRACT.md has a section 2");
+        let mut keys = std::collections::BTreeSet::new();
+        let mut table = None;
+        for line in section2.lines() {
+            if let Some(heading) = line.strip_prefix("### ") {
+                table = heading
+                    .split('`')
+                    .nth(1)
+                    .map(|t| t.trim_matches(|c| c == '[' || c == ']').to_string());
+            } else if let (Some(t), Some(row)) = (&table, line.strip_prefix("| `")) {
+                let key = row.split('`').next().unwrap_or_default();
+                keys.insert(format!("{t}.{key}"));
+            }
+        }
+        keys
+    }
+
+    /// Regression (issue 15): CONTRACT.md section 2 lacked `transport` and
+    /// `[http]`. Every key the config accepts is documented there, and
+    /// every key documented there is accepted.
+    #[test]
+    fn contract_section_2_documents_exactly_the_keys_the_config_accepts() {
+        let accepted = accepted_keys();
+        let documented = documented_keys();
+        assert!(accepted.contains("systems.transport") && accepted.contains("http.listen"));
+        let undocumented: Vec<_> = accepted.difference(&documented).collect();
+        let unknown: Vec<_> = documented.difference(&accepted).collect();
+        assert!(
+            undocumented.is_empty() && unknown.is_empty(),
+            "accepted but not in docs/CONTRACT.md section 2: {undocumented:?}; \
+             documented there but not accepted: {unknown:?}"
+        );
+    }
+
     /// Regression (issue 15): with no `--config`, the packaged CLI run from
     /// `/` read `./config.toml` only and said `cannot read config
     /// config.toml`. It falls back to the next place, and when nothing is
