@@ -339,3 +339,38 @@ fn orders_list_pages_with_limit_and_after() {
     let text = w.ok(&["orders", "list", "--limit", "2"]);
     assert_eq!(text.lines().count(), 3, "a header and two orders:\n{text}");
 }
+
+/// Issue 15 reported that `orders list --state X` without `--system`
+/// ignored `--state`. It lists the orders in state X for any configured
+/// system, with or without the daemon (which answers over its socket).
+#[test]
+fn orders_list_state_without_system_means_in_that_state_for_any_system() {
+    let w = Work::new(TWO_SYSTEMS);
+    w.drop_json("o1.json", &order("o-1", &[("A", 1)]));
+    w.drop_json("o2.json", &order("o-2", &[("A", 1)]));
+    w.run_once();
+    w.drop_file("ack.csv", acks(&[("o-1", "erp", false)]));
+    w.run_once();
+    let listed = |w: &Work, state: &str| -> Vec<String> {
+        let v = w.json(&["orders", "list", "--state", state]);
+        let mut ids: Vec<String> = v
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|o| o["external_id"].as_str().unwrap().to_string())
+            .collect();
+        ids.sort();
+        ids
+    };
+    let expect = |w: &Work| {
+        assert_eq!(listed(w, "acked"), ["o-1"]);
+        // o-1 is still written for wms.
+        assert_eq!(listed(w, "written"), ["o-1", "o-2"]);
+        assert!(listed(w, "pending").is_empty());
+        let text = w.ok(&["orders", "list", "--state", "acked"]);
+        assert!(text.contains("o-1") && !text.contains("o-2"), "{text}");
+    };
+    expect(&w);
+    let _d = w.start(&[]);
+    expect(&w);
+}

@@ -99,12 +99,13 @@ pub enum Command {
 
 #[derive(Debug, Subcommand)]
 pub enum OrdersCommand {
-    /// List orders, optionally only those of one system in one state.
+    /// List orders, optionally only those of one system, or in one state.
     List {
         /// Only orders of this system (with --state: in that state).
         #[arg(long)]
         system: Option<String>,
-        /// With --system: only orders in this state for it.
+        /// Only orders in this state: for --system, or without it for any
+        /// configured system.
         #[arg(long, value_parser = ["pending", "written", "acked"])]
         state: Option<String>,
         /// At most this many orders.
