@@ -389,3 +389,29 @@ fn table(rows: &[Vec<String>]) -> String {
 fn json_line(v: &serde_json::Value) -> String {
     format!("{v}\n")
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Errors that print their source and also return it from `source()`
+    /// are shown with that text once; other causes are all kept.
+    #[test]
+    fn a_runtime_error_names_each_cause_once() {
+        let io = || std::io::Error::from(std::io::ErrorKind::AddrInUse);
+        let bind = crate::http::HttpError::Bind {
+            addr: "127.0.0.1:80".parse().unwrap(),
+            source: io(),
+        };
+        let shown = CliError::Runtime(bind.into()).to_string();
+        assert_eq!(shown.matches(&io().to_string()).count(), 1, "{shown}");
+        let db = crate::store::StoreError::Db(sled::Error::Io(io()));
+        let shown = CliError::from(db).to_string();
+        assert_eq!(shown.matches(&io().to_string()).count(), 1, "{shown}");
+        let context = anyhow::Error::from(io()).context("opening the outbox");
+        assert_eq!(
+            CliError::Runtime(context).to_string(),
+            format!("opening the outbox: {}", io())
+        );
+    }
+}
