@@ -161,6 +161,9 @@ fn json_what(e: &serde_json::Error) -> String {
     let what = msg
         .rsplit_once(" at line ")
         .map_or(msg.as_str(), |(head, _)| head);
+    if what == "number out of range" {
+        return "invalid JSON: number out of range (a number must be within about ±1.8e308, a 64-bit float)".into();
+    }
     format!("invalid JSON: {what}")
 }
 
