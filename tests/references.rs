@@ -188,7 +188,7 @@ fn a_repeated_note_adds_nothing_and_a_long_note_is_refused() {
         .iter()
         .filter(|e| e["detail"].as_str().unwrap_or("").contains(&note))
         .count();
-    assert_eq!(with_note, 1, "{}", show["timeline"]);
+    assert_eq!(with_note, 1, "the timeline has the note {with_note} times");
 
     for chars in [1_001, 1_000_000] {
         let long = json!({"orders": [
