@@ -289,10 +289,12 @@ fn located(p: Problem) -> Problem {
     if n == 0 {
         return p;
     }
-    let field = if p.what.starts_with("unknown order") {
+    let field = if p.what.starts_with("unknown order") || p.what.starts_with("order_id") {
         ".order_id"
-    } else if p.what.starts_with("unknown system") {
+    } else if p.what.starts_with("unknown system") || p.what.starts_with("system_id") {
         ".system_id"
+    } else if p.what.starts_with("note") {
+        ".note"
     } else {
         ".regulate_inventory"
     };
