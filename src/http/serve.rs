@@ -11,7 +11,8 @@
 //! - **Time**: each connection has a watchdog ([`Activity`]): with no
 //!   request in flight, a connection that has sent part of a request's head
 //!   for `header_timeout`, or nothing at all for `idle_timeout`, is closed.
-//!   A request's body is timed by the handler that reads it
+//!   An answer is never cut short while it is being written. A request's
+//!   body is timed by the handler that reads it
 //!   (`body_timeout`, see `mark.rs`); the others never read one.
 //! - **Stop**: when told, the listener is closed (new connections are
 //!   refused), idle connections are closed at once, and requests in flight
@@ -208,6 +209,9 @@ struct Phase {
     since: Instant,
     /// Whether a byte of the next request came since `since`.
     reading_head: bool,
+    /// Whether the last write found the socket full: the end of an answer
+    /// may still be in hyper's buffer, waiting for the client to read.
+    write_blocked: bool,
 }
 
 impl Activity {
@@ -217,6 +221,7 @@ impl Activity {
                 in_flight: 0,
                 since: Instant::now(),
                 reading_head: false,
+                write_blocked: false,
             }),
         }
     }
@@ -242,13 +247,25 @@ impl Activity {
         }
     }
 
+    /// A write found the socket full (`true`) or went through (`false`).
+    fn wrote(&self, blocked: bool) {
+        let mut p = self.phase();
+        if p.write_blocked != blocked {
+            p.write_blocked = blocked;
+            if !blocked {
+                p.since = Instant::now();
+            }
+        }
+    }
+
     /// Resolves when the connection has waited too long: a head begun
     /// more than `header` ago, or nothing at all for `idle`.
     async fn expired(&self, t: Timeouts) {
         loop {
             let deadline = {
                 let p = self.phase();
-                if p.in_flight > 0 {
+                // An answer still being written is never cut short.
+                if p.in_flight > 0 || p.write_blocked {
                     Instant::now() + BUSY_RECHECK
                 } else {
                     let limit = if p.reading_head { t.header } else { t.idle };
@@ -329,7 +346,9 @@ impl AsyncWrite for Watched {
         cx: &mut Context<'_>,
         buf: &[u8],
     ) -> Poll<std::io::Result<usize>> {
-        Pin::new(&mut self.inner).poll_write(cx, buf)
+        let r = Pin::new(&mut self.inner).poll_write(cx, buf);
+        self.activity.wrote(r.is_pending());
+        r
     }
 
     fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
@@ -345,7 +364,9 @@ impl AsyncWrite for Watched {
         cx: &mut Context<'_>,
         bufs: &[std::io::IoSlice<'_>],
     ) -> Poll<std::io::Result<usize>> {
-        Pin::new(&mut self.inner).poll_write_vectored(cx, bufs)
+        let r = Pin::new(&mut self.inner).poll_write_vectored(cx, bufs);
+        self.activity.wrote(r.is_pending());
+        r
     }
 
     fn is_write_vectored(&self) -> bool {
