@@ -1192,6 +1192,12 @@ impl<'t> Writer<'t> {
     }
 
     pub(super) fn ack_row(&mut self, row: &AckRow) -> TxResult<()> {
+        // The row's own rules (a CSV row was checked when read; an HTTP
+        // entry is checked here): one place for both paths.
+        if let Err(p) = row.check() {
+            self.problems.push(p);
+            return Ok(());
+        }
         let at = format!("line {}", row.line);
         if let Some(only) = self.ctx.only_system {
             let foreign = crate::validate::foreign_acks(std::slice::from_ref(row), only);
@@ -1281,7 +1287,24 @@ impl<'t> Writer<'t> {
             };
             self.set_state(system, id, old.as_ref(), &new)?;
         }
-        if !again || note.is_some() {
+        // A note this system already acked the order with adds nothing:
+        // repeated calls do not grow the store (a note is kept once per
+        // order, system and text). Auto-ack's fixed note comes once per
+        // export, with a state change: nothing to remember.
+        let new_note = match note {
+            None => None,
+            Some(n) if strictness == Strictness::NoteOnly => Some(n),
+            Some(n) => {
+                let key = keys::note(id, system, n);
+                if self.tx.get(&key)?.is_some() {
+                    None
+                } else {
+                    self.tx.insert(&key, &[]);
+                    Some(n)
+                }
+            }
+        };
+        if !again || new_note.is_some() {
             let again = if again { "again " } else { "" };
             let mut detail = format!("{again}by {system} ({})", self.source);
             if let Some(note) = note {
@@ -1621,5 +1644,74 @@ mod tests {
                 .unwrap();
             assert_eq!(state(id), ExportState::Written, "{earlier_version}");
         }
+    }
+
+    /// Issue 15: the same note by the same system, acked again and again,
+    /// grew the timeline by a copy each time; a row's own rules (note
+    /// length, order_id a reference) hold for rows the store is given
+    /// directly, as over HTTP.
+    #[test]
+    fn a_repeated_note_adds_nothing_and_rows_are_checked_in_the_store() {
+        let f = Fixture::new();
+        assert!(f.apply("o.json", &order_input(&[("A", 1)])).is_ok());
+        let ctx = Context {
+            now: 6,
+            systems: &f.config.systems,
+            allow_negative: true,
+            only_system: None,
+        };
+        let row = |note: &str| AckRow {
+            line: 1,
+            order_id: "o-1".into(),
+            system_id: "erp".into(),
+            regulate: false,
+            note: Some(note.into()),
+        };
+        for note in ["picked", "picked", "packed", "picked", "packed"] {
+            f.store
+                .mark_exported(&[row(note)], &[], "HTTP", &ctx)
+                .unwrap();
+        }
+        let id = order::id_for_external_id("o-1");
+        let notes: Vec<String> = f
+            .store
+            .timeline(id)
+            .unwrap()
+            .into_iter()
+            .filter(|e| e.event == "acked")
+            .map(|e| e.detail)
+            .collect();
+        assert_eq!(
+            notes,
+            ["by erp (HTTP): picked", "again by erp (HTTP): packed"]
+        );
+        let before = f.store.dump().unwrap();
+        f.store
+            .mark_exported(&[row("picked")], &[], "HTTP", &ctx)
+            .unwrap();
+        assert_eq!(f.store.dump().unwrap(), before, "a repeat wrote something");
+
+        let mut bad = row(&"x".repeat(crate::csvin::MAX_NOTE_CHARS + 1));
+        let mut spaced = row("fine");
+        spaced.line = 2;
+        spaced.order_id = " o-1".into();
+        bad.line = 3;
+        match f
+            .store
+            .mark_exported(&[row("ok"), spaced, bad], &[], "HTTP", &ctx)
+        {
+            Err(ApplyError::Rejected(p)) => {
+                let text: Vec<String> = p.iter().map(Problem::to_string).collect();
+                assert_eq!(
+                    text,
+                    [
+                        "line 2: order_id: begins or ends with white space (\" o-1\"); not allowed in a reference",
+                        "line 3: note: 1001 characters; at most 1000 are kept per note",
+                    ]
+                );
+            }
+            other => panic!("not rejected: {other:?}"),
+        }
+        assert_eq!(f.store.dump().unwrap(), before);
     }
 }
