@@ -174,9 +174,7 @@ impl<'s> Group<'s> {
         let r = if staged.is_empty() {
             Ok(())
         } else {
-            (self.store.db.handle())
-                .map_err(StoreError::from)
-                .and_then(|db| apply_staged(&db, staged))
+            apply_staged(&self.store.db, staged)
         };
         self.lock.borrow_mut().take();
         r
@@ -185,7 +183,10 @@ impl<'s> Group<'s> {
 
 /// Applies staged writes to the tree as one atomic batch (the caller holds
 /// the writer's lock).
-fn apply_staged(db: &sled::Db, staged: BTreeMap<Vec<u8>, Option<IVec>>) -> Result<(), StoreError> {
+fn apply_staged(
+    db: &super::db::Db,
+    staged: BTreeMap<Vec<u8>, Option<IVec>>,
+) -> Result<(), StoreError> {
     if staged.is_empty() {
         return Ok(());
     }
@@ -196,7 +197,7 @@ fn apply_staged(db: &sled::Db, staged: BTreeMap<Vec<u8>, Option<IVec>>) -> Resul
             None => batch.remove(k),
         }
     }
-    Ok(db.apply_batch(batch)?)
+    Ok(db.apply_batch_locked(batch)?)
 }
 
 impl Store {
@@ -215,9 +216,9 @@ impl Store {
     pub(super) fn write<A>(&self, f: impl FnOnce(&Tx) -> TxResult<A>) -> Result<A, ApplyError> {
         let _writer = self.db.lock();
         let db = self.db.handle().map_err(StoreError::from)?;
-        let tx = Tx::staged(db.clone(), None);
+        let tx = Tx::staged(&self.db, db.clone(), None);
         let a = finish(f(&tx))?;
-        apply_staged(&db, tx.take_staged())?;
+        apply_staged(&self.db, tx.take_staged())?;
         Ok(a)
     }
 }
@@ -246,7 +247,7 @@ impl Store {
         }
         let file_key = keys::file(name, sha256);
         let db = group.begin()?;
-        let tx = Tx::staged(db, Some(&group.staged));
+        let tx = Tx::staged(&self.db, db, Some(&group.staged));
         let applied = finish((|| {
             if tx.get(&file_key)?.is_some() {
                 return Ok(Applied::AlreadyApplied);
@@ -533,7 +534,7 @@ impl Store {
         total: &std::cell::Cell<u64>,
     ) -> Result<Checked, ApplyError> {
         let db = self.db.handle().map_err(StoreError::from)?;
-        let tx = Tx::dry(db);
+        let tx = Tx::dry(&self.db, db);
         let mut w = Writer::on(&tx, ctx, name);
         w.problems.extend_from_slice(known);
         let mut checked = 0usize;
@@ -585,6 +586,8 @@ pub(super) struct Writer<'t> {
 /// is dropped, so memory stays small.
 pub(super) struct Tx<'t> {
     db: sled::Db,
+    /// Whose tree it is: its errors say where (the state folder).
+    owner: &'t super::db::Db,
     src: Source<'t>,
     /// How many keys were written (inserted or removed), or would have
     /// been in a dry run.
@@ -612,8 +615,13 @@ fn kept_when_dry(key: &[u8]) -> bool {
 
 impl<'t> Tx<'t> {
     /// Writes staged over `under` (if any) over the tree.
-    pub(super) fn staged(db: sled::Db, under: Option<&'t Staging>) -> Tx<'t> {
+    pub(super) fn staged(
+        owner: &'t super::db::Db,
+        db: sled::Db,
+        under: Option<&'t Staging>,
+    ) -> Tx<'t> {
         Tx::new(
+            owner,
             db,
             Source::Staged {
                 under,
@@ -623,8 +631,9 @@ impl<'t> Tx<'t> {
     }
 
     /// A dry run (see [`Tx`]).
-    fn dry(db: sled::Db) -> Tx<'t> {
+    fn dry(owner: &'t super::db::Db, db: sled::Db) -> Tx<'t> {
         Tx::new(
+            owner,
             db,
             Source::Dry {
                 kept: Default::default(),
@@ -632,9 +641,10 @@ impl<'t> Tx<'t> {
         )
     }
 
-    fn new(db: sled::Db, src: Source<'t>) -> Tx<'t> {
+    fn new(owner: &'t super::db::Db, db: sled::Db, src: Source<'t>) -> Tx<'t> {
         Tx {
             db,
+            owner,
             src,
             writes: Default::default(),
         }
@@ -651,7 +661,7 @@ impl<'t> Tx<'t> {
         };
         match staged {
             Some(v) => Ok(v),
-            None => self.db.get(key),
+            None => self.db.get(key).map_err(|e| self.owner.located(e)),
         }
     }
 
@@ -710,7 +720,7 @@ impl<'t> Tx<'t> {
 
     fn generate_id(&self) -> sled::Result<u64> {
         match &self.src {
-            Source::Staged { .. } => self.db.generate_id(),
+            Source::Staged { .. } => self.db.generate_id().map_err(|e| self.owner.located(e)),
             Source::Dry { .. } => Ok(0),
         }
     }

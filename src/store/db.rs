@@ -371,7 +371,7 @@ impl Db {
 
     /// `e` as the store's users read it (see [`described`]), remembered
     /// for [`Db::closed`].
-    fn located(&self, e: sled::Error) -> sled::Error {
+    pub(super) fn located(&self, e: sled::Error) -> sled::Error {
         match e {
             sled::Error::Io(e) if is_described(&e) => sled::Error::Io(e),
             sled::Error::Io(e) => {
@@ -417,6 +417,13 @@ impl Db {
 
     pub(super) fn apply_batch(&self, batch: sled::Batch) -> sled::Result<()> {
         let _writer = self.lock();
+        self.handle()?
+            .apply_batch(batch)
+            .map_err(|e| self.located(e))
+    }
+
+    /// [`Db::apply_batch`] for a caller that holds [`Db::lock`] already.
+    pub(super) fn apply_batch_locked(&self, batch: sled::Batch) -> sled::Result<()> {
         self.handle()?
             .apply_batch(batch)
             .map_err(|e| self.located(e))
