@@ -69,7 +69,7 @@ fn read_commands_never_create_a_store() {
         let state = w.path("state");
         assert!(
             err.contains(&format!("no store in {}", state.display()))
-                && err.contains("only `run` and `init` create it"),
+                && err.contains("(`run`, `init` and `status --wait` create it)"),
             "{args:?}: {err}"
         );
         assert!(!w.path("state/db").exists(), "{args:?} created a store");
