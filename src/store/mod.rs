@@ -34,7 +34,9 @@ pub enum StoreError {
     #[error("the state folder {0} is in use by another ordersync process (is the daemon running?)")]
     Locked(String),
     /// A read command found no database: it never creates one.
-    #[error("no store in {0}: has the daemon ever run? (`run`, `init` and `status --wait` create it)")]
+    #[error(
+        "no store in {0}: has the daemon ever run? (`run`, `init` and `status --wait` create it)"
+    )]
     Missing(String),
     /// The state folder (or its database) was deleted or replaced while the
     /// database was open: writing on would go into files that are gone.
