@@ -9,8 +9,9 @@
 //! `contrib/deb/build` runs this before `cargo deb`. (An example rather than a
 //! build script: the CLI types live in the library, which a build script
 //! cannot use, and the generators stay out of the shipped binary.)
+//! `tests/man_pages.rs` includes this file to check the pages it writes.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use anyhow::Context as _;
 use clap::CommandFactory as _;
@@ -28,8 +29,7 @@ fn main() -> anyhow::Result<()> {
         std::fs::create_dir_all(d).with_context(|| format!("creating {}", d.display()))?;
     }
     let cmd = ordersync::cli::Cli::command();
-    // ordersync.1 plus one page per subcommand (ordersync-run.1, …).
-    clap_mangen::generate_to(cmd.clone(), &man)
+    man_pages(cmd.clone(), &man)
         .with_context(|| format!("writing man pages into {}", man.display()))?;
     for shell in [Shell::Bash, Shell::Zsh, Shell::Fish] {
         clap_complete::generate_to(shell, &mut cmd.clone(), "ordersync", &completions)
@@ -37,4 +37,50 @@ fn main() -> anyhow::Result<()> {
     }
     println!("wrote {} and {}", man.display(), completions.display());
     Ok(())
+}
+
+/// `ordersync.1` plus one page per subcommand (`ordersync-run.1`, …), as
+/// `clap_mangen::generate_to` writes them, each with the sections clap
+/// cannot derive (`ordersync::cli::MAN_SECTIONS`: EXIT STATUS, ENVIRONMENT,
+/// FILES) after its options and before VERSION.
+pub fn man_pages(cmd: clap::Command, dir: &Path) -> std::io::Result<()> {
+    let mut cmd = cmd.disable_help_subcommand(true);
+    cmd.build();
+    write_pages(cmd, dir)
+}
+
+fn write_pages(cmd: clap::Command, dir: &Path) -> std::io::Result<()> {
+    for sub in cmd.get_subcommands().filter(|s| !s.is_hide_set()) {
+        write_pages(sub.clone(), dir)?;
+    }
+    let man = clap_mangen::Man::new(cmd.clone());
+    let mut page = Vec::new();
+    man.render_title(&mut page)?;
+    man.render_name_section(&mut page)?;
+    man.render_synopsis_section(&mut page)?;
+    man.render_description_section(&mut page)?;
+    if cmd.get_arguments().any(|a| !a.is_hide_set()) {
+        man.render_options_section(&mut page)?;
+    }
+    if cmd.get_subcommands().any(|s| !s.is_hide_set()) {
+        man.render_subcommands_section(&mut page)?;
+    }
+    let mut extra = roff::Roff::new();
+    for (title, entries) in ordersync::cli::MAN_SECTIONS {
+        extra.control("SH", [*title]);
+        for (term, text) in *entries {
+            extra.control("TP", []);
+            extra.text([roff::bold(*term)]);
+            extra.text([roff::roman(*text)]);
+        }
+    }
+    extra.to_writer(&mut page)?;
+    if cmd
+        .get_version()
+        .or_else(|| cmd.get_long_version())
+        .is_some()
+    {
+        man.render_version_section(&mut page)?;
+    }
+    std::fs::write(dir.join(man.get_filename()), page)
 }

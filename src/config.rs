@@ -33,6 +33,17 @@ pub enum ConfigError {
         key: String,
         message: String,
     },
+    /// No config named (`--config`, `ORDERSYNC_CONFIG`) and none found in
+    /// any of the places looked at.
+    #[error(
+        "no config file: looked for {}; name one with --config PATH or ORDERSYNC_CONFIG=PATH (`ordersync init DIR` writes a commented one)",
+        looked.join(" and ")
+    )]
+    NotFound {
+        /// The places looked at, in order, as shown (a relative one with
+        /// the folder it was looked for in).
+        looked: Vec<String>,
+    },
     /// Several values that parse but are not allowed: all of them, so one
     /// run shows every mistake.
     #[error("config {path}: {} problems:{}", problems.len(), list(problems))]
@@ -119,10 +130,34 @@ impl fmt::Display for Transport {
 }
 
 /// `[http]`: the HTTP API, off unless `listen` is set.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone)]
 pub struct HttpConfig {
     pub listen: Option<std::net::SocketAddr>,
     pub tokens: Vec<TokenConfig>,
+    /// A request's head must arrive within this from its first byte.
+    pub header_timeout: Duration,
+    /// A request's body must arrive within this from the end of its head.
+    pub body_timeout: Duration,
+    /// A connection with no request in flight and no byte of a next one is
+    /// closed after this.
+    pub idle_timeout: Duration,
+    /// At most this many connections at once (fewer when the descriptor
+    /// limit is low: see `crate::http`); more wait in the kernel's backlog.
+    pub max_connections: usize,
+}
+
+impl Default for HttpConfig {
+    fn default() -> Self {
+        let raw = RawHttp::default();
+        HttpConfig {
+            listen: None,
+            tokens: Vec::new(),
+            header_timeout: raw.header_timeout,
+            body_timeout: raw.body_timeout,
+            idle_timeout: raw.idle_timeout,
+            max_connections: raw.max_connections as usize,
+        }
+    }
 }
 
 /// One `[[http.tokens]]` entry. Only the token's SHA-256 is kept.
@@ -265,11 +300,31 @@ struct RawConfig {
     http: RawHttp,
 }
 
-#[derive(Deserialize, Default)]
+#[derive(Deserialize)]
 #[serde(deny_unknown_fields, default)]
 struct RawHttp {
     listen: String,
     tokens: Vec<RawToken>,
+    #[serde(with = "humantime_serde")]
+    header_timeout: Duration,
+    #[serde(with = "humantime_serde")]
+    body_timeout: Duration,
+    #[serde(with = "humantime_serde")]
+    idle_timeout: Duration,
+    max_connections: u32,
+}
+
+impl Default for RawHttp {
+    fn default() -> Self {
+        RawHttp {
+            listen: String::new(),
+            tokens: Vec::new(),
+            header_timeout: Duration::from_secs(5),
+            body_timeout: Duration::from_secs(10),
+            idle_timeout: Duration::from_secs(5),
+            max_connections: 1024,
+        }
+    }
 }
 
 #[derive(Deserialize)]
@@ -485,6 +540,39 @@ pub fn valid_system_id(id: &str) -> bool {
 
 // ---- loading ---------------------------------------------------------------
 
+/// Where the config is looked for when neither `--config` nor
+/// `ORDERSYNC_CONFIG` names one, in this order: the current folder (a
+/// checkout, a folder made by `ordersync init`), then the Debian package's.
+pub const SEARCH_PATH: [&str; 2] = ["config.toml", "/etc/ordersync/config.toml"];
+
+/// The config file to use: `given` when set (it need not exist: reading it
+/// says so), else the first of `candidates` that exists (anything there,
+/// even a broken symlink: it is reported rather than skipped), else
+/// [`ConfigError::NotFound`] naming every place looked at.
+pub fn locate(given: Option<&Path>, candidates: &[&str]) -> Result<PathBuf, ConfigError> {
+    if let Some(path) = given {
+        return Ok(path.to_path_buf());
+    }
+    if let Some(found) = candidates
+        .iter()
+        .map(Path::new)
+        .find(|p| p.symlink_metadata().is_ok())
+    {
+        return Ok(found.to_path_buf());
+    }
+    let cwd = std::env::current_dir().ok();
+    let looked = candidates
+        .iter()
+        .map(|c| match &cwd {
+            Some(cwd) if Path::new(c).is_relative() => {
+                format!("./{c} (in {})", cwd.display())
+            }
+            _ => (*c).to_string(),
+        })
+        .collect();
+    Err(ConfigError::NotFound { looked })
+}
+
 impl Config {
     /// Reads and validates the config file at `path`.
     pub fn load(path: &Path) -> Result<Config, ConfigError> {
@@ -663,10 +751,7 @@ impl Config {
             Ok(http) => http,
             Err(problem) => {
                 bad.push(problem);
-                HttpConfig {
-                    listen: None,
-                    tokens: Vec::new(),
-                }
+                HttpConfig::default()
             }
         };
 
@@ -760,6 +845,21 @@ fn http_config(raw: RawHttp, systems: &[SystemConfig]) -> Result<HttpConfig, (St
             )
         })?),
     };
+    for (k, d) in [
+        ("http.header_timeout", raw.header_timeout),
+        ("http.body_timeout", raw.body_timeout),
+        ("http.idle_timeout", raw.idle_timeout),
+    ] {
+        if d.is_zero() {
+            return Err((k.to_string(), "must be more than 0s".into()));
+        }
+    }
+    if raw.max_connections == 0 {
+        return Err((
+            "http.max_connections".to_string(),
+            "must be at least 1".into(),
+        ));
+    }
     let mut names = HashSet::new();
     let mut tokens = Vec::with_capacity(raw.tokens.len());
     for (i, t) in raw.tokens.into_iter().enumerate() {
@@ -798,7 +898,14 @@ fn http_config(raw: RawHttp, systems: &[SystemConfig]) -> Result<HttpConfig, (St
             systems: scope,
         });
     }
-    Ok(HttpConfig { listen, tokens })
+    Ok(HttpConfig {
+        listen,
+        tokens,
+        header_timeout: raw.header_timeout,
+        body_timeout: raw.body_timeout,
+        idle_timeout: raw.idle_timeout,
+        max_connections: raw.max_connections as usize,
+    })
 }
 
 /// 64 hex digits (either case) as 32 bytes.
@@ -861,6 +968,165 @@ impl fmt::Display for Encoding {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// serde's derive hands a struct's field names to `deserialize_struct`:
+    /// this deserializer only catches them, so the keys listed are the
+    /// ones the raw structs accept, never a copy kept by hand.
+    mod fields {
+        use serde::de::{Deserialize, Deserializer, Visitor};
+
+        #[derive(Debug)]
+        pub struct Caught(Option<&'static [&'static str]>);
+
+        impl std::fmt::Display for Caught {
+            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                write!(f, "{:?}", self.0)
+            }
+        }
+        impl std::error::Error for Caught {}
+        impl serde::de::Error for Caught {
+            fn custom<T: std::fmt::Display>(_: T) -> Self {
+                Caught(None)
+            }
+        }
+
+        struct Probe;
+
+        impl<'de> Deserializer<'de> for Probe {
+            type Error = Caught;
+            fn deserialize_any<V: Visitor<'de>>(self, _: V) -> Result<V::Value, Caught> {
+                Err(Caught(None))
+            }
+            fn deserialize_struct<V: Visitor<'de>>(
+                self,
+                _: &'static str,
+                fields: &'static [&'static str],
+                _: V,
+            ) -> Result<V::Value, Caught> {
+                Err(Caught(Some(fields)))
+            }
+            serde::forward_to_deserialize_any! {
+                bool i8 i16 i32 i64 i128 u8 u16 u32 u64 u128 f32 f64 char str string
+                bytes byte_buf option unit unit_struct newtype_struct seq tuple
+                tuple_struct map enum identifier ignored_any
+            }
+        }
+
+        /// The keys struct `T` accepts.
+        pub fn of<'de, T: Deserialize<'de>>() -> &'static [&'static str] {
+            match T::deserialize(Probe) {
+                Err(Caught(Some(fields))) => fields,
+                _ => panic!("not a struct with named fields"),
+            }
+        }
+    }
+
+    /// Every key the config accepts, as `section.key` (`systems.id`,
+    /// `http.tokens.name`), from the raw structs themselves. A new key in a
+    /// raw struct appears here by itself; a new section (a new field of
+    /// `RawConfig`) fails until it is added to `sections`.
+    fn accepted_keys() -> std::collections::BTreeSet<String> {
+        let sections: [(&str, &[&str]); 7] = [
+            ("paths", fields::of::<RawPaths>()),
+            ("inbox", fields::of::<RawInbox>()),
+            ("inventory", fields::of::<RawInventory>()),
+            ("store", fields::of::<RawStore>()),
+            ("systems", fields::of::<RawSystem>()),
+            ("http", fields::of::<RawHttp>()),
+            ("http.tokens", fields::of::<RawToken>()),
+        ];
+        for top in fields::of::<RawConfig>() {
+            assert!(
+                sections.iter().any(|(s, _)| s == top),
+                "config section {top:?}: add its raw struct to accepted_keys"
+            );
+        }
+        let mut keys = std::collections::BTreeSet::new();
+        for (section, names) in sections {
+            for name in names {
+                let key = format!("{section}.{name}");
+                // A table of its own (`[[http.tokens]]`) is listed as a section.
+                if !sections.iter().any(|(s, _)| *s == key) {
+                    keys.insert(key);
+                }
+            }
+        }
+        keys
+    }
+
+    /// The keys CONTRACT.md section 2 documents: the first cell of each
+    /// table row, under its `### [section]` heading.
+    fn documented_keys() -> std::collections::BTreeSet<String> {
+        let contract = include_str!("../docs/CONTRACT.md");
+        let section2 = contract
+            .split("\n## 2. ")
+            .nth(1)
+            .and_then(|s| s.split("\n## 3. ").next())
+            .expect("CONTRACT.md has a section 2");
+        let mut keys = std::collections::BTreeSet::new();
+        let mut table = None;
+        for line in section2.lines() {
+            if let Some(heading) = line.strip_prefix("### ") {
+                table = heading
+                    .split('`')
+                    .nth(1)
+                    .map(|t| t.trim_matches(|c| c == '[' || c == ']').to_string());
+            } else if let (Some(t), Some(row)) = (&table, line.strip_prefix("| `")) {
+                let key = row.split('`').next().unwrap_or_default();
+                keys.insert(format!("{t}.{key}"));
+            }
+        }
+        keys
+    }
+
+    /// Regression (issue 15): CONTRACT.md section 2 lacked `transport` and
+    /// `[http]`. Every key the config accepts is documented there, and
+    /// every key documented there is accepted.
+    #[test]
+    fn contract_section_2_documents_exactly_the_keys_the_config_accepts() {
+        let accepted = accepted_keys();
+        let documented = documented_keys();
+        assert!(accepted.contains("systems.transport") && accepted.contains("http.listen"));
+        let undocumented: Vec<_> = accepted.difference(&documented).collect();
+        let unknown: Vec<_> = documented.difference(&accepted).collect();
+        assert!(
+            undocumented.is_empty() && unknown.is_empty(),
+            "accepted but not in docs/CONTRACT.md section 2: {undocumented:?}; \
+             documented there but not accepted: {unknown:?}"
+        );
+    }
+
+    /// Regression (issue 15): with no `--config`, the packaged CLI run from
+    /// `/` read `./config.toml` only and said `cannot read config
+    /// config.toml`. It falls back to the next place, and when nothing is
+    /// found it names every place looked at and how to choose.
+    #[test]
+    fn the_config_is_searched_for_in_order_and_a_miss_names_every_place() {
+        let dir = tempfile::tempdir().unwrap();
+        let first = dir.path().join("a.toml");
+        let second = dir.path().join("b.toml");
+        let (a, b) = (first.to_str().unwrap(), second.to_str().unwrap());
+        let missing = locate(None, &[a, b]).unwrap_err().to_string();
+        for needle in [a, b, "--config", "ORDERSYNC_CONFIG"] {
+            assert!(missing.contains(needle), "{needle}: {missing}");
+        }
+        std::fs::write(&second, "").unwrap();
+        assert_eq!(locate(None, &[a, b]).unwrap(), second);
+        std::fs::write(&first, "").unwrap();
+        assert_eq!(locate(None, &[a, b]).unwrap(), first);
+        // Named, it is used as it is, whether it exists or not.
+        let named = dir.path().join("named.toml");
+        assert_eq!(locate(Some(&named), &[a, b]).unwrap(), named);
+        // A relative place is shown with the folder it was looked for in.
+        let relative = locate(None, &["surely-not-here/config.toml"])
+            .unwrap_err()
+            .to_string();
+        assert!(
+            relative.contains("./surely-not-here/config.toml (in /"),
+            "{relative}"
+        );
+        assert_eq!(SEARCH_PATH, ["config.toml", "/etc/ordersync/config.toml"]);
+    }
 
     fn parse(text: &str) -> Result<Config, ConfigError> {
         Config::parse(text, Path::new("/srv/os/config.toml"))

@@ -6,7 +6,8 @@
 //!
 //! A request is bounded in size ([`MAX_REQUEST`]) and time ([`DEADLINE`],
 //! for the whole request, not per read), and each client is served on its
-//! own thread, at most [`MAX_CLIENTS`] at once: a slow or hostile client can
+//! own thread, at most [`MAX_CLIENTS`] at once (more wait, unaccepted, in
+//! the kernel's backlog until one is done): a slow or hostile client can
 //! neither exhaust memory nor hold up `status` for everyone else, and the
 //! daemon's loop never waits on the socket.
 
@@ -14,8 +15,7 @@ use std::io::{self, Read, Write};
 use std::os::unix::fs::PermissionsExt;
 use std::os::unix::net::{UnixListener, UnixStream};
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Condvar, Mutex};
 use std::time::{Duration, Instant};
 
 use clap::Parser;
@@ -53,7 +53,8 @@ pub const LOCK_WAIT: Duration = Duration::from_secs(10);
 pub const MAX_REQUEST: usize = 64 * 1024;
 /// The time a client has to send its whole request.
 pub const DEADLINE: Duration = Duration::from_secs(5);
-/// Clients served at once; more are answered "busy" at once.
+/// Clients served at once; more wait for one of them to finish (each has
+/// at most [`DEADLINE`] to send its request).
 pub const MAX_CLIENTS: usize = 16;
 
 /// Whether opening the store may create it.
@@ -161,36 +162,33 @@ pub fn serve(
     std::fs::set_permissions(&hidden, std::fs::Permissions::from_mode(0o600))?;
     std::fs::rename(&hidden, &path)?;
     let changed = Arc::new(changed);
-    let clients = Arc::new(AtomicUsize::new(0));
+    let slots = Arc::new(Slots::default());
     std::thread::Builder::new()
         .name("control".into())
         .spawn(move || {
-            for stream in listener.incoming() {
-                let stream = match stream {
-                    Ok(s) => s,
+            loop {
+                // With every slot taken, nothing is accepted: a new client
+                // waits in the kernel's backlog (its `connect` blocks when
+                // that is full) instead of being refused or reset.
+                let slot = Slots::take(&slots);
+                let stream = match listener.accept() {
+                    Ok((s, _)) => s,
                     Err(e) => {
                         tracing::warn!(error = %e, "control socket accept failed");
                         std::thread::sleep(Duration::from_millis(100));
                         continue;
                     }
                 };
-                if clients.fetch_add(1, Ordering::SeqCst) >= MAX_CLIENTS {
-                    clients.fetch_sub(1, Ordering::SeqCst);
-                    tracing::warn!(max = MAX_CLIENTS, "control socket busy: client refused");
-                    let _ = refuse(stream, "the daemon is busy with other clients; try again");
-                    continue;
-                }
-                let (engine, changed, count) = (engine.clone(), changed.clone(), clients.clone());
+                let (engine, changed) = (engine.clone(), changed.clone());
                 let spawned = std::thread::Builder::new()
                     .name("control-client".into())
                     .spawn(move || {
                         if let Err(e) = answer(&engine, stream, &*changed) {
                             tracing::warn!(error = %e, "control socket request failed");
                         }
-                        count.fetch_sub(1, Ordering::SeqCst);
+                        drop(slot);
                     });
                 if let Err(e) = spawned {
-                    clients.fetch_sub(1, Ordering::SeqCst);
                     tracing::warn!(error = %e, "control socket: cannot start a thread");
                 }
             }
@@ -198,15 +196,35 @@ pub fn serve(
     Ok(Server { path })
 }
 
-/// Answers a client that is not served with exit code 1 and `why`.
-fn refuse(mut stream: UnixStream, why: &str) -> io::Result<()> {
-    stream.set_write_timeout(Some(DEADLINE))?;
-    let response = Response {
-        code: 1,
-        stdout: String::new(),
-        stderr: why.to_string(),
-    };
-    stream.write_all(serde_json::to_string(&response)?.as_bytes())
+/// The clients being served, at most [`MAX_CLIENTS`].
+#[derive(Default)]
+struct Slots {
+    used: Mutex<usize>,
+    freed: Condvar,
+}
+
+/// One client's place among [`MAX_CLIENTS`]; given back when dropped.
+struct Slot(Arc<Slots>);
+
+impl Slots {
+    /// Waits for a free place and takes it.
+    fn take(slots: &Arc<Slots>) -> Slot {
+        // A counter cannot be left inconsistent by a panic: go on with it.
+        let mut used = slots.used.lock().unwrap_or_else(|e| e.into_inner());
+        while *used >= MAX_CLIENTS {
+            used = slots.freed.wait(used).unwrap_or_else(|e| e.into_inner());
+        }
+        *used += 1;
+        Slot(slots.clone())
+    }
+}
+
+impl Drop for Slot {
+    fn drop(&mut self) {
+        let mut used = self.0.used.lock().unwrap_or_else(|e| e.into_inner());
+        *used = used.saturating_sub(1);
+        self.0.freed.notify_one();
+    }
 }
 
 /// Reads one request line: at most [`MAX_REQUEST`] bytes, all within

@@ -55,6 +55,40 @@ pub struct AckRow {
     pub note: Option<String>,
 }
 
+/// The longest note an acknowledgement may carry, in characters (a longer
+/// one is the row's problem, in an ack CSV and over HTTP alike).
+pub const MAX_NOTE_CHARS: usize = 1_000;
+
+impl AckRow {
+    /// The rules of a row's own content, the same for an ack CSV's row and
+    /// a mark-as-exported entry (the store checks every row it is given,
+    /// so no path can skip them): `order_id` a reference
+    /// ([`crate::order::reference_problem`]) and a note of at most
+    /// [`MAX_NOTE_CHARS`]. The problem is at `line N` and names the column.
+    pub fn check(&self) -> Result<(), Problem> {
+        let at = || format!("line {}", self.line);
+        if self.order_id.is_empty() {
+            return Err(Problem::new(at(), "order_id is empty"));
+        }
+        if let Some(what) = crate::order::reference_problem(&self.order_id) {
+            return Err(Problem::new(at(), format!("order_id: {what}")));
+        }
+        if self.system_id.is_empty() {
+            return Err(Problem::new(at(), "system_id is empty"));
+        }
+        if let Some(note) = &self.note {
+            let n = note.chars().count();
+            if n > MAX_NOTE_CHARS {
+                return Err(Problem::new(
+                    at(),
+                    format!("note: {n} characters; at most {MAX_NOTE_CHARS} are kept per note"),
+                ));
+            }
+        }
+        Ok(())
+    }
+}
+
 /// One stock row (SPEC §5): the value is absolute or an adjustment,
 /// depending on the file's [`CsvKind`].
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -64,8 +98,13 @@ pub struct StockRow {
     pub value: i64,
 }
 
-/// Decodes raw bytes to text. A UTF-8 BOM always means UTF-8.
+/// Decodes raw bytes to text. A UTF-8 BOM always means UTF-8. A file that
+/// is not text at all (a NUL byte, a ZIP archive such as an .xlsx, or
+/// invalid UTF-8 with control bytes) is told so, not to set an encoding.
 pub fn decode(bytes: &[u8], encoding: Encoding) -> Result<Cow<'_, str>, Problem> {
+    if let Some(p) = not_text(bytes) {
+        return Err(p);
+    }
     if let Some(rest) = bytes.strip_prefix(b"\xEF\xBB\xBF") {
         return utf8(rest);
     }
@@ -80,10 +119,55 @@ pub fn decode(bytes: &[u8], encoding: Encoding) -> Result<Cow<'_, str>, Problem>
     }
 }
 
+/// What to do with a file that is not a text CSV.
+const NOT_TEXT_HINT: &str =
+    "save or export it as CSV text (UTF-8, or the [inbox] encoding configured)";
+
+/// The line (1-based) of byte offset `at`.
+fn line_of(bytes: &[u8], at: usize) -> u64 {
+    line_breaks(&bytes[..at.min(bytes.len())]) + 1
+}
+
+/// Why `bytes` are no text CSV in any encoding: a ZIP archive (an .xlsx
+/// workbook is one) or a NUL byte (binary data, or UTF-16 text), which no
+/// text CSV holds.
+fn not_text(bytes: &[u8]) -> Option<Problem> {
+    if bytes.starts_with(b"PK\x03\x04") {
+        return Some(Problem::new(
+            "file",
+            format!(
+                "not a text CSV file: it is a ZIP archive (an .xlsx workbook?); {NOT_TEXT_HINT}"
+            ),
+        ));
+    }
+    let at = bytes.iter().position(|&b| b == 0)?;
+    Some(Problem::new(
+        format!("line {}", line_of(bytes, at)),
+        format!(
+            "not a text CSV file: a NUL byte at byte {at} (binary data, or UTF-16 text); {NOT_TEXT_HINT}"
+        ),
+    ))
+}
+
+/// A control byte that no text file holds (white space, form feed and
+/// DOS's end-of-file mark are left out).
+fn binary_control(b: u8) -> bool {
+    b < 0x20 && !matches!(b, b'\t' | b'\n' | b'\r' | 0x0C | 0x1A)
+}
+
 fn utf8(bytes: &[u8]) -> Result<Cow<'_, str>, Problem> {
     std::str::from_utf8(bytes).map(Cow::Borrowed).map_err(|e| {
         let at = e.valid_up_to();
-        let line = line_breaks(&bytes[..at]) + 1;
+        let line = line_of(bytes, at);
+        // Not UTF-8 and control bytes too: binary, whatever the encoding.
+        if let Some(c) = bytes.iter().position(|&b| binary_control(b)) {
+            return Problem::new(
+                format!("line {line}"),
+                format!(
+                    "not a text CSV file: not valid UTF-8 (byte {at}) and a control byte at byte {c}; {NOT_TEXT_HINT}"
+                ),
+            );
+        }
         Problem::new(
             format!("line {line}"),
             format!(
@@ -354,13 +438,15 @@ impl Table<'_> {
         } else {
             None
         };
-        Ok(AckRow {
+        let ack = AckRow {
             line: row.line,
             order_id: order_id.to_string(),
             system_id: system_id.to_string(),
             regulate,
             note,
-        })
+        };
+        ack.check()?;
+        Ok(ack)
     }
 
     /// Parses one stock row of a file of `kind`.
@@ -375,6 +461,9 @@ impl Table<'_> {
         let value = self.cell(row, column)?;
         if sku.is_empty() {
             return Err(Problem::new(&at, "sku is empty"));
+        }
+        if let Some(what) = crate::order::reference_problem(sku) {
+            return Err(Problem::new(&at, format!("sku: {what}")));
         }
         let value =
             stock_value(value).map_err(|what| Problem::new(&at, format!("{column}: {what}")))?;
@@ -521,6 +610,36 @@ D,4,,,y
                 "line 2: expected 3 fields as in the header, got 2",
                 "line 5: expected 3 fields as in the header, got 5",
             ]
+        );
+    }
+
+    /// Issue 15: a trimmed cell is matched as a reference, so a control
+    /// character in it is the row's problem, naming the column; a note
+    /// longer than MAX_NOTE_CHARS too.
+    #[test]
+    fn references_and_notes_are_checked_per_row() {
+        let long = "é".repeat(MAX_NOTE_CHARS + 1);
+        let fine = "é".repeat(MAX_NOTE_CHARS);
+        let text = format!(
+            "order_id,system_id,regulate_inventory,note\n  a\u{1}b ,erp,no,\n  a ,erp,no,{fine}\nb,erp,no,{long}\n"
+        );
+        let t = Table::parse(text.into()).unwrap();
+        let (rows, p) = collect(&t, |t, r| t.ack_row(r));
+        assert_eq!(rows.len(), 1);
+        assert_eq!(rows[0].order_id, "a");
+        let text: Vec<String> = p.iter().map(|p| p.to_string()).collect();
+        assert_eq!(
+            text,
+            [
+                "line 2: order_id: contains a control character (U+0001 at character 2); not allowed in a reference",
+                "line 4: note: 1001 characters; at most 1000 are kept per note",
+            ]
+        );
+        let t = Table::parse("sku,in_stock\nA\u{7f},1\n".into()).unwrap();
+        let (_, p) = collect(&t, |t, r| t.stock_row(r, CsvKind::StockAbsolute));
+        assert_eq!(
+            p[0].to_string(),
+            "line 2: sku: contains a control character (U+007F at character 2); not allowed in a reference"
         );
     }
 

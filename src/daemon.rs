@@ -71,6 +71,7 @@ const RETRY_MAX: Duration = Duration::from_secs(60);
 
 /// Runs the daemon until SIGTERM or SIGINT.
 pub fn run(config: Config) -> anyhow::Result<()> {
+    raise_nofile_limit();
     let engine = Arc::new(control::open_engine(&config, control::OpenMode::Create)?);
     engine.reconcile_systems()?;
     let (tx, rx) = sync_channel(HINTS);
@@ -132,6 +133,29 @@ pub fn run(config: Config) -> anyhow::Result<()> {
     result?;
     tracing::info!("stopped");
     Ok(())
+}
+
+/// Raises the soft limit on open descriptors to the hard limit (systemd's
+/// default soft limit is 1024; the unit sets `LimitNOFILE=`), so that
+/// inbox scans, the store and the HTTP server's connections have room. The
+/// HTTP server keeps a reserve below whatever limit results
+/// (`crate::http::serve::connection_cap`). A failure only keeps the limit.
+fn raise_nofile_limit() {
+    use rustix::process::{Resource, getrlimit, setrlimit};
+    let mut limit = getrlimit(Resource::Nofile);
+    if limit.current == limit.maximum {
+        return;
+    }
+    let before = limit.current;
+    limit.current = limit.maximum;
+    match setrlimit(Resource::Nofile, limit) {
+        Ok(()) => {
+            tracing::debug!(from = ?before, to = ?limit.current, "raised the open-files soft limit")
+        }
+        Err(e) => {
+            tracing::warn!(error = %e, "cannot raise the open-files soft limit to the hard limit")
+        }
+    }
 }
 
 /// Turns file system events into hints. The callback only converts and
@@ -626,7 +650,7 @@ fn store_failed(engine: &Engine, e: &EngineError, store_retry: &mut Option<(u32,
     let attempts = store_retry.map_or(0, |(n, _)| n) + 1;
     let wait = backoff(attempts);
     if attempts == 1 {
-        tracing::error!(error = %e, retry_in = ?wait, "the store failed (full disk?); reopening it and retrying with backoff, files stay in the inbox");
+        tracing::error!(error = %e, retry_in = ?wait, "the store failed; reopening it and retrying with backoff, files stay in the inbox");
     } else {
         tracing::debug!(error = %e, attempts, retry_in = ?wait, "the store still fails");
     }

@@ -259,6 +259,13 @@ impl Engine {
     /// Reads, parses and applies one file into `group` (no commit, no
     /// flush). A rejected file is moved to `errors/` here.
     fn stage(&self, c: &Candidate, group: &Group) -> Result<Step, EngineError> {
+        // A big file's check pass logs its progress only after some
+        // seconds: say at once that it is being worked on.
+        if c.size > crate::store::SMALL_FILE as u64 {
+            tracing::info!(file = ?c.label(), bytes = c.size, "reading and checking a big file");
+        } else {
+            tracing::debug!(file = ?c.label(), bytes = c.size, "reading");
+        }
         let max = self.config.inbox.max_file_size;
         let bytes = match inbox::read(c, max).map_err(io_err("reading", &c.path))? {
             ReadOutcome::Content(b) => b,

@@ -15,7 +15,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant, SystemTime};
 
 use crate::config::{Config, InboxConfig};
-use crate::fsutil::Dir;
+use crate::fsutil::{Dir, Entry};
 use crate::problem::Problem;
 
 /// A regular file in the inbox that may be read once ready.
@@ -604,10 +604,16 @@ pub fn reject(config: &Config, c: &Candidate, problems: &[Problem]) -> io::Resul
     }
     let mut tries = 0;
     let to = loop {
-        let name = dir.free_name(&c.kept_name(), &[ERROR_SUFFIX])?;
-        let step = dir
-            .write_new(&format!("{name}{ERROR_SUFFIX}"), report.as_bytes())
-            .and_then(|_| dir.move_in(&c.path, &name));
+        let step = match earlier_report(&dir, &c.kept_name(), &report)? {
+            // Written by an earlier attempt whose move failed (a file that
+            // cannot be moved is retried): one report, not one per retry.
+            Some(name) => dir.move_in(&c.path, &name),
+            None => {
+                let name = dir.free_name(&c.kept_name(), &[ERROR_SUFFIX])?;
+                dir.write_new(&format!("{name}{ERROR_SUFFIX}"), report.as_bytes())
+                    .and_then(|_| dir.move_in(&c.path, &name))
+            }
+        };
         match step {
             Err(e) if e.kind() == io::ErrorKind::AlreadyExists && tries < NAME_RACES => tries += 1,
             other => break other?,
@@ -615,6 +621,31 @@ pub fn reject(config: &Config, c: &Candidate, problems: &[Problem]) -> io::Resul
     };
     remove_marker(config, c);
     Ok(to)
+}
+
+/// The name (`kept`, `kept.1`…) whose report, without its file beside it,
+/// says exactly `report`: left by an earlier attempt to reject this file
+/// that could not move it. Looked for up to the first free name, where
+/// [`Dir::free_name`] would put a new one.
+fn earlier_report(dir: &Dir, kept: &str, report: &str) -> io::Result<Option<String>> {
+    for i in 0u64.. {
+        let name = match i {
+            0 => kept.to_string(),
+            i => format!("{kept}.{i}"),
+        };
+        let report_name = format!("{name}{ERROR_SUFFIX}");
+        let written = match (dir.entry(&name)?, dir.entry(&report_name)?) {
+            (None, None) => return Ok(None),
+            (None, Some(Entry::File(len))) if len == report.len() as u64 => {
+                dir.read_regular(&report_name, len)?
+            }
+            _ => None,
+        };
+        if written.as_deref() == Some(report.as_bytes()) {
+            return Ok(Some(name));
+        }
+    }
+    Ok(None)
 }
 
 /// The suffix of error reports in `errors/`.

@@ -119,6 +119,14 @@ impl<'a> Parsed<'a> {
 /// receipt (the default `created`/`updated` of orders).
 pub fn parse<'a>(name: &str, bytes: &'a [u8], encoding: Encoding, now_ms: i64) -> Parsed<'a> {
     let lower = name.to_ascii_lowercase();
+    let known = [".json", ".ndjson", ".jsonl", ".csv"];
+    if known.iter().any(|ext| lower.ends_with(ext))
+        && strip_bom(bytes).iter().all(u8::is_ascii_whitespace)
+    {
+        // The same words for every kind (not the JSON parser's "EOF while
+        // parsing a value").
+        return Parsed::whole(Err(vec![Problem::new("file", "the file is empty")]));
+    }
     if lower.ends_with(".json") {
         parse_json(strip_bom(bytes), now_ms)
     } else if lower.ends_with(".ndjson") || lower.ends_with(".jsonl") {
@@ -153,6 +161,9 @@ fn json_what(e: &serde_json::Error) -> String {
     let what = msg
         .rsplit_once(" at line ")
         .map_or(msg.as_str(), |(head, _)| head);
+    if what == "number out of range" {
+        return "invalid JSON: number out of range (a number must be within about ±1.8e308, a 64-bit float)".into();
+    }
     format!("invalid JSON: {what}")
 }
 
@@ -581,6 +592,57 @@ mod tests {
         assert_eq!(
             p[0].to_string(),
             "$.orders: expected an array of orders, got a number"
+        );
+    }
+
+    /// Issue 15: an empty JSON file was "invalid JSON: EOF while parsing a
+    /// value"; every kind now says the same.
+    #[test]
+    fn an_empty_file_says_so_for_every_kind() {
+        for name in ["a.json", "a.ndjson", "a.jsonl", "a.csv", "A.CSV"] {
+            for bytes in [&b""[..], b"  \r\n\n\t", b"\xEF\xBB\xBF\n"] {
+                let p = parse(name, bytes, Encoding::Utf8, 0);
+                assert!(p.input.is_none(), "{name} {bytes:?}");
+                let text: Vec<String> = p.problems.iter().map(|p| p.to_string()).collect();
+                assert_eq!(text, ["file: the file is empty"], "{name} {bytes:?}");
+            }
+        }
+    }
+
+    /// Issue 15: a binary .csv was told to set an encoding.
+    #[test]
+    fn a_binary_csv_is_told_it_is_not_text() {
+        for encoding in [Encoding::Utf8, Encoding::Windows1252] {
+            for bytes in [
+                &b"sku,in_stock\nA\x00B,1\n"[..],
+                b"\xFF\xFEs\x00k\x00u\x00",
+                b"PK\x03\x04\x14\x00\x06\x00",
+            ] {
+                let p = parse("a.csv", bytes, encoding, 0).problems;
+                assert_eq!(p.len(), 1);
+                assert!(p[0].what.starts_with("not a text CSV file"), "{}", p[0]);
+                assert!(!p[0].what.contains("encoding ="), "{}", p[0]);
+            }
+        }
+        let p = parse(
+            "a.csv",
+            b"sku,in_stock\n\x01\x02\xFF\xFE,1\n",
+            Encoding::Utf8,
+            0,
+        )
+        .problems;
+        assert!(
+            p[0].what
+                .starts_with("not a text CSV file: not valid UTF-8"),
+            "{}",
+            p[0]
+        );
+        // Text in another encoding still gets the hint.
+        let p = parse("a.csv", b"sku,in_stock\nK\xd8D,1\n", Encoding::Utf8, 0).problems;
+        assert!(
+            p[0].what.contains("encoding = \"windows-1252\""),
+            "{}",
+            p[0]
         );
     }
 

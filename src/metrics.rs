@@ -6,15 +6,23 @@
 //! written / acked) is not counted here but read from the kept counts when
 //! the metrics are scraped ([`Metrics::render`]), so it always matches
 //! `status`.
+//!
+//! Counters with a known label set (files applied and rejected, by kind)
+//! exist at 0 from the start, so an `increase()` alert sees the first one.
+//! Beside ordersync's own metrics: `ordersync_build_info` and the usual
+//! process metrics (`process_*`, read from `/proc/self` at scrape time).
+//! Rendered as OpenMetrics for clients that ask for it (Prometheus does),
+//! otherwise in the classic text format (`curl`, `promtool check metrics`).
 
 use std::sync::OnceLock;
 use std::time::Duration;
 
-use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::collector::Collector;
 use prometheus_client::encoding::text::encode;
-use prometheus_client::metrics::counter::Counter;
+use prometheus_client::encoding::{DescriptorEncoder, EncodeLabelSet, EncodeMetric};
+use prometheus_client::metrics::counter::{ConstCounter, Counter};
 use prometheus_client::metrics::family::Family;
-use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::gauge::{ConstGauge, Gauge};
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::Registry;
 use std::sync::atomic::AtomicU64;
@@ -26,6 +34,16 @@ use crate::store::{ExportState, Store, StoreError};
 struct Kind {
     kind: String,
 }
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct Version {
+    version: String,
+}
+
+/// The kinds of applied files (`Input::kind`) and of rejected ones (from
+/// the name): each counter exists at 0 from the start.
+const APPLIED_KINDS: [&str; 3] = ["orders", "acks", "stock"];
+const REJECTED_KINDS: [&str; 3] = ["orders", "csv", "other"];
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct SystemState {
@@ -67,7 +85,9 @@ fn seconds() -> Histogram {
 
 impl Metrics {
     fn new() -> Metrics {
-        let mut registry = Registry::with_prefix("ordersync");
+        let mut root = Registry::default();
+        root.register_collector(Box::new(Process));
+        let registry = root.sub_registry_with_prefix("ordersync");
         let m = Metrics {
             files_applied: Family::default(),
             files_rejected: Family::default(),
@@ -81,6 +101,23 @@ impl Metrics {
             per_system: Family::default(),
             registry: Registry::default(),
         };
+        for kind in APPLIED_KINDS {
+            let _ = m.files_applied.get_or_create(&Kind { kind: kind.into() });
+        }
+        for kind in REJECTED_KINDS {
+            let _ = m.files_rejected.get_or_create(&Kind { kind: kind.into() });
+        }
+        let build: Family<Version, Gauge> = Family::default();
+        build
+            .get_or_create(&Version {
+                version: env!("CARGO_PKG_VERSION").into(),
+            })
+            .set(1);
+        registry.register(
+            "build_info",
+            "The running ordersync's version (value 1)",
+            build,
+        );
         registry.register(
             "files_applied",
             "Inbox files applied, by kind (orders, acks, stock)",
@@ -127,7 +164,10 @@ impl Metrics {
             "Orders per system and export state (pending, written, acked)",
             m.per_system.clone(),
         );
-        Metrics { registry, ..m }
+        Metrics {
+            registry: root,
+            ..m
+        }
     }
 
     /// An inbox file was applied; `kind` is orders, acks or stock.
@@ -182,8 +222,15 @@ impl Metrics {
             .inc();
     }
 
-    /// The text exposition, with the store's kept counts read now.
-    pub fn render(&self, store: &Store, config: &Config) -> Result<String, StoreError> {
+    /// The text exposition, with the store's kept counts read now:
+    /// OpenMetrics, or with `openmetrics` false the classic text format
+    /// (see [`classic`]).
+    pub fn render(
+        &self,
+        store: &Store,
+        config: &Config,
+        openmetrics: bool,
+    ) -> Result<String, StoreError> {
         self.orders.set(store.order_count()? as i64);
         for s in &config.systems {
             for state in ExportState::ALL {
@@ -199,6 +246,183 @@ impl Metrics {
         let mut out = String::new();
         // Writing into a String cannot fail.
         let _ = encode(&mut out, &self.registry);
-        Ok(out)
+        Ok(if openmetrics { out } else { classic(&out) })
+    }
+}
+
+/// The content type of each format.
+pub const OPENMETRICS: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
+pub const CLASSIC: &str = "text/plain; version=0.0.4; charset=utf-8";
+
+/// Whether a request's `Accept` header asks for OpenMetrics (Prometheus
+/// puts it first; curl and most tools send `*/*`).
+pub fn wants_openmetrics(accept: Option<&str>) -> bool {
+    accept.is_some_and(|a| a.contains("application/openmetrics-text"))
+}
+
+/// OpenMetrics text as Prometheus's classic text format (0.0.4): there a
+/// counter's `# HELP` and `# TYPE` name its samples (`x_total`, not `x`),
+/// and there is no `# EOF`. What `promtool check metrics` reads.
+fn classic(openmetrics: &str) -> String {
+    let counters: std::collections::HashSet<&str> = openmetrics
+        .lines()
+        .filter_map(|l| l.strip_prefix("# TYPE ")?.strip_suffix(" counter"))
+        .collect();
+    let mut out = String::with_capacity(openmetrics.len());
+    for line in openmetrics.lines() {
+        if line == "# EOF" {
+            continue;
+        }
+        let meta = ["# HELP ", "# TYPE "]
+            .into_iter()
+            .find_map(|p| Some((p, line.strip_prefix(p)?)));
+        match meta {
+            Some((prefix, rest)) => {
+                let (name, tail) = rest.split_once(' ').unwrap_or((rest, ""));
+                let suffix = if counters.contains(name) {
+                    "_total"
+                } else {
+                    ""
+                };
+                out.push_str(&format!("{prefix}{name}{suffix} {tail}\n"));
+            }
+            None => {
+                out.push_str(line);
+                out.push('\n');
+            }
+        }
+    }
+    out
+}
+
+/// The process metrics every Prometheus client library exports, read from
+/// `/proc/self` at each scrape. A value that cannot be read is left out.
+#[derive(Debug)]
+struct Process;
+
+/// What `/proc/self` says, each value when it could be read.
+#[derive(Default)]
+struct ProcessStats {
+    cpu_seconds: Option<f64>,
+    resident_bytes: Option<i64>,
+    open_fds: Option<i64>,
+    max_fds: Option<i64>,
+    start_time: Option<f64>,
+}
+
+fn process_stats() -> ProcessStats {
+    // SAFETY: sysconf and getrlimit only read the process's settings into
+    // values owned here.
+    let (ticks, page, limit) = unsafe {
+        let mut limit = libc::rlimit {
+            rlim_cur: 0,
+            rlim_max: 0,
+        };
+        let ok = libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) == 0;
+        (
+            libc::sysconf(libc::_SC_CLK_TCK),
+            libc::sysconf(libc::_SC_PAGESIZE),
+            ok.then_some(limit.rlim_cur),
+        )
+    };
+    let mut stats = ProcessStats {
+        max_fds: limit.map(|l| i64::try_from(l).unwrap_or(i64::MAX)),
+        open_fds: std::fs::read_dir("/proc/self/fd")
+            .ok()
+            .map(|d| d.count() as i64),
+        ..ProcessStats::default()
+    };
+    if let Ok(statm) = std::fs::read_to_string("/proc/self/statm") {
+        stats.resident_bytes = statm
+            .split_whitespace()
+            .nth(1)
+            .and_then(|p| p.parse::<i64>().ok())
+            .map(|p| p * page);
+    }
+    // Fields after the command name (which may hold spaces), from 3 on:
+    // utime and stime are fields 14 and 15, starttime 22, in clock ticks.
+    let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
+    let fields: Vec<&str> = stat
+        .rsplit_once(')')
+        .map_or(vec![], |(_, rest)| rest.split_whitespace().collect());
+    let field = |n: usize| fields.get(n - 3).and_then(|f| f.parse::<f64>().ok());
+    if ticks > 0 {
+        let ticks = ticks as f64;
+        if let (Some(u), Some(s)) = (field(14), field(15)) {
+            stats.cpu_seconds = Some((u + s) / ticks);
+        }
+        let boot = std::fs::read_to_string("/proc/stat").ok().and_then(|s| {
+            s.lines()
+                .find_map(|l| l.strip_prefix("btime "))
+                .and_then(|b| b.trim().parse::<f64>().ok())
+        });
+        if let (Some(start), Some(boot)) = (field(22), boot) {
+            stats.start_time = Some(boot + start / ticks);
+        }
+    }
+    stats
+}
+
+impl Collector for Process {
+    fn encode(&self, mut encoder: DescriptorEncoder) -> Result<(), std::fmt::Error> {
+        let stats = process_stats();
+        if let Some(v) = stats.cpu_seconds {
+            let m = ConstCounter::new(v);
+            m.encode(encoder.encode_descriptor(
+                "process_cpu_seconds",
+                "Total user and system CPU time spent in seconds",
+                None,
+                m.metric_type(),
+            )?)?;
+        }
+        let gauges = [
+            (
+                "process_resident_memory_bytes",
+                "Resident memory size in bytes",
+                stats.resident_bytes,
+            ),
+            (
+                "process_open_fds",
+                "Number of open file descriptors",
+                stats.open_fds,
+            ),
+            (
+                "process_max_fds",
+                "Maximum number of open file descriptors",
+                stats.max_fds,
+            ),
+        ];
+        for (name, help, value) in gauges {
+            if let Some(v) = value {
+                let m = ConstGauge::new(v);
+                m.encode(encoder.encode_descriptor(name, help, None, m.metric_type())?)?;
+            }
+        }
+        if let Some(v) = stats.start_time {
+            let m = ConstGauge::new(v);
+            m.encode(encoder.encode_descriptor(
+                "process_start_time_seconds",
+                "Start time of the process since unix epoch in seconds",
+                None,
+                m.metric_type(),
+            )?)?;
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A counter's HELP and TYPE take its samples' name; gauges and
+    /// histograms keep theirs; `# EOF` goes.
+    #[test]
+    fn classic_format_names_counters_by_their_samples() {
+        let om = "# HELP a_files Files.\n# TYPE a_files counter\na_files_total{kind=\"x\"} 0\n# HELP b Gauge.\n# TYPE b gauge\nb 1\n# EOF\n";
+        assert_eq!(
+            classic(om),
+            "# HELP a_files_total Files.\n# TYPE a_files_total counter\na_files_total{kind=\"x\"} 0\n# HELP b Gauge.\n# TYPE b gauge\nb 1\n"
+        );
     }
 }

@@ -24,6 +24,33 @@ pub struct Order {
     pub doc: Value,
 }
 
+/// Why `s` cannot be a reference (an order's `external_id`, a line's
+/// `sku`, an ack's `order_id`), or `None` when it can: a reference is
+/// matched exactly, so it may hold no control character (NUL included) and
+/// may not begin or end with white space, which a spreadsheet or a CSV
+/// reader trims away (a CSV cell is trimmed before it is matched, so an
+/// order's reference must already be its trimmed self: one meaning each).
+/// White space is Unicode's (`char::is_whitespace`) and U+FEFF, exactly
+/// the characters docs/order.schema.json's reference pattern lists.
+/// Emptiness is the caller's check.
+pub fn reference_problem(s: &str) -> Option<String> {
+    if let Some((i, c)) = s.chars().enumerate().find(|(_, c)| c.is_control()) {
+        return Some(format!(
+            "contains a control character (U+{:04X} at character {}); not allowed in a reference",
+            c as u32,
+            i + 1
+        ));
+    }
+    let edge = |c: char| c.is_whitespace() || c == '\u{FEFF}';
+    if s.starts_with(edge) || s.ends_with(edge) {
+        return Some(format!(
+            "begins or ends with white space ({}); not allowed in a reference",
+            describe(&Value::String(s.to_string()))
+        ));
+    }
+    None
+}
+
 /// The id an order without `id` gets: UUIDv5 of its `external_id` in the OID
 /// namespace, so a re-sent order keeps its id.
 pub fn id_for_external_id(external_id: &str) -> Uuid {
@@ -88,7 +115,7 @@ pub fn validate(
         problems,
     };
 
-    let external_id = v.string("external_id", Need::NonEmpty);
+    let external_id = v.reference("external_id");
     let id = match obj.get("id") {
         None | Some(Value::Null) => external_id.as_deref().map(id_for_external_id),
         Some(Value::String(s)) => match Uuid::parse_str(s) {
@@ -219,9 +246,36 @@ fn member(key: &str) -> String {
     }
 }
 
-/// The order with its defaults filled in (SPEC §4).
+/// The optional fields of an order, of its addresses and of its lines that
+/// have no default: sent as `null`, they are left out of the stored
+/// document, so answers and export files never echo a `null` that means
+/// "absent" (SPEC §4). Unknown fields are kept as sent, `null` included.
+const OPTIONAL_ORDER_FIELDS: &[&str] = &["channel", "account_id"];
+const OPTIONAL_LINE_FIELDS: &[&str] = &["description", "unit_price"];
+
+/// Removes the keys of `fields` whose value is `null`.
+fn drop_nulls(obj: &mut Map<String, Value>, fields: &[&str]) {
+    for key in fields {
+        if obj.get(*key).is_some_and(Value::is_null) {
+            obj.remove(*key);
+        }
+    }
+}
+
+/// The order with its defaults filled in (SPEC §4). The hash of the order
+/// as sent is taken before, from the object untouched.
 fn fill_defaults(obj: &Map<String, Value>, id: Uuid, now_ms: i64, line_numbers: &[i64]) -> Value {
     let mut doc = obj.clone();
+    drop_nulls(&mut doc, OPTIONAL_ORDER_FIELDS);
+    for (key, reference) in [
+        ("billing_address", "billing_reference"),
+        ("shipping_address", "shipping_reference"),
+    ] {
+        if let Some(Value::Object(addr)) = doc.get_mut(key) {
+            drop_nulls(addr, ADDRESS_FIELDS);
+            drop_nulls(addr, &[reference]);
+        }
+    }
     doc.insert("id".into(), Value::String(id.to_string()));
     let defaults: [(&str, Value); 6] = [
         ("status", "Waiting".into()),
@@ -239,6 +293,7 @@ fn fill_defaults(obj: &Map<String, Value>, id: Uuid, now_ms: i64, line_numbers: 
     if let Some(Value::Array(lines)) = doc.get_mut("line_items") {
         for (line, number) in lines.iter_mut().zip(line_numbers) {
             if let Value::Object(line) = line {
+                drop_nulls(line, OPTIONAL_LINE_FIELDS);
                 line.insert("line_number".into(), (*number).into());
                 for (key, default) in [
                     ("qty_shipped", Value::from(0)),
@@ -316,6 +371,17 @@ impl<'a> Check<'a, '_> {
         }
     }
 
+    /// A required reference: not empty, and no edge white space or control
+    /// character ([`reference_problem`]).
+    fn reference(&mut self, key: &str) -> Option<String> {
+        let s = self.string(key, Need::NonEmpty)?;
+        if let Some(what) = reference_problem(&s) {
+            self.problem(key, what);
+            return None;
+        }
+        Some(s)
+    }
+
     fn one_of(&mut self, key: &str, allowed: &[&str]) {
         if let Some(s) = self.string(key, Need::Optional)
             && !allowed.contains(&s.as_str())
@@ -348,10 +414,17 @@ impl<'a> Check<'a, '_> {
         match v.as_f64() {
             None => self.problem(key, format!("expected a number, got {}", describe(v))),
             Some(n) => {
+                // `got` as sent (serde_json's shortest form: -1e300, not
+                // 301 digits), and no upper bound named when there is none.
                 if let Some((lo, hi)) = range
                     && !(lo..=hi).contains(&n)
                 {
-                    self.problem(key, format!("expected a number from {lo} to {hi}, got {n}"));
+                    let what = if hi == f64::MAX {
+                        format!("expected a number of at least {lo}, got {}", describe(v))
+                    } else {
+                        format!("expected a number from {lo} to {hi}, got {}", describe(v))
+                    };
+                    self.problem(key, what);
                 }
             }
         }
@@ -461,7 +534,7 @@ impl<'a> Check<'a, '_> {
                 );
             }
             numbers.push(number);
-            l.string("sku", Need::NonEmpty);
+            l.reference("sku");
             l.string("description", Need::Optional);
             l.integer("qty_ordered", Need::Present, 1, MAX_QTY);
             l.integer("qty_shipped", Need::Optional, 0, MAX_QTY);
@@ -645,6 +718,96 @@ mod tests {
                 "$.line_items[1].qty_ordered: expected an integer of at least 1, got -1",
                 "$.line_items[1].qty_shipped: must be at most 1000000000, got 18446744073709551615",
             ]
+        );
+    }
+
+    /// Issue 15: a reference with edge white space or a control character
+    /// meant one thing to the JSON side and another to a trimmed CSV cell.
+    #[test]
+    fn references_have_no_edge_white_space_or_control_characters() {
+        let cases = [
+            ("external_id", json!(" shop-1")),
+            ("external_id", json!("shop-1\u{3000}")),
+            ("external_id", json!("\u{FEFF}shop-1")),
+            ("external_id", json!("shop\t1")),
+        ];
+        for (key, value) in cases {
+            let mut o = sample();
+            o[key] = value.clone();
+            let mut p = Vec::new();
+            assert!(validate(&o, "$", 0, &mut p).is_none(), "{value}");
+            assert_eq!(p.len(), 1, "{p:?}");
+            assert_eq!(p[0].at, "$.external_id");
+        }
+        let mut o = sample();
+        o["line_items"][1]["sku"] = json!("B\u{0}");
+        o["id"] = json!(" 6f1c5a52-0d36-4a4f-9a57-7f3c6b0e2a11");
+        let mut p = Vec::new();
+        assert!(validate(&o, "$", 0, &mut p).is_none());
+        let text: Vec<String> = p.iter().map(|p| p.to_string()).collect();
+        assert_eq!(
+            text,
+            [
+                "$.id: expected a UUID, got \" 6f1c5a52-0d36-4a4f-9a57-7f3c6b0e2a11\"",
+                "$.line_items[1].sku: contains a control character (U+0000 at character 2); not allowed in a reference",
+            ]
+        );
+        // Inside, white space is fine.
+        let mut o = sample();
+        o["external_id"] = json!("shop 1");
+        o["line_items"][0]["sku"] = json!("MUG RED");
+        assert!(validate(&o, "$", 0, &mut p).is_some());
+        assert_eq!(
+            reference_problem(" a"),
+            Some("begins or ends with white space (\" a\"); not allowed in a reference".into())
+        );
+    }
+
+    /// Issue 15: known optional fields sent as null were echoed back as
+    /// null in answers and export files; unknown ones stay as sent.
+    #[test]
+    fn known_optional_nulls_are_left_out_of_the_document() {
+        let mut o = sample();
+        o["channel"] = Value::Null;
+        o["account_id"] = Value::Null;
+        o["billing_address"]["state"] = Value::Null;
+        o["shipping_address"]["shipping_reference"] = Value::Null;
+        o["line_items"][0]["description"] = Value::Null;
+        o["line_items"][0]["unit_price"] = Value::Null;
+        o["x_custom"] = Value::Null;
+        let mut p = Vec::new();
+        let v = validate(&o, "$", 0, &mut p).expect("valid");
+        let doc = v.doc.as_object().unwrap();
+        assert!(!doc.contains_key("channel") && !doc.contains_key("account_id"));
+        assert!(
+            !v.doc["billing_address"]
+                .as_object()
+                .unwrap()
+                .contains_key("state")
+        );
+        assert!(
+            !v.doc["shipping_address"]
+                .as_object()
+                .unwrap()
+                .contains_key("shipping_reference")
+        );
+        let line = v.doc["line_items"][0].as_object().unwrap();
+        assert!(!line.contains_key("description") && !line.contains_key("unit_price"));
+        assert_eq!(doc["x_custom"], Value::Null);
+        // The order as sent is what duplicates are decided on: unchanged.
+        assert_eq!(v.sent_hash, crate::store::sent_hash(&o));
+    }
+
+    /// Issue 15: a negative unit_price printed f64::MAX in 309 digits.
+    #[test]
+    fn an_unbounded_range_names_only_its_lower_bound() {
+        let mut o = sample();
+        o["line_items"][0]["unit_price"] = json!(-1e300);
+        let mut p = Vec::new();
+        assert!(validate(&o, "$", 0, &mut p).is_none());
+        assert_eq!(
+            p[0].to_string(),
+            "$.line_items[0].unit_price: expected a number of at least 0, got -1e+300"
         );
     }
 

@@ -432,3 +432,36 @@ fn killed_while_a_big_stock_file_goes_in_chunk_by_chunk() {
         assert_eq!(r["in_stock"], want, "{r}");
     }
 }
+
+/// A big file's check pass logged nothing in its first seconds (its
+/// progress lines come every few seconds): an operator saw no sign that
+/// it was being worked on. A line naming it and its size comes first now.
+#[test]
+fn a_big_file_is_logged_when_its_processing_starts() {
+    let w = Work::new(CONFIG);
+    let content = orders(SMALL_FILE / 700 + 100, None);
+    assert!(content.len() > SMALL_FILE);
+    w.drop_file("big.ndjson", &content);
+    let out = Command::new(env!("CARGO_BIN_EXE_ordersync"))
+        .args(["run", "--once"])
+        .current_dir(w.dir.path())
+        .env("RUST_LOG", "info")
+        .env_remove("ORDERSYNC_CONFIG")
+        .output()
+        .unwrap();
+    let log = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{log}");
+    let started = log
+        .lines()
+        .position(|l| {
+            l.contains("reading and checking a big file")
+                && l.contains("file=\"big.ndjson\"")
+                && l.contains(&format!("bytes={}", content.len()))
+        })
+        .unwrap_or_else(|| panic!("no start line:\n{log}"));
+    let applied = log
+        .lines()
+        .position(|l| l.contains("applied") && l.contains("big.ndjson"))
+        .unwrap_or_else(|| panic!("no applied line:\n{log}"));
+    assert!(started < applied, "{log}");
+}

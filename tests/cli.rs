@@ -39,6 +39,73 @@ fn init_writes_a_working_config_and_refuses_to_overwrite() {
     assert!(stderr(&again).contains("already exists"));
 }
 
+/// Regression (issue 15): `init` wrote the repository's own `config.toml`
+/// (include_str!), so a developer's local edit (an `[http]` token, a port)
+/// went into every `ordersync init` and into the package. It writes the
+/// template `contrib/config.example.toml` now.
+#[test]
+fn init_writes_the_template_not_the_repositorys_working_config() {
+    let w = Work::new("");
+    fs::remove_file(w.path("config.toml")).unwrap();
+    w.ok(&["init", "site"]);
+    let written = fs::read_to_string(w.path("site/config.toml")).unwrap();
+    assert_eq!(written, include_str!("../contrib/config.example.toml"));
+    assert_eq!(written, ordersync::cli::TEMPLATE);
+}
+
+/// The repository's `config.toml` (the developer's working config, which
+/// the README's first command runs on) and the template agree where the
+/// README relies on it: both parse, with the same systems (the worked
+/// example uses them). Parsed only: a local `[http] listen` on a taken port
+/// does not make this fail.
+#[test]
+fn the_repositorys_config_and_the_template_have_the_same_systems() {
+    use ordersync::config::Config;
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+    let repo = Config::load(&dir.join("config.toml")).unwrap_or_else(|e| panic!("{e}"));
+    let template = Config::parse(ordersync::cli::TEMPLATE, &dir.join("config.toml"))
+        .unwrap_or_else(|e| panic!("{e}"));
+    let systems = |c: &Config| {
+        c.systems
+            .iter()
+            .map(|s| (s.id.clone(), s.transport.to_string(), s.format.to_string()))
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(systems(&repo), systems(&template));
+    assert_eq!(format!("{:?}", repo.paths), format!("{:?}", template.paths));
+}
+
+/// Regression (issue 15): with no config named and none in the current
+/// folder, the CLI said `cannot read config config.toml` with no hint. It
+/// looks in /etc/ordersync/ too, and a miss names both places and how to
+/// choose one (exit 2).
+#[test]
+fn no_config_found_names_every_place_looked_and_how_to_choose() {
+    let w = Work::new("");
+    fs::remove_file(w.path("config.toml")).unwrap();
+    let out = w.cmd(&["status"]);
+    let err = stderr(&out);
+    if std::path::Path::new("/etc/ordersync/config.toml").exists() {
+        // The package is installed here: that config is the one read.
+        assert!(err.contains("/etc/ordersync/config.toml"), "{err}");
+        return;
+    }
+    assert_eq!(code(&out), 2, "{err}");
+    let here = w.dir.path().canonicalize().unwrap();
+    for needle in [
+        format!("./config.toml (in {})", here.display()),
+        "/etc/ordersync/config.toml".into(),
+        "--config".into(),
+        "ORDERSYNC_CONFIG".into(),
+    ] {
+        assert!(err.contains(&needle), "{needle}: {err}");
+    }
+    // validate needs no config: it still runs, on the defaults.
+    fs::write(w.path("o.json"), include_str!("fixtures/order.json")).unwrap();
+    let ok = w.ok(&["validate", "o.json"]);
+    assert!(ok.contains("valid"), "{ok}");
+}
+
 #[test]
 fn config_errors_exit_2_naming_the_key_before_touching_files() {
     for (config, key) in [
@@ -271,4 +338,39 @@ fn orders_list_pages_with_limit_and_after() {
     }
     let text = w.ok(&["orders", "list", "--limit", "2"]);
     assert_eq!(text.lines().count(), 3, "a header and two orders:\n{text}");
+}
+
+/// Issue 15 reported that `orders list --state X` without `--system`
+/// ignored `--state`. It lists the orders in state X for any configured
+/// system, with or without the daemon (which answers over its socket).
+#[test]
+fn orders_list_state_without_system_means_in_that_state_for_any_system() {
+    let w = Work::new(TWO_SYSTEMS);
+    w.drop_json("o1.json", &order("o-1", &[("A", 1)]));
+    w.drop_json("o2.json", &order("o-2", &[("A", 1)]));
+    w.run_once();
+    w.drop_file("ack.csv", acks(&[("o-1", "erp", false)]));
+    w.run_once();
+    let listed = |w: &Work, state: &str| -> Vec<String> {
+        let v = w.json(&["orders", "list", "--state", state]);
+        let mut ids: Vec<String> = v
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|o| o["external_id"].as_str().unwrap().to_string())
+            .collect();
+        ids.sort();
+        ids
+    };
+    let expect = |w: &Work| {
+        assert_eq!(listed(w, "acked"), ["o-1"]);
+        // o-1 is still written for wms.
+        assert_eq!(listed(w, "written"), ["o-1", "o-2"]);
+        assert!(listed(w, "pending").is_empty());
+        let text = w.ok(&["orders", "list", "--state", "acked"]);
+        assert!(text.contains("o-1") && !text.contains("o-2"), "{text}");
+    };
+    expect(&w);
+    let _d = w.start(&[]);
+    expect(&w);
 }

@@ -205,6 +205,17 @@ fn status_wait_gives_up_after_its_timeout_naming_what_waits() {
         err.contains("still busy after 2s: 0 file(s) in the inbox, 1 order(s) pending"),
         "{err}"
     );
+    // It said what waits, not why: the docs promise the system whose
+    // outbox cannot be written is named.
+    let outbox = w.path("outbox/wms");
+    assert!(
+        err.contains(&format!(
+            "; wms: 1 pending, its outbox cannot be written: {} is a file, not a real folder",
+            outbox.display()
+        )),
+        "{err}"
+    );
+    assert!(!err.contains("erp:"), "{err}");
 }
 
 /// `init` where a folder should go but a file is: it says which, and writes
@@ -220,4 +231,114 @@ fn init_names_a_file_in_a_folders_place() {
     assert!(err.contains("site/outbox is not a folder"), "{err}");
     assert!(!err.contains("File exists"), "{err}");
     assert!(!w.path("site/config.toml").exists());
+}
+
+/// Regression (issue 15): `check` accepted an `[http] listen` address that
+/// `run` cannot bind (taken, or not an address of this machine). It binds
+/// it, releases it, and reports a failure like any other config error.
+#[test]
+fn check_tries_the_http_address_as_run_would_bind_it() {
+    let held = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let taken = held.local_addr().unwrap();
+    for (listen, cause) in [
+        (taken.to_string(), "Address already in use"),
+        // TEST-NET-1 (RFC 5737): never an address of this machine.
+        (
+            "192.0.2.1:8080".to_string(),
+            "Cannot assign requested address",
+        ),
+    ] {
+        let w = Work::new(&format!("[http]\nlisten = \"{listen}\"\n"));
+        let out = w.cmd(&["check"]);
+        let err = stderr(&out);
+        assert_eq!(code(&out), 2, "{listen}: {err}");
+        assert!(
+            err.contains(&format!("http.listen: cannot listen on {listen}: {cause}")),
+            "{listen}: {err}"
+        );
+        assert!(!String::from_utf8_lossy(&out.stdout).contains("is valid"));
+    }
+    // A free port passes, and is free again afterwards.
+    let free = {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        l.local_addr().unwrap()
+    };
+    let w = Work::new(&format!("[http]\nlisten = \"{free}\"\n"));
+    let out = w.ok(&["check"]);
+    assert!(
+        out.contains(&format!(
+            "http: listening on {free} (free: bound and released)"
+        )),
+        "{out}"
+    );
+    std::net::TcpListener::bind(free).expect("check released the port");
+}
+
+/// `check` on the config of the running daemon: the port is taken by the
+/// daemon itself (its control socket answers), which is no error.
+#[test]
+fn check_accepts_the_port_its_running_daemon_holds() {
+    let port = {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        l.local_addr().unwrap().port()
+    };
+    let w = Work::new(&format!(
+        "[inbox]\nsettle = \"0s\"\n[http]\nlisten = \"127.0.0.1:{port}\"\n"
+    ));
+    let _d = w.start(&[]);
+    common::wait_for("the daemon's HTTP port", Duration::from_secs(20), || {
+        std::net::TcpStream::connect(("127.0.0.1", port)).is_ok()
+    });
+    let out = w.ok(&["check"]);
+    assert!(
+        out.contains(&format!(
+            "http: listening on 127.0.0.1:{port} (in use, by the running daemon"
+        )),
+        "{out}"
+    );
+}
+
+/// Regression (issue 15): `run` printed the OS error of a failed bind twice
+/// (`… ([http] listen): Address already in use (os error 98): Address
+/// already in use (os error 98)`).
+#[test]
+fn run_names_a_failed_bind_once() {
+    let held = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let taken = held.local_addr().unwrap();
+    let w = Work::new(&format!("[http]\nlisten = \"{taken}\"\n"));
+    let out = w.cmd(&["run"]);
+    let err = stderr(&out);
+    assert_eq!(code(&out), 1, "{err}");
+    assert!(err.contains(&format!("cannot listen on {taken}")), "{err}");
+    assert_eq!(err.matches("Address already in use").count(), 1, "{err}");
+}
+
+/// Regression (issue 15): `check` showed the file settings (format,
+/// batch_size, csv_*, …) of a `transport = "http"` system, which uses none
+/// of them. It shows what applies: no outbox, the transport, its inbox.
+#[test]
+fn check_shows_an_http_system_only_what_applies_to_it() {
+    let w = Work::new(concat!(
+        "[[systems]]\nid = \"erp\"\ntransport = \"http\"\n",
+        "[[systems]]\nid = \"wms\"\nformat = \"csv\"\n",
+    ));
+    let out = w.ok(&["check"]);
+    let erp = out
+        .split("system erp\n")
+        .nth(1)
+        .and_then(|s| s.split("system wms\n").next())
+        .unwrap_or_else(|| panic!("no erp block:\n{out}"));
+    let keys: Vec<&str> = erp
+        .lines()
+        .filter_map(|l| l.split_whitespace().next())
+        .collect();
+    assert_eq!(keys, ["outbox", "transport", "inbox"], "{out}");
+    assert!(
+        erp.contains("none: its orders are fetched over HTTP"),
+        "{out}"
+    );
+    let wms = out.split("system wms\n").nth(1).unwrap();
+    for key in ["format", "batch_size", "csv_delimiter", "filter_groups"] {
+        assert!(wms.contains(key), "{key} missing for wms:\n{out}");
+    }
 }

@@ -431,3 +431,162 @@ fn csv_rows_must_match_their_header() {
     assert_eq!(w.state("o-1", "erp").as_deref(), Some("acked"));
     assert_eq!(w.stock("A"), (5, 1, 4));
 }
+
+// ---- one meaning per reference (issue 15) -------------------------------------
+
+/// Regression (issue 15): an order whose `external_id` was another order's
+/// id with a leading space was accepted; an ack CSV trims its cells, so the
+/// row meant for it acked (and regulated) the other order, and an
+/// `external_id` ending in a space could never be acked by CSV. A NUL was
+/// accepted in a SKU. Now a reference (external_id, sku) may not begin or
+/// end with white space nor hold a control character.
+#[test]
+fn references_with_edge_white_space_or_control_characters_are_rejected() {
+    let w = Work::new(TWO_SYSTEMS);
+    w.drop_file("stock.csv", "sku,in_stock\nA,10\nB,10\n");
+    w.drop_json("a.json", &order("a", &[("A", 1)]));
+    w.run_once();
+    let id = id_of(&w, "a");
+    let before = snapshot(&w);
+    w.drop_json("lead.json", &order(&format!(" {id}"), &[("B", 1)]));
+    w.drop_json("tail.json", &order("shop-7 ", &[("B", 1)]));
+    w.drop_json("nul.json", &order("shop-8", &[("B\u{0}", 1)]));
+    w.run_once();
+    assert_rejected(
+        &w,
+        "lead.json",
+        &[&format!(
+            "$.external_id: begins or ends with white space (\" {id}\"); not allowed in a reference"
+        )],
+    );
+    assert_rejected(
+        &w,
+        "tail.json",
+        &["$.external_id: begins or ends with white space (\"shop-7 \")"],
+    );
+    assert_rejected(
+        &w,
+        "nul.json",
+        &["$.line_items[0].sku: contains a control character (U+0000 at character 2)"],
+    );
+    assert_eq!(snapshot(&w), before);
+    // The ack row the exploit used, padded as a spreadsheet pads it: it
+    // names order "a" (its id, trimmed), and only that one.
+    w.drop_file(
+        "ack.csv",
+        format!("order_id,system_id,regulate_inventory\n {id} ,erp,true\n"),
+    );
+    w.run_once();
+    assert!(
+        !w.errors().contains(&"ack.csv".to_string()),
+        "{}",
+        w.report("ack.csv")
+    );
+    assert_eq!(w.stock("A"), (9, 0, 9));
+    assert_eq!(w.stock("B"), (10, 0, 10));
+}
+
+/// A CSV cell is trimmed, then matched exactly: a control character left in
+/// an ack's `order_id` or a stock `sku` is that row's problem, naming the
+/// column (issue 15); padding alone is fine.
+#[test]
+fn csv_references_with_control_characters_are_row_errors() {
+    let w = Work::new(TWO_SYSTEMS);
+    w.drop_json("o.json", &order("o-1", &[("A", 1)]));
+    w.run_once();
+    let before = snapshot(&w);
+    w.drop_file(
+        "ack.csv",
+        "order_id,system_id,regulate_inventory\no-1\u{1},erp,false\n",
+    );
+    w.drop_file("stock.csv", "sku,in_stock\n  A  ,5\nB\u{7},5\n");
+    w.run_once();
+    assert_rejected(
+        &w,
+        "ack.csv",
+        &["line 2: order_id: contains a control character (U+0001 at character 4)"],
+    );
+    assert_rejected(
+        &w,
+        "stock.csv",
+        &["line 3: sku: contains a control character (U+0007 at character 2)"],
+    );
+    assert_eq!(w.report("stock.csv").lines().count(), 1);
+    assert_eq!(snapshot(&w), before);
+}
+
+// ---- messages (issue 15) --------------------------------------------------------
+
+/// An empty file (0 bytes, or only white space) says so, whatever its kind,
+/// instead of the JSON parser's "EOF while parsing a value".
+#[test]
+fn an_empty_file_says_the_file_is_empty() {
+    let w = Work::new(TWO_SYSTEMS);
+    let names = ["a.json", "b.ndjson", "c.jsonl", "d.csv", "e.json", "f.csv"];
+    for (i, name) in names.iter().enumerate() {
+        w.drop_file(name, if i < 4 { "" } else { " \r\n\n\t " });
+    }
+    w.run_once();
+    for name in names {
+        assert_rejected(&w, name, &["file: the file is empty"]);
+        assert_eq!(w.report(name).lines().count(), 1, "{}", w.report(name));
+    }
+}
+
+/// A binary `.csv` (NUL bytes, UTF-16, an .xlsx saved as .csv) is told it
+/// is not a text CSV, not to set `encoding = "windows-1252"`.
+#[test]
+fn a_binary_csv_is_told_it_is_not_text() {
+    let w = Work::new(TWO_SYSTEMS);
+    w.drop_file("nul.csv", b"sku,in_stock\nA,1\n\x00\x01\x02\xff\xfe\n");
+    w.drop_file("utf16.csv", b"\xff\xfes\x00k\x00u\x00,\x00");
+    w.drop_file("book.csv", b"PK\x03\x04\x14\x00\x06\x00\x08\x00");
+    w.run_once();
+    assert_rejected(
+        &w,
+        "nul.csv",
+        &["line 3: not a text CSV file: a NUL byte at byte 17"],
+    );
+    assert_rejected(&w, "utf16.csv", &["line 1: not a text CSV file"]);
+    assert_rejected(
+        &w,
+        "book.csv",
+        &["file: not a text CSV file: it is a ZIP archive"],
+    );
+    for name in ["nul.csv", "utf16.csv", "book.csv"] {
+        assert!(
+            !w.report(name).contains("windows-1252"),
+            "{}",
+            w.report(name)
+        );
+    }
+}
+
+/// A bad `unit_price` names the field and what is allowed, briefly: it
+/// printed the largest float in 309 digits. A number beyond a float says so.
+#[test]
+fn a_bad_unit_price_is_told_briefly() {
+    let w = Work::new(TWO_SYSTEMS);
+    let mut neg = order("p-1", &[("A", 1)]);
+    neg["line_items"][0]["unit_price"] = json!(-1e300);
+    w.drop_json("neg.json", &neg);
+    w.drop_file(
+        "huge.json",
+        serde_json::to_string(&order("p-2", &[("A", 1)]))
+            .unwrap()
+            .replace("\"unit_price\":10.0", "\"unit_price\":1e400"),
+    );
+    w.run_once();
+    assert_rejected(
+        &w,
+        "neg.json",
+        &["$.line_items[0].unit_price: expected a number of at least 0, got -1e+300"],
+    );
+    assert!(w.report("neg.json").len() < 200, "{}", w.report("neg.json"));
+    assert_rejected(&w, "huge.json", &["line 1, column"]);
+    let report = w.report("huge.json");
+    assert!(
+        report.contains("number out of range (a number must be within about ±1.8e308"),
+        "{report}"
+    );
+}

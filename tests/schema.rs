@@ -176,6 +176,37 @@ fn bad_orders() -> Vec<(&'static str, Value, Vec<&'static str>)> {
             bad(|o| o["external_id"] = json!(1001)),
             vec!["/external_id"],
         ),
+        // Issue 15: one meaning per reference.
+        (
+            "external_id with a leading space",
+            bad(|o| o["external_id"] = json!(" 48a95a12-2c4b-4bd5-9d8c-1f1fa0d8f3a7")),
+            vec!["/external_id"],
+        ),
+        (
+            "external_id ending in a space",
+            bad(|o| o["external_id"] = json!("shop-1001 ")),
+            vec!["/external_id"],
+        ),
+        (
+            "external_id with a NUL",
+            bad(|o| o["external_id"] = json!("shop\u{0}1001")),
+            vec!["/external_id"],
+        ),
+        (
+            "external_id starting with a BOM",
+            bad(|o| o["external_id"] = json!("\u{FEFF}shop-1001")),
+            vec!["/external_id"],
+        ),
+        (
+            "sku with a NUL",
+            bad(|o| o["line_items"][0]["sku"] = json!("MUG\u{0}")),
+            vec!["/line_items/0/sku"],
+        ),
+        (
+            "sku ending in a tab",
+            bad(|o| o["line_items"][1]["sku"] = json!("MUG-RED\t")),
+            vec!["/line_items/1/sku"],
+        ),
         ("type empty", bad(|o| o["type"] = json!("")), vec!["/type"]),
         ("type missing", bad(|o| remove(o, "type")), vec!["/type"]),
         (
@@ -481,6 +512,53 @@ fn every_rejected_order_is_invalid_under_the_schema_for_the_same_fields() {
         assert!(!ok, "{what}: the validator accepts it");
         assert_eq!(validator, &want, "{what}: the validator's paths");
         assert_eq!(schema_paths(&v, order), want, "{what}: the schema's paths");
+    }
+}
+
+/// The reference pattern (external_id, sku) and the validator agree on
+/// every white-space and control character, at either end and inside, and
+/// on their neighbours that are neither (issue 15).
+#[test]
+fn the_reference_pattern_agrees_with_the_validator_on_every_character() {
+    let v = schema();
+    let w = Work::new(TWO_SYSTEMS);
+    fs::create_dir_all(w.path("cases")).unwrap();
+    let mut chars: Vec<char> = (0..=0x3100u32)
+        .chain([0xFEFF])
+        .filter_map(char::from_u32)
+        .filter(|c| c.is_whitespace() || c.is_control() || *c == '\u{FEFF}')
+        .collect();
+    chars.extend(['a', 'é', '\u{200B}', '\u{180E}', '\u{2060}', '\u{FFFD}']);
+    let mut cases = Vec::new();
+    for c in &chars {
+        for (place, text) in [
+            ("start", format!("{c}x")),
+            ("end", format!("x{c}")),
+            ("inside", format!("x{c}x")),
+        ] {
+            cases.push((
+                format!("U+{:04X} {place}", *c as u32),
+                bad(|o| {
+                    o["external_id"] = json!(text);
+                    o["line_items"][0]["sku"] = json!(text);
+                }),
+            ));
+        }
+    }
+    let mut names = Vec::new();
+    for (i, (_, order)) in cases.iter().enumerate() {
+        let name = format!("c{i:04}.json");
+        fs::write(
+            w.path(&format!("cases/{name}")),
+            serde_json::to_vec(order).unwrap(),
+        )
+        .unwrap();
+        names.push(name);
+    }
+    let found = validate_all(&w, &names);
+    for (i, (what, order)) in cases.iter().enumerate() {
+        let (_, validator) = &found[&format!("c{i:04}.json")];
+        assert_eq!(&schema_paths(&v, order), validator, "{what}");
     }
 }
 

@@ -69,7 +69,7 @@ fn read_commands_never_create_a_store() {
         let state = w.path("state");
         assert!(
             err.contains(&format!("no store in {}", state.display()))
-                && err.contains("only `run` and `init` create it"),
+                && err.contains("(`run`, `init` and `status --wait` create it)"),
             "{args:?}: {err}"
         );
         assert!(!w.path("state/db").exists(), "{args:?} created a store");
@@ -234,6 +234,24 @@ fn full_disk_under_the_state_folder_recovers_without_restart() {
         d.log_text().contains("the store failed")
     });
     assert!(d.child.try_wait().unwrap().is_none(), "{}", d.log_text());
+    // The log and `status` named no folder, and `status` said sled's
+    // "IO error: the database is closed after an error and not yet
+    // reopened" twice. Now they name the folder, the cause and the
+    // remedy, once.
+    let state = w.path("state").display().to_string();
+    let remedy = format!("full (no space left on the device): free space in {state};");
+    let log = d.log_text();
+    let failed = log
+        .lines()
+        .find(|l| l.contains("the store failed"))
+        .unwrap();
+    assert_eq!(failed.matches(&remedy).count(), 1, "{log}");
+    let out = w.cmd(&["status"]);
+    let err = stderr(&out);
+    if !out.status.success() {
+        assert_eq!(err.matches(&remedy).count(), 1, "{err}");
+        assert!(!err.contains("IO error"), "{err}");
+    }
 
     fs::remove_file(&filler).unwrap();
     wait_for("every file applied", Duration::from_secs(120), || {
@@ -351,6 +369,39 @@ fn daemon_logs_a_stuck_file_once_and_goes_on() {
     assert!(d.terminate().success(), "{}", d.log_text());
 }
 
+/// An invalid file that cannot be moved got a new report at every retry
+/// (`bad.json.error.txt`, `bad.json.1.error.txt`…: 8 in 90 s). Its report
+/// is written once now, and the file joins it when it can be moved.
+#[test]
+fn an_unmovable_invalid_file_gets_one_report() {
+    let w = Work::new(CONFIG);
+    w.drop_file("bad.json", "{ not json");
+    age(&w.path("inbox/bad.json"), 60);
+    let Some(guard) = Immutable::set(&w.path("inbox/bad.json")) else {
+        eprintln!("skipped: cannot make a file immutable (chattr +i)");
+        return;
+    };
+    let mut d = w.start(&[]);
+    wait_for("the first report", LONG, || !w.errors().is_empty());
+    // Retries at 1 s, 2 s, 4 s…: at least two of them.
+    std::thread::sleep(Duration::from_secs(4));
+    assert_eq!(w.errors(), ["bad.json.error.txt"], "{}", d.log_text());
+    drop(guard);
+    wait_for("the file moved", LONG, || w.inbox().is_empty());
+    assert_eq!(
+        w.errors(),
+        ["bad.json", "bad.json.error.txt"],
+        "{}",
+        d.log_text()
+    );
+    assert!(
+        w.report("bad.json").contains("line 1"),
+        "{}",
+        w.report("bad.json")
+    );
+    assert!(d.terminate().success(), "{}", d.log_text());
+}
+
 /// A rejected file whose name is too long to take `.error.txt` (NAME_MAX is
 /// 255 bytes) stayed in the inbox forever, and `run --once` exited 1 without
 /// handling later files. It goes to errors/ under a shortened name now, with
@@ -451,6 +502,26 @@ fn a_slow_control_client_does_not_delay_status() {
     assert_eq!(v["orders"], 0);
     assert!(took < Duration::from_secs(3), "status took {took:?}");
     slow.join().unwrap();
+}
+
+/// The 17th client was refused while 16 slow ones held the socket, and the
+/// CLI saw its connection reset: `status` failed. It waits now, and is
+/// answered once a slow client's deadline (5 s) frees a place.
+#[test]
+fn status_waits_while_sixteen_slow_clients_hold_the_socket() {
+    let w = Work::new(CONFIG);
+    let _d = w.start(&[]);
+    let sock = w.path("state/ordersync.sock");
+    // Connected, sending nothing: each is held until its deadline.
+    let slow: Vec<UnixStream> = (0..16)
+        .map(|_| UnixStream::connect(&sock).unwrap())
+        .collect();
+    std::thread::sleep(Duration::from_millis(500));
+    let out = w.cmd(&["status", "--json"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["orders"], 0);
+    drop(slow);
 }
 
 // ---- 5. Log lines --------------------------------------------------------------

@@ -1,7 +1,11 @@
 //! The README's worked example, run as written (its `sh` block, with the
-//! test's binary for `./target/release/ordersync`) on a copy of the
-//! repository's config, once with no daemon and once with the daemon
-//! running: it must give the outputs it shows either way.
+//! test's binary for `./target/release/ordersync`) on a copy of the config
+//! `ordersync init` writes (`contrib/config.example.toml`, which the
+//! repository's own `config.toml` matches in its systems, see below), once
+//! with no daemon and once with the daemon running: it must give the outputs
+//! it shows either way. The repository's `config.toml` is the developer's
+//! working config: a local edit (a token, a taken port) must not change what
+//! a test sees.
 
 mod common;
 
@@ -85,7 +89,7 @@ fn check_outputs(stdout: &str) {
 }
 
 fn workdir() -> Work {
-    let w = Work::new(include_str!("../config.toml"));
+    let w = Work::new(ordersync::cli::TEMPLATE);
     fs::create_dir_all(w.path("outbox")).unwrap();
     fs::create_dir_all(w.path("tests/fixtures")).unwrap();
     fs::write(

@@ -262,7 +262,7 @@ fn spec_text(s: &FilterSpec) -> String {
 /// named, on `body`, `orders` or one entry (`orders[i]…`); every row is a
 /// complete ack row of an entry that exists.
 pub fn mark_body(data: &[u8]) {
-    // The handler's limit (`MAX_ENTRIES` in src/http/mark.rs).
+    // The handler's limit (`MAX_ENTRIES` in src/http/entries.rs).
     let max = 10_000;
     match ordersync::http::mark_rows(data) {
         Err(problems) => {

@@ -4,7 +4,7 @@
 use std::path::Path;
 
 use super::{CliError, table};
-use crate::config::{Config, ConfigError};
+use crate::config::{Config, ConfigError, SystemConfig, Transport};
 
 pub fn run(c: &Config) -> Result<(), CliError> {
     // The folders: each must be a real folder where it exists (what does
@@ -31,13 +31,22 @@ pub fn run(c: &Config) -> Result<(), CliError> {
             problems.push((format!("systems {:?} inbox", s.id), m));
         }
     }
-    // The systems' sub-folders, when the outbox itself is fine.
+    // The systems' sub-folders, when the outbox itself is fine (an HTTP
+    // system has none).
     if !problems.iter().any(|(k, _)| k == "paths.outbox") {
-        for s in &c.systems {
+        for s in c.systems.iter().filter(|s| s.transport == Transport::Files) {
             if let Some(m) = folder_problem(&p.outbox.join(&s.id), false) {
                 problems.push((format!("systems {:?} outbox", s.id), m));
             }
         }
+    }
+    // The HTTP address: bound and released at once, as `run` would bind it.
+    let http = c.http.listen.map(|addr| (addr, try_bind(addr, &p.state)));
+    if let Some((addr, Err(e))) = &http {
+        problems.push((
+            "http.listen".into(),
+            format!("cannot listen on {addr}: {e}"),
+        ));
     }
     if let Some(e) = ConfigError::of(&c.file, problems) {
         return Err(CliError::Config(e));
@@ -77,66 +86,35 @@ pub fn run(c: &Config) -> Result<(), CliError> {
         println!("no systems configured: orders are stored but never exported");
     }
     for s in &c.systems {
-        let yes = |b: bool| b.to_string();
-        let mut rows = vec![
-            vec![
-                "outbox".into(),
-                match s.transport {
-                    crate::config::Transport::Files => p.outbox.join(&s.id).display().to_string(),
-                    crate::config::Transport::Http => {
-                        "none: its orders are fetched over HTTP".into()
-                    }
-                },
-            ],
-            vec!["transport".into(), s.transport.to_string()],
-            vec!["format".into(), s.format.to_string()],
-            vec!["batch_size".into(), s.batch_size.to_string()],
-            vec!["include_not_approved".into(), yes(s.include_not_approved)],
-            vec!["include_cancelled".into(), yes(s.include_cancelled)],
-            vec!["include_archived".into(), yes(s.include_archived)],
-            vec!["include_lines".into(), yes(s.include_lines)],
-            vec!["ready_marker".into(), yes(s.ready_marker)],
-            vec![
-                "resend_after".into(),
-                s.resend_after.map_or("never".into(), |d| {
-                    humantime::format_duration(d).to_string()
-                }),
-            ],
-            vec!["auto_ack".into(), yes(s.auto_ack)],
-            vec!["auto_ack_regulate".into(), yes(s.auto_ack_regulate)],
-            vec![
-                "csv_delimiter".into(),
-                format!("{:?}", (s.csv_delimiter as char).to_string()),
-            ],
-            vec!["csv_crlf".into(), yes(s.csv_crlf)],
-            vec!["csv_bom".into(), yes(s.csv_bom)],
-            vec![
-                "inbox".into(),
-                s.inbox
-                    .as_ref()
-                    .map_or("none (the shared inbox only)".into(), |d| {
-                        format!("{} (its acks may only name {})", d.display(), s.id)
-                    }),
-            ],
-        ];
-        if s.filter_groups.is_empty() {
-            rows.push(vec!["filter_groups".into(), "none: every order".into()]);
-        }
-        for (g, group) in s.filter_groups.iter().enumerate() {
-            rows.push(vec![format!("filter_groups[{g}]"), group.to_string()]);
-        }
         println!("system {}", s.id);
-        for line in table(&rows).lines() {
+        for line in table(&system_rows(s, &p.outbox)).lines() {
             println!("  {line}");
         }
     }
-    match c.http.listen {
+    match http {
         None => println!("http: off (set [http] listen to serve the HTTP API)"),
-        Some(addr) => println!("http: listening on {addr}"),
+        Some((addr, Ok(Bind::Free))) => {
+            println!("http: listening on {addr} (free: bound and released)")
+        }
+        Some((addr, Ok(Bind::HeldByDaemon))) => println!(
+            "http: listening on {addr} (in use, by the running daemon: its control socket answers; not bound)"
+        ),
+        Some((_, Err(_))) => {}
     }
     for t in &c.http.tokens {
         let scope = t.systems.as_ref().map_or("*".into(), |s| s.join(", "));
         println!("http token {:?}: systems {scope}", t.name);
+    }
+    if c.http.listen.is_some() {
+        let h = &c.http;
+        println!(
+            "http limits: max_connections {} (at most the open-files limit minus {}), header_timeout {}, body_timeout {}, idle_timeout {}",
+            h.max_connections,
+            crate::http::serve::FD_RESERVE,
+            humantime::format_duration(h.header_timeout),
+            humantime::format_duration(h.body_timeout),
+            humantime::format_duration(h.idle_timeout),
+        );
     }
     Ok(())
 }
@@ -177,4 +155,88 @@ fn folder_problem(path: &Path, may_be_symlink: bool) -> Option<String> {
             std::io::Error::from(e)
         )),
     }
+}
+
+/// What binding `[http] listen` showed.
+enum Bind {
+    /// Bound and released: `run` can bind it.
+    Free,
+    /// In use, and the daemon's control socket answers: the daemon holds
+    /// it (checking a running daemon's config is no error).
+    HeldByDaemon,
+}
+
+/// Binds `addr` the way `run` does and releases it at once.
+fn try_bind(addr: std::net::SocketAddr, state: &Path) -> Result<Bind, std::io::Error> {
+    match std::net::TcpListener::bind(addr) {
+        Ok(listener) => {
+            drop(listener);
+            Ok(Bind::Free)
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::AddrInUse => {
+            let args = ["status".to_string(), "--json".to_string()];
+            match crate::control::ask(state, &args) {
+                Ok(Some(_)) => Ok(Bind::HeldByDaemon),
+                _ => Err(e),
+            }
+        }
+        Err(e) => Err(e),
+    }
+}
+
+/// A system's settings as `check` shows them: for an HTTP system only
+/// those that apply to it (the file settings would mislead).
+fn system_rows(s: &SystemConfig, outbox: &Path) -> Vec<Vec<String>> {
+    let yes = |b: bool| b.to_string();
+    let inbox = vec![
+        "inbox".into(),
+        s.inbox
+            .as_ref()
+            .map_or("none (the shared inbox only)".into(), |d| {
+                format!("{} (its acks may only name {})", d.display(), s.id)
+            }),
+    ];
+    if s.transport == Transport::Http {
+        return vec![
+            vec![
+                "outbox".into(),
+                "none: its orders are fetched over HTTP (the request decides which)".into(),
+            ],
+            vec!["transport".into(), s.transport.to_string()],
+            inbox,
+        ];
+    }
+    let mut rows = vec![
+        vec!["outbox".into(), outbox.join(&s.id).display().to_string()],
+        vec!["transport".into(), s.transport.to_string()],
+        vec!["format".into(), s.format.to_string()],
+        vec!["batch_size".into(), s.batch_size.to_string()],
+        vec!["include_not_approved".into(), yes(s.include_not_approved)],
+        vec!["include_cancelled".into(), yes(s.include_cancelled)],
+        vec!["include_archived".into(), yes(s.include_archived)],
+        vec!["include_lines".into(), yes(s.include_lines)],
+        vec!["ready_marker".into(), yes(s.ready_marker)],
+        vec![
+            "resend_after".into(),
+            s.resend_after.map_or("never".into(), |d| {
+                humantime::format_duration(d).to_string()
+            }),
+        ],
+        vec!["auto_ack".into(), yes(s.auto_ack)],
+        vec!["auto_ack_regulate".into(), yes(s.auto_ack_regulate)],
+        vec![
+            "csv_delimiter".into(),
+            format!("{:?}", (s.csv_delimiter as char).to_string()),
+        ],
+        vec!["csv_crlf".into(), yes(s.csv_crlf)],
+        vec!["csv_bom".into(), yes(s.csv_bom)],
+        inbox,
+    ];
+    if s.filter_groups.is_empty() {
+        rows.push(vec!["filter_groups".into(), "none: every order".into()]);
+    }
+    for (g, group) in s.filter_groups.iter().enumerate() {
+        rows.push(vec![format!("filter_groups[{g}]"), group.to_string()]);
+    }
+    rows
 }

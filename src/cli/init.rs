@@ -7,8 +7,10 @@ use anyhow::Context as _;
 use super::CliError;
 use crate::config::Config;
 
-/// The commented example config (the repository's own `config.toml`).
-pub const TEMPLATE: &str = include_str!("../../config.toml");
+/// The commented example config, `contrib/config.example.toml`: a template
+/// of its own, so a developer's edits of the repository's working
+/// `config.toml` (a token, a port) never reach `init`'s output or a package.
+pub const TEMPLATE: &str = include_str!("../../contrib/config.example.toml");
 
 pub fn run(dir: &Path) -> Result<(), CliError> {
     std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;

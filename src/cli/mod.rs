@@ -17,18 +17,16 @@ use clap::{Parser, Subcommand};
 use crate::config::{Config, ConfigError};
 use crate::engine::Engine;
 
+pub use init::TEMPLATE;
+
 /// ordersync: moves sales orders between systems through files.
 #[derive(Debug, Parser)]
 #[command(name = "ordersync", version, about)]
 pub struct Cli {
     /// The config file (relative paths in it resolve against its folder).
-    #[arg(
-        long,
-        global = true,
-        env = "ORDERSYNC_CONFIG",
-        default_value = "config.toml"
-    )]
-    pub config: PathBuf,
+    /// Without it: ./config.toml, else /etc/ordersync/config.toml.
+    #[arg(long, global = true, env = "ORDERSYNC_CONFIG", value_name = "PATH")]
+    pub config: Option<PathBuf>,
     #[command(subcommand)]
     pub command: Command,
 }
@@ -101,12 +99,13 @@ pub enum Command {
 
 #[derive(Debug, Subcommand)]
 pub enum OrdersCommand {
-    /// List orders, optionally only those of one system in one state.
+    /// List orders, optionally only those of one system, or in one state.
     List {
         /// Only orders of this system (with --state: in that state).
         #[arg(long)]
         system: Option<String>,
-        /// With --system: only orders in this state for it.
+        /// Only orders in this state: for --system, or without it for any
+        /// configured system.
         #[arg(long, value_parser = ["pending", "written", "acked"])]
         state: Option<String>,
         /// At most this many orders.
@@ -130,7 +129,8 @@ pub enum OrdersCommand {
     },
 }
 
-/// A command's failure, with its exit code.
+/// A command's failure, with its exit code (documented in the man pages'
+/// EXIT STATUS, see [`man_sections`]).
 #[derive(Debug, thiserror::Error)]
 pub enum CliError {
     /// Bad arguments (exit 2).
@@ -139,12 +139,34 @@ pub enum CliError {
     /// Bad config (exit 2).
     #[error(transparent)]
     Config(#[from] ConfigError),
-    /// Anything that went wrong while running (exit 1).
-    #[error("{0:#}")]
+    /// Anything that went wrong while running (exit 1): the error and its
+    /// causes, each once (see [`chain`]).
+    #[error("{}", chain(.0))]
     Runtime(#[from] anyhow::Error),
     /// The daemon ran the command and it failed with this code and message.
     #[error("{message}")]
     Remote { code: u8, message: String },
+}
+
+/// An error and its causes on one line, `: `-separated like anyhow's
+/// `{:#}`, but each text once: a cause its parent's message already shows
+/// is left out. (An error that both prints its source and returns it from
+/// `source()`, such as `HttpError::Bind` with the OS error or
+/// `StoreError::Db` with sled's, printed it twice: `… Address already in
+/// use (os error 98): Address already in use (os error 98)`.)
+pub fn chain(e: &anyhow::Error) -> String {
+    let mut out = String::new();
+    for cause in e.chain() {
+        let text = cause.to_string();
+        if out.contains(&text) {
+            continue;
+        }
+        if !out.is_empty() {
+            out.push_str(": ");
+        }
+        out.push_str(&text);
+    }
+    out
 }
 
 impl CliError {
@@ -170,24 +192,102 @@ impl From<crate::store::StoreError> for CliError {
     }
 }
 
+/// A man page section clap cannot derive from the argument definitions:
+/// its title and its entries (term, text).
+pub type ManSection = (&'static str, &'static [(&'static str, &'static str)]);
+
+/// The sections every man page gets after its options (the Debian package's
+/// pages, written by `examples/deb-assets.rs`): exit codes as
+/// [`CliError::exit_code`] gives them, the environment read, the files used.
+pub const MAN_SECTIONS: &[ManSection] = &[
+    (
+        "EXIT STATUS",
+        &[
+            ("0", "Success."),
+            (
+                "1",
+                "A runtime failure: the store is missing, locked or failed, a file could not be processed (run --once), validate found an invalid file, status --wait timed out.",
+            ),
+            (
+                "2",
+                "A usage or config error: bad arguments, no config file found, a config that does not parse or has a bad value (every key named), a configured folder that is not a folder, an [http] listen address that cannot be bound (check).",
+            ),
+        ],
+    ),
+    (
+        "ENVIRONMENT",
+        &[
+            (
+                "ORDERSYNC_CONFIG",
+                "The config file, as --config (which takes precedence).",
+            ),
+            (
+                "RUST_LOG",
+                "What is logged on stderr: error, warn, info (the default), debug or trace, optionally per module (ordersync=debug).",
+            ),
+            (
+                "NOTIFY_SOCKET, WATCHDOG_USEC",
+                "Set by systemd for a Type=notify service: run reports READY, STATUS, WATCHDOG and STOPPING.",
+            ),
+            (
+                "JOURNAL_STREAM",
+                "Set by systemd: when it names stderr, each log line carries its journald priority.",
+            ),
+        ],
+    ),
+    (
+        "FILES",
+        &[
+            (
+                "./config.toml",
+                "The config when neither --config nor ORDERSYNC_CONFIG names one and it exists in the current folder.",
+            ),
+            (
+                "/etc/ordersync/config.toml",
+                "Otherwise the config, as the Debian package installs it. When neither exists the command exits 2 naming both.",
+            ),
+            (
+                "STATE/ordersync.sock",
+                "The running daemon's control socket in the state folder ([paths] state; /var/lib/ordersync with the package's config): the other commands go through it while the daemon runs.",
+            ),
+            (
+                "/usr/share/doc/ordersync/",
+                "README.md; CONTRACT.md, the contract to hand partners (every config key, the file formats, the guarantees), with order.schema.json, the order format as a JSON Schema; DEPLOY.md.",
+            ),
+        ],
+    ),
+];
+
 /// Runs a parsed command line. `args` are the arguments as given (without
 /// the program name), forwarded to a running daemon for the commands that
 /// need the store.
 pub fn run(cli: Cli, args: &[String]) -> Result<(), CliError> {
+    let given = cli.config.as_deref();
+    let load = || -> Result<Config, CliError> {
+        Ok(Config::load(&crate::config::locate(
+            given,
+            &crate::config::SEARCH_PATH,
+        )?)?)
+    };
     match cli.command {
         Command::Init { dir } => init::run(dir.as_deref().unwrap_or(Path::new("."))),
-        Command::Check => check::run(&Config::load(&cli.config)?),
-        Command::Run { once } => run::run(Config::load(&cli.config)?, once),
+        Command::Check => check::run(&load()?),
+        Command::Run { once } => run::run(load()?, once),
         Command::Status {
             json,
             wait: true,
             timeout,
-        } => status::wait(&Config::load(&cli.config)?, json, timeout),
+        } => status::wait(&load()?, json, timeout),
         Command::Validate { system, files } => {
-            validate::run(&cli.config, system.as_deref(), &files)
+            // A config is optional here: none found means the defaults.
+            let path = match crate::config::locate(given, &crate::config::SEARCH_PATH) {
+                Ok(path) => path,
+                Err(_) => PathBuf::from("config.toml"),
+            };
+            validate::run(&path, system.as_deref(), &files)
         }
         command => {
-            let config = Config::load(&cli.config)?;
+            let config = load()?;
             // sled allows one process: when the daemon runs, it answers.
             let asked = crate::control::ask(&config.paths.state, args)
                 .map_err(|e| anyhow::anyhow!("asking the running daemon: {e}"))?;
@@ -288,4 +388,30 @@ fn table(rows: &[Vec<String>]) -> String {
 /// A JSON value on one line.
 fn json_line(v: &serde_json::Value) -> String {
     format!("{v}\n")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Errors that print their source and also return it from `source()`
+    /// are shown with that text once; other causes are all kept.
+    #[test]
+    fn a_runtime_error_names_each_cause_once() {
+        let io = || std::io::Error::from(std::io::ErrorKind::AddrInUse);
+        let bind = crate::http::HttpError::Bind {
+            addr: "127.0.0.1:80".parse().unwrap(),
+            source: io(),
+        };
+        let shown = CliError::Runtime(bind.into()).to_string();
+        assert_eq!(shown.matches(&io().to_string()).count(), 1, "{shown}");
+        let db = crate::store::StoreError::Db(sled::Error::Io(io()));
+        let shown = CliError::from(db).to_string();
+        assert_eq!(shown.matches(&io().to_string()).count(), 1, "{shown}");
+        let context = anyhow::Error::from(io()).context("opening the outbox");
+        assert_eq!(
+            CliError::Runtime(context).to_string(),
+            format!("opening the outbox: {}", io())
+        );
+    }
 }

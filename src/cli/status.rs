@@ -118,12 +118,56 @@ pub fn wait(config: &Config, json: bool, timeout: Duration) -> Result<(), CliErr
             continue; // the daemon stopped meanwhile
         }
         if start.elapsed() >= timeout {
+            let mut why = String::new();
+            for (id, c) in v["systems"].as_object().into_iter().flatten() {
+                let n = c["pending"].as_u64().unwrap_or(0);
+                if n > 0 && !by_http(id) {
+                    let _ = write!(why, "; {id}: {n} pending");
+                    if let Some(problem) = unwritable_outbox(config, id) {
+                        let _ = write!(why, ", its outbox {problem}");
+                    }
+                }
+            }
             return Err(CliError::Runtime(anyhow::anyhow!(
-                "still busy after {}: {files} file(s) in the inbox, {pending} order(s) pending to be written",
+                "still busy after {}: {files} file(s) in the inbox, {pending} order(s) pending to be written{why}",
                 humantime::format_duration(timeout)
             )));
         }
         std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// Why `outbox/<system>` cannot be written, if it cannot: not a real
+/// folder (as the exporter opens it: without following a symlink), or not
+/// writable. `None` when it is usable or not there yet (the exporter makes
+/// it).
+fn unwritable_outbox(config: &Config, system: &str) -> Option<String> {
+    // Absolute: the message is read away from the config's folder.
+    let outbox =
+        &std::path::absolute(&config.paths.outbox).unwrap_or_else(|_| config.paths.outbox.clone());
+    let path = outbox.join(system);
+    let opened = match std::fs::symlink_metadata(outbox) {
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return None,
+        _ => {
+            crate::fsutil::Dir::open(outbox).and_then(|o| match std::fs::symlink_metadata(&path) {
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+                _ => o.sub(system, false).map(Some),
+            })
+        }
+    };
+    match opened {
+        // The error names the folder.
+        Err(e) => Some(format!("cannot be written: {e}")),
+        Ok(None) => None,
+        Ok(Some(_)) => rustix::fs::access(&path, rustix::fs::Access::WRITE_OK)
+            .err()
+            .map(|e| {
+                format!(
+                    "cannot be written: {}: {}",
+                    path.display(),
+                    std::io::Error::from(e)
+                )
+            }),
     }
 }
 

@@ -11,13 +11,14 @@
 //!
 //! - [`query`]: the GET's query string → an [`query::ExportQuery`].
 //! - [`export`]: the GET's streamed answer.
-//! - [`mark`]: the POST.
+//! - [`mark`]: the POST; [`entries`]: its body, parsed as it streams in.
+//! - [`serve`]: the connections, bounded in number, time and memory.
 
+mod entries;
 mod export;
 mod mark;
-#[doc(hidden)]
-pub use mark::rows_of as mark_rows; // for fuzz/ (mark_body)
 pub mod query;
+pub mod serve;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -40,6 +41,10 @@ use crate::problem::Problem;
 
 /// The largest request body accepted (413 beyond it).
 pub const MAX_BODY: usize = 16 << 20;
+/// Connections the kernel keeps waiting beyond the connection cap (capped
+/// by `net.core.somaxconn`). Past it, the kernel drops new ones: their
+/// clients retry or time out, and hold no descriptor of ours.
+const BACKLOG: u32 = 1024;
 /// How long a stop waits for requests in flight before closing them.
 const STOP_GRACE: Duration = Duration::from_secs(3);
 
@@ -80,57 +85,66 @@ pub fn start(engine: Arc<Engine>) -> Result<Option<Server>, HttpError> {
     let Some(addr) = engine.config.http.listen else {
         return Ok(None);
     };
-    let listener =
-        std::net::TcpListener::bind(addr).map_err(|source| HttpError::Bind { addr, source })?;
-    listener
-        .set_nonblocking(true)
-        .map_err(|source| HttpError::Bind { addr, source })?;
-    let bound = listener.local_addr().unwrap_or(addr);
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .thread_name("http")
         .enable_all()
         .build()
         .map_err(HttpError::Runtime)?;
+    let listener = {
+        let _in_rt = rt.enter();
+        listen(addr).map_err(|source| HttpError::Bind { addr, source })?
+    };
+    let bound = listener.local_addr().unwrap_or(addr);
     let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
-    let app = router(engine);
+    let http = &engine.config.http;
+    let nofile = serve::nofile_soft_limit();
+    let cap = serve::connection_cap(http.max_connections, nofile);
+    let timeouts = serve::Timeouts::of(http);
+    let app = router(engine.clone());
     let thread = std::thread::Builder::new()
         .name("http".into())
         .spawn(move || {
             rt.block_on(async move {
-                let listener = match tokio::net::TcpListener::from_std(listener) {
-                    Ok(l) => l,
-                    Err(e) => {
-                        tracing::error!(error = %e, "HTTP API: cannot use the listening socket");
-                        return;
-                    }
-                };
                 let (graceful_tx, graceful_rx) = tokio::sync::watch::channel(false);
-                let mut graceful_wait = graceful_rx.clone();
-                let serve = axum::serve(listener, app).with_graceful_shutdown(async move {
-                    let _ = graceful_wait.wait_for(|stop| *stop).await;
-                });
+                let serve = serve::serve(listener, app, cap, timeouts, graceful_rx);
                 let grace = async move {
                     let _ = stop_rx.await;
                     let _ = graceful_tx.send(true);
                     tokio::time::sleep(STOP_GRACE).await;
                 };
                 tokio::select! {
-                    r = serve => if let Err(e) = r {
-                        tracing::error!(error = %e, "HTTP API stopped");
-                    },
+                    () = serve => {}
                     () = grace => tracing::warn!("HTTP API: requests still open after the grace period were closed"),
                 }
-                drop(graceful_rx);
             });
             rt.shutdown_timeout(Duration::from_secs(1));
         })
         .map_err(HttpError::Runtime)?;
-    tracing::info!(listen = %bound, "HTTP API listening");
+    let nofile = nofile.map_or_else(|| "unlimited".to_string(), |n| n.to_string());
+    tracing::info!(
+        listen = %bound,
+        max_connections = cap,
+        nofile = %nofile,
+        reserve = serve::FD_RESERVE,
+        "HTTP API listening (connections capped so the file side keeps a reserve of descriptors)"
+    );
     Ok(Some(Server {
         stop: Some(stop_tx),
         thread: Some(thread),
     }))
+}
+
+/// The listening socket, with a backlog of [`BACKLOG`] (std's is 128).
+fn listen(addr: SocketAddr) -> std::io::Result<tokio::net::TcpListener> {
+    let socket = if addr.is_ipv4() {
+        tokio::net::TcpSocket::new_v4()?
+    } else {
+        tokio::net::TcpSocket::new_v6()?
+    };
+    socket.set_reuseaddr(true)?;
+    socket.bind(addr)?;
+    socket.listen(BACKLOG)
 }
 
 /// The routes, with request counting, the body limit, and JSON answers for
@@ -162,20 +176,22 @@ async fn count(req: Request, next: Next) -> Response {
     res
 }
 
-async fn metrics(State(engine): State<Arc<Engine>>) -> Response {
+async fn metrics(State(engine): State<Arc<Engine>>, headers: HeaderMap) -> Response {
+    // OpenMetrics when asked for (Prometheus does); otherwise the classic
+    // text format, which `curl … | promtool check metrics` reads.
+    let accept = headers.get(header::ACCEPT).and_then(|v| v.to_str().ok());
+    let openmetrics = crate::metrics::wants_openmetrics(accept);
     let rendered = tokio::task::spawn_blocking(move || {
-        crate::metrics::global().render(&engine.store, &engine.config)
+        crate::metrics::global().render(&engine.store, &engine.config, openmetrics)
     })
     .await;
+    let content_type = if openmetrics {
+        crate::metrics::OPENMETRICS
+    } else {
+        crate::metrics::CLASSIC
+    };
     match rendered {
-        Ok(Ok(text)) => (
-            [(
-                header::CONTENT_TYPE,
-                "application/openmetrics-text; version=1.0.0; charset=utf-8",
-            )],
-            text,
-        )
-            .into_response(),
+        Ok(Ok(text)) => ([(header::CONTENT_TYPE, content_type)], text).into_response(),
         Ok(Err(e)) => server_error(&e.to_string()),
         Err(e) => server_error(&e.to_string()),
     }
@@ -322,4 +338,17 @@ pub(crate) fn json_body(status: StatusCode, body: impl Into<Body>) -> Response {
         body.into(),
     )
         .into_response()
+}
+
+/// The mark-as-exported body parser ([`entries::parse`]) on a whole body:
+/// the rows and problems of its entries, or the body's one problem. For
+/// the `mark_body` fuzz target (fuzz/).
+#[doc(hidden)]
+pub fn mark_rows(
+    body: &[u8],
+) -> Result<(Vec<crate::csvin::AckRow>, Vec<crate::problem::Problem>), Vec<crate::problem::Problem>>
+{
+    entries::parse(body)
+        .map(|e| (e.rows, e.problems))
+        .map_err(|e| vec![e.problem()])
 }

@@ -231,8 +231,17 @@ fn groups(v: &Value, problems: &mut Vec<Problem>) -> Vec<FilterGroup> {
                     ));
                 }
             }
+            // An empty key or operator is a problem like a missing one
+            // (it used to drop the filter silently, returning every order).
             let mut part = |name: &str| match filter.get(name).and_then(text) {
-                Some(t) => t,
+                Some(t) if !t.trim().is_empty() => t,
+                Some(_) => {
+                    problems.push(Problem::new(
+                        format!("{at}[{name}]"),
+                        "empty; a filter needs a key, an operator and a value",
+                    ));
+                    String::new()
+                }
                 None => {
                     problems.push(Problem::new(format!("{at}[{name}]"), "required"));
                     String::new()
@@ -444,6 +453,30 @@ mod tests {
             ));
             assert!(q.filter_groups[0].matches(&hit), "{v}");
             assert!(!q.filter_groups[0].matches(&miss), "{v}");
+        }
+    }
+
+    /// Issue 15: `[operator]=` (empty) dropped the filter silently.
+    #[test]
+    fn an_empty_key_or_operator_is_named() {
+        let f = "filter_groups[0][filters][0]";
+        for (query, at) in [
+            (
+                format!("{f}[key]=channel&{f}[operator]=&{f}[value]=x"),
+                "operator",
+            ),
+            (format!("{f}[key]=&{f}[operator]=eq&{f}[value]=x"), "key"),
+            (format!("{f}[key]=%20&{f}[operator]=eq&{f}[value]=x"), "key"),
+        ] {
+            let (_, _, problems) = parse(&format!("system_id=erp&{query}"));
+            let text: Vec<String> = problems.iter().map(ToString::to_string).collect();
+            assert_eq!(
+                text,
+                [format!(
+                    "{f}[{at}]: empty; a filter needs a key, an operator and a value"
+                )],
+                "{query}"
+            );
         }
     }
 

@@ -174,9 +174,7 @@ impl<'s> Group<'s> {
         let r = if staged.is_empty() {
             Ok(())
         } else {
-            (self.store.db.handle())
-                .map_err(StoreError::from)
-                .and_then(|db| apply_staged(&db, staged))
+            apply_staged(&self.store.db, staged)
         };
         self.lock.borrow_mut().take();
         r
@@ -185,7 +183,10 @@ impl<'s> Group<'s> {
 
 /// Applies staged writes to the tree as one atomic batch (the caller holds
 /// the writer's lock).
-fn apply_staged(db: &sled::Db, staged: BTreeMap<Vec<u8>, Option<IVec>>) -> Result<(), StoreError> {
+fn apply_staged(
+    db: &super::db::Db,
+    staged: BTreeMap<Vec<u8>, Option<IVec>>,
+) -> Result<(), StoreError> {
     if staged.is_empty() {
         return Ok(());
     }
@@ -196,7 +197,7 @@ fn apply_staged(db: &sled::Db, staged: BTreeMap<Vec<u8>, Option<IVec>>) -> Resul
             None => batch.remove(k),
         }
     }
-    Ok(db.apply_batch(batch)?)
+    Ok(db.apply_batch_locked(batch)?)
 }
 
 impl Store {
@@ -215,9 +216,9 @@ impl Store {
     pub(super) fn write<A>(&self, f: impl FnOnce(&Tx) -> TxResult<A>) -> Result<A, ApplyError> {
         let _writer = self.db.lock();
         let db = self.db.handle().map_err(StoreError::from)?;
-        let tx = Tx::staged(db.clone(), None);
+        let tx = Tx::staged(&self.db, db.clone(), None);
         let a = finish(f(&tx))?;
-        apply_staged(&db, tx.take_staged())?;
+        apply_staged(&self.db, tx.take_staged())?;
         Ok(a)
     }
 }
@@ -246,7 +247,7 @@ impl Store {
         }
         let file_key = keys::file(name, sha256);
         let db = group.begin()?;
-        let tx = Tx::staged(db, Some(&group.staged));
+        let tx = Tx::staged(&self.db, db, Some(&group.staged));
         let applied = finish((|| {
             if tx.get(&file_key)?.is_some() {
                 return Ok(Applied::AlreadyApplied);
@@ -533,7 +534,7 @@ impl Store {
         total: &std::cell::Cell<u64>,
     ) -> Result<Checked, ApplyError> {
         let db = self.db.handle().map_err(StoreError::from)?;
-        let tx = Tx::dry(db);
+        let tx = Tx::dry(&self.db, db);
         let mut w = Writer::on(&tx, ctx, name);
         w.problems.extend_from_slice(known);
         let mut checked = 0usize;
@@ -585,6 +586,8 @@ pub(super) struct Writer<'t> {
 /// is dropped, so memory stays small.
 pub(super) struct Tx<'t> {
     db: sled::Db,
+    /// Whose tree it is: its errors say where (the state folder).
+    owner: &'t super::db::Db,
     src: Source<'t>,
     /// How many keys were written (inserted or removed), or would have
     /// been in a dry run.
@@ -612,8 +615,13 @@ fn kept_when_dry(key: &[u8]) -> bool {
 
 impl<'t> Tx<'t> {
     /// Writes staged over `under` (if any) over the tree.
-    pub(super) fn staged(db: sled::Db, under: Option<&'t Staging>) -> Tx<'t> {
+    pub(super) fn staged(
+        owner: &'t super::db::Db,
+        db: sled::Db,
+        under: Option<&'t Staging>,
+    ) -> Tx<'t> {
         Tx::new(
+            owner,
             db,
             Source::Staged {
                 under,
@@ -623,8 +631,9 @@ impl<'t> Tx<'t> {
     }
 
     /// A dry run (see [`Tx`]).
-    fn dry(db: sled::Db) -> Tx<'t> {
+    fn dry(owner: &'t super::db::Db, db: sled::Db) -> Tx<'t> {
         Tx::new(
+            owner,
             db,
             Source::Dry {
                 kept: Default::default(),
@@ -632,9 +641,10 @@ impl<'t> Tx<'t> {
         )
     }
 
-    fn new(db: sled::Db, src: Source<'t>) -> Tx<'t> {
+    fn new(owner: &'t super::db::Db, db: sled::Db, src: Source<'t>) -> Tx<'t> {
         Tx {
             db,
+            owner,
             src,
             writes: Default::default(),
         }
@@ -651,7 +661,7 @@ impl<'t> Tx<'t> {
         };
         match staged {
             Some(v) => Ok(v),
-            None => self.db.get(key),
+            None => self.db.get(key).map_err(|e| self.owner.located(e)),
         }
     }
 
@@ -710,7 +720,7 @@ impl<'t> Tx<'t> {
 
     fn generate_id(&self) -> sled::Result<u64> {
         match &self.src {
-            Source::Staged { .. } => self.db.generate_id(),
+            Source::Staged { .. } => self.db.generate_id().map_err(|e| self.owner.located(e)),
             Source::Dry { .. } => Ok(0),
         }
     }
@@ -1192,6 +1202,12 @@ impl<'t> Writer<'t> {
     }
 
     pub(super) fn ack_row(&mut self, row: &AckRow) -> TxResult<()> {
+        // The row's own rules (a CSV row was checked when read; an HTTP
+        // entry is checked here): one place for both paths.
+        if let Err(p) = row.check() {
+            self.problems.push(p);
+            return Ok(());
+        }
         let at = format!("line {}", row.line);
         if let Some(only) = self.ctx.only_system {
             let foreign = crate::validate::foreign_acks(std::slice::from_ref(row), only);
@@ -1281,7 +1297,24 @@ impl<'t> Writer<'t> {
             };
             self.set_state(system, id, old.as_ref(), &new)?;
         }
-        if !again || note.is_some() {
+        // A note this system already acked the order with adds nothing:
+        // repeated calls do not grow the store (a note is kept once per
+        // order, system and text). Auto-ack's fixed note comes once per
+        // export, with a state change: nothing to remember.
+        let new_note = match note {
+            None => None,
+            Some(n) if strictness == Strictness::NoteOnly => Some(n),
+            Some(n) => {
+                let key = keys::note(id, system, n);
+                if self.tx.get(&key)?.is_some() {
+                    None
+                } else {
+                    self.tx.insert(&key, &[]);
+                    Some(n)
+                }
+            }
+        };
+        if !again || new_note.is_some() {
             let again = if again { "again " } else { "" };
             let mut detail = format!("{again}by {system} ({})", self.source);
             if let Some(note) = note {
@@ -1621,5 +1654,74 @@ mod tests {
                 .unwrap();
             assert_eq!(state(id), ExportState::Written, "{earlier_version}");
         }
+    }
+
+    /// Issue 15: the same note by the same system, acked again and again,
+    /// grew the timeline by a copy each time; a row's own rules (note
+    /// length, order_id a reference) hold for rows the store is given
+    /// directly, as over HTTP.
+    #[test]
+    fn a_repeated_note_adds_nothing_and_rows_are_checked_in_the_store() {
+        let f = Fixture::new();
+        assert!(f.apply("o.json", &order_input(&[("A", 1)])).is_ok());
+        let ctx = Context {
+            now: 6,
+            systems: &f.config.systems,
+            allow_negative: true,
+            only_system: None,
+        };
+        let row = |note: &str| AckRow {
+            line: 1,
+            order_id: "o-1".into(),
+            system_id: "erp".into(),
+            regulate: false,
+            note: Some(note.into()),
+        };
+        for note in ["picked", "picked", "packed", "picked", "packed"] {
+            f.store
+                .mark_exported(&[row(note)], &[], "HTTP", &ctx)
+                .unwrap();
+        }
+        let id = order::id_for_external_id("o-1");
+        let notes: Vec<String> = f
+            .store
+            .timeline(id)
+            .unwrap()
+            .into_iter()
+            .filter(|e| e.event == "acked")
+            .map(|e| e.detail)
+            .collect();
+        assert_eq!(
+            notes,
+            ["by erp (HTTP): picked", "again by erp (HTTP): packed"]
+        );
+        let before = f.store.dump().unwrap();
+        f.store
+            .mark_exported(&[row("picked")], &[], "HTTP", &ctx)
+            .unwrap();
+        assert_eq!(f.store.dump().unwrap(), before, "a repeat wrote something");
+
+        let mut bad = row(&"x".repeat(crate::csvin::MAX_NOTE_CHARS + 1));
+        let mut spaced = row("fine");
+        spaced.line = 2;
+        spaced.order_id = " o-1".into();
+        bad.line = 3;
+        match f
+            .store
+            .mark_exported(&[row("ok"), spaced, bad], &[], "HTTP", &ctx)
+        {
+            Err(ApplyError::Rejected(p)) => {
+                let text: Vec<String> = p.iter().map(Problem::to_string).collect();
+                assert_eq!(
+                    text,
+                    [
+                        "line 2: order_id: begins or ends with white space (\" o-1\"); not allowed in a reference",
+                        "line 3: note: 1001 characters; at most 1000 are kept per note",
+                    ]
+                );
+            }
+            other => panic!("not rejected: {other:?}"),
+        }
+        assert_eq!(f.store.dump().unwrap(), before);
     }
 }

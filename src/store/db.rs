@@ -12,6 +12,17 @@
 //!   under it. The folder's and the `db` file's device and inode are recorded
 //!   at open and compared by [`Db::check`].
 //!
+//! - **Its flush is not durable by itself.** sled 0.34's `flush` writes the
+//!   log with `sync_file_range`, which neither flushes the drive's write
+//!   cache nor the file's metadata, and writes values too big for a log
+//!   segment to files under `blobs/` with no sync at all. After a power cut
+//!   an inbox file already renamed into `archive/` could then have lost its
+//!   record. [`Db::flush`] therefore follows sled's flush with
+//!   `fdatasync` of the `db` file (one handle kept open for it) and `fsync`
+//!   of every blob file written since the last flush and of `blobs/`. sled's
+//!   snapshot files (`snap.*`) it syncs itself, and they are only an index
+//!   over the log, rebuilt from it when missing.
+//!
 //! It delegates the handful of sled calls the store makes, so the store's
 //! code reads as if it held a `sled::Db`.
 //!
@@ -79,6 +90,81 @@ pub(super) fn exists(folder: &Path) -> bool {
     folder.join(DB_FILE).is_file() && folder.join(CONF_FILE).is_file()
 }
 
+/// The folder sled writes values too large for a log segment into.
+const BLOBS: &str = "blobs";
+
+/// What [`Db::flush`] syncs after sled's own flush: the `db` file through a
+/// handle kept open (so a flush costs one `fdatasync`, not an `open` too),
+/// and the blob files sled wrote since the last flush.
+struct Durable {
+    db: std::fs::File,
+    /// The highest blob (sled names them by log sequence number) synced.
+    last_blob: u64,
+    /// The `blobs/` folder's modification time when it was last listed, if
+    /// it was old enough to tell: unchanged, no blob was added since, and
+    /// it is not listed again.
+    blobs_mtime: Option<std::time::SystemTime>,
+}
+
+impl Durable {
+    fn open(folder: &Path) -> io::Result<Durable> {
+        Ok(Durable {
+            db: std::fs::File::open(folder.join(DB_FILE))?,
+            last_blob: 0,
+            blobs_mtime: None,
+        })
+    }
+
+    /// Makes what sled wrote durable: `fsync` of each new blob and of
+    /// `blobs/`, then `fdatasync` of the `db` file.
+    fn sync(&mut self, folder: &Path) -> io::Result<()> {
+        // Blobs first: the log points at them.
+        self.sync_blobs(folder)?;
+        self.db.sync_data()
+    }
+
+    fn sync_blobs(&mut self, folder: &Path) -> io::Result<()> {
+        let blobs = folder.join(BLOBS);
+        let mtime = match std::fs::metadata(&blobs) {
+            Ok(m) => m.modified().ok(),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(()),
+            Err(e) => return Err(e),
+        };
+        if mtime.is_some() && mtime == self.blobs_mtime {
+            return Ok(());
+        }
+        let mut newest = self.last_blob;
+        for entry in std::fs::read_dir(&blobs)? {
+            let entry = entry?;
+            let Some(lsn) = entry
+                .file_name()
+                .to_str()
+                .and_then(|n| n.parse::<u64>().ok())
+            else {
+                continue;
+            };
+            if lsn <= self.last_blob {
+                continue;
+            }
+            match std::fs::File::open(entry.path()) {
+                Ok(f) => f.sync_all()?,
+                // Removed by sled's clean-up meanwhile: nothing to keep.
+                Err(e) if e.kind() == io::ErrorKind::NotFound => continue,
+                Err(e) => return Err(e),
+            }
+            newest = newest.max(lsn);
+        }
+        std::fs::File::open(&blobs)?.sync_all()?;
+        self.last_blob = newest;
+        // A folder's mtime ticks coarsely (a few milliseconds): a blob
+        // added in the same tick as the listing would leave it unchanged.
+        // Only an mtime well in the past proves that nothing came since.
+        let settled = std::time::SystemTime::now() - std::time::Duration::from_secs(1);
+        self.blobs_mtime = mtime.filter(|m| *m < settled);
+        Ok(())
+    }
+}
+
 /// An open (or, after an error, closed and waiting to be reopened) database.
 pub(super) struct Db {
     folder: PathBuf,
@@ -87,12 +173,38 @@ pub(super) struct Db {
     slot: RwLock<Option<sled::Db>>,
     /// Held by the one writer staging a batch (see the module's head).
     writer: Mutex<()>,
+    /// Held by a flush from sled's flush to its files synced.
+    durable: Mutex<Durable>,
+    /// The last IO error, described: what a call says while the database
+    /// is closed after it (a reopen that failed).
+    last_error: Mutex<Option<(io::ErrorKind, String)>>,
 }
 
-fn closed() -> sled::Error {
-    sled::Error::Io(io::Error::other(
-        "the database is closed after an error and not yet reopened",
-    ))
+/// An IO error of the store as its users read it, once: the folder, the
+/// cause and what to do. sled hands out clones of the first error it kept
+/// (same kind, its message in `Debug` form), so the cause is told by kind.
+fn described(folder: &Path, e: &io::Error) -> io::Error {
+    let f = shown(folder);
+    let message = match e.kind() {
+        io::ErrorKind::StorageFull | io::ErrorKind::QuotaExceeded => format!(
+            "the disk holding the state folder {f} is full (no space left on the device): free space in {f}; ordersync reopens the store by itself, and the files waiting in the inbox are applied once it can write"
+        ),
+        io::ErrorKind::PermissionDenied | io::ErrorKind::ReadOnlyFilesystem => format!(
+            "the state folder {f} cannot be written ({}): make it writable for the user ordersync runs as",
+            e.kind()
+        ),
+        _ => format!("the database in the state folder {f} failed: {e}"),
+    };
+    io::Error::new(e.kind(), message)
+}
+
+/// Whether `e` was made by [`described`] already (an error handed on
+/// twice is not wrapped twice).
+fn is_described(e: &io::Error) -> bool {
+    let m = e.to_string();
+    m.starts_with("the disk holding the state folder ")
+        || m.starts_with("the state folder ")
+        || m.starts_with("the database in the state folder ")
 }
 
 /// The size of sled's log segments in a new store: 2 MiB instead of sled's
@@ -152,6 +264,7 @@ fn open_sled(folder: &Path, options: &StoreConfig) -> Result<sled::Db, StoreErro
         Err(sled::Error::Io(e)) if is_lock_error(&e) => {
             Err(StoreError::Locked(folder.display().to_string()))
         }
+        Err(sled::Error::Io(e)) => Err(sled::Error::Io(described(folder, &e)).into()),
         Err(e) => Err(e.into()),
     }
 }
@@ -180,12 +293,18 @@ impl Db {
         let identity = identity(folder)
             .map_err(sled::Error::Io)?
             .ok_or_else(|| StoreError::Replaced(shown(folder)))?;
+        let io = |e: io::Error| sled::Error::Io(described(folder, &e));
+        let durable = Durable::open(folder).map_err(io)?;
+        // The names sled made in a new store (`db`, `conf`, `blobs/`).
+        crate::fsutil::sync_dir(folder).map_err(io)?;
         Ok(Db {
             folder: folder.to_path_buf(),
             options: options.clone(),
             identity,
             slot: RwLock::new(Some(db)),
             writer: Mutex::new(()),
+            durable: Mutex::new(durable),
+            last_error: Mutex::new(None),
         })
     }
 
@@ -221,6 +340,8 @@ impl Db {
             }
         };
         self.check()?;
+        let durable = Durable::open(&self.folder).map_err(|e| self.located(e.into()))?;
+        *self.durable.lock().unwrap_or_else(|e| e.into_inner()) = durable;
         if let Ok(mut s) = self.slot.write() {
             *s = Some(db);
         }
@@ -233,7 +354,35 @@ impl Db {
             .read()
             .ok()
             .and_then(|s| s.clone())
-            .ok_or_else(closed)
+            .ok_or_else(|| self.closed())
+    }
+
+    /// The error of a closed database: the one that closed it.
+    fn closed(&self) -> sled::Error {
+        let last = self.last_error.lock().ok().and_then(|l| l.clone());
+        sled::Error::Io(match last {
+            Some((kind, message)) => io::Error::new(kind, message),
+            None => io::Error::other(format!(
+                "the database in the state folder {} is closed after an error and not yet reopened",
+                shown(&self.folder)
+            )),
+        })
+    }
+
+    /// `e` as the store's users read it (see [`described`]), remembered
+    /// for [`Db::closed`].
+    pub(super) fn located(&self, e: sled::Error) -> sled::Error {
+        match e {
+            sled::Error::Io(e) if is_described(&e) => sled::Error::Io(e),
+            sled::Error::Io(e) => {
+                let e = described(&self.folder, &e);
+                if let Ok(mut last) = self.last_error.lock() {
+                    *last = Some((e.kind(), e.to_string()));
+                }
+                sled::Error::Io(e)
+            }
+            e => e,
+        }
     }
 
     /// The right to write: held from a writer's first read to its batch
@@ -246,7 +395,7 @@ impl Db {
     }
 
     pub(super) fn get<K: AsRef<[u8]>>(&self, key: K) -> sled::Result<Option<IVec>> {
-        self.handle()?.get(key)
+        self.handle()?.get(key).map_err(|e| self.located(e))
     }
 
     pub(super) fn insert<K: AsRef<[u8]>, V: Into<IVec>>(
@@ -255,16 +404,29 @@ impl Db {
         value: V,
     ) -> sled::Result<Option<IVec>> {
         let _writer = self.lock();
-        self.handle()?.insert(key, value)
+        self.handle()?
+            .insert(key, value)
+            .map_err(|e| self.located(e))
     }
 
     pub(super) fn contains_key<K: AsRef<[u8]>>(&self, key: K) -> sled::Result<bool> {
-        self.handle()?.contains_key(key)
+        self.handle()?
+            .contains_key(key)
+            .map_err(|e| self.located(e))
     }
 
     pub(super) fn apply_batch(&self, batch: sled::Batch) -> sled::Result<()> {
         let _writer = self.lock();
-        self.handle()?.apply_batch(batch)
+        self.handle()?
+            .apply_batch(batch)
+            .map_err(|e| self.located(e))
+    }
+
+    /// [`Db::apply_batch`] for a caller that holds [`Db::lock`] already.
+    pub(super) fn apply_batch_locked(&self, batch: sled::Batch) -> sled::Result<()> {
+        self.handle()?
+            .apply_batch(batch)
+            .map_err(|e| self.located(e))
     }
 
     #[cfg(test)]
@@ -273,52 +435,67 @@ impl Db {
         self.handle()?.remove(key)
     }
 
+    /// sled's flush, then the files it wrote synced (see the module's
+    /// head): when this returns, what was committed survives a power cut.
     pub(super) fn flush(&self) -> sled::Result<usize> {
-        self.handle()?.flush()
+        let mut durable = self.durable.lock().unwrap_or_else(|e| e.into_inner());
+        let flushed = self.handle()?.flush().map_err(|e| self.located(e))?;
+        durable
+            .sync(&self.folder)
+            .map_err(|e| self.located(e.into()))?;
+        Ok(flushed)
     }
 
-    pub(super) fn iter(&self) -> Iter {
-        Iter::from(self.handle().map(|db| db.iter()))
+    pub(super) fn iter(&self) -> Iter<'_> {
+        Iter::new(self, self.handle().map(|db| db.iter()))
     }
 
-    pub(super) fn scan_prefix<P: AsRef<[u8]>>(&self, prefix: P) -> Iter {
-        Iter::from(self.handle().map(|db| db.scan_prefix(prefix)))
+    pub(super) fn scan_prefix<P: AsRef<[u8]>>(&self, prefix: P) -> Iter<'_> {
+        Iter::new(self, self.handle().map(|db| db.scan_prefix(prefix)))
     }
 
-    pub(super) fn range<K: AsRef<[u8]>, R: RangeBounds<K>>(&self, range: R) -> Iter {
-        Iter::from(self.handle().map(|db| db.range(range)))
+    pub(super) fn range<K: AsRef<[u8]>, R: RangeBounds<K>>(&self, range: R) -> Iter<'_> {
+        Iter::new(self, self.handle().map(|db| db.range(range)))
     }
 }
 
-/// sled's iterator, or the single error of a closed database.
+/// sled's iterator, or the single error of a closed database; its errors
+/// say where (see [`described`]).
+pub(super) struct Iter<'a> {
+    db: &'a Db,
+    inner: Inner,
+}
+
 // Short-lived and almost always `Open`: boxing would only add an allocation.
 #[allow(clippy::large_enum_variant)]
-pub(super) enum Iter {
+enum Inner {
     Open(sled::Iter),
     Closed(Option<sled::Error>),
 }
 
-impl From<sled::Result<sled::Iter>> for Iter {
-    fn from(r: sled::Result<sled::Iter>) -> Iter {
-        match r {
-            Ok(i) => Iter::Open(i),
-            Err(e) => Iter::Closed(Some(e)),
-        }
+impl<'a> Iter<'a> {
+    fn new(db: &'a Db, r: sled::Result<sled::Iter>) -> Iter<'a> {
+        let inner = match r {
+            Ok(i) => Inner::Open(i),
+            Err(e) => Inner::Closed(Some(e)),
+        };
+        Iter { db, inner }
     }
 }
 
-impl Iterator for Iter {
+impl Iterator for Iter<'_> {
     type Item = sled::Result<(IVec, IVec)>;
 
     fn next(&mut self) -> Option<Self::Item> {
-        match self {
-            Iter::Open(i) => i.next(),
-            Iter::Closed(e) => e.take().map(Err),
-        }
+        let next = match &mut self.inner {
+            Inner::Open(i) => i.next(),
+            Inner::Closed(e) => e.take().map(Err),
+        };
+        next.map(|r| r.map_err(|e| self.db.located(e)))
     }
 }
 
-impl Iter {
+impl Iter<'_> {
     /// Only the keys.
     pub(super) fn keys(self) -> impl Iterator<Item = sled::Result<IVec>> {
         self.map(|r| r.map(|(k, _)| k))
@@ -355,6 +532,23 @@ pub(super) mod tests {
         let new = dir.path().join("new");
         drop(Db::open(&new, true, &SMALL).unwrap());
         assert_eq!(segment_size_of(&new), Some(SEGMENT_SIZE));
+    }
+
+    /// A value too big for a log segment goes to a file under `blobs/`,
+    /// which sled never syncs: the flush syncs it (and only new ones).
+    #[test]
+    fn a_flush_syncs_the_blobs_sled_wrote() {
+        let dir = tempfile::tempdir().unwrap();
+        let folder = dir.path().join("state");
+        let db = Db::open(&folder, true, &SMALL).unwrap();
+        db.insert(b"big", vec![7u8; 1 << 20]).unwrap();
+        db.flush().unwrap();
+        let blobs: Vec<u64> = std::fs::read_dir(folder.join(BLOBS))
+            .unwrap()
+            .filter_map(|e| e.unwrap().file_name().to_str()?.parse().ok())
+            .collect();
+        let newest = blobs.iter().max().copied().expect("a blob");
+        assert_eq!(db.durable.lock().unwrap().last_blob, newest);
     }
 
     /// sled refuses a store opened with another compression setting than

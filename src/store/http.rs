@@ -8,6 +8,7 @@ use uuid::Uuid;
 use super::apply::{ApplyError, Context, Summary, Writer, rejected};
 use super::{ExportState, Store, StoreError, keys};
 use crate::csvin::AckRow;
+use crate::problem::Problem;
 
 impl Store {
     /// Applies acknowledgement rows that came over HTTP, all or nothing, in
@@ -18,14 +19,20 @@ impl Store {
     /// by nature (an order is regulated at most once), so a repeated call
     /// only marks the orders exported again, and the store does not grow
     /// with every call. A problem's `at` is the row's `line N` as given.
+    ///
+    /// `known` are problems the caller already found (in entries that did
+    /// not become rows): with any, nothing is applied, but the rows are
+    /// still checked, so the rejection lists every problem.
     pub fn mark_exported(
         &self,
         rows: &[AckRow],
+        known: &[Problem],
         source: &str,
         ctx: &Context,
     ) -> Result<Summary, ApplyError> {
         self.write(|tx| {
             let mut w = Writer::on(tx, ctx, source);
+            w.problems.extend_from_slice(known);
             for row in rows {
                 w.ack_row(row)?;
             }

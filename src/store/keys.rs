@@ -8,6 +8,7 @@
 //! | `e` | system `\0` order id | [`ExportRecord`](super::ExportRecord) |
 //! | `p` / `w` / `a` | system `\0` sort key (8) order id | empty: pending / written / acked index |
 //! | `t` | order id, event id (8) | [`Event`](super::Event) |
+//! | `n` | order id, system `\0` SHA-256 of a note (32) | empty: this system's ack already brought this note (its timeline has it) |
 //! | `s` / `r` | sku | in_stock / reserved (i64, big-endian) |
 //! | `f` | file name `\0` SHA-256 (32) | applied-file record |
 //! | `q` | system | last export sequence number (u64) |
@@ -34,6 +35,7 @@ pub const PENDING: u8 = b'p';
 pub const WRITTEN: u8 = b'w';
 pub const ACKED: u8 = b'a';
 pub const TIMELINE: u8 = b't';
+pub const NOTE: u8 = b'n';
 pub const STOCK: u8 = b's';
 pub const RESERVED: u8 = b'r';
 pub const FILE: u8 = b'f';
@@ -135,6 +137,13 @@ pub fn timeline_prefix(id: Uuid) -> Vec<u8> {
 
 pub fn timeline(id: Uuid, event: u64) -> Vec<u8> {
     with(TIMELINE, &[id.as_bytes(), &event.to_be_bytes()])
+}
+
+/// A note `system` acked the order with: a repeat of it adds nothing.
+pub fn note(id: Uuid, system: &str, note: &str) -> Vec<u8> {
+    use sha2::{Digest, Sha256};
+    let hash: [u8; 32] = Sha256::digest(note.as_bytes()).into();
+    with(NOTE, &[id.as_bytes(), system.as_bytes(), b"\0", &hash])
 }
 
 pub fn stock(sku: &str) -> Vec<u8> {

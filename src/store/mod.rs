@@ -34,7 +34,9 @@ pub enum StoreError {
     #[error("the state folder {0} is in use by another ordersync process (is the daemon running?)")]
     Locked(String),
     /// A read command found no database: it never creates one.
-    #[error("no store in {0}: has the daemon ever run? (only `run` and `init` create it)")]
+    #[error(
+        "no store in {0}: has the daemon ever run? (`run`, `init` and `status --wait` create it)"
+    )]
     Missing(String),
     /// The state folder (or its database) was deleted or replaced while the
     /// database was open: writing on would go into files that are gone.
@@ -42,12 +44,29 @@ pub enum StoreError {
         "the state folder {0} was deleted or replaced while ordersync had its database open; stopping rather than writing into a database that no longer exists"
     )]
     Replaced(String),
-    /// sled failed: disk, permissions, corruption.
+    /// The state folder could not be read or written (a full disk,
+    /// permissions): the message names the folder, the cause and the
+    /// remedy (see `db.rs`).
+    #[error("{0}")]
+    Io(String),
+    /// sled failed otherwise: corruption, a bug. Its cause is in the
+    /// message and deliberately not a `source`: an error chain printed
+    /// with `{:#}` would say it twice.
     #[error("database error: {0}")]
-    Db(#[from] sled::Error),
+    Db(sled::Error),
     /// A record that does not decode.
     #[error("corrupt record {key}: {message}")]
     Corrupt { key: String, message: String },
+}
+
+impl From<sled::Error> for StoreError {
+    fn from(e: sled::Error) -> StoreError {
+        match e {
+            // Made by `db.rs`, which says where and what to do.
+            sled::Error::Io(e) => StoreError::Io(e.to_string()),
+            e => StoreError::Db(e),
+        }
+    }
 }
 
 /// A raw key and value, as [`Store::dump`] lists them.

@@ -12,7 +12,11 @@ try:
 except ImportError:
     sys.exit(3)
 
-with urllib.request.urlopen(sys.argv[1], timeout=30) as r:
+# As Prometheus asks: without it, /metrics answers in the classic text
+# format (what promtool reads), which this parser does not take.
+request = urllib.request.Request(
+    sys.argv[1], headers={"Accept": "application/openmetrics-text; version=1.0.0"})
+with urllib.request.urlopen(request, timeout=30) as r:
     ctype = r.headers.get("Content-Type", "")
     text = r.read().decode("utf-8")
 out = {"content_type": ctype, "samples": []}

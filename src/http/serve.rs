@@ -1,0 +1,390 @@
+//! The HTTP server's connections, bounded so that the HTTP side can never
+//! take descriptors, memory or time from the file side.
+//!
+//! - **Connections**: a permit of a semaphore is taken *before* each
+//!   `accept`, so beyond the cap ([`connection_cap`]: `[http]
+//!   max_connections`, lowered to keep [`FD_RESERVE`] descriptors for the
+//!   file side) new connections wait in the kernel's listen backlog, never
+//!   accepted and held.
+//! - **Memory**: a connection buffers about [`MAX_BUF`] bytes of a
+//!   request head; bodies are read by their handler as they come.
+//! - **Time**: each connection has a watchdog ([`Activity`]): with no
+//!   request in flight, a connection that has sent part of a request's head
+//!   for `header_timeout`, or nothing at all for `idle_timeout`, is closed.
+//!   An answer is never cut short while it is being written. A request's
+//!   body is timed by the handler that reads it
+//!   (`body_timeout`, see `mark.rs`); the others never read one.
+//! - **Stop**: when told, the listener is closed (new connections are
+//!   refused), idle connections are closed at once, and requests in flight
+//!   finish (the caller bounds how long).
+//!
+//! HTTP/1.1 only, through hyper's own connection driver; the routes are the
+//! axum [`Router`].
+
+use std::convert::Infallible;
+use std::pin::Pin;
+use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll};
+use std::time::{Duration, Instant};
+
+use axum::Router;
+use axum::body::Body;
+use hyper::body::{Frame, Incoming, SizeHint};
+use hyper_util::rt::TokioIo;
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore, watch};
+use tower::ServiceExt;
+
+use crate::config::HttpConfig;
+
+/// Descriptors kept for the file side (inbox scans, files being read and
+/// written, the store, the control socket, the watcher): the HTTP server
+/// never holds more than the soft limit minus this many connections.
+pub const FD_RESERVE: u64 = 256;
+/// How long the accept loop waits after a failed `accept` (out of
+/// descriptors, say) before trying again, instead of spinning.
+const ACCEPT_BACKOFF: Duration = Duration::from_millis(100);
+/// A connection's read (and write) buffer: a request head that does not
+/// fit is refused (431). hyper checks it when a head is still incomplete,
+/// and a read may fill the buffer's capacity first, so heads of up to
+/// twice this can pass and a connection holds at most ~64 KiB. hyper's
+/// default, ~400 KiB, let clients that send most of a huge head and wait
+/// pin 300 MB across the connection cap; this bounds them to ~48 MiB.
+const MAX_BUF: usize = 32 << 10;
+/// How often a connection with a request in flight is looked at again.
+const BUSY_RECHECK: Duration = Duration::from_secs(1);
+
+/// The timeouts of a connection, from `[http]`.
+#[derive(Debug, Clone, Copy)]
+pub(super) struct Timeouts {
+    header: Duration,
+    idle: Duration,
+}
+
+impl Timeouts {
+    pub(super) fn of(c: &HttpConfig) -> Timeouts {
+        Timeouts {
+            header: c.header_timeout,
+            idle: c.idle_timeout,
+        }
+    }
+}
+
+/// How many connections the server may hold at once: `max_connections`,
+/// but never more than the descriptor soft limit (`nofile`) minus
+/// [`FD_RESERVE`], and at least 1.
+pub fn connection_cap(max_connections: usize, nofile: Option<u64>) -> usize {
+    let room = nofile.map_or(u64::MAX, |n| n.saturating_sub(FD_RESERVE).max(1));
+    (max_connections as u64).min(room) as usize
+}
+
+/// The process's current descriptor soft limit (`None`: unlimited).
+pub fn nofile_soft_limit() -> Option<u64> {
+    rustix::process::getrlimit(rustix::process::Resource::Nofile).current
+}
+
+/// Accepts connections until `stop` turns true, then waits for the open
+/// ones to finish (idle ones are closed at once).
+pub(super) async fn serve(
+    listener: TcpListener,
+    app: Router,
+    cap: usize,
+    timeouts: Timeouts,
+    mut stop: watch::Receiver<bool>,
+) {
+    let permits = Arc::new(Semaphore::new(cap));
+    let mut failing_since: Option<Instant> = None;
+    loop {
+        // The permit comes first: beyond the cap, nothing is accepted.
+        let permit = tokio::select! {
+            p = permits.clone().acquire_owned() => match p {
+                Ok(p) => p,
+                Err(_) => break,
+            },
+            _ = stop.wait_for(|s| *s) => break,
+        };
+        let accepted = tokio::select! {
+            r = listener.accept() => r,
+            _ = stop.wait_for(|s| *s) => break,
+        };
+        match accepted {
+            Ok((stream, _peer)) => {
+                failing_since = None;
+                let _ = stream.set_nodelay(true);
+                tokio::spawn(connection(
+                    stream,
+                    app.clone(),
+                    timeouts,
+                    stop.clone(),
+                    permit,
+                ));
+            }
+            Err(e) => {
+                // Out of descriptors, or a connection reset before it was
+                // accepted: log once per run of failures, wait, retry. The
+                // waiting connections stay in the backlog.
+                if failing_since.is_none() {
+                    tracing::warn!(error = %e, "HTTP API: cannot accept a connection; retrying");
+                    failing_since = Some(Instant::now());
+                }
+                drop(permit);
+                tokio::time::sleep(ACCEPT_BACKOFF).await;
+            }
+        }
+    }
+    // Closing the listener refuses new connections from now on.
+    drop(listener);
+    // Every permit back: every connection is closed.
+    let _ = permits.acquire_many(cap as u32).await;
+}
+
+/// One connection, until it ends, its watchdog fires or a stop closes it
+/// gracefully. The permit is held until then.
+async fn connection(
+    stream: TcpStream,
+    app: Router,
+    timeouts: Timeouts,
+    mut stop: watch::Receiver<bool>,
+    _permit: OwnedSemaphorePermit,
+) {
+    let activity = Arc::new(Activity::new());
+    let io = TokioIo::new(Watched {
+        inner: stream,
+        activity: activity.clone(),
+    });
+    let service = {
+        let activity = activity.clone();
+        hyper::service::service_fn(move |req: hyper::Request<Incoming>| {
+            let app = app.clone();
+            let guard = activity.begin();
+            async move {
+                let res = app.oneshot(req.map(Body::new)).await?;
+                Ok::<_, Infallible>(res.map(|inner| Guarded {
+                    inner,
+                    _guard: guard,
+                }))
+            }
+        })
+    };
+    let conn = hyper::server::conn::http1::Builder::new()
+        .keep_alive(true)
+        // Timed by the watchdog below, not by hyper (which would need its
+        // own timer).
+        .header_read_timeout(None)
+        .max_buf_size(MAX_BUF)
+        .serve_connection(io, service);
+    tokio::pin!(conn);
+    let mut stopping = false;
+    loop {
+        tokio::select! {
+            r = conn.as_mut() => {
+                if let Err(e) = r {
+                    tracing::debug!(error = %e, "HTTP connection ended");
+                }
+                return;
+            }
+            _ = stop.wait_for(|s| *s), if !stopping => {
+                stopping = true;
+                conn.as_mut().graceful_shutdown();
+            }
+            () = activity.expired(timeouts) => {
+                tracing::debug!("HTTP connection closed: idle or too slow a request head");
+                return;
+            }
+        }
+    }
+}
+
+/// What a connection is doing, for its watchdog.
+struct Activity {
+    state: Mutex<Phase>,
+}
+
+struct Phase {
+    /// Requests whose answer is not yet sent whole.
+    in_flight: usize,
+    /// When the current wait began: the connection opened, the last
+    /// answer ended, or the first byte of the next request came.
+    since: Instant,
+    /// Whether a byte of the next request came since `since`.
+    reading_head: bool,
+    /// Whether the last write found the socket full: the end of an answer
+    /// may still be in hyper's buffer, waiting for the client to read.
+    write_blocked: bool,
+}
+
+impl Activity {
+    fn new() -> Activity {
+        Activity {
+            state: Mutex::new(Phase {
+                in_flight: 0,
+                since: Instant::now(),
+                reading_head: false,
+                write_blocked: false,
+            }),
+        }
+    }
+
+    fn phase(&self) -> std::sync::MutexGuard<'_, Phase> {
+        // A panic while holding this lock cannot leave the phase half
+        // changed (every change is one field or two plain stores).
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// A request's head was read: its handling begins.
+    fn begin(self: &Arc<Activity>) -> InFlight {
+        self.phase().in_flight += 1;
+        InFlight(self.clone())
+    }
+
+    /// Bytes came in.
+    fn read(&self) {
+        let mut p = self.phase();
+        if p.in_flight == 0 && !p.reading_head {
+            p.reading_head = true;
+            p.since = Instant::now();
+        }
+    }
+
+    /// A write found the socket full (`true`) or went through (`false`).
+    fn wrote(&self, blocked: bool) {
+        let mut p = self.phase();
+        if p.write_blocked != blocked {
+            p.write_blocked = blocked;
+            if !blocked {
+                p.since = Instant::now();
+            }
+        }
+    }
+
+    /// Resolves when the connection has waited too long: a head begun
+    /// more than `header` ago, or nothing at all for `idle`.
+    async fn expired(&self, t: Timeouts) {
+        loop {
+            let deadline = {
+                let p = self.phase();
+                // An answer still being written is never cut short.
+                if p.in_flight > 0 || p.write_blocked {
+                    Instant::now() + BUSY_RECHECK
+                } else {
+                    let limit = if p.reading_head { t.header } else { t.idle };
+                    if p.since.elapsed() >= limit {
+                        return;
+                    }
+                    p.since + limit
+                }
+            };
+            tokio::time::sleep_until(deadline.into()).await;
+        }
+    }
+}
+
+/// A request in flight; dropped when its answer has been sent whole (or
+/// abandoned).
+struct InFlight(Arc<Activity>);
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        let mut p = self.0.phase();
+        p.in_flight = p.in_flight.saturating_sub(1);
+        p.since = Instant::now();
+        p.reading_head = false;
+    }
+}
+
+/// An answer's body, holding its request's [`InFlight`] until it is done.
+struct Guarded {
+    inner: Body,
+    _guard: InFlight,
+}
+
+impl hyper::body::Body for Guarded {
+    type Data = axum::body::Bytes;
+    type Error = axum::Error;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Self::Data>, Self::Error>>> {
+        Pin::new(&mut self.inner).poll_frame(cx)
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.inner.size_hint()
+    }
+}
+
+/// The connection's socket, telling its [`Activity`] when bytes come in.
+struct Watched {
+    inner: TcpStream,
+    activity: Arc<Activity>,
+}
+
+impl AsyncRead for Watched {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<std::io::Result<()>> {
+        let before = buf.filled().len();
+        let r = Pin::new(&mut self.inner).poll_read(cx, buf);
+        if buf.filled().len() > before {
+            self.activity.read();
+        }
+        r
+    }
+}
+
+impl AsyncWrite for Watched {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<std::io::Result<usize>> {
+        let r = Pin::new(&mut self.inner).poll_write(cx, buf);
+        self.activity.wrote(r.is_pending());
+        r
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.inner).poll_flush(cx)
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.inner).poll_shutdown(cx)
+    }
+
+    fn poll_write_vectored(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[std::io::IoSlice<'_>],
+    ) -> Poll<std::io::Result<usize>> {
+        let r = Pin::new(&mut self.inner).poll_write_vectored(cx, bufs);
+        self.activity.wrote(r.is_pending());
+        r
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.inner.is_write_vectored()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_cap_keeps_a_reserve_of_descriptors() {
+        assert_eq!(connection_cap(1024, Some(1024)), 768);
+        assert_eq!(connection_cap(1024, Some(65536)), 1024);
+        assert_eq!(connection_cap(10, Some(1024)), 10);
+        assert_eq!(connection_cap(1024, None), 1024);
+        // A limit below the reserve still serves one connection.
+        assert_eq!(connection_cap(1024, Some(100)), 1);
+    }
+}

@@ -1,0 +1,62 @@
+//! The man pages the Debian package ships (written by
+//! `examples/deb-assets.rs`, included here): besides what clap derives,
+//! every page has EXIT STATUS, ENVIRONMENT and FILES sections, and they say
+//! what the binary does (the config's search path, the exit codes).
+
+use clap::CommandFactory as _;
+
+#[allow(dead_code)]
+#[path = "../examples/deb-assets.rs"]
+mod deb_assets;
+
+/// Regression (issue 15): the pages had no FILES, ENVIRONMENT or EXIT
+/// STATUS section, so `man ordersync` named neither ORDERSYNC_CONFIG, nor
+/// /etc/ordersync/config.toml, nor the exit codes.
+#[test]
+fn every_man_page_has_files_environment_and_exit_status() {
+    let dir = tempfile::tempdir().unwrap();
+    deb_assets::man_pages(ordersync::cli::Cli::command(), dir.path()).unwrap();
+    let mut pages: Vec<_> = std::fs::read_dir(dir.path())
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    pages.sort();
+    let names: Vec<String> = pages
+        .iter()
+        .map(|p| p.file_name().unwrap().to_string_lossy().into_owned())
+        .collect();
+    assert!(names.contains(&"ordersync.1".to_string()), "{names:?}");
+    assert!(names.contains(&"ordersync-run.1".to_string()), "{names:?}");
+    for page in &pages {
+        let text = std::fs::read_to_string(page).unwrap();
+        let at = |needle: &str| {
+            text.find(needle)
+                .unwrap_or_else(|| panic!("{}: no {needle:?}:\n{text}", page.display()))
+        };
+        let (exit, env, files) = (
+            at(".SH \"EXIT STATUS\""),
+            at(".SH ENVIRONMENT"),
+            at(".SH FILES"),
+        );
+        // man-pages(7) order, after the options.
+        assert!(at(".SH OPTIONS") < exit && exit < env && env < files);
+        for needle in [
+            "ORDERSYNC_CONFIG",
+            "/etc/ordersync/config.toml",
+            "./config.toml",
+            "CONTRACT.md",
+        ] {
+            at(needle);
+        }
+    }
+    // The exit codes listed are the ones the binary uses.
+    let codes: Vec<&str> = ordersync::cli::MAN_SECTIONS
+        .iter()
+        .find(|(title, _)| *title == "EXIT STATUS")
+        .unwrap()
+        .1
+        .iter()
+        .map(|(code, _)| *code)
+        .collect();
+    assert_eq!(codes, ["0", "1", "2"]);
+}
