@@ -361,7 +361,9 @@ pub fn config(data: &[u8]) {
                         );
                     }
                 }
-                ConfigError::Read { .. } => panic!("config: a read error without reading"),
+                ConfigError::Read { .. } | ConfigError::NotFound { .. } => {
+                    panic!("config: a file error without a file: {e:?}")
+                }
             }
         }
         Ok(c) => {
