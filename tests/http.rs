@@ -15,40 +15,17 @@ use std::time::Duration;
 
 use common::*;
 use serde_json::{Value, json};
-use sha2::{Digest, Sha256};
 
 const ERP_TOKEN: &str = "erp-secret-token-0f3a9c";
 const ALL_TOKEN: &str = "all-systems-token-77b1e2";
 const WAIT: Duration = Duration::from_secs(30);
 
 fn sha(t: &str) -> String {
-    Sha256::digest(t.as_bytes())
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect()
+    token_sha256(t)
 }
 
-/// Whether the tools are here; panics under ORDERSYNC_E2E=1 when not.
 fn have(tool: &str) -> bool {
-    let ok = Command::new(tool)
-        .arg("--version")
-        .output()
-        .is_ok_and(|o| o.status.success());
-    if !ok {
-        assert!(
-            std::env::var("ORDERSYNC_E2E").as_deref() != Ok("1"),
-            "{tool} is needed for the HTTP tests (.ci/run installs it)"
-        );
-        eprintln!("skipped: {tool} not found");
-    }
-    ok
-}
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("a free port")
+    have_tool(tool, "the HTTP tests")
 }
 
 /// A folder with `systems` (TOML) and `[http]` on a free port with two

@@ -10,7 +10,7 @@
 mod common;
 
 use std::io::{Read, Write};
-use std::net::{TcpListener, TcpStream};
+use std::net::TcpStream;
 use std::process::Command;
 use std::sync::Arc;
 use std::sync::atomic::AtomicBool;
@@ -19,7 +19,6 @@ use std::time::{Duration, Instant};
 
 use common::*;
 use serde_json::{Value, json};
-use sha2::{Digest, Sha256};
 
 const TOKEN: &str = "erp-secret-token-0f3a9c";
 const WAIT: Duration = Duration::from_secs(30);
@@ -29,25 +28,7 @@ const MIB: u64 = 1 << 20;
 const BIG: usize = 16_777_208;
 
 fn have_prlimit() -> bool {
-    let ok = Command::new("prlimit")
-        .arg("--version")
-        .output()
-        .is_ok_and(|o| o.status.success());
-    if !ok {
-        assert!(
-            std::env::var("ORDERSYNC_E2E").as_deref() != Ok("1"),
-            "prlimit (util-linux) is needed for the HTTP limit tests"
-        );
-        eprintln!("skipped: prlimit not found");
-    }
-    ok
-}
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("a free port")
+    have_tool("prlimit", "the HTTP limit tests (util-linux)")
 }
 
 /// A folder with an HTTP API on a free port (one token for every system),
@@ -61,10 +42,7 @@ struct Api {
 impl Api {
     fn new(http_extra: &str) -> Api {
         let port = free_port();
-        let sha: String = Sha256::digest(TOKEN.as_bytes())
-            .iter()
-            .map(|b| format!("{b:02x}"))
-            .collect();
+        let sha = token_sha256(TOKEN);
         let config = format!(
             r#"
 [inbox]

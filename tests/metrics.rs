@@ -7,19 +7,11 @@
 mod common;
 
 use std::io::Write;
-use std::net::{TcpListener, TcpStream};
+use std::net::TcpStream;
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
-use common::{Work, wait_for};
-use sha2::{Digest, Sha256};
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("a free port")
-}
+use common::{Work, free_port, token_sha256, wait_for};
 
 fn e2e() -> bool {
     std::env::var("ORDERSYNC_E2E").as_deref() == Ok("1")
@@ -54,10 +46,7 @@ fn sample(text: &str, name: &str) -> Option<f64> {
 #[test]
 fn metrics_pass_promtool_and_exist_from_the_start() {
     let port = free_port();
-    let hash: String = Sha256::digest(b"metrics-token")
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect();
+    let hash = token_sha256("metrics-token");
     let w = Work::new(&format!(
         "[inbox]\nsettle = \"0s\"\n[http]\nlisten = \"127.0.0.1:{port}\"\n[[http.tokens]]\nname = \"t\"\nsha256 = \"{hash}\"\nsystems = [\"*\"]\n[[systems]]\nid = \"erp\"\n"
     ));

@@ -9,31 +9,19 @@
 
 mod common;
 
-use std::net::{TcpListener, TcpStream};
+use std::net::TcpStream;
 use std::process::Command;
 use std::time::Duration;
 
 use common::*;
 use serde_json::{Value, json};
-use sha2::{Digest, Sha256};
 
 const TOKEN: &str = "references-token-5d1e";
 const WAIT: Duration = Duration::from_secs(30);
 
 /// Whether curl is here; panics under ORDERSYNC_E2E=1 when not.
 fn have_curl() -> bool {
-    let ok = Command::new("curl")
-        .arg("--version")
-        .output()
-        .is_ok_and(|o| o.status.success());
-    if !ok {
-        assert!(
-            std::env::var("ORDERSYNC_E2E").as_deref() != Ok("1"),
-            "curl is needed for the HTTP tests (.ci/run installs it)"
-        );
-        eprintln!("skipped: curl not found");
-    }
-    ok
+    have_tool("curl", "the HTTP tests")
 }
 
 /// A folder whose daemon serves HTTP on a free port with one token for
@@ -45,14 +33,8 @@ struct Api {
 
 impl Api {
     fn new(systems: &str) -> Api {
-        let port = TcpListener::bind("127.0.0.1:0")
-            .and_then(|l| l.local_addr())
-            .map(|a| a.port())
-            .expect("a free port");
-        let sha: String = Sha256::digest(TOKEN.as_bytes())
-            .iter()
-            .map(|b| format!("{b:02x}"))
-            .collect();
+        let port = free_port();
+        let sha = token_sha256(TOKEN);
         let config = format!(
             "[inbox]\nsettle = \"0s\"\nrescan = \"1s\"\n[http]\nlisten = \"127.0.0.1:{port}\"\n\
              [[http.tokens]]\nname = \"all\"\nsha256 = \"{sha}\"\nsystems = [\"*\"]\n{systems}"

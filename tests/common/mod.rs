@@ -354,3 +354,38 @@ pub fn read_notifications(
     };
     (got, reader)
 }
+
+/// The hex SHA-256 of a token, as `[[http.tokens]] sha256` takes it.
+pub fn token_sha256(token: &str) -> String {
+    use sha2::{Digest, Sha256};
+    Sha256::digest(token.as_bytes())
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
+/// A port free on 127.0.0.1 a moment ago.
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("a free port")
+}
+
+/// Whether `tool --version` runs. Under ORDERSYNC_E2E=1 a missing tool
+/// fails the test, saying what it is `needed_for`; otherwise the test is
+/// skipped with a note.
+pub fn have_tool(tool: &str, needed_for: &str) -> bool {
+    let ok = Command::new(tool)
+        .arg("--version")
+        .output()
+        .is_ok_and(|o| o.status.success());
+    if !ok {
+        assert!(
+            std::env::var("ORDERSYNC_E2E").as_deref() != Ok("1"),
+            "{tool} is needed for {needed_for} (.ci/run installs it)"
+        );
+        eprintln!("skipped: {tool} not found");
+    }
+    ok
+}
