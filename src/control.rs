@@ -130,6 +130,64 @@ pub fn ask(state: &Path, args: &[String]) -> io::Result<Option<Response>> {
     })
 }
 
+/// Asks a running daemon for a dump and copies it to `out`, checking that
+/// it arrived whole (its closing line). `None` when no daemon listens.
+pub fn ask_dump(state: &Path, args: &[String], out: &mut dyn Write) -> anyhow::Result<Option<u64>> {
+    use anyhow::Context as _;
+    use std::io::BufRead;
+    let path = socket_path(state);
+    let mut stream = match UnixStream::connect(&path) {
+        Ok(s) => s,
+        Err(e)
+            if matches!(
+                e.kind(),
+                io::ErrorKind::NotFound | io::ErrorKind::ConnectionRefused
+            ) =>
+        {
+            return Ok(None);
+        }
+        Err(e) => return Err(e).context("asking the running daemon"),
+    };
+    stream.set_read_timeout(Some(DUMP_STALL))?;
+    let request = serde_json::to_string(&Request {
+        args: args.to_vec(),
+    })?;
+    stream.write_all(request.as_bytes())?;
+    stream.write_all(b"\n")?;
+    stream.shutdown(std::net::Shutdown::Write)?;
+    let mut reader = io::BufReader::with_capacity(1 << 20, stream);
+    let mut line = Vec::new();
+    let mut last = Vec::new();
+    loop {
+        line.clear();
+        let n = reader
+            .read_until(b'\n', &mut line)
+            .context("reading the dump from the daemon")?;
+        if n == 0 {
+            break;
+        }
+        if line.starts_with(br#"{"code":"#) {
+            let answer: Response = serde_json::from_slice(&line)
+                .map_err(|e| anyhow::anyhow!("bad answer from the daemon: {e}"))?;
+            anyhow::bail!(crate::cli::CliError::Remote {
+                code: answer.code,
+                message: answer.stderr,
+            });
+        }
+        out.write_all(&line).context("writing the dump")?;
+        std::mem::swap(&mut last, &mut line);
+    }
+    let end: Option<crate::store::dump::Trailer> = serde_json::from_slice(&last).ok();
+    match end {
+        Some(end) if end.format == crate::store::dump::END => Ok(Some(end.records)),
+        _ => anyhow::bail!("the daemon's dump stopped before its end (see the daemon's log)"),
+    }
+}
+
+/// How long a dump's reader or writer may stall before the other side
+/// gives up.
+pub const DUMP_STALL: Duration = Duration::from_secs(120);
+
 /// The listening socket; removed when dropped.
 pub struct Server {
     path: PathBuf,
@@ -274,11 +332,36 @@ fn answer(engine: &Engine, mut stream: UnixStream, changed: &dyn Fn()) -> io::Re
         }
         Some(line) => match command_of(&line) {
             Err(refused) => refused,
+            Ok(Command::Dump { .. }) => return dump(engine, stream),
             Ok(command) => run(engine, command, changed),
         },
     };
     stream.set_write_timeout(Some(DEADLINE))?;
     stream.write_all(serde_json::to_string(&response)?.as_bytes())
+}
+
+/// Streams a dump to the client; a failure after it started is a
+/// [`Response`] line the client reports (the dump then has no closing line).
+fn dump(engine: &Engine, mut stream: UnixStream) -> io::Result<()> {
+    stream.set_write_timeout(Some(DUMP_STALL))?;
+    let started = Instant::now();
+    match engine.store.dump_to(&mut stream) {
+        Ok(records) => {
+            tracing::info!(records, took = ?started.elapsed(), "dump written to a client");
+            Ok(())
+        }
+        Err(e) => {
+            tracing::warn!(error = %e, "dump failed");
+            let response = Response {
+                code: 1,
+                stdout: String::new(),
+                stderr: format!("dumping the store: {e}"),
+            };
+            stream.write_all(b"\n")?;
+            stream.write_all(serde_json::to_string(&response)?.as_bytes())?;
+            stream.write_all(b"\n")
+        }
+    }
 }
 
 /// A request line as a command, parsed with the CLI's own clap types, or

@@ -2,6 +2,7 @@
 //! subcommand. Every command works whether or not the daemon is running.
 
 mod check;
+mod dump;
 mod init;
 mod inventory;
 mod orders;
@@ -82,6 +83,22 @@ pub enum Command {
         /// RFC 3339 time, UNIX milliseconds, or a date (YYYY-MM-DD, UTC).
         #[arg(long)]
         since: String,
+    },
+    /// Write the whole state as a portable dump (NDJSON: a header line, one
+    /// record per line, a closing line), consistent as of one instant, while
+    /// the daemon runs or not: the online backup, and the way to move a
+    /// store to another machine or backend.
+    Dump {
+        /// Write it to FILE (made under a temporary name beside it, mode
+        /// 0600, renamed when complete) instead of stdout.
+        #[arg(long, short, value_name = "FILE")]
+        output: Option<PathBuf>,
+    },
+    /// Load a dump into a new, empty store in the configured state folder
+    /// (creating it); the daemon must not be running.
+    Restore {
+        /// The dump file (`-`: stdin).
+        file: PathBuf,
     },
     /// Check inbox files exactly as the inbox would, applying nothing (exit
     /// 0: all valid; 1: any invalid). Needs no store; uses the config if
@@ -278,6 +295,11 @@ pub fn run(cli: Cli, args: &[String]) -> Result<(), CliError> {
             wait: true,
             timeout,
         } => status::wait(&load()?, json, timeout),
+        Command::Dump { output } => dump::run(&load()?, args, output.as_deref()),
+        Command::Restore { file } => {
+            print!("{}", dump::restore(&load()?, &file)?);
+            Ok(())
+        }
         Command::Validate { system, files } => {
             // A config is optional here: none found means the defaults.
             let path = match crate::config::locate(given, &crate::config::SEARCH_PATH) {
@@ -319,11 +341,14 @@ pub fn execute(e: &Engine, command: Command) -> Result<String, CliError> {
         Command::Orders { command } => orders::run(e, command),
         Command::Inventory { sku, json } => inventory::run(e, sku.as_deref(), json),
         Command::Reexport { system, since } => reexport::run(e, &system, &since),
-        Command::Init { .. } | Command::Check | Command::Run { .. } | Command::Validate { .. } => {
-            Err(CliError::Usage(
-                "this command does not go through the daemon".into(),
-            ))
-        }
+        Command::Init { .. }
+        | Command::Check
+        | Command::Run { .. }
+        | Command::Validate { .. }
+        | Command::Dump { .. }
+        | Command::Restore { .. } => Err(CliError::Usage(
+            "this command does not go through the daemon".into(),
+        )),
     }
 }
 

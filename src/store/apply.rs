@@ -385,8 +385,8 @@ impl<'n> Pace<'n> {
 /// A file part-applied in chunks (key `g`): how many of its items (orders
 /// or rows) are in.
 #[derive(Debug, Clone, Serialize, serde::Deserialize)]
-struct Progress {
-    orders: u64,
+pub(super) struct Progress {
+    pub(super) orders: u64,
 }
 
 impl Store {

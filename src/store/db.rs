@@ -308,6 +308,11 @@ impl Db {
         })
     }
 
+    /// The state folder.
+    pub(super) fn folder(&self) -> &Path {
+        &self.folder
+    }
+
     /// Fails with [`StoreError::Replaced`] when the state folder or its
     /// database file is no longer the one opened.
     pub(super) fn check(&self) -> Result<(), StoreError> {

@@ -18,6 +18,7 @@
 //! | `c` | `o` | the number of stored orders (i64) |
 //! | `c` | `p` / `w` / `a`, system | the number of orders in that state for the system (i64) |
 //! | `c` | `v` | the version of the counts (absent: not yet counted) |
+//! | `!restoring` | | present while `restore` loads a dump (a store left with it is refused) |
 //!
 //! System ids never contain `\0` (config validation), so `system\0` is an
 //! unambiguous prefix. Sort keys are big-endian with the sign bit flipped, so
@@ -43,6 +44,9 @@ pub const SEQUENCE: u8 = b'q';
 pub const BATCH: u8 = b'b';
 pub const SYSTEM: u8 = b'k';
 pub const COUNT: u8 = b'c';
+/// Present while `restore` loads a dump: a store left with it was
+/// restored in part and is refused.
+pub const RESTORING: &[u8] = b"!restoring";
 /// Present once the counts were made from the indexes (a store made before
 /// counts were kept gets them at its first open).
 pub const COUNTS_VERSION: &[u8] = b"cv";
@@ -142,8 +146,12 @@ pub fn timeline(id: Uuid, event: u64) -> Vec<u8> {
 /// A note `system` acked the order with: a repeat of it adds nothing.
 pub fn note(id: Uuid, system: &str, note: &str) -> Vec<u8> {
     use sha2::{Digest, Sha256};
-    let hash: [u8; 32] = Sha256::digest(note.as_bytes()).into();
-    with(NOTE, &[id.as_bytes(), system.as_bytes(), b"\0", &hash])
+    note_hashed(id, system, &Sha256::digest(note.as_bytes()).into())
+}
+
+/// [`note`] by the note's SHA-256.
+pub fn note_hashed(id: Uuid, system: &str, sha256: &[u8; 32]) -> Vec<u8> {
+    with(NOTE, &[id.as_bytes(), system.as_bytes(), b"\0", sha256])
 }
 
 pub fn stock(sku: &str) -> Vec<u8> {

@@ -11,6 +11,7 @@
 mod apply;
 mod batch;
 mod db;
+pub mod dump;
 mod http;
 pub mod keys;
 mod records;
@@ -49,6 +50,11 @@ pub enum StoreError {
     /// remedy (see `db.rs`).
     #[error("{0}")]
     Io(String),
+    /// A `restore` into this state folder stopped before its end.
+    #[error(
+        "the store in {0} was restored only in part (a restore stopped before its end): remove the state folder and run restore again"
+    )]
+    PartRestored(String),
     /// sled failed otherwise: corruption, a bug. Its cause is in the
     /// message and deliberately not a `source`: an error chain printed
     /// with `{:#}` would say it twice.
@@ -95,13 +101,7 @@ impl Store {
     /// (a store keeps the compression it was made with): for `run` and
     /// `init` only.
     pub fn open(folder: &Path, options: &StoreConfig) -> Result<Store, StoreError> {
-        let store = Store {
-            db: db::Db::open(folder, true, options)?,
-            stop: Default::default(),
-            between_chunks: Default::default(),
-        };
-        store.ensure_counts()?;
-        Ok(store)
+        Store::ready(db::Db::open(folder, true, options)?)
     }
 
     /// Opens the database in `folder`, which must exist
@@ -109,8 +109,15 @@ impl Store {
     /// `init` uses, so a missing or moved state folder is reported, never
     /// silently replaced by an empty store.
     pub fn open_existing(folder: &Path, options: &StoreConfig) -> Result<Store, StoreError> {
+        Store::ready(db::Db::open(folder, false, options)?)
+    }
+
+    fn ready(db: db::Db) -> Result<Store, StoreError> {
+        if db.contains_key(keys::RESTORING)? {
+            return Err(StoreError::PartRestored(db.folder().display().to_string()));
+        }
         let store = Store {
-            db: db::Db::open(folder, false, options)?,
+            db,
             stop: Default::default(),
             between_chunks: Default::default(),
         };

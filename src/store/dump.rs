@@ -1,0 +1,813 @@
+//! The portable dump: the whole state as versioned NDJSON, for an online
+//! backup, a move to another machine, and (with the PostgreSQL backend) a
+//! move between backends.
+//!
+//! ```text
+//! {"format":"ordersync-dump","version":1,"ordersync":"0.1.0","backend":"sled","created":"…"}
+//! {"type":"order","id":"…","external_id":"A-1","revision":1,"sent_sha256":"…","regulated":false,"doc":{…}}
+//! {"type":"event","order":"…","seq":0,"at":…,"event":"received","detail":"…"}
+//! …
+//! {"format":"ordersync-dump-end","records":1234}
+//! ```
+//!
+//! A dump holds the facts, never an index or a count: those are the
+//! backend's, made again by `restore`. Records that name an order come
+//! after the order (so `restore` can check they name one it holds), and an
+//! order's events come together, in timeline order, numbered from 0. The
+//! closing line says how many records there are, so a dump that was cut
+//! short (a full disk, a killed process) is refused instead of restored in
+//! part.
+//!
+//! **Consistent as of one instant.** On sled, the writer's lock is held
+//! while the store's records are copied, unconverted, into an unnamed
+//! temporary file in the state folder; commits wait for that copy (about a
+//! second per 100,000 orders), never for the conversion or the reader.
+
+use std::collections::HashSet;
+use std::io::{self, BufRead, BufReader, BufWriter, Read, Seek, Write};
+
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use uuid::Uuid;
+
+use super::batch::{Batch, Content};
+use super::records::AppliedFile;
+use super::{ExportRecord, ExportState, OrderRecord, Store, StoreError, keys};
+
+/// The first line's `format`.
+pub const FORMAT: &str = "ordersync-dump";
+/// The last line's `format`.
+pub const END: &str = "ordersync-dump-end";
+/// The dump format this version writes and reads.
+pub const VERSION: u32 = 1;
+/// The longest line `restore` reads: an order is at most an inbox file.
+pub const MAX_LINE: usize = 128 * 1024 * 1024;
+
+/// The first line of a dump.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct Header {
+    pub format: String,
+    pub version: u32,
+    /// The version of ordersync that wrote it.
+    #[serde(default)]
+    pub ordersync: String,
+    /// The backend it was dumped from.
+    #[serde(default)]
+    pub backend: String,
+    /// When (RFC 3339, UTC).
+    #[serde(default)]
+    pub created: String,
+}
+
+/// The last line of a dump.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct Trailer {
+    pub format: String,
+    /// How many records are between the first line and this one.
+    pub records: u64,
+}
+
+/// A SHA-256 as 64 lower-case hex digits.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct Sha256(pub [u8; 32]);
+
+impl Serialize for Sha256 {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        let mut hex = String::with_capacity(64);
+        for b in self.0 {
+            hex.push_str(&format!("{b:02x}"));
+        }
+        s.serialize_str(&hex)
+    }
+}
+
+impl<'de> Deserialize<'de> for Sha256 {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let hex = String::deserialize(d)?;
+        let bad = || serde::de::Error::custom("expected 64 lower-case hex digits (a SHA-256)");
+        if hex.len() != 64 {
+            return Err(bad());
+        }
+        let mut out = [0u8; 32];
+        for (i, pair) in hex.as_bytes().chunks(2).enumerate() {
+            let digit = |c: u8| match c {
+                b'0'..=b'9' => Some(c - b'0'),
+                b'a'..=b'f' => Some(c - b'a' + 10),
+                _ => None,
+            };
+            out[i] = match (digit(pair[0]), digit(pair[1])) {
+                (Some(h), Some(l)) => h << 4 | l,
+                _ => return Err(bad()),
+            };
+        }
+        Ok(Sha256(out))
+    }
+}
+
+/// One line of a dump between the header and the closing line.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(tag = "type", rename_all = "snake_case", deny_unknown_fields)]
+pub enum Record {
+    /// A stored order: its filled-in document (without `revision`, which
+    /// is its own field) and what dedupe and regulation need.
+    Order {
+        id: Uuid,
+        external_id: String,
+        revision: u32,
+        /// SHA-256 of the order as last sent (an identical resend is a
+        /// duplicate).
+        sent_sha256: Sha256,
+        regulated: bool,
+        doc: Value,
+    },
+    /// One entry of an order's timeline; `seq` counts from 0 per order.
+    Event {
+        order: Uuid,
+        seq: u64,
+        at: i64,
+        event: String,
+        detail: String,
+    },
+    /// An order's export state for a system.
+    Export {
+        system: String,
+        order: Uuid,
+        state: ExportState,
+        /// What the state's listing sorts by: `created` when pending, the
+        /// time written or acked after.
+        sort: i64,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        file: Option<String>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        written_at: Option<i64>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        acked_at: Option<i64>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        revision: Option<u32>,
+    },
+    /// A note a system's acknowledgement brought (its text is in the
+    /// timeline): a repeat of it adds nothing.
+    Note {
+        order: Uuid,
+        system: String,
+        sha256: Sha256,
+    },
+    /// Pieces in stock of a SKU.
+    Stock { sku: String, in_stock: i64 },
+    /// Pieces of a SKU reserved by orders not yet regulated.
+    Reserved { sku: String, reserved: i64 },
+    /// An inbox file applied: the same name with the same content is never
+    /// applied again.
+    AppliedFile {
+        name: String,
+        sha256: Sha256,
+        at: i64,
+        kind: String,
+    },
+    /// A big file part-applied in chunks: how many of its items are in.
+    Progress {
+        name: String,
+        sha256: Sha256,
+        orders: u64,
+    },
+    /// The last export sequence number used for a system.
+    Sequence { system: String, last: u64 },
+    /// An export file recorded but not yet known to be written.
+    Batch {
+        system: String,
+        seq: u64,
+        file: String,
+        orders: Vec<(Uuid, u32)>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        content: Option<Content>,
+    },
+    /// The eligibility settings of a system last reconciled.
+    Fingerprint { system: String, settings: String },
+}
+
+impl Record {
+    /// The order a record belongs to, for those that name one.
+    pub fn order(&self) -> Option<Uuid> {
+        match self {
+            Record::Event { order, .. }
+            | Record::Export { order, .. }
+            | Record::Note { order, .. } => Some(*order),
+            _ => None,
+        }
+    }
+}
+
+/// A dump that cannot be read or restored: where (a line) and what.
+#[derive(Debug, thiserror::Error)]
+pub enum DumpError {
+    #[error("line {line}: {message}")]
+    Bad { line: u64, message: String },
+    #[error("{0}")]
+    Io(#[from] io::Error),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// The store to restore into is not empty.
+    #[error("{0}")]
+    NotEmpty(String),
+}
+
+impl From<sled::Error> for DumpError {
+    fn from(e: sled::Error) -> DumpError {
+        DumpError::Store(e.into())
+    }
+}
+
+fn bad(line: u64, message: impl Into<String>) -> DumpError {
+    DumpError::Bad {
+        line,
+        message: message.into(),
+    }
+}
+
+/// The key kinds a dump holds, in the order it lists them (orders before
+/// whatever names an order). Indexes and counts are left out.
+const KINDS: [u8; 11] = [
+    keys::ORDER,
+    keys::TIMELINE,
+    keys::EXPORT,
+    keys::NOTE,
+    keys::STOCK,
+    keys::RESERVED,
+    keys::FILE,
+    keys::PROGRESS,
+    keys::SEQUENCE,
+    keys::BATCH,
+    keys::SYSTEM,
+];
+
+impl Store {
+    /// Writes the whole state to `out` as a dump, consistent as of one
+    /// instant (see the module's head). Returns the number of records.
+    pub fn dump_to(&self, out: &mut dyn Write) -> Result<u64, DumpError> {
+        let folder = self.db.folder();
+        let mut copy = BufWriter::new(tempfile::tempfile_in(folder)?);
+        {
+            let _writer = self.db.lock();
+            for kind in KINDS {
+                for kv in self.db.scan_prefix([kind]) {
+                    let (k, v) = kv?;
+                    for part in [&k[..], &v[..]] {
+                        copy.write_all(&(part.len() as u64).to_le_bytes())?;
+                        copy.write_all(part)?;
+                    }
+                }
+            }
+            copy.flush()?;
+        }
+        let mut copy = copy.into_inner().map_err(|e| e.into_error())?;
+        copy.rewind()?;
+        let mut copy = BufReader::new(copy);
+        let mut out = BufWriter::new(out);
+        let header = Header {
+            format: FORMAT.into(),
+            version: VERSION,
+            ordersync: env!("CARGO_PKG_VERSION").into(),
+            backend: "sled".into(),
+            created: chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+        };
+        line(&mut out, &header)?;
+        let mut records = 0u64;
+        let mut timeline: Option<(Uuid, u64)> = None;
+        while let Some((k, v)) = read_frame(&mut copy)? {
+            let Some(record) = record_of(&k, &v, &mut timeline)? else {
+                continue;
+            };
+            line(&mut out, &record)?;
+            records += 1;
+        }
+        line(
+            &mut out,
+            &Trailer {
+                format: END.into(),
+                records,
+            },
+        )?;
+        out.flush()?;
+        Ok(records)
+    }
+}
+
+fn line(out: &mut impl Write, value: &impl Serialize) -> io::Result<()> {
+    serde_json::to_writer(&mut *out, value)?;
+    out.write_all(b"\n")
+}
+
+fn read_frame(r: &mut impl Read) -> io::Result<Option<(Vec<u8>, Vec<u8>)>> {
+    let mut parts = [Vec::new(), Vec::new()];
+    for (i, part) in parts.iter_mut().enumerate() {
+        let mut len = [0u8; 8];
+        match r.read_exact(&mut len) {
+            Err(e) if i == 0 && e.kind() == io::ErrorKind::UnexpectedEof => return Ok(None),
+            other => other?,
+        }
+        part.resize(u64::from_le_bytes(len) as usize, 0);
+        r.read_exact(part)?;
+    }
+    let [k, v] = parts;
+    Ok(Some((k, v)))
+}
+
+/// The record a stored key and value hold (`None` for what a dump leaves
+/// out). `timeline` is the order and the next `seq` of the events so far.
+fn record_of(
+    k: &[u8],
+    v: &[u8],
+    timeline: &mut Option<(Uuid, u64)>,
+) -> Result<Option<Record>, StoreError> {
+    let corrupt = |message: &str| super::corrupt(k, message.to_string());
+    let (kind, rest) = k.split_first().ok_or_else(|| corrupt("empty key"))?;
+    // `name \0 sha256`, `system \0 tail`.
+    let split = |rest: &[u8], tail: usize| -> Result<(String, Vec<u8>), StoreError> {
+        if rest.len() < tail + 1 || rest[rest.len() - tail - 1] != 0 {
+            return Err(corrupt("malformed key"));
+        }
+        let (name, tail) = rest.split_at(rest.len() - tail - 1);
+        Ok((
+            String::from_utf8_lossy(name).into_owned(),
+            tail[1..].to_vec(),
+        ))
+    };
+    let sha = |bytes: &[u8]| -> Result<Sha256, StoreError> {
+        bytes
+            .try_into()
+            .map(Sha256)
+            .map_err(|_| corrupt("malformed key"))
+    };
+    let text = |bytes: &[u8]| String::from_utf8_lossy(bytes).into_owned();
+    Ok(Some(match *kind {
+        keys::ORDER => {
+            let mut rec = super::decode_order(k, v)?;
+            if let Value::Object(m) = &mut rec.doc {
+                m.remove("revision");
+            }
+            Record::Order {
+                id: rec.id,
+                external_id: rec.external_id,
+                revision: rec.revision,
+                sent_sha256: Sha256(rec.sent_hash),
+                regulated: rec.regulated,
+                doc: rec.doc,
+            }
+        }
+        keys::TIMELINE => {
+            let event: super::Event = super::decode(k, v)?;
+            let order = keys::uuid_of(rest.get(..16).ok_or_else(|| corrupt("malformed key"))?);
+            let seq = match *timeline {
+                Some((o, next)) if o == order => next,
+                _ => 0,
+            };
+            *timeline = Some((order, seq + 1));
+            Record::Event {
+                order,
+                seq,
+                at: event.at,
+                event: event.event,
+                detail: event.detail,
+            }
+        }
+        keys::EXPORT => {
+            let (system, id) = split(rest, 16)?;
+            let e: ExportRecord = super::decode(k, v)?;
+            Record::Export {
+                system,
+                order: keys::uuid_of(&id),
+                state: e.state,
+                sort: e.sort,
+                file: e.file,
+                written_at: e.written_at,
+                acked_at: e.acked_at,
+                revision: e.revision,
+            }
+        }
+        keys::NOTE => {
+            let id = rest.get(..16).ok_or_else(|| corrupt("malformed key"))?;
+            let (system, hash) = split(&rest[16..], 32)?;
+            Record::Note {
+                order: keys::uuid_of(id),
+                system,
+                sha256: sha(&hash)?,
+            }
+        }
+        keys::STOCK => Record::Stock {
+            sku: text(rest),
+            in_stock: keys::int_of(v),
+        },
+        keys::RESERVED => Record::Reserved {
+            sku: text(rest),
+            reserved: keys::int_of(v),
+        },
+        keys::FILE => {
+            let (name, hash) = split(rest, 32)?;
+            let f: AppliedFile = super::decode(k, v)?;
+            Record::AppliedFile {
+                name,
+                sha256: sha(&hash)?,
+                at: f.at,
+                kind: f.kind,
+            }
+        }
+        keys::PROGRESS => {
+            let (name, hash) = split(rest, 32)?;
+            let p: super::apply::Progress = super::decode(k, v)?;
+            Record::Progress {
+                name,
+                sha256: sha(&hash)?,
+                orders: p.orders,
+            }
+        }
+        keys::SEQUENCE => Record::Sequence {
+            system: text(rest),
+            last: keys::int_of(v) as u64,
+        },
+        keys::BATCH => {
+            // `system \0 seq`, or the one batch an older version kept
+            // under `system`: the value says both.
+            let b: Batch = super::decode(k, v)?;
+            Record::Batch {
+                system: b.system,
+                seq: b.seq,
+                file: b.file,
+                orders: b.orders,
+                content: b.content,
+            }
+        }
+        keys::SYSTEM => Record::Fingerprint {
+            system: text(rest),
+            settings: text(v),
+        },
+        _ => return Ok(None),
+    }))
+}
+
+/// Reads a dump: its header, then its records one at a time, checking the
+/// closing line. Memory is one line (at most [`MAX_LINE`]).
+pub struct Reader<R> {
+    input: R,
+    line: u64,
+    records: u64,
+    ended: bool,
+    buf: Vec<u8>,
+}
+
+impl<R: BufRead> Reader<R> {
+    /// Reads and checks the header.
+    pub fn new(input: R) -> Result<(Header, Reader<R>), DumpError> {
+        let mut reader = Reader {
+            input,
+            line: 0,
+            records: 0,
+            ended: false,
+            buf: Vec::new(),
+        };
+        if !reader.next_line()? {
+            return Err(bad(1, "the dump is empty"));
+        }
+        let header: Header = serde_json::from_slice(&reader.buf).map_err(|e| {
+            bad(
+                1,
+                format!("not an ordersync dump (the first line must be its header): {e}"),
+            )
+        })?;
+        if header.format != FORMAT {
+            return Err(bad(
+                1,
+                format!(
+                    "not an ordersync dump: format {:?}, expected {FORMAT:?}",
+                    header.format
+                ),
+            ));
+        }
+        if header.version != VERSION {
+            return Err(bad(
+                1,
+                format!(
+                    "dump format version {} is not the one this ordersync reads ({VERSION}); use the ordersync that wrote it, or a newer one",
+                    header.version
+                ),
+            ));
+        }
+        Ok((header, reader))
+    }
+
+    /// The line number of the record last returned.
+    pub fn line(&self) -> u64 {
+        self.line
+    }
+
+    /// Reads the next line into `buf`; false at the end of the input.
+    fn next_line(&mut self) -> Result<bool, DumpError> {
+        self.buf.clear();
+        let n = (&mut self.input)
+            .take(MAX_LINE as u64 + 1)
+            .read_until(b'\n', &mut self.buf)?;
+        if n == 0 {
+            return Ok(false);
+        }
+        self.line += 1;
+        if self.buf.last() == Some(&b'\n') {
+            self.buf.pop();
+        } else if self.buf.len() > MAX_LINE {
+            return Err(bad(
+                self.line,
+                format!("a line longer than {MAX_LINE} bytes"),
+            ));
+        }
+        Ok(true)
+    }
+
+    /// The next record; `None` after the closing line, which must be the
+    /// last line and count the records before it.
+    pub fn next_record(&mut self) -> Result<Option<Record>, DumpError> {
+        if self.ended {
+            return Ok(None);
+        }
+        if !self.next_line()? {
+            return Err(bad(
+                self.line,
+                "the dump ends without its closing line: it was cut short",
+            ));
+        }
+        if self.buf.starts_with(br#"{"format""#) {
+            let end: Trailer = serde_json::from_slice(&self.buf)
+                .map_err(|e| bad(self.line, format!("bad closing line: {e}")))?;
+            if end.format != END {
+                return Err(bad(
+                    self.line,
+                    format!(
+                        "bad closing line: format {:?}, expected {END:?}",
+                        end.format
+                    ),
+                ));
+            }
+            if end.records != self.records {
+                return Err(bad(
+                    self.line,
+                    format!(
+                        "the closing line counts {} records, the dump holds {}",
+                        end.records, self.records
+                    ),
+                ));
+            }
+            self.ended = true;
+            if self.next_line()? {
+                return Err(bad(self.line, "a line after the closing line"));
+            }
+            return Ok(None);
+        }
+        let record: Record =
+            serde_json::from_slice(&self.buf).map_err(|e| bad(self.line, e.to_string()))?;
+        self.records += 1;
+        Ok(Some(record))
+    }
+}
+
+/// Checks a record on its own: what a backend must never store.
+pub fn check(record: &Record) -> Result<(), String> {
+    let no_nul = |what: &str, s: &str| {
+        if s.is_empty() || s.contains('\0') {
+            Err(format!("{what} {s:?} is empty or holds a NUL"))
+        } else {
+            Ok(())
+        }
+    };
+    match record {
+        Record::Order {
+            id,
+            external_id,
+            revision,
+            doc,
+            ..
+        } => {
+            if doc.get("id").and_then(Value::as_str) != Some(&id.to_string()) {
+                return Err(format!("the order's doc does not have the id {id}"));
+            }
+            if doc.get("external_id").and_then(Value::as_str) != Some(external_id.as_str()) {
+                return Err(format!(
+                    "the order's doc does not have the external_id {external_id:?}"
+                ));
+            }
+            if *revision == 0 {
+                return Err("revision 0 (revisions count from 1)".into());
+            }
+            no_nul("external_id", external_id)
+        }
+        Record::Export { system, .. }
+        | Record::Note { system, .. }
+        | Record::Sequence { system, .. }
+        | Record::Fingerprint { system, .. } => no_nul("system", system),
+        Record::Batch { system, file, .. } => {
+            no_nul("system", system)?;
+            no_nul("file", file)
+        }
+        Record::AppliedFile { name, .. } | Record::Progress { name, .. } => no_nul("name", name),
+        Record::Stock { sku, .. } | Record::Reserved { sku, .. } => no_nul("sku", sku),
+        Record::Event { .. } => Ok(()),
+    }
+}
+
+/// What `restore` did.
+#[derive(Debug, Default, Clone, PartialEq)]
+pub struct Restored {
+    pub records: u64,
+    pub orders: u64,
+}
+
+/// Records written per batch when restoring.
+const RESTORE_BATCH: usize = 5_000;
+
+impl Store {
+    /// Whether the store holds nothing but its counts (what a new store
+    /// has).
+    pub fn is_empty(&self) -> Result<bool, StoreError> {
+        for kv in self.db.iter().keys() {
+            if kv?.first() != Some(&keys::COUNT) {
+                return Ok(false);
+            }
+        }
+        Ok(true)
+    }
+
+    /// Loads a dump into this store, which must be empty. Checks every
+    /// record (a record naming an order must come after that order) and the
+    /// closing line; the indexes and counts are made here. On any error the
+    /// store is left with what was written so far, marked as an
+    /// interrupted restore that [`Store::open`] refuses.
+    pub fn restore_from(&self, input: impl BufRead) -> Result<Restored, DumpError> {
+        if !self.is_empty()? {
+            return Err(DumpError::NotEmpty(format!(
+                "the state folder {} already holds a store: restore loads only into an empty one (a new state folder)",
+                self.db.folder().display()
+            )));
+        }
+        let (_header, mut reader) = Reader::new(input)?;
+        self.db.insert(keys::RESTORING, &b"1"[..])?;
+        let handle = self.db.handle()?;
+        let mut orders = HashSet::<Uuid>::new();
+        let mut done = Restored::default();
+        let mut batch = sled::Batch::default();
+        let mut in_batch = 0;
+        let mut timeline: Option<(Uuid, u64)> = None;
+        while let Some(record) = reader.next_record()? {
+            let line = reader.line();
+            check(&record).map_err(|m| bad(line, m))?;
+            if let Some(order) = record.order()
+                && !orders.contains(&order)
+            {
+                return Err(bad(
+                    line,
+                    format!("names the order {order}, which no earlier line holds"),
+                ));
+            }
+            match record {
+                Record::Order {
+                    id,
+                    external_id,
+                    revision,
+                    sent_sha256,
+                    regulated,
+                    doc,
+                } => {
+                    if !orders.insert(id) {
+                        return Err(bad(line, format!("the order {id} a second time")));
+                    }
+                    let rec = OrderRecord {
+                        id,
+                        external_id,
+                        revision,
+                        sent_hash: sent_sha256.0,
+                        doc,
+                        regulated,
+                    };
+                    batch.insert(keys::order(id), rec.encode());
+                    batch.insert(keys::external(&rec.external_id), id.as_bytes());
+                    if let Ok(spelt) = Uuid::parse_str(&rec.external_id) {
+                        batch.insert(keys::external_uuid(spelt), id.as_bytes());
+                    }
+                    done.orders += 1;
+                }
+                Record::Event {
+                    order,
+                    seq,
+                    at,
+                    event,
+                    detail,
+                } => {
+                    let expected = match timeline {
+                        Some((o, next)) if o == order => next,
+                        _ => 0,
+                    };
+                    if seq != expected {
+                        return Err(bad(
+                            line,
+                            format!(
+                                "event seq {seq} of the order {order}: expected {expected} (an order's events come together, numbered from 0)"
+                            ),
+                        ));
+                    }
+                    timeline = Some((order, seq + 1));
+                    let n = handle.generate_id()?;
+                    batch.insert(
+                        keys::timeline(order, n),
+                        super::encode(&super::Event { at, event, detail }),
+                    );
+                }
+                Record::Export {
+                    system,
+                    order,
+                    state,
+                    sort,
+                    file,
+                    written_at,
+                    acked_at,
+                    revision,
+                } => {
+                    let rec = ExportRecord {
+                        state,
+                        sort,
+                        file,
+                        written_at,
+                        acked_at,
+                        revision,
+                    };
+                    batch.insert(keys::index(state, &system, sort, order), &[][..]);
+                    batch.insert(keys::export(&system, order), super::encode(&rec));
+                }
+                Record::Note {
+                    order,
+                    system,
+                    sha256,
+                } => batch.insert(keys::note_hashed(order, &system, &sha256.0), &[][..]),
+                Record::Stock { sku, in_stock } => {
+                    batch.insert(keys::stock(&sku), &in_stock.to_be_bytes())
+                }
+                Record::Reserved { sku, reserved } => {
+                    batch.insert(keys::reserved(&sku), &reserved.to_be_bytes())
+                }
+                Record::AppliedFile {
+                    name,
+                    sha256,
+                    at,
+                    kind,
+                } => batch.insert(
+                    keys::file(&name, &sha256.0),
+                    super::encode(&AppliedFile { at, kind }),
+                ),
+                Record::Progress {
+                    name,
+                    sha256,
+                    orders,
+                } => batch.insert(
+                    keys::progress(&name, &sha256.0),
+                    super::encode(&super::apply::Progress { orders }),
+                ),
+                Record::Sequence { system, last } => {
+                    batch.insert(keys::sequence(&system), &(last as i64).to_be_bytes())
+                }
+                Record::Batch {
+                    system,
+                    seq,
+                    file,
+                    orders,
+                    content,
+                } => batch.insert(
+                    keys::batch_entry(&system, seq),
+                    super::encode(&Batch {
+                        system: system.clone(),
+                        seq,
+                        file,
+                        orders,
+                        content,
+                    }),
+                ),
+                Record::Fingerprint { system, settings } => {
+                    batch.insert(keys::system(&system), settings.as_bytes())
+                }
+            }
+            done.records += 1;
+            in_batch += 1;
+            if in_batch == RESTORE_BATCH {
+                self.db.apply_batch(std::mem::take(&mut batch))?;
+                in_batch = 0;
+            }
+        }
+        self.db.apply_batch(batch)?;
+        // The counts, made from what is now stored.
+        let mut stale = sled::Batch::default();
+        for k in self.db.scan_prefix([keys::COUNT]).keys() {
+            stale.remove(k?);
+        }
+        self.db.apply_batch(stale)?;
+        self.ensure_counts()?;
+        let mut finished = sled::Batch::default();
+        finished.remove(keys::RESTORING);
+        self.db.apply_batch(finished)?;
+        self.flush()?;
+        Ok(done)
+    }
+}

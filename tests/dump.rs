@@ -1,0 +1,193 @@
+//! `dump` and `restore` (issue 16 §5): a dump made while the daemon runs
+//! restores into a new store that goes on exactly where the old one
+//! stopped, dumps again to the same records, and a bad or cut-short dump is
+//! refused with its line, never restored in part.
+
+mod common;
+
+use std::fs;
+use std::time::Duration;
+
+use common::{TWO_SYSTEMS, Work, acks, order, wait_for};
+use serde_json::Value;
+
+/// The records of a dump (everything after the header), sorted.
+fn records(w: &Work, file: &str) -> Vec<String> {
+    let text = fs::read_to_string(w.path(file)).expect("the dump");
+    let mut lines: Vec<String> = text.lines().skip(1).map(str::to_string).collect();
+    lines.sort();
+    lines
+}
+
+fn header(w: &Work, file: &str) -> Value {
+    let text = fs::read_to_string(w.path(file)).expect("the dump");
+    serde_json::from_str(text.lines().next().expect("a header")).expect("header json")
+}
+
+#[test]
+fn a_dump_taken_while_the_daemon_runs_restores_a_store_that_goes_on_where_it_stopped() {
+    let w = Work::new(TWO_SYSTEMS);
+    w.drop_file("stock.csv", "sku,in_stock\nA,10\nB,5\n");
+    let mut daemon = w.start(&[]);
+    for i in 1..=4 {
+        w.drop_json(
+            &format!("o{i}.json"),
+            &order(&format!("o-{i}"), &[("A", 1), ("B", 1)]),
+        );
+    }
+    wait_for(
+        "4 orders exported to each system",
+        Duration::from_secs(20),
+        || w.exported_ids("erp").len() == 4 && w.exported_ids("wms").len() == 4,
+    );
+    w.drop_file(
+        "ack.csv",
+        acks(&[("o-1", "erp", true), ("o-2", "erp", false)]),
+    );
+    wait_for("the ack applied", Duration::from_secs(20), || {
+        w.state("o-1", "erp").as_deref() == Some("acked")
+            && w.state("o-2", "erp").as_deref() == Some("acked")
+    });
+    let stock_before = (w.stock("A"), w.stock("B"));
+    assert_eq!(stock_before.0, (9, 3, 6), "o-1 regulated, three reserved");
+
+    // Through the running daemon.
+    w.ok(&["dump", "--output", "one.ndjson"]);
+    let h = header(&w, "one.ndjson");
+    assert_eq!(h["format"], "ordersync-dump");
+    assert_eq!(h["version"], 1);
+    assert_eq!(h["backend"], "sled");
+    let mode = fs::metadata(w.path("one.ndjson")).unwrap().permissions();
+    assert_eq!(
+        std::os::unix::fs::PermissionsExt::mode(&mode) & 0o777,
+        0o600,
+        "a dump holds every order: readable by its owner only"
+    );
+    daemon.terminate();
+
+    // Into a new state folder; the old one is kept aside.
+    fs::rename(w.path("state"), w.path("state.old")).unwrap();
+    let said = w.ok(&["restore", "one.ndjson"]);
+    assert!(said.contains("4 orders"), "{said}");
+    w.ok(&["dump", "--output", "two.ndjson"]);
+    assert_eq!(
+        records(&w, "one.ndjson"),
+        records(&w, "two.ndjson"),
+        "a restored store dumps to the same records"
+    );
+    assert_eq!((w.stock("A"), w.stock("B")), stock_before);
+    assert_eq!(
+        w.events("o-1"),
+        {
+            fs::rename(w.path("state"), w.path("state.new")).unwrap();
+            fs::rename(w.path("state.old"), w.path("state")).unwrap();
+            let old = w.events("o-1");
+            fs::rename(w.path("state"), w.path("state.old")).unwrap();
+            fs::rename(w.path("state.new"), w.path("state")).unwrap();
+            old
+        },
+        "the timeline, in its order"
+    );
+
+    // It goes on: the next export file takes the next sequence number,
+    // nothing is exported again, a re-sent ack regulates nothing twice.
+    let erp_files_before = w.outbox("erp").len();
+    w.drop_json("o5.json", &order("o-5", &[("A", 1)]));
+    w.drop_file(
+        "ack-again.csv",
+        acks(&[("o-1", "erp", true), ("o-2", "erp", false)]),
+    );
+    w.run_once();
+    assert_eq!(w.errors(), Vec::<String>::new());
+    let ids = w.exported_ids("erp");
+    assert_eq!(ids.len(), 5, "o-5 once, nothing again: {ids:?}");
+    assert_eq!(w.exported_ids("wms").len(), 5);
+    assert_eq!(w.outbox("erp").len(), erp_files_before + 1);
+    let mut names: Vec<String> = w
+        .outbox("erp")
+        .iter()
+        .map(|p| p.file_name().unwrap().to_string_lossy().into_owned())
+        .collect();
+    names.sort();
+    names.dedup();
+    assert_eq!(names.len(), erp_files_before + 1, "no file name used twice");
+    assert_eq!(
+        w.stock("A"),
+        (9, 4, 5),
+        "o-1 not regulated again; o-5 reserves one"
+    );
+    assert_eq!(w.stock("B"), stock_before.1);
+}
+
+#[test]
+fn restore_refuses_a_bad_or_cut_short_dump_and_a_store_that_is_not_empty() {
+    let w = Work::new(TWO_SYSTEMS);
+    w.drop_json("o1.json", &order("o-1", &[("A", 1)]));
+    w.run_once();
+    w.ok(&["dump", "--output", "d.ndjson"]);
+    let dump = fs::read_to_string(w.path("d.ndjson")).unwrap();
+    let lines: Vec<&str> = dump.lines().collect();
+
+    // Into the store it came from: not empty.
+    let out = w.cmd(&["restore", "d.ndjson"]);
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("already holds a store"), "{err}");
+
+    let refused = |name: &str, text: String, expect: &str| {
+        fs::write(w.path(name), text).unwrap();
+        let _ = fs::remove_dir_all(w.path("state"));
+        let out = w.cmd(&["restore", name]);
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(1), "{name}: {err}");
+        assert!(err.contains(expect), "{name}: expected {expect:?} in {err}");
+        err.into_owned()
+    };
+    let cut = lines[..lines.len() - 1].join("\n") + "\n";
+    refused("cut.ndjson", cut, "cut short");
+    refused("empty.ndjson", String::new(), "line 1: the dump is empty");
+    refused(
+        "csv.ndjson",
+        "order_id,system_id\n".into(),
+        "line 1: not an ordersync dump",
+    );
+    let mut newer = lines.clone();
+    let v2 = lines[0].replace(r#""version":1"#, r#""version":2"#);
+    newer[0] = &v2;
+    refused("v2.ndjson", newer.join("\n"), "version 2");
+    let after = dump.clone() + lines[1] + "\n";
+    refused("after.ndjson", after, "after the closing line");
+
+    // A record naming an order no earlier line holds.
+    let orphan = format!(
+        "{}\n{}\n{}\n",
+        lines[0],
+        r#"{"type":"export","system":"erp","order":"6f1c5a52-0d36-4a4f-9a57-7f3c6b0e2a11","state":"pending","sort":1}"#,
+        r#"{"format":"ordersync-dump-end","records":1}"#
+    );
+    refused("orphan.ndjson", orphan, "line 2: names the order");
+
+    // A bad record after some were written: the store is left marked, and
+    // refused until the folder is removed.
+    let order_line = lines
+        .iter()
+        .find(|l| l.contains(r#""type":"order""#))
+        .unwrap();
+    let broken = format!(
+        "{}\n{order_line}\n{{\"type\":\"stock\",\"sku\":\"A\"}}\n",
+        lines[0]
+    );
+    refused("broken.ndjson", broken, "line 3: missing field `in_stock`");
+    for args in [
+        &["status"][..],
+        &["run", "--once"][..],
+        &["restore", "d.ndjson"][..],
+    ] {
+        let out = w.cmd(args);
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(1), "{args:?}: {err}");
+        assert!(err.contains("restored only in part"), "{args:?}: {err}");
+    }
+    let _ = fs::remove_dir_all(w.path("state"));
+    assert!(w.ok(&["restore", "d.ndjson"]).contains("1 orders"));
+}
