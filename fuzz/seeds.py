@@ -166,6 +166,40 @@ id = "x"
 """)
 
 
+def dump():
+    t = "dump"
+    text = (ROOT / "tests/fixtures/dump.ndjson").read_text()
+    write(t, "dump.ndjson", text)
+    lines = text.splitlines()
+    head, body, end = lines[0], lines[1:-1], lines[-1]
+    order = next(l for l in body if l.startswith('{"type":"order"'))
+    oid = json.loads(order)["id"]
+    sha = "ab" * 32
+
+    def whole(records):
+        return "\n".join([head] + records + [json.dumps({"format": "ordersync-dump-end", "records": len(records)}, separators=(",", ":"))]) + "\n"
+
+    extra = [
+        order,
+        json.dumps({"type": "batch", "system": "erp", "seq": 7, "file": "orders-7.json", "orders": [[oid, 1]], "content": {"size": 10, "sha256": sha}}),
+        json.dumps({"type": "progress", "name": "big.ndjson", "sha256": sha, "orders": 5000}),
+        json.dumps({"type": "note", "order": oid, "system": "erp", "sha256": sha}),
+        json.dumps({"type": "event", "order": oid, "seq": 0, "at": -1, "event": "received", "detail": "\u0000"}),
+        json.dumps({"type": "export", "system": "erp", "order": oid, "state": "pending", "sort": -9223372036854775808}),
+        json.dumps({"type": "stock", "sku": "\u00e6ble", "in_stock": -1}),
+    ]
+    write(t, "every-kind.ndjson", whole(extra))
+    write(t, "cut.ndjson", "\n".join(lines[:-1]) + "\n")
+    write(t, "empty.ndjson", "")
+    write(t, "v2.ndjson", text.replace('"version":1', '"version":2', 1))
+    write(t, "after-end.ndjson", text + body[0] + "\n")
+    write(t, "count.ndjson", "\n".join([head] + body + [end.replace('"records":', '"records":1')]) + "\n")
+    write(t, "orphan.ndjson", whole([json.dumps({"type": "export", "system": "erp", "order": oid, "state": "acked", "sort": 1})]))
+    write(t, "bad-sha.ndjson", whole([json.dumps({"type": "applied_file", "name": "a", "sha256": "AB" * 32, "at": 1, "kind": "orders"})]))
+    write(t, "unknown.ndjson", whole([json.dumps({"type": "stock", "sku": "A", "in_stock": 1, "x": 1}), '{"type":"nope"}']))
+    write(t, "crlf.ndjson", text.replace("\n", "\r\n"))
+
+
 if __name__ == "__main__":
     shutil.rmtree(OUT, ignore_errors=True)
     inbox()
@@ -173,5 +207,6 @@ if __name__ == "__main__":
     mark()
     control()
     config()
+    dump()
     for d in sorted(OUT.iterdir()):
         print(d.name, len(os.listdir(d)))

@@ -406,3 +406,47 @@ pub fn config(data: &[u8]) {
         }
     }
 }
+
+/// `dump`: a dump file as `restore` reads it (`store::dump::Reader`, the
+/// reader `Store::restore_from` uses, and `dump::check`, its per-record
+/// rule). Every error names its line (1 or more); a record the reader
+/// accepts, written out again as a dump line, reads back as the same
+/// record; the reader never returns a record after the closing line.
+pub fn dump(data: &[u8]) {
+    use ordersync::store::dump::{DumpError, Reader, Record};
+    let named = |e: &DumpError| match e {
+        DumpError::Bad { line, message } => {
+            assert!(*line >= 1, "dump: line 0: {message}");
+            assert!(!message.trim().is_empty(), "dump: line {line}: no message");
+        }
+        other => panic!("dump: an error without a line: {other}"),
+    };
+    let mut reader = match Reader::new(data) {
+        Ok((_, reader)) => reader,
+        Err(e) => return named(&e),
+    };
+    let mut last = 1;
+    loop {
+        match reader.next_record() {
+            Ok(None) => {
+                assert!(
+                    matches!(reader.next_record(), Ok(None)),
+                    "dump: a record after the end"
+                );
+                return;
+            }
+            Ok(Some(record)) => {
+                assert!(reader.line() > last, "dump: line numbers go on");
+                last = reader.line();
+                let _ = ordersync::store::dump::check(&record);
+                let line = serde_json::to_vec(&record).expect("a record writes out");
+                assert!(!line.contains(&b'\n'), "dump: a record over two lines");
+                let again: Record = serde_json::from_slice(&line).unwrap_or_else(|e| {
+                    panic!("dump: {record:?} written out does not read back: {e}")
+                });
+                assert_eq!(again, record, "dump: read back as another record");
+            }
+            Err(e) => return named(&e),
+        }
+    }
+}

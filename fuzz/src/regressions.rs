@@ -47,3 +47,8 @@ fn control_request() {
 fn config() {
     replay("config", crate::config);
 }
+
+#[test]
+fn dump() {
+    replay("dump", crate::dump);
+}

@@ -247,6 +247,7 @@ impl Store {
     pub fn dump_to(&self, out: &mut dyn Write) -> Result<u64, DumpError> {
         let folder = self.db.folder();
         let mut copy = BufWriter::new(tempfile::tempfile_in(folder)?);
+        let locked = std::time::Instant::now();
         {
             let _writer = self.db.lock();
             for kind in KINDS {
@@ -260,6 +261,7 @@ impl Store {
             }
             copy.flush()?;
         }
+        tracing::info!(held = ?locked.elapsed(), "dump: the store copied (commits waited meanwhile)");
         let mut copy = copy.into_inner().map_err(|e| e.into_error())?;
         copy.rewind()?;
         let mut copy = BufReader::new(copy);
