@@ -613,6 +613,53 @@ pub fn check(record: &Record) -> Result<(), String> {
     }
 }
 
+/// What `restore` checks across records, whatever the backend: each
+/// record on its own ([`check`]), an order only once, a record naming an
+/// order only after it, an order's events together and numbered from 0.
+/// Memory: one id per order.
+#[derive(Default)]
+pub struct Admission {
+    orders: HashSet<Uuid>,
+    timeline: Option<(Uuid, u64)>,
+}
+
+impl Admission {
+    /// Checks the record read at `line`.
+    pub fn admit(&mut self, line: u64, record: &Record) -> Result<(), DumpError> {
+        check(record).map_err(|m| bad(line, m))?;
+        if let Record::Order { id, .. } = record {
+            if !self.orders.insert(*id) {
+                return Err(bad(line, format!("the order {id} a second time")));
+            }
+            return Ok(());
+        }
+        if let Some(order) = record.order()
+            && !self.orders.contains(&order)
+        {
+            return Err(bad(
+                line,
+                format!("names the order {order}, which no earlier line holds"),
+            ));
+        }
+        if let Record::Event { order, seq, .. } = record {
+            let expected = match self.timeline {
+                Some((o, next)) if o == *order => next,
+                _ => 0,
+            };
+            if *seq != expected {
+                return Err(bad(
+                    line,
+                    format!(
+                        "event seq {seq} of the order {order}: expected {expected} (an order's events come together, numbered from 0)"
+                    ),
+                ));
+            }
+            self.timeline = Some((*order, seq + 1));
+        }
+        Ok(())
+    }
+}
+
 /// What `restore` did.
 #[derive(Debug, Default, Clone, PartialEq)]
 pub struct Restored {
@@ -650,22 +697,12 @@ impl Store {
         let (_header, mut reader) = Reader::new(input)?;
         self.db.insert(keys::RESTORING, &b"1"[..])?;
         let handle = self.db.handle()?;
-        let mut orders = HashSet::<Uuid>::new();
+        let mut admission = Admission::default();
         let mut done = Restored::default();
         let mut batch = sled::Batch::default();
         let mut in_batch = 0;
-        let mut timeline: Option<(Uuid, u64)> = None;
         while let Some(record) = reader.next_record()? {
-            let line = reader.line();
-            check(&record).map_err(|m| bad(line, m))?;
-            if let Some(order) = record.order()
-                && !orders.contains(&order)
-            {
-                return Err(bad(
-                    line,
-                    format!("names the order {order}, which no earlier line holds"),
-                ));
-            }
+            admission.admit(reader.line(), &record)?;
             match record {
                 Record::Order {
                     id,
@@ -675,9 +712,6 @@ impl Store {
                     regulated,
                     doc,
                 } => {
-                    if !orders.insert(id) {
-                        return Err(bad(line, format!("the order {id} a second time")));
-                    }
                     let rec = OrderRecord {
                         id,
                         external_id,
@@ -695,24 +729,11 @@ impl Store {
                 }
                 Record::Event {
                     order,
-                    seq,
                     at,
                     event,
                     detail,
+                    ..
                 } => {
-                    let expected = match timeline {
-                        Some((o, next)) if o == order => next,
-                        _ => 0,
-                    };
-                    if seq != expected {
-                        return Err(bad(
-                            line,
-                            format!(
-                                "event seq {seq} of the order {order}: expected {expected} (an order's events come together, numbered from 0)"
-                            ),
-                        ));
-                    }
-                    timeline = Some((order, seq + 1));
                     let n = handle.generate_id()?;
                     batch.insert(
                         keys::timeline(order, n),

@@ -14,6 +14,7 @@ mod db;
 pub mod dump;
 mod http;
 pub mod keys;
+pub mod postgres;
 mod records;
 
 use std::path::Path;

@@ -389,3 +389,51 @@ pub fn have_tool(tool: &str, needed_for: &str) -> bool {
     }
     ok
 }
+
+/// The test PostgreSQL server, as a conninfo without a database name:
+/// `ORDERSYNC_TEST_PG` when set (`.ci/run` starts one cluster for every
+/// test binary), else a throwaway cluster this test binary starts once with
+/// `.ci/pg-cluster` and stops when it exits. `None` (the test is skipped)
+/// when there is no PostgreSQL server to start, except under
+/// ORDERSYNC_E2E=1, where that fails the test.
+pub fn pg_server() -> Option<String> {
+    static SERVER: std::sync::OnceLock<Option<String>> = std::sync::OnceLock::new();
+    static DIR: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    extern "C" fn stop() {
+        if let Some(dir) = DIR.get() {
+            let _ = Command::new(concat!(env!("CARGO_MANIFEST_DIR"), "/.ci/pg-cluster"))
+                .args(["stop", dir])
+                .output();
+        }
+    }
+    SERVER
+        .get_or_init(|| {
+            if let Ok(given) = std::env::var("ORDERSYNC_TEST_PG") {
+                return Some(given);
+            }
+            let out = Command::new(concat!(env!("CARGO_MANIFEST_DIR"), "/.ci/pg-cluster"))
+                .arg("start")
+                .output()
+                .expect("run .ci/pg-cluster");
+            if !out.status.success() {
+                let why = String::from_utf8_lossy(&out.stderr);
+                assert!(
+                    std::env::var("ORDERSYNC_E2E").as_deref() != Ok("1"),
+                    "a PostgreSQL server is needed (apt-get install postgresql): {why}"
+                );
+                eprintln!("skipped: no PostgreSQL server: {why}");
+                return None;
+            }
+            let conninfo = String::from_utf8_lossy(&out.stdout).trim().to_string();
+            let dir = conninfo
+                .split_whitespace()
+                .find_map(|kv| kv.strip_prefix("host="))
+                .expect("host= in the conninfo")
+                .to_string();
+            let _ = DIR.set(dir);
+            // SAFETY: registers a plain function, run at exit.
+            unsafe { libc::atexit(stop) };
+            Some(conninfo)
+        })
+        .clone()
+}
