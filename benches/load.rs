@@ -17,6 +17,11 @@
 //!   the same file again under a new name: growth of the state folder.
 //! - backlog: the daemon under a 50,000-order backlog with a fake systemd:
 //!   longest watchdog gap, SIGTERM to exit, `status` latency during the work.
+//! - dump:    a store of 100k orders (`LOAD_DUMP_ORDERS`): `dump` without
+//!   and with the daemon running (time, peak RSS, how long commits waited),
+//!   `restore` into a new state folder, and the same dump restored into
+//!   PostgreSQL and dumped from it (`ORDERSYNC_TEST_PG`, else a throwaway
+//!   cluster from `.ci/pg-cluster`; skipped without a server).
 //! - store:   on the largest store of `grow`: `status` and `inventory --sku`
 //!   latency (store open), `orders list --json` time and peak RSS.
 //!
@@ -1158,9 +1163,178 @@ fn store(r: &mut Report, grown: Option<tempfile::TempDir>) {
     );
 }
 
-const ROWS: [&str; 8] = [
-    "ceiling", "side", "bulk", "grow", "big", "ack", "backlog", "store",
+const ROWS: [&str; 9] = [
+    "ceiling", "side", "bulk", "grow", "big", "ack", "backlog", "store", "dump",
 ];
+
+fn dump(r: &mut Report) {
+    let orders = sized("LOAD_DUMP_ORDERS", 100_000);
+    let tmp = work();
+    let dir = tmp.path();
+    println!("dump: building a store of {orders} orders (exported to erp and wms)…");
+    let (_, stopped) = grow_store(dir, orders, orders, true);
+    if let Some(why) = stopped {
+        r.missing("dump", "dump", &format!("store not built: {why}"), "-");
+        return;
+    }
+    let m = measure(dir, &["dump", "--output", "one.ndjson"], "dump.log", None);
+    if !m.ok() {
+        r.missing("dump", "dump", &m.failure(), "-");
+        return;
+    }
+    let size = fs::metadata(dir.join("one.ndjson")).map_or(0, |m| m.len());
+    println!(
+        "  dump, no daemon: {:.2} s ({} orders/s), {:.0} MB",
+        m.wall.as_secs_f64(),
+        thousands(rate(orders, m.wall)),
+        size as f64 / 1e6
+    );
+    rss_verdict(r, "dump", "dump peak RSS", &m);
+
+    // Through the running daemon: how long its commits waited.
+    let log = dir.join("daemon.log");
+    let mut daemon = Command::new(BIN)
+        .arg("run")
+        .current_dir(dir)
+        .env("RUST_LOG", "info")
+        .stdout(Stdio::null())
+        .stderr(fs::File::create(&log).unwrap())
+        .spawn()
+        .unwrap();
+    let start = Instant::now();
+    while !dir.join("state/ordersync.sock").exists() && start.elapsed() < Duration::from_secs(60) {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let (took, _) = quick(dir, &["dump", "--output", "two.ndjson"]);
+    let _ = Command::new("kill")
+        .args(["-TERM", &daemon.id().to_string()])
+        .status();
+    let _ = daemon.wait();
+    let held = fs::read_to_string(&log)
+        .unwrap_or_default()
+        .lines()
+        .find(|l| l.contains("dump: the store copied"))
+        .and_then(|l| l.split("held=").nth(1))
+        .map(|h| h.split_whitespace().next().unwrap_or("").to_string())
+        .unwrap_or_else(|| "?".into());
+    println!(
+        "  dump through the daemon: {:.2} s; its commits waited {held}",
+        took.as_secs_f64()
+    );
+    // Duration's Debug form: 1.2s, 523.1ms, 80.5µs, 700ns.
+    let held_secs = [("ms", 1e-3), ("µs", 1e-6), ("ns", 1e-9), ("s", 1.0)]
+        .iter()
+        .find_map(|(unit, scale)| {
+            held.strip_suffix(unit)
+                .and_then(|n| n.parse::<f64>().ok())
+                .map(|n| n * scale)
+        })
+        .unwrap_or(f64::MAX);
+    r.verdict(
+        "dump",
+        &format!("commits waiting during a dump of {orders} orders"),
+        held.clone(),
+        "<= a few seconds (no step of the loop longer)",
+        held_secs <= 3.0,
+    );
+
+    // Into a new state folder.
+    fs::rename(dir.join("state"), dir.join("state.old")).unwrap();
+    let m = measure(dir, &["restore", "one.ndjson"], "restore.log", None);
+    if !m.ok() {
+        r.missing("dump", "restore", &m.failure(), "-");
+        return;
+    }
+    println!(
+        "  restore into sled: {:.2} s ({} orders/s)",
+        m.wall.as_secs_f64(),
+        thousands(rate(orders, m.wall))
+    );
+    rss_verdict(r, "dump", "restore peak RSS", &m);
+    let m = measure(
+        dir,
+        &["dump", "--output", "three.ndjson"],
+        "dump3.log",
+        None,
+    );
+    let sorted = |f: &str| {
+        let text = fs::read_to_string(dir.join(f)).unwrap_or_default();
+        let mut lines: Vec<String> = text.lines().skip(1).map(str::to_string).collect();
+        lines.sort();
+        lines
+    };
+    let same = m.ok() && sorted("one.ndjson") == sorted("three.ndjson");
+    r.verdict(
+        "dump",
+        "restored store dumps to the same records",
+        same.to_string(),
+        "true",
+        same,
+    );
+
+    // PostgreSQL.
+    let cluster;
+    let base = match std::env::var("ORDERSYNC_TEST_PG") {
+        Ok(b) => Some(b),
+        Err(_) => {
+            let out = Command::new(concat!(env!("CARGO_MANIFEST_DIR"), "/.ci/pg-cluster"))
+                .arg("start")
+                .output()
+                .unwrap();
+            cluster = String::from_utf8_lossy(&out.stdout).trim().to_string();
+            out.status.success().then(|| cluster.clone())
+        }
+    };
+    let Some(base) = base else {
+        println!("  PostgreSQL: no server, skipped");
+        return;
+    };
+    let db = format!("ordersync_load_{}", std::process::id());
+    let mut admin =
+        postgres::Client::connect(&format!("{base} dbname=postgres"), postgres::NoTls).unwrap();
+    admin
+        .batch_execute(&format!(
+            "DROP DATABASE IF EXISTS {db}; CREATE DATABASE {db}"
+        ))
+        .unwrap();
+    let url = format!("{base} dbname={db}");
+    let mut pg = ordersync::store::postgres::Postgres::connect(&url).unwrap();
+    let t = Instant::now();
+    let file = std::io::BufReader::new(fs::File::open(dir.join("one.ndjson")).unwrap());
+    pg.restore_from(file).unwrap();
+    let restore = t.elapsed();
+    let t = Instant::now();
+    let mut out = std::io::BufWriter::new(fs::File::create(dir.join("pg.ndjson")).unwrap());
+    pg.dump_to(&mut out).unwrap();
+    drop(out);
+    let dumped = t.elapsed();
+    println!(
+        "  PostgreSQL: restore {:.2} s ({} orders/s, one transaction, a statement per record), dump {:.2} s ({} orders/s)",
+        restore.as_secs_f64(),
+        thousands(rate(orders, restore)),
+        dumped.as_secs_f64(),
+        thousands(rate(orders, dumped))
+    );
+    let same = sorted("one.ndjson") == sorted("pg.ndjson");
+    r.verdict(
+        "dump",
+        "sled dump restored into PostgreSQL dumps to the same records",
+        same.to_string(),
+        "true",
+        same,
+    );
+    drop(pg);
+    let _ = admin.batch_execute(&format!("DROP DATABASE IF EXISTS {db}"));
+    if std::env::var("ORDERSYNC_TEST_PG").is_err() {
+        let host = base
+            .split_whitespace()
+            .find_map(|kv| kv.strip_prefix("host="))
+            .unwrap_or("");
+        let _ = Command::new(concat!(env!("CARGO_MANIFEST_DIR"), "/.ci/pg-cluster"))
+            .args(["stop", host])
+            .status();
+    }
+}
 
 fn main() {
     // `cargo bench --bench load -- ROW…` runs some; `cargo test` runs none.
@@ -1205,6 +1379,7 @@ fn main() {
             "ack" => ack(&mut r),
             "backlog" => backlog(&mut r),
             "store" => store(&mut r, grown.take()),
+            "dump" => dump(&mut r),
             _ => unreachable!(),
         }
         println!("  ({row} took {:.0} s)\n", start.elapsed().as_secs_f64());
