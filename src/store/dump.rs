@@ -660,6 +660,21 @@ impl Admission {
     }
 }
 
+/// A restore's batch and its size in bytes.
+#[derive(Default)]
+struct Pending {
+    batch: sled::Batch,
+    bytes: usize,
+}
+
+impl Pending {
+    fn put(&mut self, key: impl AsRef<[u8]>, value: impl AsRef<[u8]>) {
+        let (key, value) = (key.as_ref(), value.as_ref());
+        self.bytes += key.len() + value.len();
+        self.batch.insert(key, value);
+    }
+}
+
 /// What `restore` did.
 #[derive(Debug, Default, Clone, PartialEq)]
 pub struct Restored {
@@ -667,8 +682,13 @@ pub struct Restored {
     pub orders: u64,
 }
 
-/// Records written per batch when restoring.
-const RESTORE_BATCH: usize = 5_000;
+/// A restore's batch is applied (and flushed) once it holds this many
+/// bytes. sled's peak memory grows much faster than a batch's size (its
+/// freed pages wait for the batch's end): 100,000 orders with their events
+/// and exports (600,000 records) restored in batches of 5,000 records
+/// peaked at 3.8 GiB, of 256 KiB at 1.0 GiB, of 64 KiB at 190 MiB, at the
+/// same speed (`benches/load.rs`, row `dump`).
+const RESTORE_BATCH_BYTES: usize = 64 * 1024;
 
 impl Store {
     /// Whether the store holds nothing but its counts (what a new store
@@ -699,8 +719,8 @@ impl Store {
         let handle = self.db.handle()?;
         let mut admission = Admission::default();
         let mut done = Restored::default();
-        let mut batch = sled::Batch::default();
-        let mut in_batch = 0;
+        let mut batch = Pending::default();
+
         while let Some(record) = reader.next_record()? {
             admission.admit(reader.line(), &record)?;
             match record {
@@ -720,10 +740,10 @@ impl Store {
                         doc,
                         regulated,
                     };
-                    batch.insert(keys::order(id), rec.encode());
-                    batch.insert(keys::external(&rec.external_id), id.as_bytes());
+                    batch.put(keys::order(id), rec.encode());
+                    batch.put(keys::external(&rec.external_id), id.as_bytes());
                     if let Ok(spelt) = Uuid::parse_str(&rec.external_id) {
-                        batch.insert(keys::external_uuid(spelt), id.as_bytes());
+                        batch.put(keys::external_uuid(spelt), id.as_bytes());
                     }
                     done.orders += 1;
                 }
@@ -735,7 +755,7 @@ impl Store {
                     ..
                 } => {
                     let n = handle.generate_id()?;
-                    batch.insert(
+                    batch.put(
                         keys::timeline(order, n),
                         super::encode(&super::Event { at, event, detail }),
                     );
@@ -758,26 +778,26 @@ impl Store {
                         acked_at,
                         revision,
                     };
-                    batch.insert(keys::index(state, &system, sort, order), &[][..]);
-                    batch.insert(keys::export(&system, order), super::encode(&rec));
+                    batch.put(keys::index(state, &system, sort, order), &[][..]);
+                    batch.put(keys::export(&system, order), super::encode(&rec));
                 }
                 Record::Note {
                     order,
                     system,
                     sha256,
-                } => batch.insert(keys::note_hashed(order, &system, &sha256.0), &[][..]),
+                } => batch.put(keys::note_hashed(order, &system, &sha256.0), &[][..]),
                 Record::Stock { sku, in_stock } => {
-                    batch.insert(keys::stock(&sku), &in_stock.to_be_bytes())
+                    batch.put(keys::stock(&sku), &in_stock.to_be_bytes())
                 }
                 Record::Reserved { sku, reserved } => {
-                    batch.insert(keys::reserved(&sku), &reserved.to_be_bytes())
+                    batch.put(keys::reserved(&sku), &reserved.to_be_bytes())
                 }
                 Record::AppliedFile {
                     name,
                     sha256,
                     at,
                     kind,
-                } => batch.insert(
+                } => batch.put(
                     keys::file(&name, &sha256.0),
                     super::encode(&AppliedFile { at, kind }),
                 ),
@@ -785,12 +805,12 @@ impl Store {
                     name,
                     sha256,
                     orders,
-                } => batch.insert(
+                } => batch.put(
                     keys::progress(&name, &sha256.0),
                     super::encode(&super::apply::Progress { orders }),
                 ),
                 Record::Sequence { system, last } => {
-                    batch.insert(keys::sequence(&system), &(last as i64).to_be_bytes())
+                    batch.put(keys::sequence(&system), &(last as i64).to_be_bytes())
                 }
                 Record::Batch {
                     system,
@@ -798,7 +818,7 @@ impl Store {
                     file,
                     orders,
                     content,
-                } => batch.insert(
+                } => batch.put(
                     keys::batch_entry(&system, seq),
                     super::encode(&Batch {
                         system: system.clone(),
@@ -809,17 +829,16 @@ impl Store {
                     }),
                 ),
                 Record::Fingerprint { system, settings } => {
-                    batch.insert(keys::system(&system), settings.as_bytes())
+                    batch.put(keys::system(&system), settings.as_bytes())
                 }
             }
             done.records += 1;
-            in_batch += 1;
-            if in_batch == RESTORE_BATCH {
-                self.db.apply_batch(std::mem::take(&mut batch))?;
-                in_batch = 0;
+            if batch.bytes >= RESTORE_BATCH_BYTES {
+                self.db.apply_batch(std::mem::take(&mut batch).batch)?;
+                self.db.flush()?;
             }
         }
-        self.db.apply_batch(batch)?;
+        self.db.apply_batch(batch.batch)?;
         // The counts, made from what is now stored.
         let mut stale = sled::Batch::default();
         for k in self.db.scan_prefix([keys::COUNT]).keys() {
