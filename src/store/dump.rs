@@ -787,10 +787,10 @@ impl Store {
                     sha256,
                 } => batch.put(keys::note_hashed(order, &system, &sha256.0), &[][..]),
                 Record::Stock { sku, in_stock } => {
-                    batch.put(keys::stock(&sku), &in_stock.to_be_bytes())
+                    batch.put(keys::stock(&sku), in_stock.to_be_bytes())
                 }
                 Record::Reserved { sku, reserved } => {
-                    batch.put(keys::reserved(&sku), &reserved.to_be_bytes())
+                    batch.put(keys::reserved(&sku), reserved.to_be_bytes())
                 }
                 Record::AppliedFile {
                     name,
@@ -810,7 +810,7 @@ impl Store {
                     super::encode(&super::apply::Progress { orders }),
                 ),
                 Record::Sequence { system, last } => {
-                    batch.put(keys::sequence(&system), &(last as i64).to_be_bytes())
+                    batch.put(keys::sequence(&system), (last as i64).to_be_bytes())
                 }
                 Record::Batch {
                     system,
