@@ -191,3 +191,70 @@ fn restore_refuses_a_bad_or_cut_short_dump_and_a_store_that_is_not_empty() {
     let _ = fs::remove_dir_all(w.path("state"));
     assert!(w.ok(&["restore", "d.ndjson"]).contains("1 orders"));
 }
+
+/// Dumps taken while the daemon applies files are each of one instant: an
+/// order is in a dump exactly when the file it came from is recorded as
+/// applied in that dump, and each restores.
+#[test]
+fn dumps_taken_while_files_are_applied_are_each_of_one_instant() {
+    let w = Work::new(TWO_SYSTEMS);
+    let mut daemon = w.start(&[]);
+    let n = 400;
+    let dropper = {
+        let inbox = w.path("inbox");
+        std::thread::spawn(move || {
+            for i in 0..n {
+                let tmp = inbox.join(format!(".o{i}.tmp"));
+                fs::write(
+                    &tmp,
+                    serde_json::to_vec(&order(&format!("o-{i}"), &[("A", 1)])).unwrap(),
+                )
+                .unwrap();
+                fs::rename(&tmp, inbox.join(format!("o{i}.json"))).unwrap();
+            }
+        })
+    };
+    let mut dumps = Vec::new();
+    for k in 0..6 {
+        let name = format!("live-{k}.ndjson");
+        w.ok(&["dump", "--output", &name]);
+        dumps.push(name);
+    }
+    dropper.join().unwrap();
+    daemon.terminate();
+    let mut sizes = Vec::new();
+    for name in &dumps {
+        let text = fs::read_to_string(w.path(name)).unwrap();
+        let mut orders = std::collections::BTreeSet::new();
+        let mut files = std::collections::BTreeSet::new();
+        for line in text.lines().skip(1) {
+            let v: Value = serde_json::from_str(line).unwrap();
+            match v["type"].as_str() {
+                Some("order") => {
+                    let ext = v["external_id"].as_str().unwrap();
+                    orders.insert(ext.trim_start_matches("o-").to_string());
+                }
+                Some("applied_file") => {
+                    let file = v["name"].as_str().unwrap();
+                    files.insert(
+                        file.trim_start_matches('o')
+                            .trim_end_matches(".json")
+                            .to_string(),
+                    );
+                }
+                _ => {}
+            }
+        }
+        assert_eq!(orders, files, "{name}: orders and applied files differ");
+        sizes.push(orders.len());
+        let state = format!("state-{name}");
+        let config = fs::read_to_string(w.path("config.toml")).unwrap();
+        fs::write(
+            w.path(&format!("{name}.toml")),
+            format!("[paths]\nstate = \"{state}\"\n{config}"),
+        )
+        .unwrap();
+        w.ok(&["--config", &format!("{name}.toml"), "restore", name]);
+    }
+    eprintln!("orders in each dump: {sizes:?}");
+}
