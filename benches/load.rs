@@ -1292,10 +1292,13 @@ fn dump(r: &mut Report) {
     let db = format!("ordersync_load_{}", std::process::id());
     let mut admin =
         postgres::Client::connect(&format!("{base} dbname=postgres"), postgres::NoTls).unwrap();
+    // Two statements: DROP DATABASE cannot run in the implicit transaction
+    // of a multi-statement batch.
     admin
-        .batch_execute(&format!(
-            "DROP DATABASE IF EXISTS {db}; CREATE DATABASE {db}"
-        ))
+        .batch_execute(&format!("DROP DATABASE IF EXISTS {db}"))
+        .unwrap();
+    admin
+        .batch_execute(&format!("CREATE DATABASE {db}"))
         .unwrap();
     let url = format!("{base} dbname={db}");
     let mut pg = ordersync::store::postgres::Postgres::connect(&url).unwrap();

@@ -687,8 +687,9 @@ pub struct Restored {
 /// freed pages wait for the batch's end): 100,000 orders with their events
 /// and exports (600,000 records) restored in batches of 5,000 records
 /// peaked at 3.8 GiB, of 256 KiB at 1.0 GiB, of 64 KiB at 190 MiB, at the
-/// same speed (`benches/load.rs`, row `dump`).
-const RESTORE_BATCH_BYTES: usize = 64 * 1024;
+/// same speed; a daemon's own dump of 100,000 orders at 64 KiB peaked at
+/// 265 MiB (`benches/load.rs`, row `dump`), hence 32 KiB.
+const RESTORE_BATCH_BYTES: usize = 32 * 1024;
 
 impl Store {
     /// Whether the store holds nothing but its counts (what a new store
