@@ -97,9 +97,10 @@ pub fn socket_path(state: &Path) -> PathBuf {
     state.join(SOCKET)
 }
 
-/// Asks a running daemon to run `args`. `None` when no daemon listens (no
-/// socket, or a stale one left by a killed daemon).
-pub fn ask(state: &Path, args: &[String]) -> io::Result<Option<Response>> {
+/// Connects to a running daemon and sends it `args` as a request (its
+/// writing side then closed). `None` when no daemon listens (no socket, or
+/// a stale one left by a killed daemon).
+fn send(state: &Path, args: &[String], read_timeout: Duration) -> io::Result<Option<UnixStream>> {
     let path = socket_path(state);
     let mut stream = match UnixStream::connect(&path) {
         Ok(s) => s,
@@ -113,13 +114,21 @@ pub fn ask(state: &Path, args: &[String]) -> io::Result<Option<Response>> {
         }
         Err(e) => return Err(e),
     };
-    stream.set_read_timeout(Some(Duration::from_secs(120)))?;
+    stream.set_read_timeout(Some(read_timeout))?;
     let request = serde_json::to_string(&Request {
         args: args.to_vec(),
     })?;
     stream.write_all(request.as_bytes())?;
     stream.write_all(b"\n")?;
     stream.shutdown(std::net::Shutdown::Write)?;
+    Ok(Some(stream))
+}
+
+/// Asks a running daemon to run `args`. `None` when no daemon listens.
+pub fn ask(state: &Path, args: &[String]) -> io::Result<Option<Response>> {
+    let Some(mut stream) = send(state, args, Duration::from_secs(120))? else {
+        return Ok(None);
+    };
     let mut answer = String::new();
     stream.read_to_string(&mut answer)?;
     serde_json::from_str(&answer).map(Some).map_err(|e| {
@@ -135,26 +144,9 @@ pub fn ask(state: &Path, args: &[String]) -> io::Result<Option<Response>> {
 pub fn ask_dump(state: &Path, args: &[String], out: &mut dyn Write) -> anyhow::Result<Option<u64>> {
     use anyhow::Context as _;
     use std::io::BufRead;
-    let path = socket_path(state);
-    let mut stream = match UnixStream::connect(&path) {
-        Ok(s) => s,
-        Err(e)
-            if matches!(
-                e.kind(),
-                io::ErrorKind::NotFound | io::ErrorKind::ConnectionRefused
-            ) =>
-        {
-            return Ok(None);
-        }
-        Err(e) => return Err(e).context("asking the running daemon"),
+    let Some(stream) = send(state, args, DUMP_STALL).context("asking the running daemon")? else {
+        return Ok(None);
     };
-    stream.set_read_timeout(Some(DUMP_STALL))?;
-    let request = serde_json::to_string(&Request {
-        args: args.to_vec(),
-    })?;
-    stream.write_all(request.as_bytes())?;
-    stream.write_all(b"\n")?;
-    stream.shutdown(std::net::Shutdown::Write)?;
     let mut reader = io::BufReader::with_capacity(1 << 20, stream);
     let mut line = Vec::new();
     let mut last = Vec::new();
