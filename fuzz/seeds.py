@@ -168,7 +168,7 @@ id = "x"
 
 def dump():
     t = "dump"
-    text = (ROOT / "tests/fixtures/dump.ndjson").read_text()
+    text = (ROOT / "tests/dumps/small.ndjson").read_text()
     write(t, "dump.ndjson", text)
     lines = text.splitlines()
     head, body, end = lines[0], lines[1:-1], lines[-1]
