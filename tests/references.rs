@@ -96,14 +96,7 @@ impl Api {
 
     /// Drops files and waits until the daemon has archived them all.
     fn drop_and_wait(&self, files: &[(&str, String)]) {
-        let before = self.work.archived().len();
-        for (name, content) in files {
-            self.work.drop_file(name, content);
-        }
-        wait_for("the files to be applied", WAIT, || {
-            self.work.archived().len() >= before + files.len()
-        });
-        assert!(self.work.errors().is_empty(), "{:?}", self.work.errors());
+        self.work.drop_and_wait(files, WAIT);
     }
 }
 

@@ -99,6 +99,19 @@ impl Work {
         self.ok(&["run", "--once"]);
     }
 
+    /// Drops files and waits (at most `timeout`) until the daemon has
+    /// archived them all; none may go to `errors/`.
+    pub fn drop_and_wait(&self, files: &[(&str, String)], timeout: std::time::Duration) {
+        let before = self.archived().len();
+        for (name, content) in files {
+            self.drop_file(name, content);
+        }
+        wait_for("the files to be applied", timeout, || {
+            self.archived().len() >= before + files.len()
+        });
+        assert!(self.errors().is_empty(), "{:?}", self.errors());
+    }
+
     /// A command with `--json`, parsed.
     pub fn json(&self, args: &[&str]) -> Value {
         let mut a = args.to_vec();
