@@ -198,6 +198,36 @@ impl Record {
     }
 }
 
+/// Numbers an order's events 0, 1, … in the order they come (a dump lists
+/// an order's events together).
+#[derive(Debug, Default)]
+pub struct EventSeq(Option<(Uuid, u64)>);
+
+impl EventSeq {
+    /// The `seq` of the next event of `order`.
+    pub fn next(&mut self, order: Uuid) -> u64 {
+        let seq = match self.0 {
+            Some((o, next)) if o == order => next,
+            _ => 0,
+        };
+        self.0 = Some((order, seq + 1));
+        seq
+    }
+}
+
+impl Header {
+    /// The header of a dump written now from `backend`.
+    pub fn new(backend: &str) -> Header {
+        Header {
+            format: FORMAT.into(),
+            version: VERSION,
+            ordersync: env!("CARGO_PKG_VERSION").into(),
+            backend: backend.into(),
+            created: chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+        }
+    }
+}
+
 /// A dump that cannot be read or restored: where (a line) and what.
 #[derive(Debug, thiserror::Error)]
 pub enum DumpError {
@@ -266,16 +296,10 @@ impl Store {
         copy.rewind()?;
         let mut copy = BufReader::new(copy);
         let mut out = BufWriter::new(out);
-        let header = Header {
-            format: FORMAT.into(),
-            version: VERSION,
-            ordersync: env!("CARGO_PKG_VERSION").into(),
-            backend: "sled".into(),
-            created: chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
-        };
+        let header = Header::new("sled");
         line(&mut out, &header)?;
         let mut records = 0u64;
-        let mut timeline: Option<(Uuid, u64)> = None;
+        let mut timeline = EventSeq::default();
         while let Some((k, v)) = read_frame(&mut copy)? {
             let Some(record) = record_of(&k, &v, &mut timeline)? else {
                 continue;
@@ -295,7 +319,8 @@ impl Store {
     }
 }
 
-fn line(out: &mut impl Write, value: &impl Serialize) -> io::Result<()> {
+/// Writes `value` as one line of a dump.
+pub(super) fn line(out: &mut impl Write, value: &impl Serialize) -> io::Result<()> {
     serde_json::to_writer(&mut *out, value)?;
     out.write_all(b"\n")
 }
@@ -316,12 +341,8 @@ fn read_frame(r: &mut impl Read) -> io::Result<Option<(Vec<u8>, Vec<u8>)>> {
 }
 
 /// The record a stored key and value hold (`None` for what a dump leaves
-/// out). `timeline` is the order and the next `seq` of the events so far.
-fn record_of(
-    k: &[u8],
-    v: &[u8],
-    timeline: &mut Option<(Uuid, u64)>,
-) -> Result<Option<Record>, StoreError> {
+/// out). `timeline` numbers the events.
+fn record_of(k: &[u8], v: &[u8], timeline: &mut EventSeq) -> Result<Option<Record>, StoreError> {
     let corrupt = |message: &str| super::corrupt(k, message.to_string());
     let (kind, rest) = k.split_first().ok_or_else(|| corrupt("empty key"))?;
     // `name \0 sha256`, `system \0 tail`.
@@ -360,11 +381,7 @@ fn record_of(
         keys::TIMELINE => {
             let event: super::Event = super::decode(k, v)?;
             let order = keys::uuid_of(rest.get(..16).ok_or_else(|| corrupt("malformed key"))?);
-            let seq = match *timeline {
-                Some((o, next)) if o == order => next,
-                _ => 0,
-            };
-            *timeline = Some((order, seq + 1));
+            let seq = timeline.next(order);
             Record::Event {
                 order,
                 seq,
@@ -620,7 +637,7 @@ pub fn check(record: &Record) -> Result<(), String> {
 #[derive(Default)]
 pub struct Admission {
     orders: HashSet<Uuid>,
-    timeline: Option<(Uuid, u64)>,
+    timeline: EventSeq,
 }
 
 impl Admission {
@@ -642,10 +659,7 @@ impl Admission {
             ));
         }
         if let Record::Event { order, seq, .. } = record {
-            let expected = match self.timeline {
-                Some((o, next)) if o == *order => next,
-                _ => 0,
-            };
+            let expected = self.timeline.next(*order);
             if *seq != expected {
                 return Err(bad(
                     line,
@@ -654,7 +668,6 @@ impl Admission {
                     ),
                 ));
             }
-            self.timeline = Some((*order, seq + 1));
         }
         Ok(())
     }

@@ -19,7 +19,7 @@ use uuid::Uuid;
 use super::ExportState;
 use super::batch::Content;
 use super::dump::{
-    Admission, DumpError, END, FORMAT, Header, Reader, Record, Restored, Sha256, Trailer, VERSION,
+    Admission, DumpError, END, EventSeq, Header, Reader, Record, Restored, Sha256, Trailer, line,
 };
 
 /// The migrations, in order: version `i + 1` is `MIGRATIONS[i]`.
@@ -258,16 +258,7 @@ impl Postgres {
             .start()
             .map_err(&err)?;
         let mut out = BufWriter::new(out);
-        line(
-            &mut out,
-            &Header {
-                format: FORMAT.into(),
-                version: VERSION,
-                ordersync: env!("CARGO_PKG_VERSION").into(),
-                backend: "postgres".into(),
-                created: chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
-            },
-        )?;
+        line(&mut out, &Header::new("postgres"))?;
         let mut records = 0u64;
         let mut emit = |out: &mut BufWriter<&mut dyn Write>, r: Record| -> Result<(), DumpError> {
             line(out, &r)?;
@@ -300,18 +291,14 @@ impl Postgres {
                 )
             },
         )?;
-        let mut timeline: Option<(Uuid, u64)> = None;
+        let mut timeline = EventSeq::default();
         each_row(
             &mut tx,
             "SELECT order_id, at, event, detail FROM events ORDER BY order_id, n",
             &err,
             |row| {
                 let order: Uuid = row.get(0);
-                let seq = match timeline {
-                    Some((o, next)) if o == order => next,
-                    _ => 0,
-                };
-                timeline = Some((order, seq + 1));
+                let seq = timeline.next(order);
                 emit(
                     &mut out,
                     Record::Event {
@@ -514,11 +501,6 @@ pub fn describe(e: &postgres::Error) -> String {
 
 fn pg_dump_error(e: PgError) -> DumpError {
     DumpError::Io(std::io::Error::other(e.to_string()))
-}
-
-fn line(out: &mut impl Write, value: &impl serde::Serialize) -> std::io::Result<()> {
-    serde_json::to_writer(&mut *out, value)?;
-    out.write_all(b"\n")
 }
 
 /// Runs `sql` in pages of 1,000 rows (a portal), calling `f` on each.
