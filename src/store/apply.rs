@@ -11,16 +11,16 @@
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 use std::cell::{Cell, RefCell};
-use std::collections::{BTreeMap, HashMap};
+use std::collections::HashMap;
 use std::sync::MutexGuard;
 
-use sled::IVec;
 use uuid::Uuid;
 
+use super::backend::{Backend, Changes, Value};
+use super::keys::{self, Key};
 use super::records::AppliedFile;
 use super::{
     Event, ExportRecord, ExportState, OrderHead, OrderRecord, Store, StoreError, decode, encode,
-    keys,
 };
 use crate::config::SystemConfig;
 use crate::csvin::{AckRow, StockRow};
@@ -109,11 +109,11 @@ pub(super) enum Abort {
 /// Why a write stopped: aborted for a reason, or the store failed.
 pub(super) enum TxError {
     Abort(Abort),
-    Storage(sled::Error),
+    Storage(StoreError),
 }
 
-impl From<sled::Error> for TxError {
-    fn from(e: sled::Error) -> TxError {
+impl From<StoreError> for TxError {
+    fn from(e: StoreError) -> TxError {
         TxError::Storage(e)
     }
 }
@@ -138,12 +138,12 @@ pub(super) fn finish<T>(r: TxResult<T>) -> Result<T, ApplyError> {
         Err(TxError::Abort(Abort::Rejected(p))) => Err(ApplyError::Rejected(p)),
         Err(TxError::Abort(Abort::Store(e))) => Err(ApplyError::Store(e)),
         Err(TxError::Abort(Abort::Interrupted)) => Err(ApplyError::Interrupted),
-        Err(TxError::Storage(e)) => Err(ApplyError::Store(e.into())),
+        Err(TxError::Storage(e)) => Err(ApplyError::Store(e)),
     }
 }
 
 /// Writes staged in memory: key → new value, `None` for a removal.
-type Staging = RefCell<BTreeMap<Vec<u8>, Option<IVec>>>;
+type Staging = RefCell<Changes>;
 
 /// The files of one group, staged one over the other and applied to the
 /// store as one batch ([`Group::commit`]): the writer's lock is held from
@@ -157,13 +157,12 @@ pub struct Group<'s> {
 }
 
 impl<'s> Group<'s> {
-    /// Takes the writer's lock (if not yet held) and the store's handle.
-    fn begin(&self) -> Result<sled::Db, StoreError> {
+    /// Takes the writer's lock (if not yet held).
+    fn begin(&self) {
         let mut lock = self.lock.borrow_mut();
         if lock.is_none() {
             *lock = Some(self.store.db.lock());
         }
-        Ok(self.store.db.handle()?)
     }
 
     /// Applies what the group staged as one atomic batch and lets other
@@ -174,30 +173,11 @@ impl<'s> Group<'s> {
         let r = if staged.is_empty() {
             Ok(())
         } else {
-            apply_staged(&self.store.db, staged)
+            self.store.db.commit(staged)
         };
         self.lock.borrow_mut().take();
         r
     }
-}
-
-/// Applies staged writes to the tree as one atomic batch (the caller holds
-/// the writer's lock).
-fn apply_staged(
-    db: &super::db::Db,
-    staged: BTreeMap<Vec<u8>, Option<IVec>>,
-) -> Result<(), StoreError> {
-    if staged.is_empty() {
-        return Ok(());
-    }
-    let mut batch = sled::Batch::default();
-    for (k, v) in staged {
-        match v {
-            Some(v) => batch.insert(k, v),
-            None => batch.remove(k),
-        }
-    }
-    Ok(db.apply_batch_locked(batch)?)
 }
 
 impl Store {
@@ -215,10 +195,9 @@ impl Store {
     /// succeeds (nothing when it fails). Not durable until a flush.
     pub(super) fn write<A>(&self, f: impl FnOnce(&Tx) -> TxResult<A>) -> Result<A, ApplyError> {
         let _writer = self.db.lock();
-        let db = self.db.handle().map_err(StoreError::from)?;
-        let tx = Tx::staged(&self.db, db.clone(), None);
+        let tx = Tx::staged(&*self.db, None);
         let a = finish(f(&tx))?;
-        apply_staged(&self.db, tx.take_staged())?;
+        self.db.commit(tx.take_staged())?;
         Ok(a)
     }
 }
@@ -246,8 +225,8 @@ impl Store {
             return self.apply_stream(name, sha256, input, chunk, known, ctx);
         }
         let file_key = keys::file(name, sha256);
-        let db = group.begin()?;
-        let tx = Tx::staged(&self.db, db, Some(&group.staged));
+        group.begin();
+        let tx = Tx::staged(&*self.db, Some(&group.staged));
         let applied = finish((|| {
             if tx.get(&file_key)?.is_some() {
                 return Ok(Applied::AlreadyApplied);
@@ -282,7 +261,7 @@ impl Store {
             if !w.problems.is_empty() {
                 return rejected(w.problems);
             }
-            w.put(&file_key, &applied_file(input, ctx))?;
+            w.put(file_key, &applied_file(input, ctx))?;
             Ok(Applied::Done(w.summary))
         })())?;
         // Applied: its writes join the group's (rejected, they are dropped).
@@ -413,7 +392,7 @@ impl Store {
     ) -> Result<Applied, ApplyError> {
         let file_key = keys::file(name, sha256);
         let progress_key = keys::progress(name, sha256);
-        if self.db.get(&file_key).map_err(StoreError::from)?.is_some() {
+        if self.db.get(&file_key)?.is_some() {
             return Ok(Applied::AlreadyApplied);
         }
         let resume: Option<Progress> = self.get(&progress_key)?;
@@ -428,7 +407,7 @@ impl Store {
             if let Some(summary) = checked.nothing_to_do {
                 // Only the file's own record to write.
                 self.write(|tx| {
-                    Writer::on(tx, ctx, name).put(&file_key, &applied_file(input, ctx))
+                    Writer::on(tx, ctx, name).put(file_key.clone(), &applied_file(input, ctx))
                 })?;
                 return Ok(Applied::Done(summary));
             }
@@ -463,7 +442,7 @@ impl Store {
                         // another writer) lands here. The file stays in the
                         // inbox with its progress; it is retried.
                         return abort(StoreError::Corrupt {
-                            key: keys::describe(&progress_key),
+                            key: progress_key.to_string(),
                             message: format!("a chunk of a checked file failed: {}", w.problems[0]),
                         });
                     }
@@ -473,11 +452,11 @@ impl Store {
                     // again changing nothing.
                     let wrote = w.tx.writes() > 0;
                     if end {
-                        w.put(&file_key, &applied_file(input, ctx))?;
-                        tx.remove(&progress_key[..]);
+                        w.put(file_key.clone(), &applied_file(input, ctx))?;
+                        tx.remove(progress_key.clone());
                     } else if wrote {
                         w.put(
-                            &progress_key,
+                            progress_key.clone(),
                             &Progress {
                                 orders: done + k as u64,
                             },
@@ -533,8 +512,7 @@ impl Store {
         ctx: &Context,
         total: &std::cell::Cell<u64>,
     ) -> Result<Checked, ApplyError> {
-        let db = self.db.handle().map_err(StoreError::from)?;
-        let tx = Tx::dry(&self.db, db);
+        let tx = Tx::dry(&*self.db);
         let mut w = Writer::on(&tx, ctx, name);
         w.problems.extend_from_slice(known);
         let mut checked = 0usize;
@@ -585,9 +563,7 @@ pub(super) struct Writer<'t> {
 /// reservations and stock); the rest (documents, export state, timeline)
 /// is dropped, so memory stays small.
 pub(super) struct Tx<'t> {
-    db: sled::Db,
-    /// Whose tree it is: its errors say where (the state folder).
-    owner: &'t super::db::Db,
+    db: &'t dyn Backend,
     src: Source<'t>,
     /// How many keys were written (inserted or removed), or would have
     /// been in a dry run.
@@ -601,27 +577,22 @@ enum Source<'t> {
         own: Staging,
     },
     Dry {
-        kept: RefCell<HashMap<Vec<u8>, Option<IVec>>>,
+        kept: RefCell<HashMap<Key, Option<Value>>>,
     },
 }
 
-/// The key kinds a dry run keeps: what checking later orders reads.
-fn kept_when_dry(key: &[u8]) -> bool {
+/// The records a dry run keeps: what checking later orders reads.
+fn kept_when_dry(key: &Key) -> bool {
     matches!(
-        key.first(),
-        Some(&(keys::ORDER | keys::EXTERNAL | keys::EXTERNAL_UUID | keys::RESERVED | keys::STOCK))
+        key,
+        Key::Order(_) | Key::External(_) | Key::ExternalUuid(_) | Key::Reserved(_) | Key::Stock(_)
     )
 }
 
 impl<'t> Tx<'t> {
-    /// Writes staged over `under` (if any) over the tree.
-    pub(super) fn staged(
-        owner: &'t super::db::Db,
-        db: sled::Db,
-        under: Option<&'t Staging>,
-    ) -> Tx<'t> {
+    /// Writes staged over `under` (if any) over the store.
+    pub(super) fn staged(db: &'t dyn Backend, under: Option<&'t Staging>) -> Tx<'t> {
         Tx::new(
-            owner,
             db,
             Source::Staged {
                 under,
@@ -631,9 +602,8 @@ impl<'t> Tx<'t> {
     }
 
     /// A dry run (see [`Tx`]).
-    fn dry(owner: &'t super::db::Db, db: sled::Db) -> Tx<'t> {
+    fn dry(db: &'t dyn Backend) -> Tx<'t> {
         Tx::new(
-            owner,
             db,
             Source::Dry {
                 kept: Default::default(),
@@ -641,17 +611,15 @@ impl<'t> Tx<'t> {
         )
     }
 
-    fn new(owner: &'t super::db::Db, db: sled::Db, src: Source<'t>) -> Tx<'t> {
+    fn new(db: &'t dyn Backend, src: Source<'t>) -> Tx<'t> {
         Tx {
             db,
-            owner,
             src,
             writes: Default::default(),
         }
     }
 
-    pub(super) fn get<K: AsRef<[u8]>>(&self, key: K) -> sled::Result<Option<IVec>> {
-        let key = key.as_ref();
+    pub(super) fn get(&self, key: &Key) -> Result<Option<Value>, StoreError> {
         let staged = match &self.src {
             Source::Staged { under, own } => {
                 let v = own.borrow().get(key).cloned();
@@ -661,45 +629,39 @@ impl<'t> Tx<'t> {
         };
         match staged {
             Some(v) => Ok(v),
-            None => self.db.get(key).map_err(|e| self.owner.located(e)),
+            None => self.db.get(key),
         }
     }
 
-    pub(super) fn insert<K, V>(&self, key: K, value: V)
-    where
-        K: AsRef<[u8]>,
-        V: Into<IVec>,
-    {
+    pub(super) fn insert(&self, key: Key, value: impl Into<Value>) {
         self.writes.set(self.writes.get() + 1);
-        let key = key.as_ref();
         match &self.src {
             Source::Staged { own, .. } => {
-                own.borrow_mut().insert(key.to_vec(), Some(value.into()));
+                own.borrow_mut().insert(key, Some(value.into()));
             }
             Source::Dry { kept } => {
-                if kept_when_dry(key) {
-                    let mut value: IVec = value.into();
-                    if key.first() == Some(&keys::ORDER) {
+                if kept_when_dry(&key) {
+                    let mut value: Value = value.into();
+                    if matches!(key, Key::Order(_)) {
                         // Only the head is read later: keep it, not the
                         // document.
                         value = OrderRecord::head_only(&value).into();
                     }
-                    kept.borrow_mut().insert(key.to_vec(), Some(value));
+                    kept.borrow_mut().insert(key, Some(value));
                 }
             }
         }
     }
 
-    pub(super) fn remove<K: AsRef<[u8]>>(&self, key: K) {
+    pub(super) fn remove(&self, key: Key) {
         self.writes.set(self.writes.get() + 1);
-        let key = key.as_ref();
         match &self.src {
             Source::Staged { own, .. } => {
-                own.borrow_mut().insert(key.to_vec(), None);
+                own.borrow_mut().insert(key, None);
             }
             Source::Dry { kept } => {
-                if kept_when_dry(key) {
-                    kept.borrow_mut().insert(key.to_vec(), None);
+                if kept_when_dry(&key) {
+                    kept.borrow_mut().insert(key, None);
                 }
             }
         }
@@ -711,16 +673,16 @@ impl<'t> Tx<'t> {
     }
 
     /// The writes staged (none in a dry run), taken out.
-    fn take_staged(&self) -> BTreeMap<Vec<u8>, Option<IVec>> {
+    fn take_staged(&self) -> Changes {
         match &self.src {
             Source::Staged { own, .. } => own.take(),
-            Source::Dry { .. } => BTreeMap::new(),
+            Source::Dry { .. } => Changes::new(),
         }
     }
 
-    fn generate_id(&self) -> sled::Result<u64> {
+    fn generate_id(&self) -> Result<u64, StoreError> {
         match &self.src {
-            Source::Staged { .. } => self.db.generate_id().map_err(|e| self.owner.located(e)),
+            Source::Staged { .. } => self.db.generate_id(),
             Source::Dry { .. } => Ok(0),
         }
     }
@@ -745,7 +707,7 @@ impl<'t> Writer<'t> {
         }
     }
 
-    pub(super) fn get<T: DeserializeOwned>(&self, key: &[u8]) -> TxResult<Option<T>> {
+    pub(super) fn get<T: DeserializeOwned>(&self, key: &Key) -> TxResult<Option<T>> {
         match self.tx.get(key)? {
             None => Ok(None),
             Some(bytes) => match decode(key, &bytes) {
@@ -784,17 +746,17 @@ impl<'t> Writer<'t> {
         Ok(())
     }
 
-    pub(super) fn put<T: Serialize>(&self, key: &[u8], value: &T) -> TxResult<()> {
+    pub(super) fn put<T: Serialize>(&self, key: Key, value: &T) -> TxResult<()> {
         self.tx.insert(key, encode(value));
         Ok(())
     }
 
-    fn get_int(&self, key: &[u8]) -> TxResult<i64> {
+    fn get_int(&self, key: &Key) -> TxResult<i64> {
         Ok(self.tx.get(key)?.map_or(0, |v| keys::int_of(&v)))
     }
 
-    fn put_int(&self, key: &[u8], value: i64) -> TxResult<()> {
-        self.tx.insert(key, &value.to_be_bytes());
+    fn put_int(&self, key: Key, value: i64) -> TxResult<()> {
+        self.tx.insert(key, &keys::int(value));
         Ok(())
     }
 
@@ -803,12 +765,9 @@ impl<'t> Writer<'t> {
     }
 
     pub(super) fn event(&self, id: Uuid, event: &str, detail: String) -> TxResult<()> {
-        let n = match self.tx.generate_id() {
-            Ok(n) => n,
-            Err(e) => return abort(e.into()),
-        };
+        let n = self.tx.generate_id()?;
         self.put(
-            &keys::timeline(id, n),
+            keys::timeline(id, n),
             &Event {
                 at: self.ctx.now,
                 event: event.into(),
@@ -831,24 +790,26 @@ impl<'t> Writer<'t> {
         new: &ExportRecord,
     ) -> TxResult<()> {
         self.clear_index(system, id, old)?;
-        self.tx
-            .insert(keys::index(new.state, system, new.sort, id), &[]);
-        self.bump(&keys::count(new.state, system), 1)?;
-        self.put(&keys::export(system, id), new)
+        self.tx.insert(
+            keys::index(new.state, system, new.sort, id),
+            Value::default(),
+        );
+        self.bump(keys::count(new.state, system), 1)?;
+        self.put(keys::export(system, id), new)
     }
 
     /// Removes the index entry and count of the export state `old`.
     fn clear_index(&self, system: &str, id: Uuid, old: Option<&ExportRecord>) -> TxResult<()> {
         if let Some(old) = old {
             self.tx.remove(keys::index(old.state, system, old.sort, id));
-            self.bump(&keys::count(old.state, system), -1)?;
+            self.bump(keys::count(old.state, system), -1)?;
         }
         Ok(())
     }
 
     /// Adds `delta` to a kept count (`status` reads counts, never scans).
-    pub(super) fn bump(&self, key: &[u8], delta: i64) -> TxResult<()> {
-        let n = self.get_int(key)?.saturating_add(delta);
+    pub(super) fn bump(&self, key: Key, delta: i64) -> TxResult<()> {
+        let n = self.get_int(&key)?.saturating_add(delta);
         self.put_int(key, n)
     }
 
@@ -930,7 +891,7 @@ impl<'t> Writer<'t> {
             }
         }
         if fits {
-            self.put_totals(&writes)?;
+            self.put_totals(writes)?;
         }
         Ok(fits)
     }
@@ -941,9 +902,9 @@ impl<'t> Writer<'t> {
         if !facts.reserves() {
             return Ok(());
         }
-        let corrupt = |key: &[u8], message: String| {
+        let corrupt = |key: &Key, message: String| {
             abort(StoreError::Corrupt {
-                key: keys::describe(key),
+                key: key.to_string(),
                 message,
             })
         };
@@ -972,16 +933,16 @@ impl<'t> Writer<'t> {
                 }
             }
         }
-        self.put_totals(&writes)
+        self.put_totals(writes)
     }
 
     /// Writes per-SKU totals; a zero total is removed.
-    fn put_totals(&self, writes: &[(Vec<u8>, i64)]) -> TxResult<()> {
+    fn put_totals(&self, writes: Vec<(Key, i64)>) -> TxResult<()> {
         for (key, total) in writes {
-            if *total == 0 {
-                self.tx.remove(key.as_slice());
+            if total == 0 {
+                self.tx.remove(key);
             } else {
-                self.put_int(key, *total)?;
+                self.put_int(key, total)?;
             }
         }
         Ok(())
@@ -1031,7 +992,7 @@ impl<'t> Writer<'t> {
     /// order's external id spells. Problems name the field; returns whether
     /// there were none.
     fn references_are_unique(&mut self, path: &str, o: &Order) -> TxResult<bool> {
-        if let Some(owner) = self.tx.get(keys::external(&o.external_id))? {
+        if let Some(owner) = self.tx.get(&keys::external(&o.external_id))? {
             let owner = keys::uuid_of(&owner);
             if owner != o.id {
                 self.problem(
@@ -1048,7 +1009,7 @@ impl<'t> Writer<'t> {
         if let Ok(spelt) = Uuid::parse_str(&o.external_id)
             && spelt != o.id
         {
-            if self.tx.get(keys::order(spelt))?.is_some() {
+            if self.tx.get(&keys::order(spelt))?.is_some() {
                 unique = false;
                 self.problem(
                     format!("{path}.external_id"),
@@ -1057,7 +1018,7 @@ impl<'t> Writer<'t> {
                         o.external_id
                     ),
                 );
-            } else if let Some(owner) = self.tx.get(keys::external_uuid(spelt))?
+            } else if let Some(owner) = self.tx.get(&keys::external_uuid(spelt))?
                 && keys::uuid_of(&owner) != o.id
             {
                 unique = false;
@@ -1071,7 +1032,7 @@ impl<'t> Writer<'t> {
                 );
             }
         }
-        if let Some(owner) = self.tx.get(keys::external_uuid(o.id))?
+        if let Some(owner) = self.tx.get(&keys::external_uuid(o.id))?
             && keys::uuid_of(&owner) != o.id
         {
             unique = false;
@@ -1089,9 +1050,11 @@ impl<'t> Writer<'t> {
 
     /// Indexes an order's external id (and the UUID it spells, if any).
     fn index_external(&self, external_id: &str, id: Uuid) -> TxResult<()> {
-        self.tx.insert(keys::external(external_id), id.as_bytes());
+        self.tx
+            .insert(keys::external(external_id), &id.as_bytes()[..]);
         if let Ok(spelt) = Uuid::parse_str(external_id) {
-            self.tx.insert(keys::external_uuid(spelt), id.as_bytes());
+            self.tx
+                .insert(keys::external_uuid(spelt), &id.as_bytes()[..]);
         }
         Ok(())
     }
@@ -1118,7 +1081,7 @@ impl<'t> Writer<'t> {
         };
         self.put_order(&rec)?;
         self.index_external(&rec.external_id, rec.id)?;
-        self.bump(&keys::order_count(), 1)?;
+        self.bump(keys::order_count(), 1)?;
         for system in self.ctx.systems {
             if eligible(system, &rec.doc) {
                 // A new order has no export record to read (orders are
@@ -1258,13 +1221,13 @@ impl<'t> Writer<'t> {
     /// the order an external id points to.
     fn find_order_id(&self, id_or_external: &str) -> TxResult<Option<Uuid>> {
         if let Ok(id) = Uuid::parse_str(id_or_external)
-            && self.tx.get(keys::order(id))?.is_some()
+            && self.tx.get(&keys::order(id))?.is_some()
         {
             return Ok(Some(id));
         }
         Ok(self
             .tx
-            .get(keys::external(id_or_external))?
+            .get(&keys::external(id_or_external))?
             .map(|v| keys::uuid_of(&v)))
     }
 
@@ -1309,7 +1272,7 @@ impl<'t> Writer<'t> {
                 if self.tx.get(&key)?.is_some() {
                     None
                 } else {
-                    self.tx.insert(&key, &[]);
+                    self.tx.insert(key, Value::default());
                     Some(n)
                 }
             }
@@ -1378,8 +1341,8 @@ impl<'t> Writer<'t> {
                 Strictness::NoteOnly => self.event(rec.id, "not regulated", why),
             };
         }
-        for (key, after) in &changes {
-            self.put_int(key, *after)?;
+        for (key, after) in changes {
+            self.put_int(key, after)?;
         }
         self.release(facts)?;
         let Some(mut rec) = self.order_rec(rec.id)? else {
@@ -1442,7 +1405,7 @@ impl<'t> Writer<'t> {
                 ),
             ),
             Some(after) => {
-                self.put_int(&key, after)?;
+                self.put_int(key, after)?;
                 self.summary.stock_rows += 1;
             }
         }
@@ -1519,8 +1482,17 @@ mod tests {
             r
         }
 
-        fn set(&self, key: Vec<u8>, value: i64) {
-            self.store.db.insert(key, &value.to_be_bytes()).unwrap();
+        fn set(&self, key: Key, value: i64) {
+            self.put(key, &keys::int(value));
+        }
+
+        /// Writes one record as it is, past the rules.
+        fn put(&self, key: Key, value: impl Into<Value>) {
+            let _writer = self.store.db.lock();
+            self.store
+                .db
+                .commit([(key, Some(value.into()))].into())
+                .unwrap();
         }
 
         /// The problems of a rejected file, checking that it changed nothing.
@@ -1627,10 +1599,7 @@ mod tests {
                 if earlier_version {
                     let mut rec = f.store.export_state("erp", id).unwrap().unwrap();
                     rec.revision = None;
-                    f.store
-                        .db
-                        .insert(keys::export("erp", id), encode(&rec))
-                        .unwrap();
+                    f.put(keys::export("erp", id), encode(&rec));
                 }
                 id
             };

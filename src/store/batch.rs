@@ -12,7 +12,9 @@ use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
 use super::apply::{Context, Strictness, Writer};
-use super::{ApplyError, ExportRecord, ExportState, Store, StoreError, keys};
+use super::backend::{Seek, Value};
+use super::keys::{self, Key};
+use super::{ApplyError, ExportRecord, ExportState, Store, StoreError};
 use crate::config::SystemConfig;
 
 /// One export file's worth of orders.
@@ -84,9 +86,8 @@ impl Store {
         if let Some(old) = self.get::<Batch>(&keys::batch(system))? {
             out.push(old);
         }
-        for kv in self.db.scan_prefix(keys::batch_prefix(system)) {
-            let (k, v) = kv?;
-            out.push(super::decode(&k, &v)?);
+        for v in self.db.batches(system)? {
+            out.push(super::decode(&Key::OldBatch(system.into()), &v)?);
         }
         Ok(out)
     }
@@ -136,7 +137,7 @@ impl Store {
                 tx.insert(keys::batch_entry(system, seq), super::encode(&batch));
                 batches.push(batch);
             }
-            tx.insert(&seq_key[..], &(seq as i64).to_be_bytes());
+            tx.insert(seq_key.clone(), &keys::int(seq as i64));
             Ok(batches)
         })
         .map_err(store_error)
@@ -162,7 +163,7 @@ impl Store {
             tx.remove(keys::batch(system));
             tx.remove(keys::batch_entry(system, batch.seq));
             tx.insert(keys::batch_entry(system, seq), super::encode(&moved));
-            tx.insert(&seq_key[..], &(seq as i64).to_be_bytes());
+            tx.insert(seq_key.clone(), &keys::int(seq as i64));
             Ok(moved)
         })
         .map_err(store_error)
@@ -278,16 +279,12 @@ impl Store {
         now: i64,
     ) -> Result<usize, StoreError> {
         let mut ids = Vec::new();
-        for key in self
-            .db
-            .scan_prefix(keys::index_prefix(ExportState::Written, system))
-            .keys()
-        {
-            let key = key?;
-            if keys::index_sort(&key) >= cutoff {
+        for entry in self.db.index(system, ExportState::Written, Seek::Start) {
+            let (sort, id) = entry?;
+            if sort >= cutoff {
                 break;
             }
-            ids.push(keys::uuid_suffix(&key));
+            ids.push(id);
         }
         self.requeue(now, system, &ids, "resend", "not acked in time")
     }
@@ -360,7 +357,11 @@ impl Store {
             })
             .map_err(store_error)?;
         }
-        self.db.insert(key, fingerprint.as_bytes())?;
+        {
+            let _writer = self.db.lock();
+            self.db
+                .commit([(key, Some(Value::from(fingerprint.as_bytes())))].into())?;
+        }
         self.flush()?;
         Ok((queue.len(), drop.len()))
     }
@@ -371,18 +372,10 @@ impl Store {
         state: ExportState,
         since: i64,
     ) -> Result<Vec<Uuid>, StoreError> {
-        let mut start = keys::index_prefix(state, system);
-        start.extend_from_slice(&keys::sortable(since));
-        let end = keys::index_prefix(state, system);
-        let mut ids = Vec::new();
-        for key in self.db.range(start..).keys() {
-            let key = key?;
-            if !key.starts_with(&end) {
-                break;
-            }
-            ids.push(keys::uuid_suffix(&key));
-        }
-        Ok(ids)
+        self.db
+            .index(system, state, Seek::Sort(since))
+            .map(|e| Ok(e?.1))
+            .collect()
     }
 
     fn requeue(
@@ -422,7 +415,7 @@ mod tests {
     #[test]
     fn a_batch_recorded_before_sizes_and_hashes_still_decodes() {
         let old = br#"{"version":"1","system":"erp","seq":3,"file":"f.json","orders":[]}"#;
-        let b: Batch = super::super::decode(b"b", old).unwrap();
+        let b: Batch = super::super::decode(&keys::batch("erp"), old).unwrap();
         assert_eq!(b.seq, 3);
         assert_eq!(b.content, None);
     }

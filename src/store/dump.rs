@@ -32,7 +32,8 @@ use uuid::Uuid;
 
 use super::batch::{Batch, Content};
 use super::records::AppliedFile;
-use super::{ExportRecord, ExportState, OrderRecord, Store, StoreError, keys};
+use super::sled_backend::layout as keys;
+use super::{ExportRecord, ExportState, OrderRecord, Store, StoreError};
 
 /// The first line's `format`.
 pub const FORMAT: &str = "ordersync-dump";
@@ -275,13 +276,14 @@ impl Store {
     /// Writes the whole state to `out` as a dump, consistent as of one
     /// instant (see the module's head). Returns the number of records.
     pub fn dump_to(&self, out: &mut dyn Write) -> Result<u64, DumpError> {
-        let folder = self.db.folder();
+        let db = self.sled_db()?;
+        let folder = db.folder();
         let mut copy = BufWriter::new(tempfile::tempfile_in(folder)?);
         let locked = std::time::Instant::now();
         {
-            let _writer = self.db.lock();
+            let _writer = db.lock();
             for kind in KINDS {
-                for kv in self.db.scan_prefix([kind]) {
+                for kv in db.scan_prefix([kind]) {
                     let (k, v) = kv?;
                     for part in [&k[..], &v[..]] {
                         copy.write_all(&(part.len() as u64).to_le_bytes())?;
@@ -343,7 +345,7 @@ fn read_frame(r: &mut impl Read) -> io::Result<Option<(Vec<u8>, Vec<u8>)>> {
 /// The record a stored key and value hold (`None` for what a dump leaves
 /// out). `timeline` numbers the events.
 fn record_of(k: &[u8], v: &[u8], timeline: &mut EventSeq) -> Result<Option<Record>, StoreError> {
-    let corrupt = |message: &str| super::corrupt(k, message.to_string());
+    let corrupt = |message: &str| super::corrupt(&keys::Shown(k), message.to_string());
     let (kind, rest) = k.split_first().ok_or_else(|| corrupt("empty key"))?;
     // `name \0 sha256`, `system \0 tail`.
     let split = |rest: &[u8], tail: usize| -> Result<(String, Vec<u8>), StoreError> {
@@ -365,7 +367,7 @@ fn record_of(k: &[u8], v: &[u8], timeline: &mut EventSeq) -> Result<Option<Recor
     let text = |bytes: &[u8]| String::from_utf8_lossy(bytes).into_owned();
     Ok(Some(match *kind {
         keys::ORDER => {
-            let mut rec = super::decode_order(k, v)?;
+            let mut rec = super::decode_order(&keys::Shown(k), v)?;
             if let Value::Object(m) = &mut rec.doc {
                 m.remove("revision");
             }
@@ -379,7 +381,7 @@ fn record_of(k: &[u8], v: &[u8], timeline: &mut EventSeq) -> Result<Option<Recor
             }
         }
         keys::TIMELINE => {
-            let event: super::Event = super::decode(k, v)?;
+            let event: super::Event = super::decode(&keys::Shown(k), v)?;
             let order = keys::uuid_of(rest.get(..16).ok_or_else(|| corrupt("malformed key"))?);
             let seq = timeline.next(order);
             Record::Event {
@@ -392,7 +394,7 @@ fn record_of(k: &[u8], v: &[u8], timeline: &mut EventSeq) -> Result<Option<Recor
         }
         keys::EXPORT => {
             let (system, id) = split(rest, 16)?;
-            let e: ExportRecord = super::decode(k, v)?;
+            let e: ExportRecord = super::decode(&keys::Shown(k), v)?;
             Record::Export {
                 system,
                 order: keys::uuid_of(&id),
@@ -423,7 +425,7 @@ fn record_of(k: &[u8], v: &[u8], timeline: &mut EventSeq) -> Result<Option<Recor
         },
         keys::FILE => {
             let (name, hash) = split(rest, 32)?;
-            let f: AppliedFile = super::decode(k, v)?;
+            let f: AppliedFile = super::decode(&keys::Shown(k), v)?;
             Record::AppliedFile {
                 name,
                 sha256: sha(&hash)?,
@@ -433,7 +435,7 @@ fn record_of(k: &[u8], v: &[u8], timeline: &mut EventSeq) -> Result<Option<Recor
         }
         keys::PROGRESS => {
             let (name, hash) = split(rest, 32)?;
-            let p: super::apply::Progress = super::decode(k, v)?;
+            let p: super::apply::Progress = super::decode(&keys::Shown(k), v)?;
             Record::Progress {
                 name,
                 sha256: sha(&hash)?,
@@ -447,7 +449,7 @@ fn record_of(k: &[u8], v: &[u8], timeline: &mut EventSeq) -> Result<Option<Recor
         keys::BATCH => {
             // `system \0 seq`, or the one batch an older version kept
             // under `system`: the value says both.
-            let b: Batch = super::decode(k, v)?;
+            let b: Batch = super::decode(&keys::Shown(k), v)?;
             Record::Batch {
                 system: b.system,
                 seq: b.seq,
@@ -708,7 +710,7 @@ impl Store {
     /// Whether the store holds nothing but its counts (what a new store
     /// has).
     pub fn is_empty(&self) -> Result<bool, StoreError> {
-        for kv in self.db.iter().keys() {
+        for kv in self.sled_db()?.iter().keys() {
             if kv?.first() != Some(&keys::COUNT) {
                 return Ok(false);
             }
@@ -722,15 +724,16 @@ impl Store {
     /// store is left with what was written so far, marked as an
     /// interrupted restore that [`Store::open`] refuses.
     pub fn restore_from(&self, input: impl BufRead) -> Result<Restored, DumpError> {
+        let db = self.sled_db()?;
         if !self.is_empty()? {
             return Err(DumpError::NotEmpty(format!(
                 "the state folder {} already holds a store: restore loads only into an empty one (a new state folder)",
-                self.db.folder().display()
+                db.folder().display()
             )));
         }
         let (_header, mut reader) = Reader::new(input)?;
-        self.db.insert(keys::RESTORING, &b"1"[..])?;
-        let handle = self.db.handle()?;
+        db.insert(keys::RESTORING, &b"1"[..])?;
+        let handle = db.handle()?;
         let mut admission = Admission::default();
         let mut done = Restored::default();
         let mut batch = Pending::default();
@@ -848,21 +851,21 @@ impl Store {
             }
             done.records += 1;
             if batch.bytes >= RESTORE_BATCH_BYTES {
-                self.db.apply_batch(std::mem::take(&mut batch).batch)?;
-                self.db.flush()?;
+                db.apply_batch(std::mem::take(&mut batch).batch)?;
+                db.flush()?;
             }
         }
-        self.db.apply_batch(batch.batch)?;
+        db.apply_batch(batch.batch)?;
         // The counts, made from what is now stored.
         let mut stale = sled::Batch::default();
-        for k in self.db.scan_prefix([keys::COUNT]).keys() {
+        for k in db.scan_prefix([keys::COUNT]).keys() {
             stale.remove(k?);
         }
-        self.db.apply_batch(stale)?;
-        self.ensure_counts()?;
+        db.apply_batch(stale)?;
+        db.ensure_counts()?;
         let mut finished = sled::Batch::default();
         finished.remove(keys::RESTORING);
-        self.db.apply_batch(finished)?;
+        db.apply_batch(finished)?;
         self.flush()?;
         Ok(done)
     }

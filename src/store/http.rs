@@ -6,7 +6,8 @@
 use uuid::Uuid;
 
 use super::apply::{ApplyError, Context, Summary, Writer, rejected};
-use super::{ExportState, Store, StoreError, keys};
+use super::backend::Seek;
+use super::{ExportState, Store, StoreError};
 use crate::csvin::AckRow;
 use crate::problem::Problem;
 
@@ -52,18 +53,10 @@ impl Store {
         state: ExportState,
         from: Option<i64>,
     ) -> impl Iterator<Item = Result<(i64, Uuid), StoreError>> + '_ {
-        let prefix = keys::index_prefix(state, system);
-        let start = match from {
-            Some(sort) => keys::index(state, system, sort, Uuid::nil()),
-            None => prefix.clone(),
+        let from = match from {
+            Some(sort) => Seek::Sort(sort),
+            None => Seek::Start,
         };
-        self.db
-            .range(start..)
-            .keys()
-            .take_while(move |k| k.as_ref().map_or(true, |k| k.starts_with(&prefix)))
-            .map(|k| {
-                let k = k?;
-                Ok((keys::index_sort(&k), keys::uuid_suffix(&k)))
-            })
+        self.db.index(system, state, from)
     }
 }

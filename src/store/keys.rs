@@ -1,235 +1,216 @@
-//! Key layout of the single sled tree. The first byte says what a key holds:
+//! The records the store's rules read and write, by a typed key: what a
+//! record is, not how a backend spells it. The sled backend lays each kind
+//! out under a one-byte prefix (`sled_backend/layout.rs`); PostgreSQL keeps
+//! each kind in a table of its own (`postgres/`).
 //!
-//! | prefix | key | value |
-//! |---|---|---|
-//! | `o` | order id (16 bytes) | [`OrderRecord`](super::OrderRecord) |
-//! | `x` | external id | order id |
-//! | `u` | UUID (16) an external id spells, in any text form | order id |
-//! | `e` | system `\0` order id | [`ExportRecord`](super::ExportRecord) |
-//! | `p` / `w` / `a` | system `\0` sort key (8) order id | empty: pending / written / acked index |
-//! | `t` | order id, event id (8) | [`Event`](super::Event) |
-//! | `n` | order id, system `\0` SHA-256 of a note (32) | empty: this system's ack already brought this note (its timeline has it) |
-//! | `s` / `r` | sku | in_stock / reserved (i64, big-endian) |
-//! | `f` | file name `\0` SHA-256 (32) | applied-file record |
-//! | `q` | system | last export sequence number (u64) |
-//! | `b` | system `\0` seq (8) | an export batch in flight (an older version kept one, under `b` system) |
-//! | `k` | system | fingerprint of its eligibility settings last reconciled |
-//! | `g` | file name `\0` SHA-256 (32) | a checked big file part-applied in chunks: how many of its orders are in |
-//! | `c` | `o` | the number of stored orders (i64) |
-//! | `c` | `p` / `w` / `a`, system | the number of orders in that state for the system (i64) |
-//! | `c` | `v` | the version of the counts (absent: not yet counted) |
-//! | `!restoring` | | present while `restore` loads a dump (a store left with it is refused) |
-//!
-//! System ids never contain `\0` (config validation), so `system\0` is an
-//! unambiguous prefix. Sort keys are big-endian with the sign bit flipped, so
-//! byte order is numeric order.
+//! Values are the records' own encodings (`records.rs`): a versioned JSON
+//! record, an order record, an `i64` big-endian for counters and totals, an
+//! order id's 16 bytes for the external-id indexes, nothing for a note or
+//! an index entry.
+
+use std::fmt;
 
 use uuid::Uuid;
 
 use super::ExportState;
 
-pub const ORDER: u8 = b'o';
-pub const EXTERNAL: u8 = b'x';
-pub const EXTERNAL_UUID: u8 = b'u';
-pub const EXPORT: u8 = b'e';
-pub const PENDING: u8 = b'p';
-pub const WRITTEN: u8 = b'w';
-pub const ACKED: u8 = b'a';
-pub const TIMELINE: u8 = b't';
-pub const NOTE: u8 = b'n';
-pub const STOCK: u8 = b's';
-pub const RESERVED: u8 = b'r';
-pub const FILE: u8 = b'f';
-pub const SEQUENCE: u8 = b'q';
-pub const BATCH: u8 = b'b';
-pub const SYSTEM: u8 = b'k';
-pub const COUNT: u8 = b'c';
-/// Present while `restore` loads a dump: a store left with it was
-/// restored in part and is refused.
-pub const RESTORING: &[u8] = b"!restoring";
-/// Present once the counts were made from the indexes (a store made before
-/// counts were kept gets them at its first open).
-pub const COUNTS_VERSION: &[u8] = b"cv";
+/// A record of the store.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Key {
+    /// An order ([`OrderRecord`](super::OrderRecord)).
+    Order(Uuid),
+    /// The order an external id belongs to (its id).
+    External(String),
+    /// The order whose external id spells this UUID, in any text form.
+    ExternalUuid(Uuid),
+    /// An order's export state for a system ([`ExportRecord`](super::ExportRecord)).
+    Export { system: String, id: Uuid },
+    /// An entry of a state's listing (empty value): pending orders sort by
+    /// `created`, written by the time written, acked by the time acked. A
+    /// backend whose export states are indexed by themselves (PostgreSQL)
+    /// ignores these writes; its [`Backend::index`](super::backend::Backend::index)
+    /// reads the same order.
+    Index {
+        state: ExportState,
+        system: String,
+        sort: i64,
+        id: Uuid,
+    },
+    /// One event of an order's timeline ([`Event`](super::Event)); `n`
+    /// orders an order's events.
+    Event { id: Uuid, n: u64 },
+    /// A note `system` acked the order with (empty value): a repeat adds
+    /// nothing.
+    Note {
+        id: Uuid,
+        system: String,
+        sha256: [u8; 32],
+    },
+    /// A SKU's in-stock total (`i64`).
+    Stock(String),
+    /// A SKU's reserved total (`i64`).
+    Reserved(String),
+    /// A file applied: its name and content hash (applied-file record).
+    File { name: String, sha256: [u8; 32] },
+    /// A checked big file part-applied in chunks: how many items are in.
+    Progress { name: String, sha256: [u8; 32] },
+    /// A system's last export sequence number (`i64`).
+    Sequence(String),
+    /// An export batch in flight.
+    Batch { system: String, seq: u64 },
+    /// The one batch in flight an older version kept per system.
+    OldBatch(String),
+    /// The fingerprint of a system's eligibility settings last reconciled.
+    Fingerprint(String),
+    /// The number of stored orders (`i64`).
+    OrderCount,
+    /// The number of orders in a state for a system (`i64`).
+    StateCount { state: ExportState, system: String },
+}
 
-fn with(prefix: u8, parts: &[&[u8]]) -> Vec<u8> {
-    let mut k = Vec::with_capacity(1 + parts.iter().map(|p| p.len()).sum::<usize>());
-    k.push(prefix);
-    for p in parts {
-        k.extend_from_slice(p);
+impl fmt::Display for Key {
+    /// The record for messages.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Key::Order(id) => write!(f, "order {id}"),
+            Key::External(x) => write!(f, "external id {x:?}"),
+            Key::ExternalUuid(u) => write!(f, "the external id spelling {u}"),
+            Key::Export { system, id } => write!(f, "export state of order {id} for {system:?}"),
+            Key::Index {
+                state, system, id, ..
+            } => write!(f, "{} entry of order {id} for {system:?}", state.name()),
+            Key::Event { id, n } => write!(f, "event {n} of order {id}"),
+            Key::Note { id, system, .. } => write!(f, "a note of {system:?} on order {id}"),
+            Key::Stock(sku) => write!(f, "in_stock of {sku:?}"),
+            Key::Reserved(sku) => write!(f, "reserved of {sku:?}"),
+            Key::File { name, .. } => write!(f, "applied file {name:?}"),
+            Key::Progress { name, .. } => write!(f, "progress of file {name:?}"),
+            Key::Sequence(system) => write!(f, "export sequence of {system:?}"),
+            Key::Batch { system, seq } => write!(f, "export batch {seq} of {system:?}"),
+            Key::OldBatch(system) => write!(f, "export batch of {system:?}"),
+            Key::Fingerprint(system) => write!(f, "settings fingerprint of {system:?}"),
+            Key::OrderCount => write!(f, "order count"),
+            Key::StateCount { state, system } => {
+                write!(f, "count of {} orders for {system:?}", state.name())
+            }
+        }
     }
-    k
 }
 
-/// `i64` as 8 bytes whose byte order is numeric order.
-pub fn sortable(n: i64) -> [u8; 8] {
-    ((n as u64) ^ (1 << 63)).to_be_bytes()
+pub fn order(id: Uuid) -> Key {
+    Key::Order(id)
 }
 
-pub fn order(id: Uuid) -> Vec<u8> {
-    with(ORDER, &[id.as_bytes()])
-}
-
-pub fn external(external_id: &str) -> Vec<u8> {
-    with(EXTERNAL, &[external_id.as_bytes()])
+pub fn external(external_id: &str) -> Key {
+    Key::External(external_id.into())
 }
 
 /// The order whose external id is a UUID's text (any case, hyphens, braces
 /// or `urn:uuid:`): such an external id must not name another order's id.
-pub fn external_uuid(uuid: Uuid) -> Vec<u8> {
-    with(EXTERNAL_UUID, &[uuid.as_bytes()])
+pub fn external_uuid(uuid: Uuid) -> Key {
+    Key::ExternalUuid(uuid)
 }
 
-pub fn export(system: &str, id: Uuid) -> Vec<u8> {
-    with(EXPORT, &[system.as_bytes(), b"\0", id.as_bytes()])
-}
-
-fn index_byte(state: ExportState) -> u8 {
-    match state {
-        ExportState::Pending => PENDING,
-        ExportState::Written => WRITTEN,
-        ExportState::Acked => ACKED,
+pub fn export(system: &str, id: Uuid) -> Key {
+    Key::Export {
+        system: system.into(),
+        id,
     }
 }
 
-/// All index keys of one state and system.
-pub fn index_prefix(state: ExportState, system: &str) -> Vec<u8> {
-    with(index_byte(state), &[system.as_bytes(), b"\0"])
+/// A state's listing entry (see [`Key::Index`]).
+pub fn index(state: ExportState, system: &str, sort: i64, id: Uuid) -> Key {
+    Key::Index {
+        state,
+        system: system.into(),
+        sort,
+        id,
+    }
 }
 
-/// An index key: pending orders sort by `created`, written by the time they
-/// were written, acked by the time they were acked.
-pub fn index(state: ExportState, system: &str, sort: i64, id: Uuid) -> Vec<u8> {
-    with(
-        index_byte(state),
-        &[system.as_bytes(), b"\0", &sortable(sort), id.as_bytes()],
-    )
+/// The counter of orders in `state` for `system`.
+pub fn count(state: ExportState, system: &str) -> Key {
+    Key::StateCount {
+        state,
+        system: system.into(),
+    }
 }
 
-/// The sort key of an index key (the 8 bytes before the order id).
-pub fn index_sort(key: &[u8]) -> i64 {
-    let end = key.len().saturating_sub(16);
-    let bytes = &key[end.saturating_sub(8)..end];
-    bytes
-        .try_into()
-        .map(|b| (u64::from_be_bytes(b) ^ (1 << 63)) as i64)
-        .unwrap_or(0)
+/// The counter of stored orders.
+pub fn order_count() -> Key {
+    Key::OrderCount
 }
 
-/// The order id at the end of an index key.
-pub fn uuid_suffix(key: &[u8]) -> Uuid {
-    uuid_of(&key[key.len().saturating_sub(16)..])
+pub fn timeline(id: Uuid, n: u64) -> Key {
+    Key::Event { id, n }
 }
 
-/// 16 bytes as a UUID (nil when the slice is malformed).
+/// A note `system` acked the order with: a repeat of it adds nothing.
+pub fn note(id: Uuid, system: &str, note: &str) -> Key {
+    use sha2::{Digest, Sha256};
+    Key::Note {
+        id,
+        system: system.into(),
+        sha256: Sha256::digest(note.as_bytes()).into(),
+    }
+}
+
+pub fn stock(sku: &str) -> Key {
+    Key::Stock(sku.into())
+}
+
+pub fn reserved(sku: &str) -> Key {
+    Key::Reserved(sku.into())
+}
+
+pub fn file(name: &str, sha256: &[u8; 32]) -> Key {
+    Key::File {
+        name: name.into(),
+        sha256: *sha256,
+    }
+}
+
+/// The progress of a file applied in chunks.
+pub fn progress(name: &str, sha256: &[u8; 32]) -> Key {
+    Key::Progress {
+        name: name.into(),
+        sha256: *sha256,
+    }
+}
+
+pub fn sequence(system: &str) -> Key {
+    Key::Sequence(system.into())
+}
+
+/// An export batch in flight: several can be, one per file of a group.
+pub fn batch_entry(system: &str, seq: u64) -> Key {
+    Key::Batch {
+        system: system.into(),
+        seq,
+    }
+}
+
+/// The one batch in flight an older version kept per system.
+pub fn batch(system: &str) -> Key {
+    Key::OldBatch(system.into())
+}
+
+pub fn system(system: &str) -> Key {
+    Key::Fingerprint(system.into())
+}
+
+/// 16 bytes as a UUID (nil when the slice is malformed): the value of the
+/// external-id records.
 pub fn uuid_of(bytes: &[u8]) -> Uuid {
     Uuid::from_slice(bytes).unwrap_or_default()
 }
 
-/// The counter of orders in `state` for `system`.
-pub fn count(state: ExportState, system: &str) -> Vec<u8> {
-    with(COUNT, &[&[index_byte(state)], system.as_bytes()])
-}
-
-/// The counter of stored orders.
-pub fn order_count() -> Vec<u8> {
-    vec![COUNT, ORDER]
-}
-
-pub fn timeline_prefix(id: Uuid) -> Vec<u8> {
-    with(TIMELINE, &[id.as_bytes()])
-}
-
-pub fn timeline(id: Uuid, event: u64) -> Vec<u8> {
-    with(TIMELINE, &[id.as_bytes(), &event.to_be_bytes()])
-}
-
-/// A note `system` acked the order with: a repeat of it adds nothing.
-pub fn note(id: Uuid, system: &str, note: &str) -> Vec<u8> {
-    use sha2::{Digest, Sha256};
-    note_hashed(id, system, &Sha256::digest(note.as_bytes()).into())
-}
-
-/// [`note`] by the note's SHA-256.
-pub fn note_hashed(id: Uuid, system: &str, sha256: &[u8; 32]) -> Vec<u8> {
-    with(NOTE, &[id.as_bytes(), system.as_bytes(), b"\0", sha256])
-}
-
-pub fn stock(sku: &str) -> Vec<u8> {
-    with(STOCK, &[sku.as_bytes()])
-}
-
-pub fn reserved(sku: &str) -> Vec<u8> {
-    with(RESERVED, &[sku.as_bytes()])
-}
-
-/// The SKU of a stock or reserved key.
-pub fn sku_of(key: &[u8]) -> String {
-    String::from_utf8_lossy(&key[1..]).into_owned()
-}
-
-/// An i64 value (0 when malformed).
+/// An i64 value (0 when malformed): counters and totals.
 pub fn int_of(bytes: &[u8]) -> i64 {
     bytes.try_into().map(i64::from_be_bytes).unwrap_or(0)
 }
 
-pub fn file(name: &str, sha256: &[u8; 32]) -> Vec<u8> {
-    with(FILE, &[name.as_bytes(), b"\0", sha256])
-}
-
-pub const PROGRESS: u8 = b'g';
-
-/// The progress of a file applied in chunks.
-pub fn progress(name: &str, sha256: &[u8; 32]) -> Vec<u8> {
-    with(PROGRESS, &[name.as_bytes(), b"\0", sha256])
-}
-
-pub fn sequence(system: &str) -> Vec<u8> {
-    with(SEQUENCE, &[system.as_bytes()])
-}
-
-/// An export batch in flight: several can be, one per file of a group.
-pub fn batch_entry(system: &str, seq: u64) -> Vec<u8> {
-    with(BATCH, &[system.as_bytes(), b"\0", &seq.to_be_bytes()])
-}
-
-/// All batches in flight of a system.
-pub fn batch_prefix(system: &str) -> Vec<u8> {
-    with(BATCH, &[system.as_bytes(), b"\0"])
-}
-
-/// The one batch in flight an older version kept per system.
-pub fn batch(system: &str) -> Vec<u8> {
-    with(BATCH, &[system.as_bytes()])
-}
-
-pub fn system(system: &str) -> Vec<u8> {
-    with(SYSTEM, &[system.as_bytes()])
-}
-
-/// A key for messages: its kind letter and printable content.
-pub fn describe(key: &[u8]) -> String {
-    let (kind, rest) = key
-        .split_first()
-        .map_or((b'?', &key[..0]), |(k, r)| (*k, r));
-    if matches!(kind, ORDER) && rest.len() == 16 {
-        return format!("order {}", uuid_of(rest));
-    }
-    format!(
-        "{}:{}",
-        kind as char,
-        String::from_utf8_lossy(rest).escape_debug()
-    )
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn sortable_keeps_numeric_order() {
-        let ns = [i64::MIN, -5, -1, 0, 1, 1_700_000_000_000, i64::MAX];
-        for w in ns.windows(2) {
-            assert!(sortable(w[0]) < sortable(w[1]), "{} < {}", w[0], w[1]);
-        }
-    }
+/// An i64 as its value.
+pub fn int(n: i64) -> [u8; 8] {
+    n.to_be_bytes()
 }

@@ -9,13 +9,14 @@
 //! exporter or the CLI scans is kept up to date by the writes themselves.
 
 mod apply;
+pub(crate) mod backend;
 mod batch;
-mod db;
 pub mod dump;
 mod http;
 pub mod keys;
 pub mod postgres;
 mod records;
+mod sled_backend;
 
 use std::path::Path;
 
@@ -27,6 +28,8 @@ pub use apply::{Applied, ApplyError, CHUNK, Context, Group, ROW_CHUNK, SMALL_FIL
 pub use batch::{Batch, Content};
 pub use records::{Event, ExportDoc, ExportRecord, ExportState, OrderHead, OrderRecord, sent_hash};
 
+use backend::{Backend, Seek};
+use keys::Key;
 use records::Versioned;
 
 /// A store that cannot be used. Fatal at start-up, a runtime failure later.
@@ -76,8 +79,8 @@ impl From<sled::Error> for StoreError {
     }
 }
 
-/// A raw key and value, as [`Store::dump`] lists them.
-pub type KeyValue = (Vec<u8>, Vec<u8>);
+/// A record and its value, as [`Store::dump`] lists them.
+pub type KeyValue = (String, Vec<u8>);
 
 impl StoreError {
     /// The state folder is gone: nothing this process does can fix it.
@@ -86,9 +89,24 @@ impl StoreError {
     }
 }
 
+/// The backend a store is open on.
+enum Engine {
+    Sled(sled_backend::Db),
+}
+
+impl std::ops::Deref for Engine {
+    type Target = dyn Backend;
+
+    fn deref(&self) -> &(dyn Backend + 'static) {
+        match self {
+            Engine::Sled(db) => db,
+        }
+    }
+}
+
 /// The open database.
 pub struct Store {
-    db: db::Db,
+    db: Engine,
     /// Set to stop long work (a big file between its chunks) at the next
     /// safe point: SIGTERM in the daemon.
     stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
@@ -102,7 +120,7 @@ impl Store {
     /// (a store keeps the compression it was made with): for `run` and
     /// `init` only.
     pub fn open(folder: &Path, options: &StoreConfig) -> Result<Store, StoreError> {
-        Store::ready(db::Db::open(folder, true, options)?)
+        Store::ready(sled_backend::Db::open(folder, true, options)?)
     }
 
     /// Opens the database in `folder`, which must exist
@@ -110,25 +128,34 @@ impl Store {
     /// `init` uses, so a missing or moved state folder is reported, never
     /// silently replaced by an empty store.
     pub fn open_existing(folder: &Path, options: &StoreConfig) -> Result<Store, StoreError> {
-        Store::ready(db::Db::open(folder, false, options)?)
+        Store::ready(sled_backend::Db::open(folder, false, options)?)
     }
 
-    fn ready(db: db::Db) -> Result<Store, StoreError> {
-        if db.contains_key(keys::RESTORING)? {
-            return Err(StoreError::PartRestored(db.folder().display().to_string()));
-        }
-        let store = Store {
-            db,
+    fn ready(db: sled_backend::Db) -> Result<Store, StoreError> {
+        db.ready()?;
+        Ok(Store {
+            db: Engine::Sled(db),
             stop: Default::default(),
             between_chunks: Default::default(),
-        };
-        store.ensure_counts()?;
-        Ok(store)
+        })
+    }
+
+    /// The sled database, when the store is on sled.
+    fn sled(&self) -> Option<&sled_backend::Db> {
+        match &self.db {
+            Engine::Sled(db) => Some(db),
+        }
+    }
+
+    /// The sled database, or an error naming what only sled can do.
+    fn sled_db(&self) -> Result<&sled_backend::Db, StoreError> {
+        self.sled()
+            .ok_or_else(|| StoreError::Io("this needs a store on sled".into()))
     }
 
     /// Whether `folder` holds a database.
     pub fn exists(folder: &Path) -> bool {
-        db::exists(folder)
+        sled_backend::exists(folder)
     }
 
     /// The flag that stops long work at its next safe point (between the
@@ -159,9 +186,7 @@ impl Store {
     /// Makes every committed change durable, after checking that the state
     /// folder is still the one opened ([`StoreError::Replaced`]).
     pub fn flush(&self) -> Result<(), StoreError> {
-        self.db.check()?;
-        self.db.flush()?;
-        Ok(())
+        self.db.flush()
     }
 
     /// Fails with [`StoreError::Replaced`] when the state folder or its
@@ -185,23 +210,17 @@ impl Store {
         self.db.is_open()
     }
 
-    fn get<T: DeserializeOwned>(&self, key: &[u8]) -> Result<Option<T>, StoreError> {
+    fn get<T: DeserializeOwned>(&self, key: &Key) -> Result<Option<T>, StoreError> {
         match self.db.get(key)? {
             None => Ok(None),
             Some(bytes) => decode(key, &bytes).map(Some),
         }
     }
 
-    /// Every key and value in the database, in key order: what "the store
-    /// did not change" is checked against.
+    /// Every record and its value, in a stable order: what "the store did
+    /// not change" is checked against.
     pub fn dump(&self) -> Result<Vec<KeyValue>, StoreError> {
-        self.db
-            .iter()
-            .map(|kv| {
-                let (k, v) = kv?;
-                Ok((k.to_vec(), v.to_vec()))
-            })
-            .collect()
+        self.db.records()
     }
 
     /// The stored order with this id.
@@ -242,16 +261,18 @@ impl Store {
         find_order_with(
             id_or_external,
             |id| self.order(id),
-            |ext| Ok(self.db.get(keys::external(ext))?.map(|v| keys::uuid_of(&v))),
+            |ext| {
+                Ok(self
+                    .db
+                    .get(&keys::external(ext))?
+                    .map(|v| keys::uuid_of(&v)))
+            },
         )
     }
 
     /// Every stored order, in id order.
     pub fn orders(&self) -> impl Iterator<Item = Result<OrderRecord, StoreError>> + '_ {
-        self.db.scan_prefix([keys::ORDER]).map(|kv| {
-            let (k, v) = kv?;
-            decode_order(&k, &v)
-        })
+        self.orders_after(None)
     }
 
     /// Stored orders in id order, starting after the order `after` (if
@@ -260,25 +281,10 @@ impl Store {
         &self,
         after: Option<Uuid>,
     ) -> impl Iterator<Item = Result<OrderRecord, StoreError>> + '_ {
-        let start = match after {
-            // The key right after `o<id>`.
-            Some(id) => {
-                let mut k = keys::order(id);
-                k.push(0);
-                k
-            }
-            None => vec![keys::ORDER],
-        };
-        self.db
-            .range(start..)
-            .take_while(|kv| {
-                kv.as_ref()
-                    .map_or(true, |(k, _)| k.first() == Some(&keys::ORDER))
-            })
-            .map(|kv| {
-                let (k, v) = kv?;
-                decode_order(&k, &v)
-            })
+        self.db.orders_after(after).map(|kv| {
+            let (id, v) = kv?;
+            decode_order(&keys::order(id), &v)
+        })
     }
 
     /// Ids of the orders in `state` for `system`, in index order, starting
@@ -290,21 +296,14 @@ impl Store {
         state: ExportState,
         after: Option<Uuid>,
     ) -> Result<impl Iterator<Item = Result<Uuid, StoreError>> + '_, StoreError> {
-        let prefix = keys::index_prefix(state, system);
-        let mut start = prefix.clone();
+        let mut from = Seek::Start;
         if let Some(id) = after
             && let Some(rec) = self.export_state(system, id)?
             && rec.state == state
         {
-            start = keys::index(state, system, rec.sort, id);
-            start.push(0);
+            from = Seek::After(rec.sort, id);
         }
-        Ok(self
-            .db
-            .range(start..)
-            .keys()
-            .take_while(move |k| k.as_ref().map_or(true, |k| k.starts_with(&prefix)))
-            .map(|k| Ok(keys::uuid_suffix(&k?))))
+        Ok(self.db.index(system, state, from).map(|e| Ok(e?.1)))
     }
 
     /// The number of stored orders (a kept count).
@@ -312,49 +311,11 @@ impl Store {
         self.kept(&keys::order_count())
     }
 
-    fn kept(&self, key: &[u8]) -> Result<u64, StoreError> {
+    fn kept(&self, key: &Key) -> Result<u64, StoreError> {
         Ok(self
             .db
             .get(key)?
             .map_or(0, |v| keys::int_of(&v).max(0) as u64))
-    }
-
-    /// Makes the kept counts (and the `u` index) of a store written before
-    /// they were kept, by counting once; later every transaction that
-    /// changes a state or adds an order updates them.
-    fn ensure_counts(&self) -> Result<(), StoreError> {
-        if self.db.contains_key(keys::COUNTS_VERSION)? {
-            return Ok(());
-        }
-        let mut batch = sled::Batch::default();
-        let orders = self.db.scan_prefix([keys::ORDER]).keys().count() as i64;
-        batch.insert(keys::order_count(), &orders.to_be_bytes());
-        for state in ExportState::ALL {
-            let mut counts = std::collections::BTreeMap::<Vec<u8>, i64>::new();
-            let prefix = keys::index_prefix(state, "");
-            for key in self.db.scan_prefix(&prefix[..1]).keys() {
-                let key = key?;
-                let system = key[1..].split(|b| *b == 0).next().unwrap_or_default();
-                let system = String::from_utf8_lossy(system);
-                *counts.entry(keys::count(state, &system)).or_default() += 1;
-            }
-            for (k, n) in counts {
-                batch.insert(k, &n.to_be_bytes());
-            }
-        }
-        // The `u` index (the UUID an external id spells) came with the
-        // counts: fill it for the orders stored before.
-        for kv in self.db.scan_prefix([keys::EXTERNAL]) {
-            let (k, v) = kv?;
-            if let Ok(spelt) = std::str::from_utf8(&k[1..]).map(Uuid::parse_str)
-                && let Ok(spelt) = spelt
-            {
-                batch.insert(keys::external_uuid(spelt), v);
-            }
-        }
-        batch.insert(keys::COUNTS_VERSION, b"1");
-        self.db.apply_batch(batch)?;
-        self.flush()
     }
 
     /// The export state of an order for a system, if it has one.
@@ -375,42 +336,27 @@ impl Store {
         state: ExportState,
         limit: usize,
     ) -> Result<Vec<Uuid>, StoreError> {
-        let mut out = Vec::new();
-        for key in self
-            .db
-            .scan_prefix(keys::index_prefix(state, system))
-            .keys()
+        self.db
+            .index(system, state, Seek::Start)
             .take(limit)
-        {
-            out.push(keys::uuid_suffix(&key?));
-        }
-        Ok(out)
+            .map(|e| Ok(e?.1))
+            .collect()
     }
 
     /// The order's timeline, oldest first.
     pub fn timeline(&self, id: Uuid) -> Result<Vec<Event>, StoreError> {
         self.db
-            .scan_prefix(keys::timeline_prefix(id))
-            .map(|kv| {
-                let (k, v) = kv?;
-                decode(&k, &v)
-            })
+            .events(id)?
+            .iter()
+            .enumerate()
+            .map(|(n, v)| decode(&keys::timeline(id, n as u64), v))
             .collect()
     }
 
     /// `(sku, in_stock, reserved)` for every SKU with stock or reservations,
     /// sorted by SKU.
     pub fn inventory(&self) -> Result<Vec<(String, i64, i64)>, StoreError> {
-        let mut map = std::collections::BTreeMap::<String, (i64, i64)>::new();
-        for kv in self.db.scan_prefix([keys::STOCK]) {
-            let (k, v) = kv?;
-            map.entry(keys::sku_of(&k)).or_default().0 = keys::int_of(&v);
-        }
-        for kv in self.db.scan_prefix([keys::RESERVED]) {
-            let (k, v) = kv?;
-            map.entry(keys::sku_of(&k)).or_default().1 = keys::int_of(&v);
-        }
-        Ok(map.into_iter().map(|(s, (i, r))| (s, i, r)).collect())
+        self.db.totals()
     }
 }
 
@@ -435,20 +381,26 @@ pub(crate) fn find_order_with<T, E>(
 }
 
 /// Decodes a versioned record.
-fn decode<T: DeserializeOwned>(key: &[u8], bytes: &[u8]) -> Result<T, StoreError> {
+fn decode<T: DeserializeOwned>(
+    key: &(impl std::fmt::Display + ?Sized),
+    bytes: &[u8],
+) -> Result<T, StoreError> {
     serde_json::from_slice::<Versioned<T>>(bytes)
         .map(Versioned::into_inner)
         .map_err(|e| corrupt(key, e.to_string()))
 }
 
 /// Decodes an order record (either format).
-fn decode_order(key: &[u8], bytes: &[u8]) -> Result<OrderRecord, StoreError> {
+fn decode_order(
+    key: &(impl std::fmt::Display + ?Sized),
+    bytes: &[u8],
+) -> Result<OrderRecord, StoreError> {
     OrderRecord::decode(bytes).map_err(|message| corrupt(key, message))
 }
 
-fn corrupt(key: &[u8], message: String) -> StoreError {
+fn corrupt(key: &(impl std::fmt::Display + ?Sized), message: String) -> StoreError {
     StoreError::Corrupt {
-        key: keys::describe(key),
+        key: key.to_string(),
         message,
     }
 }
@@ -481,7 +433,7 @@ mod tests {
             )
         };
         {
-            let store = Store::open(&state, &db::tests::SMALL).unwrap();
+            let store = Store::open(&state, &sled_backend::tests::SMALL).unwrap();
             let ctx = Context {
                 now: 1,
                 systems: &config.systems,
@@ -506,12 +458,13 @@ mod tests {
                 group.commit().unwrap();
             }
             // As an older version left it: no counts at all.
-            for kv in store.db.scan_prefix([keys::COUNT]).keys() {
-                store.db.remove(kv.unwrap()).unwrap();
+            let db = store.sled().unwrap();
+            for kv in db.scan_prefix([sled_backend::layout::COUNT]).keys() {
+                db.remove(kv.unwrap()).unwrap();
             }
             store.flush().unwrap();
         }
-        let store = Store::open(&state, &db::tests::SMALL).unwrap();
+        let store = Store::open(&state, &sled_backend::tests::SMALL).unwrap();
         assert_eq!(store.order_count().unwrap(), 3);
         assert_eq!(
             store.count_in_state("erp", ExportState::Pending).unwrap(),

@@ -263,7 +263,7 @@ impl OrderRecord {
 }
 
 /// Where an order stands for one system (SPEC §8).
-#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq, PartialOrd, Ord, Hash)]
 #[serde(rename_all = "lowercase")]
 pub enum ExportState {
     Pending,

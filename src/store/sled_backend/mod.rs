@@ -41,9 +41,14 @@ use std::path::{Path, PathBuf};
 use std::sync::{Mutex, MutexGuard, RwLock};
 use std::time::{Duration, Instant};
 
-use sled::IVec;
+pub mod layout;
 
-use super::StoreError;
+use sled::IVec;
+use uuid::Uuid;
+
+use super::backend::{Backend, Changes, Rows, Seek, Value};
+use super::keys::Key;
+use super::{ExportState, StoreError};
 use crate::config::StoreConfig;
 
 /// How long reopening waits for sled to release the lock of the handle it
@@ -461,6 +466,186 @@ impl Db {
 
     pub(super) fn range<K: AsRef<[u8]>, R: RangeBounds<K>>(&self, range: R) -> Iter<'_> {
         Iter::new(self, self.handle().map(|db| db.range(range)))
+    }
+}
+
+impl Db {
+    /// What a sled store needs before use: a store left by a `restore` that
+    /// stopped part-way is refused, and one written before counts were kept
+    /// gets them.
+    pub(super) fn ready(&self) -> Result<(), StoreError> {
+        if self.contains_key(layout::RESTORING)? {
+            return Err(StoreError::PartRestored(
+                self.folder().display().to_string(),
+            ));
+        }
+        self.ensure_counts()
+    }
+
+    /// Makes the kept counts (and the `u` index) of a store written before
+    /// they were kept, by counting once; later every transaction that
+    /// changes a state or adds an order updates them.
+    pub(in crate::store) fn ensure_counts(&self) -> Result<(), StoreError> {
+        if self.contains_key(layout::COUNTS_VERSION)? {
+            return Ok(());
+        }
+        let mut batch = sled::Batch::default();
+        let orders = self.scan_prefix([layout::ORDER]).keys().count() as i64;
+        batch.insert(layout::order_count(), &orders.to_be_bytes());
+        for state in ExportState::ALL {
+            let mut counts = std::collections::BTreeMap::<Vec<u8>, i64>::new();
+            let prefix = layout::index_prefix(state, "");
+            for key in self.scan_prefix(&prefix[..1]).keys() {
+                let key = key?;
+                let system = key[1..].split(|b| *b == 0).next().unwrap_or_default();
+                let system = String::from_utf8_lossy(system);
+                *counts.entry(layout::count(state, &system)).or_default() += 1;
+            }
+            for (k, n) in counts {
+                batch.insert(k, &n.to_be_bytes());
+            }
+        }
+        // The `u` index (the UUID an external id spells) came with the
+        // counts: fill it for the orders stored before.
+        for kv in self.scan_prefix([layout::EXTERNAL]) {
+            let (k, v) = kv?;
+            if let Ok(spelt) = std::str::from_utf8(&k[1..]).map(Uuid::parse_str)
+                && let Ok(spelt) = spelt
+            {
+                batch.insert(layout::external_uuid(spelt), v);
+            }
+        }
+        batch.insert(layout::COUNTS_VERSION, b"1");
+        self.apply_batch(batch)?;
+        self.check()?;
+        Db::flush(self)?;
+        Ok(())
+    }
+}
+
+impl Backend for Db {
+    fn get(&self, key: &Key) -> Result<Option<Value>, StoreError> {
+        Ok(Db::get(self, layout::encode(key))?)
+    }
+
+    fn lock(&self) -> MutexGuard<'_, ()> {
+        Db::lock(self)
+    }
+
+    fn commit(&self, changes: Changes) -> Result<(), StoreError> {
+        if changes.is_empty() {
+            return Ok(());
+        }
+        let mut batch = sled::Batch::default();
+        for (k, v) in changes {
+            let k = layout::encode(&k);
+            match v {
+                Some(v) => batch.insert(k, v),
+                None => batch.remove(k),
+            }
+        }
+        Ok(self.apply_batch_locked(batch)?)
+    }
+
+    fn flush(&self) -> Result<(), StoreError> {
+        Db::check(self)?;
+        Db::flush(self)?;
+        Ok(())
+    }
+
+    fn generate_id(&self) -> Result<u64, StoreError> {
+        Ok(self.handle()?.generate_id().map_err(|e| self.located(e))?)
+    }
+
+    fn check(&self) -> Result<(), StoreError> {
+        Db::check(self)
+    }
+
+    fn reopen(&self) -> Result<(), StoreError> {
+        Db::reopen(self)
+    }
+
+    fn is_open(&self) -> bool {
+        Db::is_open(self)
+    }
+
+    fn orders_after(&self, after: Option<Uuid>) -> Rows<'_, (Uuid, Value)> {
+        let start = match after {
+            // The key right after `o<id>`.
+            Some(id) => {
+                let mut k = layout::order(id);
+                k.push(0);
+                k
+            }
+            None => vec![layout::ORDER],
+        };
+        Box::new(
+            self.range(start..)
+                .take_while(|kv| {
+                    kv.as_ref()
+                        .map_or(true, |(k, _)| k.first() == Some(&layout::ORDER))
+                })
+                .map(|kv| {
+                    let (k, v) = kv?;
+                    Ok((layout::uuid_of(&k[1..]), v))
+                }),
+        )
+    }
+
+    fn index(&self, system: &str, state: ExportState, from: Seek) -> Rows<'_, (i64, Uuid)> {
+        let prefix = layout::index_prefix(state, system);
+        let start = match from {
+            Seek::Start => prefix.clone(),
+            Seek::Sort(sort) => layout::index(state, system, sort, Uuid::nil()),
+            Seek::After(sort, id) => {
+                let mut k = layout::index(state, system, sort, id);
+                k.push(0);
+                k
+            }
+        };
+        Box::new(
+            self.range(start..)
+                .keys()
+                .take_while(move |k| k.as_ref().map_or(true, |k| k.starts_with(&prefix)))
+                .map(|k| {
+                    let k = k?;
+                    Ok((layout::index_sort(&k), layout::uuid_suffix(&k)))
+                }),
+        )
+    }
+
+    fn events(&self, id: Uuid) -> Result<Vec<Value>, StoreError> {
+        self.scan_prefix(layout::timeline_prefix(id))
+            .map(|kv| Ok(kv?.1))
+            .collect()
+    }
+
+    fn totals(&self) -> Result<Vec<(String, i64, i64)>, StoreError> {
+        let mut map = std::collections::BTreeMap::<String, (i64, i64)>::new();
+        for kv in self.scan_prefix([layout::STOCK]) {
+            let (k, v) = kv?;
+            map.entry(layout::sku_of(&k)).or_default().0 = layout::int_of(&v);
+        }
+        for kv in self.scan_prefix([layout::RESERVED]) {
+            let (k, v) = kv?;
+            map.entry(layout::sku_of(&k)).or_default().1 = layout::int_of(&v);
+        }
+        Ok(map.into_iter().map(|(s, (i, r))| (s, i, r)).collect())
+    }
+
+    fn batches(&self, system: &str) -> Result<Vec<Value>, StoreError> {
+        self.scan_prefix(layout::batch_prefix(system))
+            .map(|kv| Ok(kv?.1))
+            .collect()
+    }
+
+    fn records(&self) -> Result<Vec<(String, Vec<u8>)>, StoreError> {
+        self.iter()
+            .map(|kv| {
+                let (k, v) = kv?;
+                Ok((layout::describe(&k), v.to_vec()))
+            })
+            .collect()
     }
 }
 

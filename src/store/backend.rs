@@ -1,0 +1,84 @@
+//! The narrow interface between the store's rules (`apply.rs`, `batch.rs`,
+//! `http.rs`, the reads in `mod.rs`) and where the records live: sled
+//! (`sled_backend/`) or PostgreSQL (`postgres/`). The rules read records by
+//! [`Key`], stage their writes in memory, and hand a group's writes to
+//! [`Backend::commit`], which applies them all or none; every scan the
+//! exporter, the HTTP API and the CLI make is a method here, so a backend
+//! may answer it from its own indexes.
+
+use std::collections::BTreeMap;
+use std::sync::MutexGuard;
+
+use uuid::Uuid;
+
+use super::keys::Key;
+use super::{ExportState, StoreError};
+
+/// A record's value, in its own encoding (see `keys.rs`).
+pub type Value = sled::IVec;
+
+/// A group's writes: key → new value, `None` for a removal.
+pub type Changes = BTreeMap<Key, Option<Value>>;
+
+/// A stream of records, read lazily.
+pub type Rows<'a, T> = Box<dyn Iterator<Item = Result<T, StoreError>> + 'a>;
+
+/// Where a state's listing starts.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Seek {
+    /// At its first entry.
+    Start,
+    /// At the first entry whose sort key is at least this.
+    Sort(i64),
+    /// Right after the entry of this sort key and order.
+    After(i64, Uuid),
+}
+
+/// What a backend does for the rules.
+pub trait Backend: Send + Sync {
+    /// One record.
+    fn get(&self, key: &Key) -> Result<Option<Value>, StoreError>;
+
+    /// The right to write: held from a writer's first read to its changes
+    /// committed, so nothing else writes what they were computed from.
+    fn lock(&self) -> MutexGuard<'_, ()>;
+
+    /// Applies `changes` all or none (the caller holds [`Backend::lock`]).
+    /// Not durable before [`Backend::flush`].
+    fn commit(&self, changes: Changes) -> Result<(), StoreError>;
+
+    /// Makes every committed change durable.
+    fn flush(&self) -> Result<(), StoreError>;
+
+    /// A number never handed out before, in increasing order: timelines
+    /// are ordered by it.
+    fn generate_id(&self) -> Result<u64, StoreError>;
+
+    /// Fails when the store was deleted or replaced under the process.
+    fn check(&self) -> Result<(), StoreError>;
+
+    /// Drops the handle (connections) and opens it again, after an error.
+    fn reopen(&self) -> Result<(), StoreError>;
+
+    /// False after a failed [`Backend::reopen`].
+    fn is_open(&self) -> bool;
+
+    /// Stored orders in id order, after the order `after` when given.
+    fn orders_after(&self, after: Option<Uuid>) -> Rows<'_, (Uuid, Value)>;
+
+    /// `(sort key, order id)` of a state's listing for a system, in order.
+    fn index(&self, system: &str, state: ExportState, from: Seek) -> Rows<'_, (i64, Uuid)>;
+
+    /// An order's timeline, oldest first.
+    fn events(&self, id: Uuid) -> Result<Vec<Value>, StoreError>;
+
+    /// `(sku, in_stock, reserved)` for every SKU with either, by SKU.
+    fn totals(&self) -> Result<Vec<(String, i64, i64)>, StoreError>;
+
+    /// A system's export batches in flight, by sequence number.
+    fn batches(&self, system: &str) -> Result<Vec<Value>, StoreError>;
+
+    /// Every record as `(key, value)` in a stable order: what "the store
+    /// did not change" is checked against.
+    fn records(&self) -> Result<Vec<(String, Vec<u8>)>, StoreError>;
+}
