@@ -59,6 +59,10 @@ pub enum StoreError {
         "the store in {0} was restored only in part (a restore stopped before its end): remove the state folder and run restore again"
     )]
     PartRestored(String),
+    /// The database server failed or cannot be reached: the message names
+    /// the server (never a password) and the cause.
+    #[error("{0}")]
+    Server(String),
     /// sled failed otherwise: corruption, a bug. Its cause is in the
     /// message and deliberately not a `source`: an error chain printed
     /// with `{:#}` would say it twice.

@@ -18,12 +18,18 @@ use uuid::Uuid;
 
 use super::ExportState;
 use super::batch::Content;
+mod live;
+pub use live::Live;
+
 use super::dump::{
     Admission, DumpError, END, EventSeq, Header, Reader, Record, Restored, Sha256, Trailer, line,
 };
 
 /// The migrations, in order: version `i + 1` is `MIGRATIONS[i]`.
-pub const MIGRATIONS: &[&str] = &[include_str!("migrations/0001_init.sql")];
+pub const MIGRATIONS: &[&str] = &[
+    include_str!("migrations/0001_init.sql"),
+    include_str!("migrations/0002_live.sql"),
+];
 
 /// The schema version this binary writes and reads.
 pub fn schema_version() -> i32 {
@@ -97,6 +103,21 @@ impl Postgres {
             message: describe(&e),
         })?;
         Ok(Postgres { client, server })
+    }
+
+    /// Connects with a parsed configuration; `server` names it in messages.
+    pub(crate) fn with_config(
+        config: &postgres::Config,
+        server: &str,
+    ) -> Result<Postgres, PgError> {
+        let client = config.connect(NoTls).map_err(|e| PgError::Server {
+            server: server.to_string(),
+            message: describe(&e),
+        })?;
+        Ok(Postgres {
+            client,
+            server: server.to_string(),
+        })
     }
 
     fn err(&self, e: postgres::Error) -> PgError {
@@ -232,7 +253,9 @@ impl Postgres {
         }
         tx.batch_execute(
             "INSERT INTO state_counts (system, state, n)
-                 SELECT system, state, count(*) FROM export_states GROUP BY system, state",
+                 SELECT system, state, count(*) FROM export_states GROUP BY system, state;
+             UPDATE order_count SET n = (SELECT count(*) FROM orders);
+             SELECT setval('event_blocks', coalesce((SELECT max(n) FROM events), 0) / 1024 + 1)",
         )
         .map_err(&err)?;
         tx.commit().map_err(&err)?;
@@ -551,7 +574,7 @@ impl Statements {
                  VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15)",
             )?,
             event: tx.prepare(
-                "INSERT INTO events (order_id, at, event, detail) VALUES ($1, $2, $3, $4)",
+                "INSERT INTO events (order_id, n, at, event, detail) VALUES ($1, $2, $3, $4, $5)",
             )?,
             export: tx.prepare(
                 "INSERT INTO export_states (system, order_id, state, sort, file, written_at, acked_at, revision)
@@ -634,11 +657,11 @@ impl Statements {
             }
             Record::Event {
                 order,
+                seq,
                 at,
                 event,
                 detail,
-                ..
-            } => run(tx, &self.event, &[order, at, event, detail]),
+            } => run(tx, &self.event, &[order, &(*seq as i64), at, event, detail]),
             Record::Export {
                 system,
                 order,

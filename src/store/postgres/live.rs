@@ -1,0 +1,972 @@
+//! The store's [`Backend`] on PostgreSQL: the daemon's records in the
+//! tables of `migrations/`, one table per kind of record, read and written
+//! through a small pool of connections.
+//!
+//! - **A group is one transaction.** [`Backend::commit`] writes a group's
+//!   changes, the applied-file rows among them, in one transaction: they
+//!   are all there or none is. `applied_files` is unique on (name, SHA-256),
+//!   so a second process applying the same file fails its whole group.
+//! - **One writing process.** [`Live::open`] takes a session-level advisory
+//!   lock on a connection of its own and keeps it while open: a second
+//!   `run` on the same database is refused as a second one on the same
+//!   sled folder is. After an error (the server restarted) [`Live::reopen`]
+//!   takes it again.
+//! - **Derived records are the tables' own.** The listing entries of the
+//!   export states ([`Key::Index`]) and the external-id lookups
+//!   ([`Key::External`], [`Key::ExternalUuid`]) are the indexes of
+//!   `export_states` and `orders`: writes of them are ignored, reads of
+//!   them are queries on those tables.
+//! - **A commit is durable**, so [`Backend::flush`] has nothing to do.
+
+use std::collections::{HashMap, VecDeque};
+use std::sync::{Mutex, MutexGuard};
+use std::time::Duration;
+
+use postgres::types::ToSql;
+use postgres::{Client, NoTls, Statement};
+use uuid::Uuid;
+
+use super::super::apply::Progress;
+use super::super::backend::{Backend, Changes, Rows, Seek, Value};
+use super::super::batch::{Batch, Content};
+use super::super::keys::{self, Key};
+use super::super::records::AppliedFile;
+use super::super::{
+    Event, ExportRecord, ExportState, OrderRecord, StoreError, decode, decode_order, encode,
+};
+use super::{PgError, describe, shown};
+
+/// The advisory lock the one process that writes a store holds.
+const WRITER_LOCK: i64 = 0x6f72_6465_7273_7977;
+
+/// How long a connection (or a pool's free connection) is waited for.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// How many ids one `event_blocks` value stands for.
+const BLOCK: u64 = 1024;
+
+/// How many rows a scan reads at a time.
+const PAGE: i64 = 1000;
+
+/// A connection and the statements prepared on it.
+pub struct Conn {
+    client: Client,
+    prepared: HashMap<&'static str, Statement>,
+}
+
+impl Conn {
+    fn statement(&mut self, sql: &'static str) -> Result<Statement, postgres::Error> {
+        if let Some(st) = self.prepared.get(sql) {
+            return Ok(st.clone());
+        }
+        let st = self.client.prepare(sql)?;
+        self.prepared.insert(sql, st.clone());
+        Ok(st)
+    }
+
+    fn query(
+        &mut self,
+        sql: &'static str,
+        params: &[&(dyn ToSql + Sync)],
+    ) -> Result<Vec<postgres::Row>, postgres::Error> {
+        let st = self.statement(sql)?;
+        self.client.query(&st, params)
+    }
+
+    fn query_opt(
+        &mut self,
+        sql: &'static str,
+        params: &[&(dyn ToSql + Sync)],
+    ) -> Result<Option<postgres::Row>, postgres::Error> {
+        let st = self.statement(sql)?;
+        self.client.query_opt(&st, params)
+    }
+}
+
+/// Makes the pool's connections.
+struct Manager {
+    config: postgres::Config,
+}
+
+impl r2d2::ManageConnection for Manager {
+    type Connection = Conn;
+    type Error = postgres::Error;
+
+    fn connect(&self) -> Result<Conn, postgres::Error> {
+        Ok(Conn {
+            client: self.config.connect(NoTls)?,
+            prepared: HashMap::new(),
+        })
+    }
+
+    fn is_valid(&self, conn: &mut Conn) -> Result<(), postgres::Error> {
+        conn.client.simple_query("").map(|_| ())
+    }
+
+    fn has_broken(&self, conn: &mut Conn) -> bool {
+        conn.client.is_closed()
+    }
+}
+
+/// The store on PostgreSQL.
+pub struct Live {
+    pool: r2d2::Pool<Manager>,
+    config: postgres::Config,
+    /// The server for messages (never the password).
+    server: String,
+    /// The connection that holds [`WRITER_LOCK`].
+    session: Mutex<Option<Client>>,
+    /// Held by the one writer staging a group.
+    writer: Mutex<()>,
+    /// Ids handed out: the next one and the end of its block.
+    ids: Mutex<(u64, u64)>,
+}
+
+/// How to reach the server.
+pub struct Options<'a> {
+    pub url: &'a str,
+    pub pool_size: u32,
+    pub statement_timeout: Option<Duration>,
+}
+
+impl Live {
+    /// Connects to the database at `options.url`, takes the writer's lock
+    /// and, with `create`, brings the schema to this binary's version;
+    /// without it, the schema must be there and this binary's.
+    pub fn open(options: &Options, create: bool) -> Result<Live, StoreError> {
+        let server = shown(options.url);
+        let mut config: postgres::Config = options.url.parse().map_err(|e: postgres::Error| {
+            StoreError::Server(format!("PostgreSQL at {server}: {}", describe(&e)))
+        })?;
+        if config.get_connect_timeout().is_none() {
+            config.connect_timeout(CONNECT_TIMEOUT);
+        }
+        if let Some(t) = options.statement_timeout {
+            let mut given = config.get_options().unwrap_or("").to_string();
+            given.push_str(&format!(" -c statement_timeout={}", t.as_millis()));
+            config.options(given.trim());
+        }
+        config.application_name("ordersync");
+        let mut first = super::Postgres::with_config(&config, &server).map_err(from_pg)?;
+        if create {
+            first.migrate().map_err(from_pg)?;
+        } else {
+            first.check_schema().map_err(from_pg)?;
+        }
+        let pool = r2d2::Pool::builder()
+            .max_size(options.pool_size.max(1))
+            .min_idle(Some(0))
+            .connection_timeout(CONNECT_TIMEOUT)
+            .test_on_check_out(false)
+            .build_unchecked(Manager {
+                config: config.clone(),
+            });
+        let live = Live {
+            pool,
+            config,
+            server,
+            session: Mutex::new(None),
+            writer: Mutex::new(()),
+            ids: Mutex::new((0, 0)),
+        };
+        live.take_session()?;
+        Ok(live)
+    }
+
+    /// Where the store is, for messages.
+    pub fn server(&self) -> &str {
+        &self.server
+    }
+
+    fn err(&self, e: postgres::Error) -> StoreError {
+        StoreError::Server(format!("PostgreSQL at {}: {}", self.server, describe(&e)))
+    }
+
+    fn conn(&self) -> Result<r2d2::PooledConnection<Manager>, StoreError> {
+        self.pool.get().map_err(|e| {
+            StoreError::Server(format!("PostgreSQL at {}: no connection: {e}", self.server))
+        })
+    }
+
+    /// Connects the session that holds the writer's lock (again).
+    fn take_session(&self) -> Result<(), StoreError> {
+        let mut session = self.session.lock().unwrap_or_else(|e| e.into_inner());
+        if session.as_ref().is_some_and(|c| !c.is_closed()) {
+            return Ok(());
+        }
+        *session = None;
+        let mut client = self.config.connect(NoTls).map_err(|e| self.err(e))?;
+        let got: bool = client
+            .query_one("SELECT pg_try_advisory_lock($1)", &[&WRITER_LOCK])
+            .map_err(|e| self.err(e))?
+            .get(0);
+        if !got {
+            return Err(StoreError::Locked(format!(
+                "the database at {}",
+                self.server
+            )));
+        }
+        *session = Some(client);
+        Ok(())
+    }
+
+    fn int(
+        &self,
+        sql: &'static str,
+        params: &[&(dyn ToSql + Sync)],
+    ) -> Result<Option<Value>, StoreError> {
+        let row = self
+            .conn()?
+            .query_opt(sql, params)
+            .map_err(|e| self.err(e))?;
+        Ok(row
+            .and_then(|r| r.get::<_, Option<i64>>(0))
+            .map(|n| Value::from(&keys::int(n))))
+    }
+
+    fn id(
+        &self,
+        sql: &'static str,
+        params: &[&(dyn ToSql + Sync)],
+    ) -> Result<Option<Value>, StoreError> {
+        let row = self
+            .conn()?
+            .query_opt(sql, params)
+            .map_err(|e| self.err(e))?;
+        Ok(row.map(|r| Value::from(&r.get::<_, Uuid>(0).as_bytes()[..])))
+    }
+
+    fn exists(
+        &self,
+        sql: &'static str,
+        params: &[&(dyn ToSql + Sync)],
+    ) -> Result<Option<Value>, StoreError> {
+        let row = self
+            .conn()?
+            .query_opt(sql, params)
+            .map_err(|e| self.err(e))?;
+        Ok(row.map(|_| Value::default()))
+    }
+
+    /// The rows of `sql` (which takes a cursor as its last parameters and
+    /// `PAGE` as its limit), a page at a time.
+    fn paged<C, T>(
+        &self,
+        cursor: C,
+        fetch: impl Fn(&mut Conn, &C) -> Result<Vec<postgres::Row>, postgres::Error> + 'static,
+        row: impl Fn(&postgres::Row) -> Result<(C, T), StoreError> + 'static,
+    ) -> Rows<'_, T>
+    where
+        C: 'static,
+        T: 'static,
+    {
+        let mut cursor = Some(cursor);
+        let mut buffer: VecDeque<T> = VecDeque::new();
+        let mut done = false;
+        Box::new(std::iter::from_fn(move || {
+            loop {
+                if let Some(t) = buffer.pop_front() {
+                    return Some(Ok(t));
+                }
+                if done {
+                    return None;
+                }
+                let at = cursor.as_ref()?;
+                let rows = match self
+                    .conn()
+                    .and_then(|mut c| fetch(&mut c, at).map_err(|e| self.err(e)))
+                {
+                    Ok(rows) => rows,
+                    Err(e) => {
+                        done = true;
+                        return Some(Err(e));
+                    }
+                };
+                done = (rows.len() as i64) < PAGE;
+                for r in &rows {
+                    match row(r) {
+                        Ok((c, t)) => {
+                            cursor = Some(c);
+                            buffer.push_back(t);
+                        }
+                        Err(e) => {
+                            done = true;
+                            buffer.clear();
+                            return Some(Err(e));
+                        }
+                    }
+                }
+            }
+        }))
+    }
+}
+
+fn from_pg(e: PgError) -> StoreError {
+    match e {
+        PgError::Missing(server) => StoreError::Missing(format!("the database at {server}")),
+        e => StoreError::Server(e.to_string()),
+    }
+}
+
+/// An order row (`id, external_id, revision, sent_sha256, regulated, doc`)
+/// as the store's order record.
+fn order_of(row: &postgres::Row) -> OrderRecord {
+    let sha: Vec<u8> = row.get(3);
+    let mut sent_hash = [0u8; 32];
+    if sha.len() == 32 {
+        sent_hash.copy_from_slice(&sha);
+    }
+    OrderRecord {
+        id: row.get(0),
+        external_id: row.get(1),
+        revision: row.get::<_, i32>(2) as u32,
+        sent_hash,
+        regulated: row.get(4),
+        doc: row.get(5),
+    }
+}
+
+fn state_of(name: &str, key: &Key) -> Result<ExportState, StoreError> {
+    ExportState::parse(name).ok_or_else(|| StoreError::Corrupt {
+        key: key.to_string(),
+        message: format!("unknown state {name:?}"),
+    })
+}
+
+impl Backend for Live {
+    fn get(&self, key: &Key) -> Result<Option<Value>, StoreError> {
+        match key {
+            Key::Order(id) => {
+                let row = self
+                    .conn()?
+                    .query_opt(
+                        "SELECT id, external_id, revision, sent_sha256, regulated, doc FROM orders WHERE id = $1",
+                        &[id],
+                    )
+                    .map_err(|e| self.err(e))?;
+                Ok(row.map(|r| Value::from(order_of(&r).encode())))
+            }
+            Key::External(x) => self.id("SELECT id FROM orders WHERE external_id = $1", &[x]),
+            Key::ExternalUuid(u) => self.id("SELECT id FROM orders WHERE external_uuid = $1", &[u]),
+            Key::Export { system, id } => {
+                let row = self
+                    .conn()?
+                    .query_opt(
+                        "SELECT state, sort, file, written_at, acked_at, revision
+                           FROM export_states WHERE system = $1 AND order_id = $2",
+                        &[system, id],
+                    )
+                    .map_err(|e| self.err(e))?;
+                let Some(r) = row else { return Ok(None) };
+                let rec = ExportRecord {
+                    state: state_of(r.get(0), key)?,
+                    sort: r.get(1),
+                    file: r.get(2),
+                    written_at: r.get(3),
+                    acked_at: r.get(4),
+                    revision: r.get::<_, Option<i32>>(5).map(|r| r as u32),
+                };
+                Ok(Some(Value::from(encode(&rec))))
+            }
+            Key::Index {
+                state,
+                system,
+                sort,
+                id,
+            } => self.exists(
+                "SELECT 1 FROM export_states
+                   WHERE system = $1 AND order_id = $2 AND state = $3 AND sort = $4",
+                &[system, id, &state.name(), sort],
+            ),
+            Key::Event { id, n } => {
+                let row = self
+                    .conn()?
+                    .query_opt(
+                        "SELECT at, event, detail FROM events WHERE order_id = $1 AND n = $2",
+                        &[id, &(*n as i64)],
+                    )
+                    .map_err(|e| self.err(e))?;
+                Ok(row.map(|r| {
+                    Value::from(encode(&Event {
+                        at: r.get(0),
+                        event: r.get(1),
+                        detail: r.get(2),
+                    }))
+                }))
+            }
+            Key::Note { id, system, sha256 } => self.exists(
+                "SELECT 1 FROM notes WHERE order_id = $1 AND system = $2 AND sha256 = $3",
+                &[id, system, &&sha256[..]],
+            ),
+            Key::Stock(sku) => self.int("SELECT in_stock FROM stock WHERE sku = $1", &[sku]),
+            Key::Reserved(sku) => self.int("SELECT reserved FROM stock WHERE sku = $1", &[sku]),
+            Key::File { name, sha256 } => {
+                let row = self
+                    .conn()?
+                    .query_opt(
+                        "SELECT at, kind FROM applied_files WHERE name = $1 AND sha256 = $2",
+                        &[name, &&sha256[..]],
+                    )
+                    .map_err(|e| self.err(e))?;
+                Ok(row.map(|r| {
+                    Value::from(encode(&AppliedFile {
+                        at: r.get(0),
+                        kind: r.get(1),
+                    }))
+                }))
+            }
+            Key::Progress { name, sha256 } => {
+                let row = self
+                    .conn()?
+                    .query_opt(
+                        "SELECT orders FROM file_progress WHERE name = $1 AND sha256 = $2",
+                        &[name, &&sha256[..]],
+                    )
+                    .map_err(|e| self.err(e))?;
+                Ok(row.map(|r| {
+                    Value::from(encode(&Progress {
+                        orders: r.get::<_, i64>(0) as u64,
+                    }))
+                }))
+            }
+            Key::Sequence(system) => self.int(
+                "SELECT last FROM export_sequences WHERE system = $1",
+                &[system],
+            ),
+            Key::Batch { system, seq } => {
+                let row = self
+                    .conn()?
+                    .query_opt(
+                        "SELECT system, seq, file, orders, size, sha256 FROM export_batches
+                           WHERE system = $1 AND seq = $2",
+                        &[system, &(*seq as i64)],
+                    )
+                    .map_err(|e| self.err(e))?;
+                Ok(row.map(|r| Value::from(encode(&batch_of(&r)))))
+            }
+            // Never kept here: no older version wrote this database.
+            Key::OldBatch(_) => Ok(None),
+            Key::Fingerprint(system) => {
+                let row = self
+                    .conn()?
+                    .query_opt(
+                        "SELECT settings FROM system_settings WHERE system = $1",
+                        &[system],
+                    )
+                    .map_err(|e| self.err(e))?;
+                Ok(row.map(|r| Value::from(r.get::<_, String>(0).as_bytes())))
+            }
+            Key::OrderCount => self.int("SELECT n FROM order_count", &[]),
+            Key::StateCount { state, system } => self.int(
+                "SELECT n FROM state_counts WHERE system = $1 AND state = $2",
+                &[system, &state.name()],
+            ),
+        }
+    }
+
+    fn lock(&self) -> MutexGuard<'_, ()> {
+        self.writer.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn commit(&self, changes: Changes) -> Result<(), StoreError> {
+        if changes.is_empty() {
+            return Ok(());
+        }
+        let mut conn = self.conn()?;
+        let conn = &mut *conn;
+        let mut tx = conn.client.transaction().map_err(|e| self.err(e))?;
+        let mut cache: HashMap<&'static str, Statement> = HashMap::new();
+        let mut run = |tx: &mut postgres::Transaction<'_>,
+                       sql: &'static str,
+                       params: &[&(dyn ToSql + Sync)]|
+         -> Result<u64, StoreError> {
+            let st = match cache.get(sql) {
+                Some(st) => st.clone(),
+                None => {
+                    let st = tx.prepare(sql).map_err(|e| self.err(e))?;
+                    cache.insert(sql, st.clone());
+                    st
+                }
+            };
+            tx.execute(&st, params).map_err(|e| self.err(e))
+        };
+        for (key, value) in &changes {
+            write(&mut tx, &mut run, key, value.as_deref())?;
+        }
+        tx.commit().map_err(|e| self.err(e))
+    }
+
+    fn flush(&self) -> Result<(), StoreError> {
+        Ok(())
+    }
+
+    fn generate_id(&self) -> Result<u64, StoreError> {
+        let mut ids = self.ids.lock().unwrap_or_else(|e| e.into_inner());
+        if ids.0 >= ids.1 {
+            let block: i64 = self
+                .conn()?
+                .query_opt("SELECT nextval('event_blocks')", &[])
+                .map_err(|e| self.err(e))?
+                .map_or(0, |r| r.get(0));
+            let start = block as u64 * BLOCK;
+            *ids = (start, start + BLOCK);
+        }
+        let id = ids.0;
+        ids.0 += 1;
+        Ok(id)
+    }
+
+    fn check(&self) -> Result<(), StoreError> {
+        Ok(())
+    }
+
+    fn reopen(&self) -> Result<(), StoreError> {
+        self.take_session()?;
+        // A connection that answers: the server is back.
+        self.conn()?
+            .client
+            .simple_query("")
+            .map_err(|e| self.err(e))?;
+        Ok(())
+    }
+
+    fn is_open(&self) -> bool {
+        true
+    }
+
+    fn orders_after(&self, after: Option<Uuid>) -> Rows<'_, (Uuid, Value)> {
+        let start = after.unwrap_or_default();
+        let inclusive = after.is_none();
+        self.paged(
+            (start, inclusive),
+            |c, (at, inclusive)| {
+                if *inclusive {
+                    c.query(
+                        "SELECT id, external_id, revision, sent_sha256, regulated, doc FROM orders
+                           WHERE id >= $1 ORDER BY id LIMIT $2",
+                        &[at, &PAGE],
+                    )
+                } else {
+                    c.query(
+                        "SELECT id, external_id, revision, sent_sha256, regulated, doc FROM orders
+                           WHERE id > $1 ORDER BY id LIMIT $2",
+                        &[at, &PAGE],
+                    )
+                }
+            },
+            |r| {
+                let rec = order_of(r);
+                Ok(((rec.id, false), (rec.id, Value::from(rec.encode()))))
+            },
+        )
+    }
+
+    fn index(&self, system: &str, state: ExportState, from: Seek) -> Rows<'_, (i64, Uuid)> {
+        let (sort, id, inclusive) = match from {
+            Seek::Start => (i64::MIN, Uuid::nil(), true),
+            Seek::Sort(sort) => (sort, Uuid::nil(), true),
+            Seek::After(sort, id) => (sort, id, false),
+        };
+        let system = system.to_string();
+        let state = state.name();
+        self.paged(
+            (sort, id, inclusive),
+            move |c, (sort, id, inclusive)| {
+                if *inclusive {
+                    c.query(
+                        "SELECT sort, order_id FROM export_states
+                           WHERE system = $1 AND state = $2 AND (sort, order_id) >= ($3, $4)
+                           ORDER BY sort, order_id LIMIT $5",
+                        &[&system, &state, sort, id, &PAGE],
+                    )
+                } else {
+                    c.query(
+                        "SELECT sort, order_id FROM export_states
+                           WHERE system = $1 AND state = $2 AND (sort, order_id) > ($3, $4)
+                           ORDER BY sort, order_id LIMIT $5",
+                        &[&system, &state, sort, id, &PAGE],
+                    )
+                }
+            },
+            |r| {
+                let (sort, id): (i64, Uuid) = (r.get(0), r.get(1));
+                Ok(((sort, id, false), (sort, id)))
+            },
+        )
+    }
+
+    fn events(&self, id: Uuid) -> Result<Vec<Value>, StoreError> {
+        let rows = self
+            .conn()?
+            .query(
+                "SELECT at, event, detail FROM events WHERE order_id = $1 ORDER BY n",
+                &[&id],
+            )
+            .map_err(|e| self.err(e))?;
+        Ok(rows
+            .iter()
+            .map(|r| {
+                Value::from(encode(&Event {
+                    at: r.get(0),
+                    event: r.get(1),
+                    detail: r.get(2),
+                }))
+            })
+            .collect())
+    }
+
+    fn totals(&self) -> Result<Vec<(String, i64, i64)>, StoreError> {
+        let rows = self
+            .conn()?
+            .query(
+                "SELECT sku, coalesce(in_stock, 0), coalesce(reserved, 0) FROM stock
+                   ORDER BY sku COLLATE \"C\"",
+                &[],
+            )
+            .map_err(|e| self.err(e))?;
+        Ok(rows
+            .iter()
+            .map(|r| (r.get(0), r.get(1), r.get(2)))
+            .collect())
+    }
+
+    fn batches(&self, system: &str) -> Result<Vec<Value>, StoreError> {
+        let rows = self
+            .conn()?
+            .query(
+                "SELECT system, seq, file, orders, size, sha256 FROM export_batches
+                   WHERE system = $1 ORDER BY seq",
+                &[&system],
+            )
+            .map_err(|e| self.err(e))?;
+        Ok(rows
+            .iter()
+            .map(|r| Value::from(encode(&batch_of(r))))
+            .collect())
+    }
+
+    fn records(&self) -> Result<Vec<(String, Vec<u8>)>, StoreError> {
+        let mut pg = super::Postgres::with_config(&self.config, &self.server).map_err(from_pg)?;
+        let mut out = Vec::new();
+        pg.dump_to(&mut out)
+            .map_err(|e| StoreError::Server(e.to_string()))?;
+        let text = String::from_utf8_lossy(&out);
+        let mut lines: Vec<(String, Vec<u8>)> = text
+            .lines()
+            .skip(1)
+            .filter(|l| !l.contains("\"ordersync-dump-end\""))
+            .map(|l| (l.to_string(), Vec::new()))
+            .collect();
+        // The counts are part of what a change changes.
+        for r in pg
+            .client
+            .query(
+                "SELECT system, state, n FROM state_counts WHERE n <> 0 ORDER BY 1, 2",
+                &[],
+            )
+            .map_err(|e| self.err(e))?
+        {
+            let (system, state, n): (String, String, i64) = (r.get(0), r.get(1), r.get(2));
+            lines.push((
+                format!("count {state} {system:?}"),
+                n.to_be_bytes().to_vec(),
+            ));
+        }
+        lines.sort();
+        Ok(lines)
+    }
+}
+
+fn batch_of(r: &postgres::Row) -> Batch {
+    let content = match (r.get::<_, Option<i64>>(4), r.get::<_, Option<String>>(5)) {
+        (Some(size), Some(sha256)) => Some(Content {
+            size: size as u64,
+            sha256,
+        }),
+        _ => None,
+    };
+    Batch {
+        system: r.get(0),
+        seq: r.get::<_, i64>(1) as u64,
+        file: r.get(2),
+        orders: serde_json::from_value(r.get(3)).unwrap_or_default(),
+        content,
+    }
+}
+
+/// The typed columns of an order's document (filters narrow by them).
+fn text_field(doc: &serde_json::Value, key: &str) -> Option<String> {
+    doc.get(key)
+        .and_then(serde_json::Value::as_str)
+        .map(str::to_string)
+}
+
+type Run<'r> = dyn FnMut(
+        &mut postgres::Transaction<'_>,
+        &'static str,
+        &[&(dyn ToSql + Sync)],
+    ) -> Result<u64, StoreError>
+    + 'r;
+
+/// Writes one change in `tx`.
+fn write(
+    tx: &mut postgres::Transaction<'_>,
+    run: &mut Run<'_>,
+    key: &Key,
+    value: Option<&[u8]>,
+) -> Result<(), StoreError> {
+    let int = |v: &[u8]| keys::int_of(v);
+    match (key, value) {
+        // The indexes of `orders` and `export_states` are these.
+        (Key::External(_) | Key::ExternalUuid(_) | Key::Index { .. }, _) => {}
+        (Key::Order(_), Some(v)) => {
+            let rec = decode_order(key, v)?;
+            let doc = &rec.doc;
+            let spelt = Uuid::parse_str(&rec.external_id).ok();
+            let created = doc["created"].as_i64().unwrap_or(0);
+            let updated = doc["updated"].as_i64().unwrap_or(0);
+            let f: Vec<Option<String>> = [
+                "channel",
+                "type",
+                "currency",
+                "status",
+                "internal_status",
+                "reference",
+            ]
+            .iter()
+            .map(|k| text_field(doc, k))
+            .collect();
+            run(
+                tx,
+                "INSERT INTO orders (id, external_id, external_uuid, revision, sent_sha256, regulated,
+                     created, updated, channel, type, currency, status, internal_status, reference, doc)
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15)
+                 ON CONFLICT (id) DO UPDATE SET external_id = excluded.external_id,
+                     external_uuid = excluded.external_uuid, revision = excluded.revision,
+                     sent_sha256 = excluded.sent_sha256, regulated = excluded.regulated,
+                     created = excluded.created, updated = excluded.updated,
+                     channel = excluded.channel, type = excluded.type,
+                     currency = excluded.currency, status = excluded.status,
+                     internal_status = excluded.internal_status,
+                     reference = excluded.reference, doc = excluded.doc",
+                &[
+                    &rec.id,
+                    &rec.external_id,
+                    &spelt,
+                    &(rec.revision as i32),
+                    &&rec.sent_hash[..],
+                    &rec.regulated,
+                    &created,
+                    &updated,
+                    &f[0],
+                    &f[1],
+                    &f[2],
+                    &f[3],
+                    &f[4],
+                    &f[5],
+                    doc,
+                ],
+            )?;
+        }
+        (Key::Order(_), None) => {
+            return Err(StoreError::Corrupt {
+                key: key.to_string(),
+                message: "orders are never removed".into(),
+            });
+        }
+        (Key::Export { system, id }, Some(v)) => {
+            let rec: ExportRecord = decode(key, v)?;
+            run(
+                tx,
+                "INSERT INTO export_states (system, order_id, state, sort, file, written_at, acked_at, revision)
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8)
+                 ON CONFLICT (system, order_id) DO UPDATE SET state = excluded.state,
+                     sort = excluded.sort, file = excluded.file, written_at = excluded.written_at,
+                     acked_at = excluded.acked_at, revision = excluded.revision",
+                &[
+                    system,
+                    id,
+                    &rec.state.name(),
+                    &rec.sort,
+                    &rec.file,
+                    &rec.written_at,
+                    &rec.acked_at,
+                    &rec.revision.map(|r| r as i32),
+                ],
+            )?;
+        }
+        (Key::Export { system, id }, None) => {
+            run(
+                tx,
+                "DELETE FROM export_states WHERE system = $1 AND order_id = $2",
+                &[system, id],
+            )?;
+        }
+        (Key::Event { id, n }, Some(v)) => {
+            let e: Event = decode(key, v)?;
+            run(
+                tx,
+                "INSERT INTO events (order_id, n, at, event, detail) VALUES ($1, $2, $3, $4, $5)",
+                &[id, &(*n as i64), &e.at, &e.event, &e.detail],
+            )?;
+        }
+        (Key::Event { id, n }, None) => {
+            run(
+                tx,
+                "DELETE FROM events WHERE order_id = $1 AND n = $2",
+                &[id, &(*n as i64)],
+            )?;
+        }
+        (Key::Note { id, system, sha256 }, Some(_)) => {
+            run(
+                tx,
+                "INSERT INTO notes (order_id, system, sha256) VALUES ($1, $2, $3)
+                 ON CONFLICT DO NOTHING",
+                &[id, system, &&sha256[..]],
+            )?;
+        }
+        (Key::Note { id, system, sha256 }, None) => {
+            run(
+                tx,
+                "DELETE FROM notes WHERE order_id = $1 AND system = $2 AND sha256 = $3",
+                &[id, system, &&sha256[..]],
+            )?;
+        }
+        (Key::Stock(sku), v) => {
+            let n = v.map(int);
+            run(
+                tx,
+                "INSERT INTO stock (sku, in_stock) VALUES ($1, $2)
+                 ON CONFLICT (sku) DO UPDATE SET in_stock = excluded.in_stock",
+                &[sku, &n],
+            )?;
+            run(
+                tx,
+                "DELETE FROM stock WHERE sku = $1 AND in_stock IS NULL AND reserved IS NULL",
+                &[sku],
+            )?;
+        }
+        (Key::Reserved(sku), v) => {
+            let n = v.map(int);
+            run(
+                tx,
+                "INSERT INTO stock (sku, reserved) VALUES ($1, $2)
+                 ON CONFLICT (sku) DO UPDATE SET reserved = excluded.reserved",
+                &[sku, &n],
+            )?;
+            run(
+                tx,
+                "DELETE FROM stock WHERE sku = $1 AND in_stock IS NULL AND reserved IS NULL",
+                &[sku],
+            )?;
+        }
+        // A plain insert: a file applied by another process meanwhile
+        // fails the whole group, which is then found applied.
+        (Key::File { name, sha256 }, Some(v)) => {
+            let f: AppliedFile = decode(key, v)?;
+            run(
+                tx,
+                "INSERT INTO applied_files (name, sha256, at, kind) VALUES ($1, $2, $3, $4)",
+                &[name, &&sha256[..], &f.at, &f.kind],
+            )?;
+        }
+        (Key::File { name, sha256 }, None) => {
+            run(
+                tx,
+                "DELETE FROM applied_files WHERE name = $1 AND sha256 = $2",
+                &[name, &&sha256[..]],
+            )?;
+        }
+        (Key::Progress { name, sha256 }, Some(v)) => {
+            let p: Progress = decode(key, v)?;
+            run(
+                tx,
+                "INSERT INTO file_progress (name, sha256, orders) VALUES ($1, $2, $3)
+                 ON CONFLICT (name, sha256) DO UPDATE SET orders = excluded.orders",
+                &[name, &&sha256[..], &(p.orders as i64)],
+            )?;
+        }
+        (Key::Progress { name, sha256 }, None) => {
+            run(
+                tx,
+                "DELETE FROM file_progress WHERE name = $1 AND sha256 = $2",
+                &[name, &&sha256[..]],
+            )?;
+        }
+        (Key::Sequence(system), Some(v)) => {
+            run(
+                tx,
+                "INSERT INTO export_sequences (system, last) VALUES ($1, $2)
+                 ON CONFLICT (system) DO UPDATE SET last = excluded.last",
+                &[system, &int(v)],
+            )?;
+        }
+        (Key::Sequence(system), None) => {
+            run(
+                tx,
+                "DELETE FROM export_sequences WHERE system = $1",
+                &[system],
+            )?;
+        }
+        (Key::Batch { system, seq }, Some(v)) => {
+            let b: Batch = decode(key, v)?;
+            let orders = serde_json::to_value(&b.orders).unwrap_or(serde_json::Value::Null);
+            run(
+                tx,
+                "INSERT INTO export_batches (system, seq, file, orders, size, sha256)
+                 VALUES ($1, $2, $3, $4, $5, $6)
+                 ON CONFLICT (system, seq) DO UPDATE SET file = excluded.file,
+                     orders = excluded.orders, size = excluded.size, sha256 = excluded.sha256",
+                &[
+                    system,
+                    &(*seq as i64),
+                    &b.file,
+                    &orders,
+                    &b.content.as_ref().map(|c| c.size as i64),
+                    &b.content.as_ref().map(|c| c.sha256.clone()),
+                ],
+            )?;
+        }
+        (Key::Batch { system, seq }, None) => {
+            run(
+                tx,
+                "DELETE FROM export_batches WHERE system = $1 AND seq = $2",
+                &[system, &(*seq as i64)],
+            )?;
+        }
+        (Key::OldBatch(_), None) => {}
+        (Key::OldBatch(_), Some(_)) => {
+            return Err(StoreError::Corrupt {
+                key: key.to_string(),
+                message: "an older version's batch record is not kept on PostgreSQL".into(),
+            });
+        }
+        (Key::Fingerprint(system), Some(v)) => {
+            run(
+                tx,
+                "INSERT INTO system_settings (system, settings) VALUES ($1, $2)
+                 ON CONFLICT (system) DO UPDATE SET settings = excluded.settings",
+                &[system, &String::from_utf8_lossy(v).into_owned()],
+            )?;
+        }
+        (Key::Fingerprint(system), None) => {
+            run(
+                tx,
+                "DELETE FROM system_settings WHERE system = $1",
+                &[system],
+            )?;
+        }
+        (Key::OrderCount, v) => {
+            run(tx, "UPDATE order_count SET n = $1", &[&v.map_or(0, int)])?;
+        }
+        (Key::StateCount { state, system }, v) => {
+            run(
+                tx,
+                "INSERT INTO state_counts (system, state, n) VALUES ($1, $2, $3)
+                 ON CONFLICT (system, state) DO UPDATE SET n = excluded.n",
+                &[system, &state.name(), &v.map_or(0, int)],
+            )?;
+        }
+    }
+    Ok(())
+}
