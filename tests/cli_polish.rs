@@ -342,3 +342,87 @@ fn check_shows_an_http_system_only_what_applies_to_it() {
         assert!(wms.contains(key), "{key} missing for wms:\n{out}");
     }
 }
+
+/// `check` with `[store] backend = "postgres"` shows the server as
+/// `postgresql://user@host:port/db` (and the variable it came from), the
+/// pool and the statement timeout, and never the password, on stdout or
+/// stderr. It connects to nothing: no server listens at the address, and
+/// it passes. A bad URL from `url_env` is refused naming the variable,
+/// without its value.
+#[test]
+fn check_shows_the_postgres_server_without_its_password_and_connects_to_none() {
+    let config = concat!(
+        "[store]\nbackend = \"postgres\"\n",
+        "url = \"postgresql://os:s3cret@127.0.0.1:1/orders\"\n",
+        "pool_size = 8\nstatement_timeout = \"0s\"\n",
+    );
+    let w = Work::new(config);
+    let out = w.cmd(&["check"]);
+    let (stdout, err) = (String::from_utf8_lossy(&out.stdout), stderr(&out));
+    assert_eq!(code(&out), 0, "{stdout}{err}");
+    for want in [
+        "\nstore backend      postgres\n",
+        "\nstore url          postgresql://os@127.0.0.1:1/orders\n",
+        "\npool size          8\n",
+        "\nstatement timeout  none\n",
+    ] {
+        assert!(stdout.contains(want), "{want:?} missing in:\n{stdout}");
+    }
+    assert!(!stdout.contains("cache_capacity"), "{stdout}");
+    assert!(
+        !format!("{stdout}{err}").contains("s3cret"),
+        "{stdout}{err}"
+    );
+
+    // From an environment variable: named, its value never shown.
+    let with_env = |url: &str| {
+        fs::write(
+            w.path("config.toml"),
+            "[store]\nbackend = \"postgres\"\nurl_env = \"ORDERSYNC_TEST_CHECK_DB\"\n",
+        )
+        .unwrap();
+        std::process::Command::new(env!("CARGO_BIN_EXE_ordersync"))
+            .arg("check")
+            .current_dir(w.dir.path())
+            .env("RUST_LOG", "warn")
+            .env_remove("ORDERSYNC_CONFIG")
+            .env("ORDERSYNC_TEST_CHECK_DB", url)
+            .output()
+            .unwrap()
+    };
+    let out = with_env("postgresql://os:s3cret@127.0.0.1:1/orders");
+    let (stdout, err) = (String::from_utf8_lossy(&out.stdout), stderr(&out));
+    assert_eq!(code(&out), 0, "{stdout}{err}");
+    for want in [
+        "\nstore url          postgresql://os@127.0.0.1:1/orders (from $ORDERSYNC_TEST_CHECK_DB)\n",
+        "\npool size          4\n",
+        "\nstatement timeout  30s\n",
+    ] {
+        assert!(stdout.contains(want), "{want:?} missing in:\n{stdout}");
+    }
+    assert!(
+        !format!("{stdout}{err}").contains("s3cret"),
+        "{stdout}{err}"
+    );
+
+    let out = with_env("postgresql://os:s3cret@127.0.0.1:1/orders?sslmode=bogus");
+    let (stdout, err) = (String::from_utf8_lossy(&out.stdout), stderr(&out));
+    assert_eq!(code(&out), 2, "{stdout}{err}");
+    assert!(
+        err.contains("store.url_env: the environment variable ORDERSYNC_TEST_CHECK_DB does not hold a PostgreSQL URL or conninfo: invalid value for option `sslmode`"),
+        "{err}"
+    );
+    assert!(
+        !format!("{stdout}{err}").contains("s3cret"),
+        "{stdout}{err}"
+    );
+
+    // sled, the default, keeps its line.
+    fs::write(w.path("config.toml"), "").unwrap();
+    let out = w.ok(&["check"]);
+    assert!(out.contains("\nstore backend  sled\n"), "{out}");
+    assert!(
+        out.contains("\nstore: cache_capacity 67108864 bytes, compression off"),
+        "{out}"
+    );
+}

@@ -4,7 +4,7 @@
 use std::path::Path;
 
 use super::{CliError, table};
-use crate::config::{Config, ConfigError, SystemConfig, Transport};
+use crate::config::{Backend, Config, ConfigError, StoreConfig, SystemConfig, Transport};
 
 pub fn run(c: &Config) -> Result<(), CliError> {
     // The folders: each must be a real folder where it exists (what does
@@ -77,11 +77,14 @@ pub fn run(c: &Config) -> Result<(), CliError> {
     );
     println!("ignore: {}", i.ignore_patterns.join(" "));
     println!("inventory: allow_negative {}", c.inventory.allow_negative);
-    println!(
-        "store: cache_capacity {} bytes, compression {} (for a new store)",
-        c.store.cache_capacity,
-        if c.store.compression { "on" } else { "off" }
-    );
+    print!("{}", table(&store_rows(&c.store)));
+    if c.store.backend == Backend::Sled {
+        println!(
+            "store: cache_capacity {} bytes, compression {} (for a new store)",
+            c.store.cache_capacity,
+            if c.store.compression { "on" } else { "off" }
+        );
+    }
     if c.systems.is_empty() {
         println!("no systems configured: orders are stored but never exported");
     }
@@ -154,6 +157,31 @@ fn folder_problem(path: &Path, may_be_symlink: bool) -> Option<String> {
             path.display(),
             std::io::Error::from(e)
         )),
+    }
+}
+
+/// The store's backend and, for PostgreSQL, where and how: the server as
+/// `shown()` prints it, never the password. Nothing connects: an
+/// unreachable server is the daemon's to report.
+fn store_rows(store: &StoreConfig) -> Vec<Vec<String>> {
+    match &store.backend {
+        Backend::Sled => vec![vec!["store backend".into(), "sled".into()]],
+        Backend::Postgres(pg) => {
+            let from = pg
+                .url_env
+                .as_ref()
+                .map_or(String::new(), |name| format!(" (from ${name})"));
+            vec![
+                vec!["store backend".into(), "postgres".into()],
+                vec!["store url".into(), format!("{}{from}", pg.shown())],
+                vec!["pool size".into(), pg.pool_size.to_string()],
+                vec![
+                    "statement timeout".into(),
+                    pg.statement_timeout
+                        .map_or("none".into(), |d| humantime::format_duration(d).to_string()),
+                ],
+            ]
+        }
     }
 }
 

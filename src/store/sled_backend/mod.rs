@@ -699,6 +699,7 @@ pub(super) mod tests {
     pub(in crate::store) const SMALL: StoreConfig = StoreConfig {
         cache_capacity: 1 << 20,
         compression: false,
+        backend: crate::config::Backend::Sled,
     };
 
     /// sled refuses a store opened with another segment size than it was
