@@ -276,6 +276,9 @@ impl Store {
     /// Writes the whole state to `out` as a dump, consistent as of one
     /// instant (see the module's head). Returns the number of records.
     pub fn dump_to(&self, out: &mut dyn Write) -> Result<u64, DumpError> {
+        if let Some(pg) = self.postgres() {
+            return pg.dump_to(out);
+        }
         let db = self.sled_db()?;
         let folder = db.folder();
         let mut copy = BufWriter::new(tempfile::tempfile_in(folder)?);
@@ -710,6 +713,9 @@ impl Store {
     /// Whether the store holds nothing but its counts (what a new store
     /// has).
     pub fn is_empty(&self) -> Result<bool, StoreError> {
+        if let Some(pg) = self.postgres() {
+            return pg.is_empty();
+        }
         for kv in self.sled_db()?.iter().keys() {
             if kv?.first() != Some(&keys::COUNT) {
                 return Ok(false);
@@ -724,6 +730,9 @@ impl Store {
     /// store is left with what was written so far, marked as an
     /// interrupted restore that [`Store::open`] refuses.
     pub fn restore_from(&self, input: impl BufRead) -> Result<Restored, DumpError> {
+        if let Some(pg) = self.postgres() {
+            return pg.restore_from(input);
+        }
         let db = self.sled_db()?;
         if !self.is_empty()? {
             return Err(DumpError::NotEmpty(format!(

@@ -96,6 +96,7 @@ impl StoreError {
 /// The backend a store is open on.
 enum Engine {
     Sled(sled_backend::Db),
+    Postgres(postgres::Live),
 }
 
 impl std::ops::Deref for Engine {
@@ -104,6 +105,7 @@ impl std::ops::Deref for Engine {
     fn deref(&self) -> &(dyn Backend + 'static) {
         match self {
             Engine::Sled(db) => db,
+            Engine::Postgres(pg) => pg,
         }
     }
 }
@@ -124,7 +126,7 @@ impl Store {
     /// (a store keeps the compression it was made with): for `run` and
     /// `init` only.
     pub fn open(folder: &Path, options: &StoreConfig) -> Result<Store, StoreError> {
-        Store::ready(sled_backend::Db::open(folder, true, options)?)
+        Store::open_as(folder, options, true)
     }
 
     /// Opens the database in `folder`, which must exist
@@ -132,13 +134,27 @@ impl Store {
     /// `init` uses, so a missing or moved state folder is reported, never
     /// silently replaced by an empty store.
     pub fn open_existing(folder: &Path, options: &StoreConfig) -> Result<Store, StoreError> {
-        Store::ready(sled_backend::Db::open(folder, false, options)?)
+        Store::open_as(folder, options, false)
     }
 
-    fn ready(db: sled_backend::Db) -> Result<Store, StoreError> {
-        db.ready()?;
+    fn open_as(folder: &Path, options: &StoreConfig, create: bool) -> Result<Store, StoreError> {
+        let db = match &options.backend {
+            crate::config::Backend::Sled => {
+                let db = sled_backend::Db::open(folder, create, options)?;
+                db.ready()?;
+                Engine::Sled(db)
+            }
+            crate::config::Backend::Postgres(pg) => Engine::Postgres(postgres::Live::open(
+                &postgres::live::Options {
+                    url: &pg.url,
+                    pool_size: pg.pool_size,
+                    statement_timeout: pg.statement_timeout,
+                },
+                create,
+            )?),
+        };
         Ok(Store {
-            db: Engine::Sled(db),
+            db,
             stop: Default::default(),
             between_chunks: Default::default(),
         })
@@ -148,6 +164,15 @@ impl Store {
     fn sled(&self) -> Option<&sled_backend::Db> {
         match &self.db {
             Engine::Sled(db) => Some(db),
+            Engine::Postgres(_) => None,
+        }
+    }
+
+    /// The PostgreSQL store, when the store is on PostgreSQL.
+    pub fn postgres(&self) -> Option<&postgres::Live> {
+        match &self.db {
+            Engine::Postgres(pg) => Some(pg),
+            Engine::Sled(_) => None,
         }
     }
 

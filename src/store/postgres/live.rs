@@ -29,6 +29,7 @@ use uuid::Uuid;
 use super::super::apply::Progress;
 use super::super::backend::{Backend, Changes, Rows, Seek, Value};
 use super::super::batch::{Batch, Content};
+use super::super::dump::{DumpError, Restored};
 use super::super::keys::{self, Key};
 use super::super::records::AppliedFile;
 use super::super::{
@@ -176,6 +177,31 @@ impl Live {
     /// Where the store is, for messages.
     pub fn server(&self) -> &str {
         &self.server
+    }
+
+    /// A connection of its own for the dump and restore.
+    fn own(&self) -> Result<super::Postgres, StoreError> {
+        super::Postgres::with_config(&self.config, &self.server).map_err(from_pg)
+    }
+
+    /// The whole state as a dump, from one snapshot (see
+    /// [`super::Postgres::dump_to`]).
+    pub fn dump_to(&self, out: &mut dyn std::io::Write) -> Result<u64, DumpError> {
+        self.own()?.dump_to(out)
+    }
+
+    /// Whether the store holds nothing yet.
+    pub fn is_empty(&self) -> Result<bool, StoreError> {
+        self.own()?.is_empty().map_err(from_pg)
+    }
+
+    /// Loads a dump into this (empty) store, in one transaction.
+    pub fn restore_from(&self, input: impl std::io::BufRead) -> Result<Restored, DumpError> {
+        let _writer = self.lock();
+        let done = self.own()?.restore_from(input)?;
+        // Ids handed out from here on come after the restored ones.
+        *self.ids.lock().unwrap_or_else(|e| e.into_inner()) = (0, 0);
+        Ok(done)
     }
 
     fn err(&self, e: postgres::Error) -> StoreError {
@@ -646,7 +672,7 @@ impl Backend for Live {
     }
 
     fn records(&self) -> Result<Vec<(String, Vec<u8>)>, StoreError> {
-        let mut pg = super::Postgres::with_config(&self.config, &self.server).map_err(from_pg)?;
+        let mut pg = self.own()?;
         let mut out = Vec::new();
         pg.dump_to(&mut out)
             .map_err(|e| StoreError::Server(e.to_string()))?;

@@ -18,7 +18,7 @@ use uuid::Uuid;
 
 use super::ExportState;
 use super::batch::Content;
-mod live;
+pub mod live;
 pub use live::Live;
 
 use super::dump::{
