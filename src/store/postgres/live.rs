@@ -746,7 +746,11 @@ fn write(
         // The indexes of `orders` and `export_states` are these.
         (Key::External(_) | Key::ExternalUuid(_) | Key::Index { .. }, _) => {}
         (Key::Order(_), Some(v)) => {
-            let rec = decode_order(key, v)?;
+            let mut rec = decode_order(key, v)?;
+            // Stored without its revision, a column of its own.
+            if let serde_json::Value::Object(m) = &mut rec.doc {
+                m.remove("revision");
+            }
             let doc = &rec.doc;
             let spelt = Uuid::parse_str(&rec.external_id).ok();
             let created = doc["created"].as_i64().unwrap_or(0);
