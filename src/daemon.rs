@@ -72,13 +72,18 @@ const RETRY_MAX: Duration = Duration::from_secs(60);
 /// Runs the daemon until SIGTERM or SIGINT.
 pub fn run(config: Config) -> anyhow::Result<()> {
     raise_nofile_limit();
-    let engine = Arc::new(control::open_engine(&config, control::OpenMode::Create)?);
-    engine.reconcile_systems()?;
     let (tx, rx) = sync_channel(HINTS);
-    // The store's own stop flag: SIGTERM also stops a big file between its
-    // chunks (it is resumed at the next start).
-    let shutdown = engine.store.stop_flag();
+    // Also the store's stop flag: SIGTERM also stops a big file between
+    // its chunks (it is resumed at the next start).
+    let shutdown = Arc::new(AtomicBool::new(false));
     spawn_signal_listener(shutdown.clone(), tx.clone())?;
+    let Some(mut engine) = open_when_reachable(&config, &shutdown, &rx)? else {
+        tracing::info!("stopped before the store could be opened");
+        return Ok(());
+    };
+    engine.store.set_stop_flag(shutdown.clone());
+    let engine = Arc::new(engine);
+    engine.reconcile_systems()?;
     // A big file is applied in chunks within one step of the loop: the
     // watchdog is pinged between them too (pinging early is harmless).
     if let Some(every) = sd_notify::watchdog_enabled() {
@@ -216,6 +221,50 @@ fn hint_of(kind: &EventKind) -> Option<HintKind> {
         EventKind::Access(AccessKind::Close(AccessMode::Write)) => Some(HintKind::Closed),
         EventKind::Access(_) => None,
         _ => Some(HintKind::Changed),
+    }
+}
+
+/// Opens the store; while its database server cannot be reached (a
+/// PostgreSQL that is down or restarting), waits with backoff, logging the
+/// cause once, until it can or a signal stops the daemon (`None`). Any
+/// other failure ends the daemon.
+fn open_when_reachable(
+    config: &Config,
+    shutdown: &AtomicBool,
+    hints: &Receiver<Hint>,
+) -> anyhow::Result<Option<Engine>> {
+    let mut attempts = 0u32;
+    loop {
+        match control::open_engine(config, control::OpenMode::Create) {
+            Ok(engine) => {
+                if attempts > 0 {
+                    tracing::info!(
+                        attempts = attempts + 1,
+                        "the store's database answers: starting"
+                    );
+                }
+                return Ok(Some(engine));
+            }
+            Err(crate::engine::EngineError::Store(e)) if e.is_unreachable() => {
+                attempts += 1;
+                let wait = backoff(attempts);
+                if attempts == 1 {
+                    tracing::error!(error = %e, retry_in = ?wait, "the store's database cannot be reached; waiting for it, with backoff");
+                } else {
+                    tracing::debug!(error = %e, attempts, retry_in = ?wait, "the store's database still cannot be reached");
+                }
+                Systemd::from_env().status("waiting for the store's database");
+                let until = Instant::now() + wait;
+                while Instant::now() < until {
+                    if shutdown.load(Ordering::SeqCst) {
+                        return Ok(None);
+                    }
+                    let _ = sd_notify::notify(&[sd_notify::NotifyState::Watchdog]);
+                    let _ = hints.recv_timeout(Duration::from_millis(250));
+                }
+            }
+            Err(e) => return Err(e.into()),
+        }
     }
 }
 

@@ -59,6 +59,9 @@ pub enum StoreError {
         "the store in {0} was restored only in part (a restore stopped before its end): remove the state folder and run restore again"
     )]
     PartRestored(String),
+    /// The database's schema cannot be used by this binary (newer).
+    #[error("{0}")]
+    Schema(String),
     /// The database server failed or cannot be reached: the message names
     /// the server (never a password) and the cause.
     #[error("{0}")]
@@ -90,6 +93,12 @@ impl StoreError {
     /// The state folder is gone: nothing this process does can fix it.
     pub fn is_fatal(&self) -> bool {
         matches!(self, StoreError::Replaced(_))
+    }
+
+    /// The store's database server cannot be reached (or failed): waiting
+    /// for it may help.
+    pub fn is_unreachable(&self) -> bool {
+        matches!(self, StoreError::Server(_))
     }
 }
 
@@ -191,6 +200,12 @@ impl Store {
     /// chunks of a big file, which is then resumed at the next start).
     pub fn stop_flag(&self) -> std::sync::Arc<std::sync::atomic::AtomicBool> {
         self.stop.clone()
+    }
+
+    /// Uses `flag` as the flag that stops long work (see
+    /// [`Store::stop_flag`]).
+    pub fn set_stop_flag(&mut self, flag: std::sync::Arc<std::sync::atomic::AtomicBool>) {
+        self.stop = flag;
     }
 
     /// Sets what is called between the chunks of a big file.

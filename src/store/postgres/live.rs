@@ -40,8 +40,12 @@ use super::{PgError, describe, shown};
 /// The advisory lock the one process that writes a store holds.
 const WRITER_LOCK: i64 = 0x6f72_6465_7273_7977;
 
-/// How long a connection (or a pool's free connection) is waited for.
+/// How long a connection to the server is waited for.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// How long a call waits for a connection of the pool: when the server is
+/// down, every call fails after this (`/healthz` answers 503 in it).
+const POOL_WAIT: Duration = Duration::from_secs(2);
 
 /// How many ids one `event_blocks` value stands for.
 const BLOCK: u64 = 1024;
@@ -157,7 +161,7 @@ impl Live {
         let pool = r2d2::Pool::builder()
             .max_size(options.pool_size.max(1))
             .min_idle(Some(0))
-            .connection_timeout(CONNECT_TIMEOUT)
+            .connection_timeout(POOL_WAIT)
             .test_on_check_out(false)
             .build_unchecked(Manager {
                 config: config.clone(),
@@ -330,6 +334,7 @@ impl Live {
 fn from_pg(e: PgError) -> StoreError {
     match e {
         PgError::Missing(server) => StoreError::Missing(format!("the database at {server}")),
+        e @ PgError::Newer { .. } => StoreError::Schema(e.to_string()),
         e => StoreError::Server(e.to_string()),
     }
 }

@@ -140,6 +140,9 @@ impl Postgres {
         let mut tx = self.client.transaction().map_err(err)?;
         tx.execute("SELECT pg_advisory_xact_lock($1)", &[&MIGRATION_LOCK])
             .map_err(err)?;
+        // No notice that the version table exists already, at every start.
+        tx.batch_execute("SET LOCAL client_min_messages = warning")
+            .map_err(err)?;
         tx.batch_execute(
             "CREATE TABLE IF NOT EXISTS ordersync_schema (
                  version    integer PRIMARY KEY,
