@@ -1,0 +1,205 @@
+//! The store on PostgreSQL while PostgreSQL itself goes away: the daemon
+//! runs on a cluster of this test's own, which is crashed (`pg_ctl restart
+//! -m immediate`) again and again while the daemon drains an inbox of
+//! stock adjustments, orders and regulating acknowledgements, and stopped
+//! for a while in between. Nothing may be lost or applied twice, the
+//! inventory must come out exact, `/healthz` must say 503 while the server
+//! is down, and the cause is logged once per outage, naming the server.
+
+mod common;
+
+use std::collections::HashSet;
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use common::{Work, acks, order, wait_for};
+
+/// A cluster of this test's own (restarting the shared one would disturb
+/// the other tests): `(folder, conninfo)`, stopped when dropped.
+struct Cluster {
+    dir: String,
+    conninfo: String,
+}
+
+const SCRIPT: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/.ci/pg-cluster");
+
+impl Cluster {
+    fn start() -> Option<Cluster> {
+        let out = Command::new(SCRIPT)
+            .arg("start")
+            .output()
+            .expect("run .ci/pg-cluster");
+        if !out.status.success() {
+            let why = String::from_utf8_lossy(&out.stderr);
+            assert!(
+                std::env::var("ORDERSYNC_E2E").as_deref() != Ok("1"),
+                "a PostgreSQL server is needed (apt-get install postgresql): {why}"
+            );
+            eprintln!("skipped: no PostgreSQL server: {why}");
+            return None;
+        }
+        let conninfo = String::from_utf8_lossy(&out.stdout).trim().to_string();
+        let dir = conninfo
+            .split_whitespace()
+            .find_map(|p| p.strip_prefix("host="))
+            .expect("host=")
+            .to_string();
+        Some(Cluster { dir, conninfo })
+    }
+
+    fn pg_ctl(&self, args: &[&str]) {
+        let bin = std::fs::read_dir("/usr/lib/postgresql")
+            .expect("postgresql")
+            .filter_map(|e| e.ok())
+            .map(|e| e.path().join("bin/pg_ctl"))
+            .max()
+            .expect("pg_ctl");
+        let data = format!("{}/data", self.dir);
+        let log = format!("{}/server.log", self.dir);
+        let opts = format!(
+            "-c listen_addresses='' -c unix_socket_directories='{}' -c max_connections=200",
+            self.dir
+        );
+        let mut all = vec!["-D", &data, "-l", &log, "-w", "-o", &opts];
+        all.extend_from_slice(args);
+        let mut cmd = if unsafe { libc::geteuid() } == 0 {
+            let mut c = Command::new("runuser");
+            c.args(["-u", "postgres", "--"]).arg(&bin);
+            c
+        } else {
+            Command::new(&bin)
+        };
+        let out = cmd.args(&all).output().expect("pg_ctl");
+        assert!(
+            out.status.success(),
+            "pg_ctl {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+}
+
+impl Drop for Cluster {
+    fn drop(&mut self) {
+        let _ = Command::new(SCRIPT).args(["stop", &self.dir]).output();
+    }
+}
+
+fn healthz(url: &str) -> Option<u16> {
+    let out = Command::new("curl")
+        .args([
+            "-s",
+            "-o",
+            "/dev/null",
+            "-w",
+            "%{http_code}",
+            "--max-time",
+            "10",
+            url,
+        ])
+        .output()
+        .ok()?;
+    String::from_utf8_lossy(&out.stdout).trim().parse().ok()
+}
+
+#[test]
+fn postgres_restarted_mid_run_loses_nothing_and_doubles_nothing() {
+    let Some(cluster) = Cluster::start() else {
+        return;
+    };
+    let port = common::free_port();
+    let w = Work::new(&format!(
+        "[inbox]\nsettle = \"0s\"\n[store]\nbackend = \"postgres\"\nurl = \"{} dbname=postgres\"\n[http]\nlisten = \"127.0.0.1:{port}\"\n[[systems]]\nid = \"erp\"\nbatch_size = 5\n",
+        cluster.conninfo
+    ));
+    const ADJUSTMENTS: usize = 300;
+    const ORDERS: usize = 40;
+    for i in 0..ORDERS {
+        w.drop_json(
+            &format!("order-{i:04}.json"),
+            &order(&format!("o-{i}"), &[("B", 2)]),
+        );
+    }
+    for i in 0..ADJUSTMENTS {
+        w.drop_file(&format!("adj-{i:04}.csv"), "sku,adjustment\nA,1\n");
+    }
+    let mut d = w.spawn(&[]);
+    // Crash the server again and again while the inbox drains.
+    for pause in [150u64, 300, 100, 250, 200, 350, 120, 280] {
+        std::thread::sleep(Duration::from_millis(pause));
+        cluster.pg_ctl(&["-m", "immediate", "restart"]);
+    }
+    // Down for a while: /healthz says so.
+    cluster.pg_ctl(&["-m", "immediate", "stop"]);
+    let health = format!("http://127.0.0.1:{port}/healthz");
+    wait_for("/healthz to answer 503", Duration::from_secs(30), || {
+        healthz(&health) == Some(503)
+    });
+    std::thread::sleep(Duration::from_secs(2));
+    cluster.pg_ctl(&["start"]);
+    wait_for("/healthz to answer 200", Duration::from_secs(60), || {
+        healthz(&health) == Some(200)
+    });
+    wait_for("the inbox to drain", Duration::from_secs(120), || {
+        w.inbox().iter().all(|n| n == ".gitkeep")
+    });
+    wait_for("every order exported", Duration::from_secs(60), || {
+        w.exported_ids("erp").len() >= ORDERS
+    });
+    // Acknowledge (and regulate) every order, half in each file, with a
+    // crash in between, then the first file again.
+    let rows: Vec<(String, &str, bool)> = (0..ORDERS)
+        .map(|i| (format!("o-{i}"), "erp", true))
+        .collect();
+    let refs: Vec<(&str, &str, bool)> = rows.iter().map(|(o, s, r)| (o.as_str(), *s, *r)).collect();
+    let first = acks(&refs[..ORDERS / 2]);
+    w.drop_file("ack-1.csv", &first);
+    w.drop_file("ack-2.csv", acks(&refs[ORDERS / 2..]));
+    std::thread::sleep(Duration::from_millis(100));
+    cluster.pg_ctl(&["-m", "immediate", "restart"]);
+    w.drop_file("ack-1-again.csv", &first);
+    let start = Instant::now();
+    wait_for("the acknowledgements", Duration::from_secs(120), || {
+        w.inbox().iter().all(|n| n == ".gitkeep")
+    });
+    eprintln!("acks drained in {:?}", start.elapsed());
+
+    assert!(w.errors().is_empty(), "rejected: {:?}", w.errors());
+    let archived = w.archived();
+    assert_eq!(archived.len(), ADJUSTMENTS + ORDERS + 3, "{archived:?}");
+    assert!(archived.iter().all(|n| !n.ends_with(".1")), "{archived:?}");
+    // Each adjustment once; each order's 2 B taken out of stock once.
+    assert_eq!(w.stock("A"), (ADJUSTMENTS as i64, 0, ADJUSTMENTS as i64));
+    assert_eq!(w.stock("B"), (-2 * ORDERS as i64, 0, -2 * ORDERS as i64));
+    // Every order exported, none twice.
+    let ids = w.exported_ids("erp");
+    let unique: HashSet<&String> = ids.iter().collect();
+    assert_eq!(unique.len(), ORDERS, "{ids:?}");
+    assert_eq!(ids.len(), ORDERS, "an order was exported twice: {ids:?}");
+    let status = w.json(&["status"]);
+    assert_eq!(status["orders"], ORDERS);
+    assert_eq!(status["systems"]["erp"]["acked"], ORDERS);
+    for i in 0..ORDERS {
+        let events = w.events(&format!("o-{i}"));
+        let regulated = events.iter().filter(|e| e.as_str() == "regulated").count();
+        assert_eq!(regulated, 1, "o-{i}: {events:?}");
+    }
+
+    d.terminate();
+    let log = d.log_text();
+    // The cause, logged at error level, names the server.
+    let failures: Vec<&str> = log
+        .lines()
+        .filter(|l| l.contains("ERROR") && l.contains("the store failed"))
+        .collect();
+    assert!(!failures.is_empty(), "no outage was logged:\n{log}");
+    assert!(
+        failures.iter().all(|l| l.contains(&cluster.dir)),
+        "an outage's cause does not name the server: {failures:?}"
+    );
+    // Once per outage, not once per attempt: at most one line per crash.
+    assert!(
+        failures.len() <= 8,
+        "logged {} times:\n{log}",
+        failures.len()
+    );
+}
