@@ -147,15 +147,25 @@ fn sigterm_in_the_middle_of_a_big_file_stops_between_chunks() {
     let n = 20 * CHUNK;
     w.drop_file("big.ndjson", orders(n, None));
     let mut d = w.spawn(&[]);
-    // Wait until chunks are going in (orders appear), then stop it.
+    // Wait until chunks are going in (orders appear), then stop it. On
+    // sled: the daemon holds the store (sled's lock) and its file grows; on
+    // PostgreSQL: orders are in the database.
+    let chunks_going_in = || match w.store_url() {
+        None => {
+            Engine::open(Config::load(&w.path("config.toml")).unwrap()).is_err()
+                && std::fs::metadata(w.path("state/db")).is_ok_and(|m| m.len() > 4 << 20)
+        }
+        Some(url) => postgres::Client::connect(url, postgres::NoTls)
+            .and_then(|mut c| c.query_one("SELECT count(*) FROM orders", &[]))
+            .is_ok_and(|row| row.get::<_, i64>(0) > 0),
+    };
     common::wait_for(
         "the first chunks to be applied",
         Duration::from_secs(120),
         || {
             d.log_text().contains("start-up scan done")
-                && Engine::open(Config::load(&w.path("config.toml")).unwrap()).is_err()
                 && w.inbox().iter().any(|n| n == "big.ndjson")
-                && std::fs::metadata(w.path("state/db")).is_ok_and(|m| m.len() > 4 << 20)
+                && chunks_going_in()
         },
     );
     let asked = std::time::Instant::now();

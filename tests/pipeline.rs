@@ -540,16 +540,12 @@ fn added_systems_and_widened_filters_get_stored_orders() {
             "[inbox]\nsettle = \"0s\"\n[[systems]]\nid = \"erp\"\n[[systems]]\nid = \"wms\"\n{filter}"
         )
     };
-    fs::write(
-        w.path("config.toml"),
-        with_wms("[[systems.filter_groups]]\nfilters = [{ key = \"reference\", operator = \"eq\", value = \"nothing\" }]\n"),
-    )
-    .unwrap();
+    w.write_config(&with_wms("[[systems.filter_groups]]\nfilters = [{ key = \"reference\", operator = \"eq\", value = \"nothing\" }]\n"));
     w.run_once();
     assert!(w.outbox("wms").is_empty(), "nothing matches the filter yet");
 
     // Widen the filter: the live order (not the archived one) goes out once.
-    fs::write(w.path("config.toml"), with_wms("")).unwrap();
+    w.write_config(&with_wms(""));
     w.run_once();
     assert_eq!(w.exported_ids("wms"), ["o-1"]);
     assert_eq!(w.exported("erp").len(), 2, "erp got nothing twice");

@@ -7,24 +7,19 @@ mod common;
 use std::fs;
 use std::io::BufReader;
 
-use common::{TWO_SYSTEMS, Work, acks, order};
+use common::{TWO_SYSTEMS, TestDb, Work, acks, order};
 use ordersync::store::dump::DumpError;
 use ordersync::store::postgres::{PgError, Postgres, schema_version};
 
-/// A new, empty database on the test server (see `common::pg_server`), as
-/// a conninfo; `None`: skipped.
-fn database() -> Option<String> {
-    let base = common::pg_server()?;
-    let name = format!("ordersync_t_{}", uuid::Uuid::new_v4().simple());
-    let mut admin = postgres::Client::connect(&format!("{base} dbname=postgres"), postgres::NoTls)
-        .expect("the test server");
-    admin
-        .batch_execute(&format!("CREATE DATABASE {name}"))
-        .expect("create database");
-    Some(format!("{base} dbname={name}"))
+/// A new, empty database on the test server (see `common::pg_server`),
+/// dropped at the end of the test; `None`: skipped.
+fn database() -> Option<TestDb> {
+    common::pg_server()?;
+    Some(TestDb::create())
 }
 
-/// A sled store's dump with every kind of record the daemon writes.
+/// A sled store's dump with every kind of record the daemon writes (`w` is
+/// on sled whatever `ORDERSYNC_TEST_BACKEND` says: `Work::sled`).
 fn sled_dump(w: &Work) -> String {
     w.drop_file("stock.csv", "sku,in_stock\nA,10\nB,5\n");
     w.run_once();
@@ -52,8 +47,9 @@ fn records(dump: &str) -> Vec<String> {
 
 #[test]
 fn a_sled_dump_restored_into_postgres_dumps_again_to_the_same_records() {
-    let Some(url) = database() else { return };
-    let w = Work::new(TWO_SYSTEMS);
+    let Some(db) = database() else { return };
+    let url = db.url().to_string();
+    let w = Work::sled(TWO_SYSTEMS);
     let dump = sled_dump(&w);
     let mut pg = Postgres::connect(&url).unwrap();
     let done = pg.restore_from(BufReader::new(dump.as_bytes())).unwrap();
@@ -98,8 +94,9 @@ fn a_sled_dump_restored_into_postgres_dumps_again_to_the_same_records() {
 
 #[test]
 fn a_bad_dump_restores_nothing_and_a_file_is_applied_once_by_the_schema() {
-    let Some(url) = database() else { return };
-    let w = Work::new(TWO_SYSTEMS);
+    let Some(db) = database() else { return };
+    let url = db.url().to_string();
+    let w = Work::sled(TWO_SYSTEMS);
     let dump = sled_dump(&w);
     // A bad line near the end: the transaction leaves nothing behind.
     let mut lines: Vec<&str> = dump.lines().collect();
@@ -130,7 +127,8 @@ fn a_bad_dump_restores_nothing_and_a_file_is_applied_once_by_the_schema() {
 
 #[test]
 fn migrations_run_once_under_a_lock_and_a_newer_schema_is_refused() {
-    let Some(url) = database() else { return };
+    let Some(db) = database() else { return };
+    let url = db.url().to_string();
     // A read finds no store and creates none.
     let mut pg = Postgres::connect(&url).unwrap();
     let e = pg.check_schema().unwrap_err();
@@ -166,5 +164,77 @@ fn migrations_run_once_under_a_lock_and_a_newer_schema_is_refused() {
             "{text}"
         );
         assert!(!text.contains("password"), "{text}");
+    }
+}
+
+// ---- the harness: ORDERSYNC_TEST_BACKEND (tests/common) ----------------------
+
+/// The PostgreSQL injection: `backend` and `url` set in `[store]`, whose
+/// other keys stay; sled's `compression` goes; a `[store]` is made when
+/// there is none; a config that is not TOML is left alone (the binary
+/// rejects it before it opens a store).
+#[test]
+fn the_postgres_store_is_set_into_the_config_keeping_its_other_keys() {
+    let url = "host=/tmp/ordersync-pg.x user=postgres dbname=t_1";
+    let text = common::with_postgres_store(
+        "[inbox]\nsettle = \"0s\"\n[store]\ncache_capacity = \"8MiB\"\ncompression = true\n[[systems]]\nid = \"erp\"\n",
+        url,
+    );
+    let t: toml::Table = text.parse().unwrap_or_else(|e| panic!("{e}\n{text}"));
+    let store = t["store"].as_table().unwrap();
+    assert_eq!(store["backend"].as_str(), Some("postgres"), "{text}");
+    assert_eq!(store["url"].as_str(), Some(url), "{text}");
+    assert_eq!(store["cache_capacity"].as_str(), Some("8MiB"), "{text}");
+    assert!(!store.contains_key("compression"), "{text}");
+    assert_eq!(store.len(), 3, "{text}");
+    assert_eq!(t["inbox"]["settle"].as_str(), Some("0s"), "{text}");
+    assert_eq!(t["systems"][0]["id"].as_str(), Some("erp"), "{text}");
+
+    let text = common::with_postgres_store(common::TWO_SYSTEMS, url);
+    let t: toml::Table = text.parse().unwrap();
+    assert_eq!(t["store"]["url"].as_str(), Some(url), "{text}");
+    assert_eq!(t["systems"].as_array().unwrap().len(), 2, "{text}");
+    assert_eq!(
+        common::with_postgres_store("", url),
+        format!("[store]\nbackend = \"postgres\"\nurl = \"{url}\"\n")
+    );
+    for not_toml in ["[inbox\nsettle = 1", "store = 3\n"] {
+        assert_eq!(common::with_postgres_store(not_toml, url), not_toml);
+    }
+}
+
+/// `with_test_backend` as this run's ORDERSYNC_TEST_BACKEND asks: on sled
+/// the text unchanged, byte for byte; on PostgreSQL a `url` naming a new
+/// database that exists, the config's other keys kept.
+#[test]
+fn with_test_backend_follows_ordersync_test_backend() {
+    let config = "# a comment\n[store]\ncache_capacity = \"8MiB\"\n";
+    let text = common::with_test_backend(config);
+    match common::test_backend() {
+        common::Backend::Sled => {
+            assert_eq!(text, config);
+            let w = Work::new(config);
+            assert_eq!(w.store_url(), None);
+            assert_eq!(fs::read_to_string(w.path("config.toml")).unwrap(), config);
+        }
+        common::Backend::Postgres => {
+            let t: toml::Table = text.parse().unwrap();
+            assert_eq!(t["store"]["backend"].as_str(), Some("postgres"));
+            assert_eq!(t["store"]["cache_capacity"].as_str(), Some("8MiB"));
+            let url = t["store"]["url"].as_str().unwrap();
+            postgres::Client::connect(url, postgres::NoTls)
+                .unwrap_or_else(|e| panic!("{url}: {e}"));
+            // A Work keeps its database through a rewritten config.
+            let w = Work::new(config);
+            let first = w.store_url().unwrap().to_string();
+            assert_ne!(first, url, "each Work has a database of its own");
+            w.write_config("[inbox]\nsettle = \"1s\"\n");
+            let t: toml::Table = fs::read_to_string(w.path("config.toml"))
+                .unwrap()
+                .parse()
+                .unwrap();
+            assert_eq!(t["store"]["url"].as_str(), Some(first.as_str()));
+            assert_eq!(t["inbox"]["settle"].as_str(), Some("1s"));
+        }
     }
 }

@@ -1,5 +1,6 @@
 //! Property tests over random histories of inbox files, on a real sled store
-//! in a real folder (through the library, so hundreds of cases stay fast):
+//! in a real folder (through the library, so hundreds of cases stay fast;
+//! under `ORDERSYNC_TEST_BACKEND=postgres` a database of its own per case):
 //!
 //! - a rejected file leaves the store byte-for-byte unchanged;
 //! - re-applying any accepted file under its name changes nothing;
@@ -187,16 +188,35 @@ fn spoiled(s: &Spoil) -> (String, Vec<u8>) {
     }
 }
 
-fn engine(dir: &Path) -> Engine {
+/// An engine on a new store, and (under `ORDERSYNC_TEST_BACKEND=postgres`)
+/// the database it is on, dropped after it.
+struct Setup {
+    e: Engine,
+    _db: Option<common::TestDb>,
+}
+
+impl std::ops::Deref for Setup {
+    type Target = Engine;
+    fn deref(&self) -> &Engine {
+        &self.e
+    }
+}
+
+fn engine(dir: &Path) -> Setup {
     let text = "[inbox]\nsettle = \"0s\"\n[[systems]]\nid = \"erp\"\n[[systems]]\nid = \"wms\"\nformat = \"ndjson\"\n";
-    let config = Config::parse(text, &dir.join("config.toml")).unwrap();
+    let db = common::test_database();
+    let text = match &db {
+        None => text.to_string(),
+        Some(db) => common::with_postgres_store(text, db.url()),
+    };
+    let config = Config::parse(&text, &dir.join("config.toml")).unwrap();
     let e = Engine::open(config).unwrap();
     // A first run over an empty inbox does the start-of-run work (recording
     // each system's eligibility settings), so the properties below see only
     // what the files do. (Regression: with an empty history, that start-up
     // write was taken for a change made by the rejected file.)
     e.drain().unwrap();
-    e
+    Setup { e, _db: db }
 }
 
 fn drop_file(dir: &Path, name: &str, content: &[u8]) {

@@ -85,6 +85,9 @@ fn read_commands_never_create_a_store() {
 /// inbox alone.
 #[test]
 fn deleted_state_folder_stops_the_daemon() {
+    if common::sled_only("deletes the state folder, which holds sled's database") {
+        return;
+    }
     let w = Work::new(CONFIG);
     let mut d = w.start(&[]);
     w.drop_json("first.json", &order("o-1", &[("A", 1)]));
@@ -116,6 +119,9 @@ fn deleted_state_folder_stops_the_daemon() {
 /// folder is not the database the daemon has open.
 #[test]
 fn replaced_state_folder_stops_the_daemon() {
+    if common::sled_only("replaces the state folder, which holds sled's database") {
+        return;
+    }
     let w = Work::new(CONFIG);
     let mut d = w.start(&[]);
     w.drop_json("first.json", &order("o-1", &[("A", 1)]));
@@ -141,12 +147,15 @@ fn replaced_state_folder_stops_the_daemon() {
 /// refuses to open a store with another setting), and the other way round.
 #[test]
 fn a_store_keeps_its_compression_when_the_config_changes() {
+    if common::sled_only("[store] compression is sled's, read back from state/conf") {
+        return;
+    }
     for made in [true, false] {
         let config = |on: bool| format!("{CONFIG}[store]\ncompression = {on}\n");
         let w = Work::new(&config(made));
         w.drop_json("first.json", &order("o-1", &[("A", 1)]));
         w.run_once();
-        fs::write(w.path("config.toml"), config(!made)).unwrap();
+        w.write_config(&config(!made));
         w.drop_json("second.json", &order("o-2", &[("A", 2)]));
         let out = run_once(&w);
         assert!(out.status.success(), "made with {made}: {}", stderr(&out));
@@ -212,6 +221,9 @@ fn fill(path: &Path) -> u64 {
 /// space is freed, exactly once, without a restart.
 #[test]
 fn full_disk_under_the_state_folder_recovers_without_restart() {
+    if common::sled_only("fills the disk under the state folder, where sled writes") {
+        return;
+    }
     let w = Work::new(CONFIG);
     let Some(_mount) = Tmpfs::mount(&w.path("state"), "16m") else {
         eprintln!("skipped: cannot mount tmpfs");

@@ -11,6 +11,10 @@ use serde_json::{Value, json};
 /// One test's working folder.
 pub struct Work {
     pub dir: tempfile::TempDir,
+    /// Under `ORDERSYNC_TEST_BACKEND=postgres`, the database its config
+    /// names, kept for every config written for it (`write_config`) and
+    /// dropped with it; `None` on sled.
+    db: Option<TestDb>,
 }
 
 /// A config with `settle = "0s"` and two systems, erp and wms (json).
@@ -24,12 +28,49 @@ id = "wms"
 "#;
 
 impl Work {
-    /// A folder with this config.toml.
+    /// A folder with this config.toml, on the store the tests run on
+    /// (`with_test_backend`): unchanged on sled; under
+    /// `ORDERSYNC_TEST_BACKEND=postgres` with a `[store]` naming a new
+    /// database of its own.
     pub fn new(config: &str) -> Work {
+        Work::on(config, test_database())
+    }
+
+    /// A folder with this config.toml on sled whatever
+    /// `ORDERSYNC_TEST_BACKEND` says: for a test that needs a sled store as
+    /// such (a sled dump to restore into PostgreSQL).
+    pub fn sled(config: &str) -> Work {
+        Work::on(config, None)
+    }
+
+    fn on(config: &str, db: Option<TestDb>) -> Work {
         let dir = tempfile::tempdir().expect("temp dir");
-        fs::write(dir.path().join("config.toml"), config).expect("config");
-        fs::create_dir_all(dir.path().join("inbox")).expect("inbox");
-        Work { dir }
+        let w = Work { dir, db };
+        w.write_config(config);
+        fs::create_dir_all(w.path("inbox")).expect("inbox");
+        w
+    }
+
+    /// `config` as this folder's store needs it: unchanged on sled, with
+    /// `[store]` naming this folder's database on PostgreSQL (the same one
+    /// every time). For a config written elsewhere (`--config`,
+    /// `ORDERSYNC_CONFIG`) that must run on this folder's store.
+    pub fn config_text(&self, config: &str) -> String {
+        match &self.db {
+            None => config.to_string(),
+            Some(db) => with_postgres_store(config, db.url()),
+        }
+    }
+
+    /// Writes config.toml anew (a test that restarts with other settings):
+    /// on PostgreSQL still on this folder's database.
+    pub fn write_config(&self, config: &str) {
+        fs::write(self.path("config.toml"), self.config_text(config)).expect("config");
+    }
+
+    /// The conninfo of this folder's PostgreSQL database; `None` on sled.
+    pub fn store_url(&self) -> Option<&str> {
+        self.db.as_ref().map(TestDb::url)
     }
 
     pub fn path(&self, rel: &str) -> PathBuf {
@@ -408,7 +449,8 @@ pub fn have_tool(tool: &str, needed_for: &str) -> bool {
 /// test binary), else a throwaway cluster this test binary starts once with
 /// `.ci/pg-cluster` and stops when it exits. `None` (the test is skipped)
 /// when there is no PostgreSQL server to start, except under
-/// ORDERSYNC_E2E=1, where that fails the test.
+/// ORDERSYNC_E2E=1 or ORDERSYNC_TEST_BACKEND=postgres, where that fails the
+/// test.
 pub fn pg_server() -> Option<String> {
     static SERVER: std::sync::OnceLock<Option<String>> = std::sync::OnceLock::new();
     static DIR: std::sync::OnceLock<String> = std::sync::OnceLock::new();
@@ -434,6 +476,11 @@ pub fn pg_server() -> Option<String> {
                     std::env::var("ORDERSYNC_E2E").as_deref() != Ok("1"),
                     "a PostgreSQL server is needed (apt-get install postgresql): {why}"
                 );
+                assert!(
+                    test_backend() != Backend::Postgres,
+                    "ORDERSYNC_TEST_BACKEND=postgres needs a PostgreSQL server \
+                     (ORDERSYNC_TEST_PG, or apt-get install postgresql): {why}"
+                );
                 eprintln!("skipped: no PostgreSQL server: {why}");
                 return None;
             }
@@ -449,4 +496,150 @@ pub fn pg_server() -> Option<String> {
             Some(conninfo)
         })
         .clone()
+}
+
+// ---- the store the tests run on ----------------------------------------------
+
+/// Where the integration tests keep the daemon's state:
+/// `ORDERSYNC_TEST_BACKEND` unset or `sled` (the default: the configs as
+/// written), or `postgres` (every `Work` on a database of its own on
+/// `pg_server()`). Read at run time only: switching it rebuilds nothing.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Backend {
+    Sled,
+    Postgres,
+}
+
+/// The backend `ORDERSYNC_TEST_BACKEND` asks for. Any other value fails
+/// the test: a misspelt `postgres` must not run the suite on sled.
+pub fn test_backend() -> Backend {
+    match std::env::var("ORDERSYNC_TEST_BACKEND").as_deref() {
+        Err(std::env::VarError::NotPresent) | Ok("" | "sled") => Backend::Sled,
+        Ok("postgres") => Backend::Postgres,
+        Ok(other) => panic!("ORDERSYNC_TEST_BACKEND={other:?}: expected \"sled\" or \"postgres\""),
+        Err(e) => panic!("ORDERSYNC_TEST_BACKEND: {e}"),
+    }
+}
+
+/// For a test about sled itself (its files in the state folder, its lock,
+/// its settings): false on sled; on another backend true, after saying on
+/// stderr `sled only: {why}`, and the test returns at once:
+/// `if common::sled_only("…") { return; }`.
+pub fn sled_only(why: &str) -> bool {
+    let skip = test_backend() != Backend::Sled;
+    if skip {
+        eprintln!("sled only: {why}");
+    }
+    skip
+}
+
+/// A database of its own on the test server (`pg_server`), dropped when
+/// this is (with any session still on it: `WITH (FORCE)`). A test that
+/// fails keeps it, named on stderr, for a look at what it held.
+pub struct TestDb {
+    /// Empty once kept (`keep`).
+    name: String,
+    url: String,
+}
+
+impl TestDb {
+    /// A new, empty database (`t_<uuid>`). Fails the test when there is no
+    /// server: a run that asked for PostgreSQL must not pass on sled.
+    pub fn create() -> TestDb {
+        let base = pg_server().expect("a PostgreSQL server for the test's database");
+        let name = format!("t_{}", uuid::Uuid::new_v4().simple());
+        admin(&base)
+            .and_then(|mut c| c.batch_execute(&format!("CREATE DATABASE {name}")))
+            .unwrap_or_else(|e| panic!("CREATE DATABASE {name} on {base}: {e}"));
+        TestDb {
+            url: format!("{base} dbname={name}"),
+            name,
+        }
+    }
+
+    /// Its conninfo: the server's and `dbname=…`.
+    pub fn url(&self) -> &str {
+        &self.url
+    }
+
+    /// Lets the database outlive this (it goes with the test cluster);
+    /// returns its conninfo.
+    pub fn keep(mut self) -> String {
+        self.name.clear();
+        std::mem::take(&mut self.url)
+    }
+}
+
+impl Drop for TestDb {
+    fn drop(&mut self) {
+        if self.name.is_empty() {
+            return;
+        }
+        if std::thread::panicking() {
+            eprintln!("kept the failed test's database: {}", self.url);
+            return;
+        }
+        // Best effort, and never a panic here: the server goes at the end
+        // of the run anyway.
+        if let Some(base) = pg_server()
+            && let Ok(mut c) = admin(&base)
+        {
+            let _ = c.batch_execute(&format!(
+                "DROP DATABASE IF EXISTS {} WITH (FORCE)",
+                self.name
+            ));
+        }
+    }
+}
+
+/// A session on the server's `postgres` database, for CREATE and DROP
+/// DATABASE (trust authentication on a unix socket: no password).
+fn admin(base: &str) -> Result<postgres::Client, postgres::Error> {
+    postgres::Client::connect(&format!("{base} dbname=postgres"), postgres::NoTls)
+}
+
+/// A new database when the tests run on PostgreSQL; `None` on sled.
+pub fn test_database() -> Option<TestDb> {
+    (test_backend() == Backend::Postgres).then(TestDb::create)
+}
+
+/// A config as the tests' backend runs it. On sled (the default): `config`
+/// unchanged, byte for byte. Under `ORDERSYNC_TEST_BACKEND=postgres`: on a
+/// new database of its own (`with_postgres_store`), which stays until the
+/// test cluster is stopped. For a config that is not a `Work`'s (`Work::new`
+/// does the same and drops its database with it; `Work::config_text` for
+/// another config on a `Work`'s database).
+pub fn with_test_backend(config: &str) -> String {
+    match test_database() {
+        None => config.to_string(),
+        Some(db) => with_postgres_store(config, &db.keep()),
+    }
+}
+
+/// `config` with `[store] backend = "postgres"` and `url = "{url}"`: set in
+/// its `store` table (made when absent), which keeps its other keys
+/// (`cache_capacity`…), then written out again. The TOML is re-serialized:
+/// comments go and keys come sorted, the values stay the same.
+///
+/// - `compression` is removed: sled's zstd setting, which a PostgreSQL
+///   store refuses. The template `init` writes has it (`false`; the worked
+///   example runs on it), and `state.rs`'s compression test, sled-only.
+/// - A config that is not TOML, or whose `store` is not a table, is left as
+///   written: the binary rejects it before it opens any store, and the
+///   config-error tests that write one check that message.
+pub fn with_postgres_store(config: &str, url: &str) -> String {
+    let Ok(mut table) = config.parse::<toml::Table>() else {
+        return config.to_string();
+    };
+    let store = table
+        .entry("store")
+        .or_insert_with(|| toml::Value::Table(toml::Table::new()));
+    let Some(store) = store.as_table_mut() else {
+        return config.to_string();
+    };
+    store.insert("backend".into(), "postgres".into());
+    store.insert("url".into(), url.into());
+    // sled-only, an error with PostgreSQL.
+    store.remove("compression");
+    toml::to_string(&table).expect("a TOML table serializes")
 }
