@@ -107,7 +107,8 @@ fn postgres_restarted_mid_run_loses_nothing_and_doubles_nothing() {
         return;
     };
     let port = common::free_port();
-    let w = Work::new(&format!(
+    // Its own cluster, whatever ORDERSYNC_TEST_BACKEND says.
+    let w = Work::as_given(&format!(
         "[inbox]\nsettle = \"0s\"\n[store]\nbackend = \"postgres\"\nurl = \"{} dbname=postgres\"\n[http]\nlisten = \"127.0.0.1:{port}\"\n[[systems]]\nid = \"erp\"\nbatch_size = 5\n",
         cluster.conninfo
     ));

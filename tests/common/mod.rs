@@ -43,6 +43,12 @@ impl Work {
         Work::on(config, None)
     }
 
+    /// A folder with this config.toml exactly as given, whatever
+    /// `ORDERSYNC_TEST_BACKEND` says: for a test that names its own store.
+    pub fn as_given(config: &str) -> Work {
+        Work::on(config, None)
+    }
+
     fn on(config: &str, db: Option<TestDb>) -> Work {
         let dir = tempfile::tempdir().expect("temp dir");
         let w = Work { dir, db };
