@@ -103,7 +103,7 @@ fn killed_while_a_big_file_goes_in_chunk_by_chunk() {
         .dump()
         .unwrap()
         .into_iter()
-        .filter(|(k, _)| k.starts_with("g:"))
+        .filter(|(k, _)| common::is_progress(k))
         .collect();
     assert!(left.is_empty(), "progress records left: {}", left.len());
 }
@@ -297,7 +297,7 @@ fn kill_until_mid_file(w: &Work, name: &str) {
             .dump()
             .unwrap()
             .iter()
-            .any(|(k, _)| k.starts_with("g:"))
+            .any(|(k, _)| common::is_progress(k))
     };
     let mut after_check = 0;
     let mut resumed = 20.0f64;

@@ -102,7 +102,8 @@ impl StoreError {
     }
 }
 
-/// The backend a store is open on.
+/// The backend a store is open on. One per process: its size is no matter.
+#[allow(clippy::large_enum_variant)]
 enum Engine {
     Sled(sled_backend::Db),
     Postgres(postgres::Live),

@@ -643,9 +643,20 @@ pub fn with_postgres_store(config: &str, url: &str) -> String {
     let Some(store) = store.as_table_mut() else {
         return config.to_string();
     };
+    // A config that chooses its backend itself is left as it is.
+    if store.contains_key("backend") {
+        return config.to_string();
+    }
     store.insert("backend".into(), "postgres".into());
     store.insert("url".into(), url.into());
     // sled-only, an error with PostgreSQL.
     store.remove("compression");
+    store.remove("cache_capacity");
     toml::to_string(&table).expect("a TOML table serializes")
+}
+
+/// Whether a record of [`ordersync::store::Store::dump`] is a big file's
+/// progress (sled: its key `g:…`; PostgreSQL: a dump line).
+pub fn is_progress(key: &str) -> bool {
+    key.starts_with("g:") || key.starts_with(r#"{"type":"progress""#)
 }

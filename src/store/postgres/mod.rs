@@ -19,6 +19,7 @@ use uuid::Uuid;
 use super::ExportState;
 use super::batch::Content;
 pub mod live;
+mod write;
 pub use live::Live;
 
 use super::dump::{
