@@ -66,13 +66,24 @@ fn read_commands_never_create_a_store() {
         let out = w.cmd(args);
         assert_eq!(out.status.code(), Some(1), "{args:?}: {}", stderr(&out));
         let err = stderr(&out);
-        let state = w.path("state");
+        let place = match w.store_url() {
+            None => w.path("state").display().to_string(),
+            Some(_) => "the database at postgresql://".into(),
+        };
         assert!(
-            err.contains(&format!("no store in {}", state.display()))
+            err.contains(&format!("no store in {place}"))
                 && err.contains("(`run`, `init` and `status --wait` create it)"),
             "{args:?}: {err}"
         );
         assert!(!w.path("state/db").exists(), "{args:?} created a store");
+        if let Some(url) = w.store_url() {
+            let mut c = postgres::Client::connect(url, postgres::NoTls).unwrap();
+            let schema: Option<String> = c
+                .query_one("SELECT to_regclass('ordersync_schema')::text", &[])
+                .unwrap()
+                .get(0);
+            assert_eq!(schema, None, "{args:?} created a store");
+        }
     }
     // `run --once` creates it; then the read commands work.
     w.run_once();
