@@ -1021,6 +1021,8 @@ fn url_from_env(
 /// `key=value` conninfo); if not, postgres's reason, without anything
 /// quoted from `url`.
 fn check_postgres_url(url: &str) -> Result<(), String> {
+    // sslmode and sslrootcert are ordersync's (store/postgres/tls.rs).
+    let (url, _) = crate::store::postgres::tls::split(url)?;
     let e = match url.parse::<postgres::Config>() {
         Ok(_) => return Ok(()),
         Err(e) => e,
@@ -1772,9 +1774,9 @@ mod tests {
             "{e}"
         );
         // An option libpq knows and this postgres does not is named.
-        let e = bad("host=db sslrootcert=/etc/ssl/ca.pem");
+        let e = bad("host=db sslcert=/etc/ssl/client.pem");
         assert!(
-            e.contains("unknown option `sslrootcert` (this ordersync does not support it)"),
+            e.contains("unknown option `sslcert` (this ordersync does not support it)"),
             "{e}"
         );
     }

@@ -23,7 +23,7 @@ use std::sync::{Mutex, MutexGuard};
 use std::time::Duration;
 
 use postgres::types::ToSql;
-use postgres::{Client, NoTls, Statement};
+use postgres::{Client, Statement};
 use uuid::Uuid;
 
 use super::super::apply::Progress;
@@ -89,6 +89,7 @@ impl Conn {
 /// Makes the pool's connections.
 struct Manager {
     config: postgres::Config,
+    tls: super::tls::Tls,
 }
 
 impl r2d2::ManageConnection for Manager {
@@ -97,7 +98,7 @@ impl r2d2::ManageConnection for Manager {
 
     fn connect(&self) -> Result<Conn, postgres::Error> {
         Ok(Conn {
-            client: self.config.connect(NoTls)?,
+            client: self.config.connect(self.tls.clone())?,
             prepared: HashMap::new(),
         })
     }
@@ -114,7 +115,11 @@ impl r2d2::ManageConnection for Manager {
 /// The store on PostgreSQL.
 pub struct Live {
     pool: r2d2::Pool<Manager>,
-    config: postgres::Config,
+    /// Boxed: `Engine::Postgres` would be far larger than `Engine::Sled`
+    /// (clippy's large_enum_variant).
+    config: Box<postgres::Config>,
+    /// The connector `config`'s `sslmode` and `sslrootcert` ask for.
+    tls: super::tls::Tls,
     /// The server for messages (never the password).
     server: String,
     /// The connection that holds [`WRITER_LOCK`].
@@ -138,9 +143,8 @@ impl Live {
     /// without it, the schema must be there and this binary's.
     pub fn open(options: &Options, create: bool) -> Result<Live, StoreError> {
         let server = shown(options.url);
-        let mut config: postgres::Config = options.url.parse().map_err(|e: postgres::Error| {
-            StoreError::Server(format!("PostgreSQL at {server}: {}", describe(&e)))
-        })?;
+        let (mut config, tls) = super::tls::connector(options.url)
+            .map_err(|e| StoreError::Server(format!("PostgreSQL at {server}: {e}")))?;
         if config.get_connect_timeout().is_none() {
             config.connect_timeout(CONNECT_TIMEOUT);
         }
@@ -150,7 +154,8 @@ impl Live {
             config.options(given.trim());
         }
         config.application_name("ordersync");
-        let mut first = super::Postgres::with_config(&config, &server).map_err(from_pg)?;
+        let mut first =
+            super::Postgres::with_config(&config, tls.clone(), &server).map_err(from_pg)?;
         if create {
             first.migrate().map_err(from_pg)?;
         } else {
@@ -163,10 +168,12 @@ impl Live {
             .test_on_check_out(false)
             .build_unchecked(Manager {
                 config: config.clone(),
+                tls: tls.clone(),
             });
         let live = Live {
             pool,
-            config,
+            config: Box::new(config),
+            tls,
             server,
             session: Mutex::new(None),
             writer: Mutex::new(()),
@@ -183,7 +190,7 @@ impl Live {
 
     /// A connection of its own for the dump and restore.
     fn own(&self) -> Result<super::Postgres, StoreError> {
-        super::Postgres::with_config(&self.config, &self.server).map_err(from_pg)
+        super::Postgres::with_config(&self.config, self.tls.clone(), &self.server).map_err(from_pg)
     }
 
     /// The whole state as a dump, from one snapshot (see
@@ -223,7 +230,10 @@ impl Live {
             return Ok(());
         }
         *session = None;
-        let mut client = self.config.connect(NoTls).map_err(|e| self.err(e))?;
+        let mut client = self
+            .config
+            .connect(self.tls.clone())
+            .map_err(|e| self.err(e))?;
         let got: bool = client
             .query_one("SELECT pg_try_advisory_lock($1)", &[&WRITER_LOCK])
             .map_err(|e| self.err(e))?

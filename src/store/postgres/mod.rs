@@ -12,7 +12,7 @@
 use std::io::{BufRead, BufWriter, Write};
 
 use postgres::types::ToSql;
-use postgres::{Client, IsolationLevel, NoTls, Transaction};
+use postgres::{Client, IsolationLevel, Transaction};
 use serde_json::Value;
 use uuid::Uuid;
 
@@ -21,6 +21,7 @@ use super::batch::Content;
 pub mod live;
 mod write;
 pub use live::Live;
+pub(crate) mod tls;
 
 use super::dump::{
     Admission, DumpError, END, EventSeq, Header, Reader, Record, Restored, Sha256, Trailer, line,
@@ -66,8 +67,8 @@ pub enum PgError {
 /// Where a URL points, for messages: host, port and database, without the
 /// user's password.
 pub fn shown(url: &str) -> String {
-    match url.parse::<postgres::Config>() {
-        Ok(c) => {
+    match tls::split(url).map(|(rest, _)| rest.parse::<postgres::Config>()) {
+        Ok(Ok(c)) => {
             let host = c
                 .get_hosts()
                 .iter()
@@ -85,7 +86,7 @@ pub fn shown(url: &str) -> String {
             let user = c.get_user().map_or(String::new(), |u| format!("{u}@"));
             format!("postgresql://{user}{host}{port}/{db}")
         }
-        Err(_) => "(an unreadable PostgreSQL URL)".into(),
+        _ => "(an unreadable PostgreSQL URL)".into(),
     }
 }
 
@@ -96,22 +97,25 @@ pub struct Postgres {
 }
 
 impl Postgres {
-    /// Connects (no TLS yet).
+    /// Connects, with TLS as the URL's `sslmode` and `sslrootcert` ask
+    /// (store/postgres/tls.rs).
     pub fn connect(url: &str) -> Result<Postgres, PgError> {
         let server = shown(url);
-        let client = Client::connect(url, NoTls).map_err(|e| PgError::Server {
+        let (config, tls) = tls::connector(url).map_err(|message| PgError::Server {
             server: server.clone(),
-            message: describe(&e),
+            message,
         })?;
-        Ok(Postgres { client, server })
+        Postgres::with_config(&config, tls, &server)
     }
 
-    /// Connects with a parsed configuration; `server` names it in messages.
+    /// Connects with a parsed configuration and its TLS connector
+    /// (`tls::connector`); `server` names it in messages.
     pub(crate) fn with_config(
         config: &postgres::Config,
+        tls: tls::Tls,
         server: &str,
     ) -> Result<Postgres, PgError> {
-        let client = config.connect(NoTls).map_err(|e| PgError::Server {
+        let client = config.connect(tls).map_err(|e| PgError::Server {
             server: server.to_string(),
             message: describe(&e),
         })?;
