@@ -145,6 +145,10 @@ pub(super) fn finish<T>(r: TxResult<T>) -> Result<T, ApplyError> {
 /// Writes staged in memory: key → new value, `None` for a removal.
 type Staging = RefCell<Changes>;
 
+/// Records read ahead from the backend ([`Tx::prefetch`]): valid while the
+/// writer's lock is held and nothing was committed since.
+pub(super) type Fetched = RefCell<HashMap<Key, Option<Value>>>;
+
 /// The files of one group, staged one over the other and applied to the
 /// store as one batch ([`Group::commit`]): the writer's lock is held from
 /// the first file staged to the commit, so nothing else writes what the
@@ -154,6 +158,7 @@ pub struct Group<'s> {
     store: &'s Store,
     lock: RefCell<Option<MutexGuard<'s, ()>>>,
     staged: Staging,
+    fetched: Fetched,
 }
 
 impl<'s> Group<'s> {
@@ -175,6 +180,7 @@ impl<'s> Group<'s> {
         } else {
             self.store.db.commit(staged)
         };
+        self.fetched.take();
         self.lock.borrow_mut().take();
         r
     }
@@ -187,6 +193,7 @@ impl Store {
             store: self,
             lock: RefCell::new(None),
             staged: Default::default(),
+            fetched: Default::default(),
         }
     }
 
@@ -195,7 +202,8 @@ impl Store {
     /// succeeds (nothing when it fails). Not durable until a flush.
     pub(super) fn write<A>(&self, f: impl FnOnce(&Tx) -> TxResult<A>) -> Result<A, ApplyError> {
         let _writer = self.db.lock();
-        let tx = Tx::staged(&*self.db, None);
+        let fetched = Fetched::default();
+        let tx = Tx::staged(&*self.db, None).reading(&fetched);
         let a = finish(f(&tx))?;
         self.db.commit(tx.take_staged())?;
         Ok(a)
@@ -226,11 +234,12 @@ impl Store {
         }
         let file_key = keys::file(name, sha256);
         group.begin();
-        let tx = Tx::staged(&*self.db, Some(&group.staged));
+        let tx = Tx::staged(&*self.db, Some(&group.staged)).reading(&group.fetched);
         let applied = finish((|| {
             if tx.get(&file_key)?.is_some() {
                 return Ok(Applied::AlreadyApplied);
             }
+            super::reads::input(&tx, input, ctx)?;
             let mut w = Writer::on(&tx, ctx, name);
             w.problems.extend_from_slice(known);
             match input {
@@ -307,7 +316,7 @@ fn chunk_of(input: &Input) -> Option<usize> {
 }
 
 /// One item of a streamed file: an order or a CSV row.
-enum Item {
+pub(super) enum Item {
     Order(crate::input::StreamItem),
     Row(Result<CsvRow, Problem>),
 }
@@ -428,6 +437,7 @@ impl Store {
          -> Result<(), ApplyError> {
             loop {
                 let (s, k, end, wrote) = self.write(|tx| {
+                    super::reads::items(tx, chunk.iter(), ctx)?;
                     let mut w = Writer::on(tx, ctx, name);
                     let mut k = 0;
                     for item in chunk.iter() {
@@ -512,11 +522,24 @@ impl Store {
         ctx: &Context,
         total: &std::cell::Cell<u64>,
     ) -> Result<Checked, ApplyError> {
-        let tx = Tx::dry(&*self.db);
+        let fetched = Fetched::default();
+        let tx = Tx::dry(&*self.db).reading(&fetched);
         let mut w = Writer::on(&tx, ctx, name);
         w.problems.extend_from_slice(known);
         let mut checked = 0usize;
         let mut pace = Pace::new(name);
+        // Where reads are round trips, a chunk's items are held and their
+        // reads made ahead at once (then forgotten: memory follows a chunk).
+        let ahead = tx.prefetching();
+        let mut held: Vec<Item> = Vec::new();
+        let check_held = |w: &mut Writer, held: &mut Vec<Item>| -> TxResult<()> {
+            super::reads::items(w.tx, held.iter(), ctx)?;
+            for item in held.drain(..) {
+                w.item(&item)?;
+            }
+            fetched.borrow_mut().clear();
+            Ok(())
+        };
         let r = each_item(input, |item| {
             if self.stopping() {
                 return Err(TxError::Abort(Abort::Interrupted));
@@ -526,8 +549,16 @@ impl Store {
                 self.chunk_done();
                 pace.tick("checking a big file", checked as u64, None);
             }
-            w.item(&item)
-        });
+            if !ahead {
+                return w.item(&item);
+            }
+            held.push(item);
+            if held.len() >= chunk_size {
+                check_held(&mut w, &mut held)?;
+            }
+            Ok(())
+        })
+        .and_then(|()| check_held(&mut w, &mut held));
         total.set(checked as u64);
         tracing::debug!(file = ?name, items = checked, secs = pace.start.elapsed().as_secs_f64(), "checked");
         let checked = Checked {
@@ -565,6 +596,8 @@ pub(super) struct Writer<'t> {
 pub(super) struct Tx<'t> {
     db: &'t dyn Backend,
     src: Source<'t>,
+    /// Records read ahead, under the staged ones.
+    fetched: Option<&'t Fetched>,
     /// How many keys were written (inserted or removed), or would have
     /// been in a dry run.
     writes: Cell<usize>,
@@ -615,22 +648,64 @@ impl<'t> Tx<'t> {
         Tx {
             db,
             src,
+            fetched: None,
             writes: Default::default(),
         }
     }
 
-    pub(super) fn get(&self, key: &Key) -> Result<Option<Value>, StoreError> {
-        let staged = match &self.src {
+    /// Reads through `fetched`, where [`Tx::prefetch`] puts what it reads.
+    pub(super) fn reading(mut self, fetched: &'t Fetched) -> Tx<'t> {
+        self.fetched = Some(fetched);
+        self
+    }
+
+    /// Reads `keys` ahead, in a few round trips, when the backend is worth
+    /// it and this writer keeps what it reads: the rules' point reads that
+    /// follow find them here. Keys staged or fetched already are skipped.
+    pub(super) fn prefetch(&self, keys: Vec<Key>) -> Result<(), StoreError> {
+        let Some(fetched) = self.fetched else {
+            return Ok(());
+        };
+        if !self.db.prefetches() || keys.is_empty() {
+            return Ok(());
+        }
+        let mut wanted: Vec<Key> = {
+            let have = fetched.borrow();
+            keys.into_iter()
+                .filter(|k| !have.contains_key(k) && self.staged_value(k).is_none())
+                .collect()
+        };
+        wanted.sort_unstable();
+        wanted.dedup();
+        if wanted.is_empty() {
+            return Ok(());
+        }
+        let got = self.db.prefetch(&wanted)?;
+        fetched.borrow_mut().extend(got);
+        Ok(())
+    }
+
+    /// What this writer staged (or kept, in a dry run) for `key`.
+    fn staged_value(&self, key: &Key) -> Option<Option<Value>> {
+        match &self.src {
             Source::Staged { under, own } => {
                 let v = own.borrow().get(key).cloned();
                 v.or_else(|| under.and_then(|u| u.borrow().get(key).cloned()))
             }
             Source::Dry { kept } => kept.borrow().get(key).cloned(),
-        };
-        match staged {
-            Some(v) => Ok(v),
-            None => self.db.get(key),
         }
+    }
+
+    pub(super) fn get(&self, key: &Key) -> Result<Option<Value>, StoreError> {
+        if let Some(v) = self.staged_value(key) {
+            return Ok(v);
+        }
+        if let Some(fetched) = self.fetched
+            && let Some(v) = fetched.borrow().get(key)
+        {
+            return Ok(v.clone());
+        }
+        self.db.get(key)
     }
 
     pub(super) fn insert(&self, key: Key, value: impl Into<Value>) {
@@ -665,6 +740,11 @@ impl<'t> Tx<'t> {
                 }
             }
         }
+    }
+
+    /// Whether reads are made ahead ([`Tx::prefetch`]) here.
+    pub(super) fn prefetching(&self) -> bool {
+        self.fetched.is_some() && self.db.prefetches()
     }
 
     /// How many keys were written so far.

@@ -39,6 +39,21 @@ pub trait Backend: Send + Sync {
     /// One record.
     fn get(&self, key: &Key) -> Result<Option<Value>, StoreError>;
 
+    /// Whether [`Backend::prefetch`] is worth calling: a read is a round
+    /// trip to a server, not a lookup in memory.
+    fn prefetches(&self) -> bool {
+        false
+    }
+
+    /// Several records at once, as [`Backend::get`] would read them one
+    /// by one (a key not returned is read with `get` when needed). The
+    /// rules name what a file will read before they stage it, so a backend
+    /// behind a network answers them in a few round trips.
+    fn prefetch(&self, keys: &[Key]) -> Result<Vec<(Key, Option<Value>)>, StoreError> {
+        let _ = keys;
+        Ok(Vec::new())
+    }
+
     /// The right to write: held from a writer's first read to its changes
     /// committed, so nothing else writes what they were computed from.
     fn lock(&self) -> MutexGuard<'_, ()>;

@@ -204,6 +204,13 @@ impl Store {
         ctx: &Context,
     ) -> Result<(), StoreError> {
         self.write(|tx| {
+            super::reads::exports(
+                tx,
+                &system.id,
+                batches
+                    .iter()
+                    .flat_map(|b| b.orders.iter().map(|(id, _)| *id)),
+            )?;
             for batch in batches {
                 let mut w = Writer::on(tx, ctx, &batch.file);
                 for (id, revision) in &batch.orders {

@@ -32,6 +32,7 @@ impl Store {
         ctx: &Context,
     ) -> Result<Summary, ApplyError> {
         self.write(|tx| {
+            super::reads::ack_rows(tx, rows, ctx)?;
             let mut w = Writer::on(tx, ctx, source);
             w.problems.extend_from_slice(known);
             for row in rows {

@@ -15,6 +15,7 @@ pub mod dump;
 mod http;
 pub mod keys;
 pub mod postgres;
+mod reads;
 mod records;
 mod sled_backend;
 

@@ -67,7 +67,7 @@ impl Conn {
         Ok(st)
     }
 
-    fn query(
+    pub(super) fn query(
         &mut self,
         sql: &'static str,
         params: &[&(dyn ToSql + Sync)],
@@ -76,7 +76,7 @@ impl Conn {
         self.client.query(&st, params)
     }
 
-    fn query_opt(
+    pub(super) fn query_opt(
         &mut self,
         sql: &'static str,
         params: &[&(dyn ToSql + Sync)],
@@ -349,7 +349,7 @@ fn from_pg(e: PgError) -> StoreError {
 
 /// An order row (`id, external_id, revision, sent_sha256, regulated, doc`)
 /// as the store's order record.
-fn order_of(row: &postgres::Row) -> OrderRecord {
+pub(super) fn order_of(row: &postgres::Row) -> OrderRecord {
     let sha: Vec<u8> = row.get(3);
     let mut sent_hash = [0u8; 32];
     if sha.len() == 32 {
@@ -373,6 +373,15 @@ fn state_of(name: &str, key: &Key) -> Result<ExportState, StoreError> {
 }
 
 impl Backend for Live {
+    fn prefetches(&self) -> bool {
+        true
+    }
+
+    fn prefetch(&self, keys: &[Key]) -> Result<Vec<(Key, Option<Value>)>, StoreError> {
+        let mut conn = self.conn()?;
+        super::prefetch::prefetch(&mut conn, keys).map_err(|e| self.err(e))
+    }
+
     fn get(&self, key: &Key) -> Result<Option<Value>, StoreError> {
         match key {
             Key::Order(id) => {

@@ -19,6 +19,7 @@ use uuid::Uuid;
 use super::ExportState;
 use super::batch::Content;
 pub mod live;
+mod prefetch;
 mod write;
 pub use live::Live;
 pub(crate) mod tls;
