@@ -83,7 +83,6 @@ pub fn run(config: Config) -> anyhow::Result<()> {
     };
     engine.store.set_stop_flag(shutdown.clone());
     let engine = Arc::new(engine);
-    engine.reconcile_systems()?;
     // A big file is applied in chunks within one step of the loop: the
     // watchdog is pinged between them too (pinging early is harmless).
     if let Some(every) = sd_notify::watchdog_enabled() {
@@ -224,10 +223,10 @@ fn hint_of(kind: &EventKind) -> Option<HintKind> {
     }
 }
 
-/// Opens the store; while its database server cannot be reached (a
-/// PostgreSQL that is down or restarting), waits with backoff, logging the
-/// cause once, until it can or a signal stops the daemon (`None`). Any
-/// other failure ends the daemon.
+/// Opens the store and reconciles the systems' eligibility; while its
+/// database server cannot be reached (a PostgreSQL that is down or
+/// restarting), waits with backoff, logging the cause once, until it can or
+/// a signal stops the daemon (`None`). Any other failure ends the daemon.
 fn open_when_reachable(
     config: &Config,
     shutdown: &AtomicBool,
@@ -235,7 +234,11 @@ fn open_when_reachable(
 ) -> anyhow::Result<Option<Engine>> {
     let mut attempts = 0u32;
     loop {
-        match control::open_engine(config, control::OpenMode::Create) {
+        // Reconciling the systems is the first write: a database that goes
+        // away during it is waited for as at the opening.
+        let opened = control::open_engine(config, control::OpenMode::Create)
+            .and_then(|engine| engine.reconcile_systems().map(|()| engine));
+        match opened {
             Ok(engine) => {
                 if attempts > 0 {
                     tracing::info!(
