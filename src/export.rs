@@ -224,13 +224,7 @@ fn load(
     store: &Store,
     ids: impl Iterator<Item = uuid::Uuid>,
 ) -> Result<Vec<ExportDoc>, StoreError> {
-    let mut orders = Vec::new();
-    for id in ids {
-        if let Some(doc) = store.order_for_export(id)? {
-            orders.push(doc);
-        }
-    }
-    Ok(orders)
+    store.orders_for_export(&ids.collect::<Vec<_>>())
 }
 
 fn revisions(orders: &[ExportDoc]) -> Vec<(uuid::Uuid, u32)> {

@@ -290,6 +290,40 @@ impl Store {
         }
     }
 
+    /// The stored orders of `ids` that exist, in that order, as export
+    /// files hold them: one round trip on a backend that reads ahead.
+    pub fn orders_for_export(&self, ids: &[Uuid]) -> Result<Vec<ExportDoc>, StoreError> {
+        if !self.db.prefetches() {
+            let mut out = Vec::with_capacity(ids.len());
+            for id in ids {
+                if let Some(doc) = self.order_for_export(*id)? {
+                    out.push(doc);
+                }
+            }
+            return Ok(out);
+        }
+        let keys: Vec<Key> = ids.iter().map(|id| keys::order(*id)).collect();
+        let mut found: std::collections::HashMap<Key, backend::Value> = self
+            .db
+            .prefetch(&keys)?
+            .into_iter()
+            .filter_map(|(k, v)| Some((k, v?)))
+            .collect();
+        let mut out = Vec::with_capacity(ids.len());
+        for key in keys {
+            let bytes = match found.remove(&key) {
+                Some(bytes) => bytes,
+                // Not read ahead: read it alone.
+                None => match self.db.get(&key)? {
+                    Some(bytes) => bytes,
+                    None => continue,
+                },
+            };
+            out.push(OrderRecord::decode_export(&bytes).map_err(|m| corrupt(&key, m))?);
+        }
+        Ok(out)
+    }
+
     /// What most decisions need of the stored order with this id, without
     /// parsing its document.
     pub fn order_head(&self, id: Uuid) -> Result<Option<OrderHead>, StoreError> {

@@ -378,8 +378,15 @@ impl Backend for Live {
     }
 
     fn prefetch(&self, keys: &[Key]) -> Result<Vec<(Key, Option<Value>)>, StoreError> {
+        let start = std::time::Instant::now();
         let mut conn = self.conn()?;
-        super::prefetch::prefetch(&mut conn, keys).map_err(|e| self.err(e))
+        let got = super::prefetch::prefetch(&mut conn, keys).map_err(|e| self.err(e))?;
+        tracing::trace!(
+            keys = keys.len(),
+            secs = start.elapsed().as_secs_f64(),
+            "read ahead"
+        );
+        Ok(got)
     }
 
     fn get(&self, key: &Key) -> Result<Option<Value>, StoreError> {
@@ -520,11 +527,18 @@ impl Backend for Live {
         if changes.is_empty() {
             return Ok(());
         }
+        let start = std::time::Instant::now();
         let mut conn = self.conn()?;
         let Conn { client, prepared } = &mut *conn;
         let mut tx = client.transaction().map_err(|e| self.err(e))?;
         super::write::write(&mut tx, prepared, &changes)?.map_err(|e| self.err(e))?;
-        tx.commit().map_err(|e| self.err(e))
+        tx.commit().map_err(|e| self.err(e))?;
+        tracing::trace!(
+            changes = changes.len(),
+            secs = start.elapsed().as_secs_f64(),
+            "committed"
+        );
+        Ok(())
     }
 
     fn flush(&self) -> Result<(), StoreError> {
