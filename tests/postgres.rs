@@ -241,3 +241,125 @@ fn with_test_backend_follows_ordersync_test_backend() {
         }
     }
 }
+
+/// Issue 16 §5 end to end, with the real binary: a sled store dumped while
+/// its daemon runs, restored with `ordersync restore` into PostgreSQL (the
+/// config's `[store]` switched), dumps again to the same records, and the
+/// daemon on PostgreSQL goes on exactly where the sled one stopped: the
+/// next export file continues the sequence, nothing is exported again, a
+/// re-sent ack regulates nothing twice. Then a dump through the daemon
+/// running on PostgreSQL has the same records plus what came since.
+#[test]
+fn a_sled_store_moved_to_postgres_goes_on_where_it_stopped() {
+    let Some(db) = database() else { return };
+    let w = Work::sled(TWO_SYSTEMS);
+    w.drop_file("stock.csv", "sku,in_stock\nA,10\nB,5\n");
+    let mut daemon = w.start(&[]);
+    for i in 1..=4 {
+        w.drop_json(
+            &format!("o{i}.json"),
+            &order(&format!("o-{i}"), &[("A", 1), ("B", 1)]),
+        );
+    }
+    common::wait_for(
+        "4 orders exported to each system",
+        std::time::Duration::from_secs(20),
+        || w.exported_ids("erp").len() == 4 && w.exported_ids("wms").len() == 4,
+    );
+    w.drop_file(
+        "ack.csv",
+        acks(&[("o-1", "erp", true), ("o-2", "erp", false)]),
+    );
+    common::wait_for(
+        "the ack applied",
+        std::time::Duration::from_secs(20),
+        || w.state("o-2", "erp").as_deref() == Some("acked"),
+    );
+    let stock_before = (w.stock("A"), w.stock("B"));
+    assert_eq!(stock_before.0, (9, 3, 6), "o-1 regulated, three reserved");
+    w.ok(&["dump", "--output", "sled.ndjson"]);
+    daemon.terminate();
+    let sled = fs::read_to_string(w.path("sled.ndjson")).unwrap();
+
+    // The same folders, the store on PostgreSQL: restore, dump again.
+    fs::write(
+        w.path("config.toml"),
+        common::with_postgres_store(TWO_SYSTEMS, db.url()),
+    )
+    .unwrap();
+    let said = w.ok(&["restore", "sled.ndjson"]);
+    assert!(said.contains("4 orders"), "{said}");
+    w.ok(&["dump", "--output", "pg.ndjson"]);
+    let pg = fs::read_to_string(w.path("pg.ndjson")).unwrap();
+    assert!(
+        pg.lines()
+            .next()
+            .unwrap()
+            .contains(r#""backend":"postgres""#)
+    );
+    assert_eq!(records(&sled), records(&pg), "the same records");
+    assert_eq!((w.stock("A"), w.stock("B")), stock_before);
+
+    // It goes on.
+    let erp_files_before = w.outbox("erp").len();
+    let mut daemon = w.start(&[]);
+    w.drop_json("o5.json", &order("o-5", &[("A", 1)]));
+    w.drop_file(
+        "ack-again.csv",
+        acks(&[("o-1", "erp", true), ("o-2", "erp", false)]),
+    );
+    common::wait_for("o-5 exported", std::time::Duration::from_secs(20), || {
+        w.exported_ids("erp").len() >= 5
+            && w.exported_ids("wms").len() >= 5
+            && w.inbox().iter().all(|n| n == ".gitkeep")
+    });
+    assert_eq!(w.errors(), Vec::<String>::new());
+    let ids = w.exported_ids("erp");
+    assert_eq!(ids.len(), 5, "o-5 once, nothing again: {ids:?}");
+    assert_eq!(w.exported_ids("wms").len(), 5);
+    let mut names: Vec<String> = w
+        .outbox("erp")
+        .iter()
+        .map(|p| p.file_name().unwrap().to_string_lossy().into_owned())
+        .collect();
+    assert_eq!(names.len(), erp_files_before + 1);
+    names.sort();
+    let last = names.last().unwrap().clone();
+    let seq = |name: &str| -> u64 {
+        name.rsplit('-')
+            .next()
+            .unwrap()
+            .split('.')
+            .next()
+            .unwrap()
+            .parse()
+            .unwrap()
+    };
+    let before_max = names[..names.len() - 1]
+        .iter()
+        .map(|n| seq(n))
+        .max()
+        .unwrap();
+    assert_eq!(
+        seq(&last),
+        before_max + 1,
+        "the sequence goes on: {names:?}"
+    );
+    assert_eq!(
+        w.stock("A"),
+        (9, 4, 5),
+        "o-1 not regulated again; o-5 reserves one"
+    );
+    assert_eq!(w.stock("B"), stock_before.1);
+
+    // A dump through the daemon on PostgreSQL: the same records and more.
+    w.ok(&["dump", "--output", "pg2.ndjson"]);
+    daemon.terminate();
+    let pg2 = records(&fs::read_to_string(w.path("pg2.ndjson")).unwrap());
+    for r in records(&sled) {
+        if r.starts_with(r#"{"type":"order""#) || r.starts_with(r#"{"type":"applied_file""#) {
+            assert!(pg2.contains(&r), "lost: {r}");
+        }
+    }
+    assert!(pg2.iter().any(|r| r.contains(r#""external_id":"o-5""#)));
+}
