@@ -77,6 +77,12 @@ impl AckRow {
             return Err(Problem::new(at(), "system_id is empty"));
         }
         if let Some(note) = &self.note {
+            if note.contains('\0') {
+                return Err(Problem::new(
+                    at(),
+                    "note: contains U+0000 (NUL), which no note may hold",
+                ));
+            }
             let n = note.chars().count();
             if n > MAX_NOTE_CHARS {
                 return Err(Problem::new(
@@ -496,6 +502,23 @@ fn stock_value(cell: &str) -> Result<i64, String> {
 
 #[cfg(test)]
 mod tests {
+
+    /// A note with U+0000 is the row's problem (an HTTP entry's note; a CSV
+    /// file with a NUL byte is refused before its rows are read).
+    #[test]
+    fn a_note_with_a_nul_is_the_rows_problem() {
+        let row = AckRow {
+            line: 3,
+            order_id: "o-1".into(),
+            system_id: "erp".into(),
+            regulate: false,
+            note: Some("a\0b".into()),
+        };
+        let p = row.check().unwrap_err();
+        assert_eq!(p.line(), 3);
+        assert!(p.to_string().contains("note: contains U+0000 (NUL)"), "{p}");
+    }
+
     use super::*;
 
     /// Every row of `t` parsed by `f`: the good ones, and the problems.

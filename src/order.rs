@@ -87,6 +87,69 @@ pub const ADDRESS_FIELDS: &[&str] = &[
 ];
 const ADDRESS_REQUIRED: &[&str] = &["address1", "city", "country"];
 
+/// Whether a string (or an object's key) anywhere in `v` holds U+0000.
+fn has_nul(v: &Value) -> bool {
+    match v {
+        Value::String(s) => s.contains('\0'),
+        Value::Array(a) => a.iter().any(has_nul),
+        Value::Object(m) => m.iter().any(|(k, v)| k.contains('\0') || has_nul(v)),
+        _ => false,
+    }
+}
+
+/// Where [`nul_paths`] is in an order: the references checked on their own
+/// (`id`, `external_id`, a line's `sku`) already refuse U+0000.
+#[derive(Clone, Copy, PartialEq)]
+enum Level {
+    Order,
+    Lines,
+    Line,
+    Other,
+}
+
+/// A problem for each string (or key) in `v` that holds U+0000, at its
+/// path.
+fn nul_paths(v: &Value, path: &str, level: Level, problems: &mut Vec<Problem>) {
+    const WHAT: &str = "contains U+0000 (NUL), which no order text may hold";
+    match v {
+        Value::String(s) if s.contains('\0') => problems.push(Problem::new(path, WHAT)),
+        Value::Array(a) => {
+            let inner = if level == Level::Lines {
+                Level::Line
+            } else {
+                Level::Other
+            };
+            for (i, item) in a.iter().enumerate() {
+                nul_paths(item, &format!("{path}[{i}]"), inner, problems);
+            }
+        }
+        Value::Object(m) => {
+            for (k, item) in m {
+                let at = format!("{path}.{}", k.escape_debug());
+                let checked = match level {
+                    Level::Order => k == "id" || k == "external_id",
+                    Level::Line => k == "sku",
+                    _ => false,
+                };
+                if checked {
+                    continue;
+                }
+                if k.contains('\0') {
+                    problems.push(Problem::new(&at, "a key that contains U+0000 (NUL)"));
+                    continue;
+                }
+                let inner = if level == Level::Order && k == "line_items" {
+                    Level::Lines
+                } else {
+                    Level::Other
+                };
+                nul_paths(item, &at, inner, problems);
+            }
+        }
+        _ => {}
+    }
+}
+
 /// Validates one order object found at `path` (`$`, `$[3]`, `$.orders[3]`).
 /// `now_ms` fills `created`/`updated` when absent. Problems are appended to
 /// `problems`; `None` when there was any.
@@ -108,6 +171,11 @@ pub fn validate(
     // orders are a few levels deep, and naming every path costs.
     if nesting(value) > MAX_DEPTH {
         check_depth(value, path, 1, problems);
+    }
+    // U+0000 in a text: no use in an order, and what PostgreSQL's text and
+    // jsonb cannot hold (the same rule on both backends).
+    if has_nul(value) {
+        nul_paths(value, path, Level::Order, problems);
     }
     let mut v = Check {
         obj,

@@ -590,3 +590,42 @@ fn a_bad_unit_price_is_told_briefly() {
         "{report}"
     );
 }
+
+/// U+0000 in any text of an order (an address, a custom field, a key) or in
+/// an ack is the file's problem, named by its path, on every
+/// backend. Regression: PostgreSQL's text and jsonb cannot hold it, and the
+/// order's commit failed again and again, keeping the file (and the files
+/// of its group) in the inbox for ever; sled took it.
+#[test]
+fn a_nul_in_any_order_text_or_note_is_a_problem_named_by_its_path() {
+    let w = Work::new(TWO_SYSTEMS);
+    let mut bad = order("nul-1", &[("A", 1)]);
+    bad["billing_address"]["address1"] = json!("Main St\u{0}1");
+    bad["custom"] = json!({"tags": ["ok", "x\u{0}"], "k\u{0}ey": 1});
+    w.drop_json("nul.json", &bad);
+    w.drop_json("good.json", &order("good-1", &[("A", 1)]));
+    w.run_once();
+    assert_rejected(
+        &w,
+        "nul.json",
+        &[
+            "$.billing_address.address1: contains U+0000 (NUL)",
+            "$.custom.tags[1]: contains U+0000 (NUL)",
+            "$.custom.k\\0ey: a key that contains U+0000 (NUL)",
+        ],
+    );
+    assert_eq!(
+        w.json(&["status"])["orders"],
+        1,
+        "good.json applied beside it"
+    );
+    w.drop_file(
+        "ack.csv",
+        "order_id,system_id,regulate_inventory,note\ngood-1,erp,false,a\u{0}b\n",
+    );
+    w.run_once();
+    // A CSV file refuses a NUL byte before its rows are read; an HTTP
+    // entry's note is refused by the row's own check (csvin's unit test).
+    assert_rejected(&w, "ack.csv", &["line 2: not a text CSV file: a NUL byte"]);
+    assert!(w.inbox().iter().all(|n| n == ".gitkeep"), "{:?}", w.inbox());
+}
