@@ -132,9 +132,16 @@ fn postgres_restarted_mid_run_loses_nothing_and_doubles_nothing() {
     // Down for a while: /healthz says so.
     cluster.pg_ctl(&["-m", "immediate", "stop"]);
     let health = format!("http://127.0.0.1:{port}/healthz");
-    wait_for("/healthz to answer 503", Duration::from_secs(30), || {
-        healthz(&health) == Some(503)
-    });
+    let start = Instant::now();
+    let mut seen = Vec::new();
+    while healthz(&health).inspect(|c| seen.push(*c)) != Some(503) {
+        assert!(
+            start.elapsed() < Duration::from_secs(30),
+            "/healthz never answered 503 with the server stopped (answers: {seen:?}); the daemon's log:\n{}",
+            d.log_text()
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
     std::thread::sleep(Duration::from_secs(2));
     cluster.pg_ctl(&["start"]);
     wait_for("/healthz to answer 200", Duration::from_secs(60), || {
