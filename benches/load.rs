@@ -5,8 +5,13 @@
 //! docs/BENCHMARKS.md.
 //!
 //! Rows (all by default, or the ones named):
+//! - ceiling: the store alone, without ordersync: on sled the kit's
+//!   `sled-ceiling`; on PostgreSQL the kit's `store-ceilings` (`pg-insert`
+//!   and `pg-copy`, the same write pattern) against the same server as the
+//!   other rows.
 //! - side:    `side_by_side.py` (floor, peer, ordersync on the same files) and
-//!   ordersync's ratios to floor/100 and to the peer.
+//!   ordersync's ratios to floor/100 and to the peer; with both backends,
+//!   ordersync's files/s on PostgreSQL against sled's in the same run.
 //! - bulk:    one ndjson file of 10,000 orders, `run --once`: orders/s applied
 //!   and exported, peak RSS; where the time goes (apply vs export, from logs).
 //! - grow:    the store grown 100k orders per `run --once` up to 1M: orders/s
@@ -23,7 +28,22 @@
 //!   PostgreSQL and dumped from it (`ORDERSYNC_TEST_PG`, else a throwaway
 //!   cluster from `.ci/pg-cluster`; skipped without a server).
 //! - store:   on the largest store of `grow`: `status` and `inventory --sku`
-//!   latency (store open), `orders list --json` time and peak RSS.
+//!   latency (store open), a `GET /v10/orders/export` whose filter matches
+//!   one order, the daemon's peak RSS, `orders list --json` time and peak
+//!   RSS. (`grow`'s store has a third system, `api`, `transport = "http"`,
+//!   for the GET: every order stays pending for it.)
+//!
+//! Backends: `LOAD_BACKEND` = `sled` (the default), `postgres` or `both`
+//! (each row on sled, then on PostgreSQL). On PostgreSQL every row's config
+//! has `[store] backend = "postgres"` with a new database per folder, on the
+//! server `ORDERSYNC_TEST_PG` names (a libpq conninfo without `dbname`),
+//! else on a throwaway cluster from `.ci/pg-cluster` (stopped at the end);
+//! the databases are dropped after their row. Where sled's figure is the
+//! state folder's size (`du -sb state`), PostgreSQL's is
+//! `pg_database_size` of the row's database. Peak RSS is of the ordersync
+//! process only: the server's memory is not counted (its `shared_buffers`
+//! is printed). `dump` runs on sled only (it restores into PostgreSQL
+//! itself).
 //!
 //! Sizes: `LOAD_SCALE` (default 1) multiplies every default size; each size
 //! can also be set on its own (`LOAD_BULK_ORDERS`, `LOAD_GROW_MAX`,
@@ -33,7 +53,7 @@
 //! growing ends), `LOAD_MEM_CAP_MIB` (2048: any ordersync process above it is
 //! killed and reported "killed at the cap"), `LOAD_BACKLOG_TERM_SECS` (10:
 //! when SIGTERM is sent after the backlog is dropped). `LOAD_COMPRESSION=1`
-//! runs every row with `[store] compression = true`.
+//! runs every sled row with `[store] compression = true`.
 //!
 //! Peak RSS is the kernel's `ru_maxrss` of the ordersync process, read with
 //! GNU time (`/usr/bin/time -f %M`, Debian package `time`), cross-checked
@@ -99,18 +119,301 @@ fn mem_cap_kib() -> u64 {
     env_num("LOAD_MEM_CAP_MIB", 2048) * 1024
 }
 
+// ------------------------------------------------------------ backends ----
+
+/// Where a row's store lives.
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum Backend {
+    Sled,
+    Postgres,
+}
+
+impl Backend {
+    fn name(self) -> &'static str {
+        match self {
+            Backend::Sled => "sled",
+            Backend::Postgres => "PostgreSQL",
+        }
+    }
+
+    /// The suffix of a row's name in the report.
+    fn tag(self) -> &'static str {
+        match self {
+            Backend::Sled => "",
+            Backend::Postgres => "/pg",
+        }
+    }
+}
+
+/// `LOAD_BACKEND`: `sled` (default), `postgres` or `both` (sled first).
+fn backends() -> Vec<Backend> {
+    match std::env::var("LOAD_BACKEND").as_deref() {
+        Err(_) | Ok("") | Ok("sled") => vec![Backend::Sled],
+        Ok("postgres") | Ok("pg") => vec![Backend::Postgres],
+        Ok("both") => vec![Backend::Sled, Backend::Postgres],
+        Ok(other) => {
+            eprintln!("LOAD_BACKEND={other:?}: sled, postgres or both");
+            std::process::exit(2);
+        }
+    }
+}
+
+/// The backend of the row running now (rows run one at a time).
+static ON_PG: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+fn current() -> Backend {
+    if ON_PG.load(std::sync::atomic::Ordering::Relaxed) {
+        Backend::Postgres
+    } else {
+        Backend::Sled
+    }
+}
+
+fn set_current(b: Backend) {
+    ON_PG.store(b == Backend::Postgres, std::sync::atomic::Ordering::Relaxed);
+}
+
+/// The PostgreSQL server of this run, found or started on first use.
+struct PgServer {
+    /// A libpq conninfo without `dbname`.
+    base: String,
+    /// The folder of the cluster this run started (stopped at the end).
+    started: Option<String>,
+    /// Databases made by this run, with the folder each belongs to.
+    dbs: Vec<(String, PathBuf)>,
+}
+
+/// `None` inside: no server could be had (said once).
+static PG: Mutex<Option<Option<PgServer>>> = Mutex::new(None);
+
+const PG_CLUSTER: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/.ci/pg-cluster");
+
+fn pg_connect(conninfo: &str) -> postgres::Client {
+    postgres::Client::connect(conninfo, postgres::NoTls)
+        .unwrap_or_else(|e| panic!("PostgreSQL at {conninfo:?}: {e}"))
+}
+
+/// The server's conninfo (without `dbname`): `ORDERSYNC_TEST_PG`, else a
+/// throwaway cluster from `.ci/pg-cluster start`. Prints the server's
+/// settings the first time.
+fn pg_base() -> Option<String> {
+    let mut pg = PG.lock().unwrap();
+    if pg.is_none() {
+        let (base, started) = match std::env::var("ORDERSYNC_TEST_PG") {
+            Ok(b) => (Some(b), None),
+            Err(_) => {
+                let out = Command::new(PG_CLUSTER).arg("start").output().unwrap();
+                let info = String::from_utf8_lossy(&out.stdout).trim().to_string();
+                if out.status.success() {
+                    let dir = info
+                        .split_whitespace()
+                        .find_map(|kv| kv.strip_prefix("host="))
+                        .unwrap_or("")
+                        .to_string();
+                    (Some(info), Some(dir))
+                } else {
+                    eprint!("{}", String::from_utf8_lossy(&out.stderr));
+                    (None, None)
+                }
+            }
+        };
+        *pg = Some(base.map(|base| {
+            let mut c = pg_connect(&format!("{base} dbname=postgres"));
+            let show = |c: &mut postgres::Client, what: &str| -> String {
+                c.query_one(&format!("SHOW {what}"), &[])
+                    .map(|row| row.get(0))
+                    .unwrap_or_else(|_| "?".into())
+            };
+            println!(
+                "PostgreSQL {} ({}): shared_buffers {}, synchronous_commit {}, fsync {}, wal_sync_method {}, max_connections {}; its memory is not in any peak RSS below",
+                show(&mut c, "server_version"),
+                started
+                    .as_ref()
+                    .map_or("ORDERSYNC_TEST_PG", |_| "a throwaway cluster from .ci/pg-cluster"),
+                show(&mut c, "shared_buffers"),
+                show(&mut c, "synchronous_commit"),
+                show(&mut c, "fsync"),
+                show(&mut c, "wal_sync_method"),
+                show(&mut c, "max_connections"),
+            );
+            PgServer {
+                base,
+                started,
+                dbs: Vec::new(),
+            }
+        }));
+    }
+    pg.as_ref()
+        .unwrap()
+        .as_ref()
+        .map(|server| server.base.clone())
+}
+
+/// A new, empty database for the folder `dir`: its conninfo.
+fn pg_new_db(dir: &Path) -> String {
+    let base = pg_base().expect("LOAD_BACKEND=postgres: no PostgreSQL server (see above)");
+    let n = SEQ.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let db = format!("ordersync_load_{}_{n}", std::process::id());
+    let mut admin = pg_connect(&format!("{base} dbname=postgres"));
+    // Two statements: DROP DATABASE cannot run in the implicit transaction
+    // of a multi-statement batch.
+    admin
+        .batch_execute(&format!("DROP DATABASE IF EXISTS {db}"))
+        .unwrap();
+    admin
+        .batch_execute(&format!("CREATE DATABASE {db}"))
+        .unwrap();
+    if let Some(Some(server)) = PG.lock().unwrap().as_mut() {
+        server.dbs.push((db.clone(), dir.to_path_buf()));
+    }
+    format!("{base} dbname={db}")
+}
+
+/// Drops this run's databases, but those of the folders `keep`.
+fn pg_drop_dbs(keep: &[&Path]) {
+    let mut pg = PG.lock().unwrap();
+    let Some(Some(server)) = pg.as_mut() else {
+        return;
+    };
+    let (kept, gone): (Vec<_>, Vec<_>) = std::mem::take(&mut server.dbs)
+        .into_iter()
+        .partition(|(_, dir)| keep.contains(&dir.as_path()));
+    server.dbs = kept;
+    if gone.is_empty() {
+        return;
+    }
+    let mut admin = pg_connect(&format!("{} dbname=postgres", server.base));
+    for (db, _) in gone {
+        if let Err(e) = admin.batch_execute(&format!("DROP DATABASE IF EXISTS {db} WITH (FORCE)")) {
+            eprintln!("could not drop database {db}: {e}");
+        }
+    }
+}
+
+/// At the end (or a panic): drops the databases, stops a cluster this run
+/// started.
+struct PgCleanup;
+
+impl Drop for PgCleanup {
+    fn drop(&mut self) {
+        pg_drop_dbs(&[]);
+        let started = PG
+            .lock()
+            .map(|mut pg| {
+                pg.as_mut()
+                    .and_then(|s| s.as_mut())
+                    .and_then(|s| s.started.take())
+            })
+            .unwrap_or(None);
+        if let Some(dir) = started {
+            let _ = Command::new(PG_CLUSTER).args(["stop", &dir]).status();
+        }
+    }
+}
+
+/// The file in a work folder naming its PostgreSQL database.
+const PG_URL_FILE: &str = "load-pg-conninfo.txt";
+
+/// What the store takes: sled's state folder (`du -sb state`), or on
+/// PostgreSQL the database's size (`pg_database_size`: tables, indexes,
+/// TOAST; not the WAL).
+fn state_bytes(dir: &Path) -> u64 {
+    match fs::read_to_string(dir.join(PG_URL_FILE)) {
+        Ok(url) => {
+            let mut c = pg_connect(url.trim());
+            c.query_one("SELECT pg_database_size(current_database())", &[])
+                .map(|row| row.get::<_, i64>(0) as u64)
+                .unwrap_or(0)
+        }
+        Err(_) => du_sb(&dir.join("state")),
+    }
+}
+
+/// What `state_bytes` measures, in words.
+fn state_word() -> &'static str {
+    match current() {
+        Backend::Sled => "state",
+        Backend::Postgres => "database",
+    }
+}
+
+/// A TOML basic string.
+fn toml_str(s: &str) -> String {
+    format!("\"{}\"", s.replace('\\', "\\\\").replace('"', "\\\""))
+}
+
+/// The `[store]` section of a new work folder `dir` for the current
+/// backend (on PostgreSQL a new database, named in `PG_URL_FILE`).
+fn store_section(dir: &Path) -> String {
+    match current() {
+        Backend::Sled => {
+            let compression = std::env::var_os("LOAD_COMPRESSION").is_some_and(|v| v == "1");
+            format!("[store]\ncompression = {compression}\n")
+        }
+        // cache_capacity and compression are sled's keys: an error here.
+        Backend::Postgres => {
+            let url = pg_new_db(dir);
+            fs::write(dir.join(PG_URL_FILE), &url).unwrap();
+            format!(
+                "[store]\nbackend = \"postgres\"\nurl = {}\n",
+                toml_str(&url)
+            )
+        }
+    }
+}
+
+/// `LOAD_AS_ORDERSYNC=BIN LOAD_AS_ORDERSYNC_PG=CONNINFO load --config PATH
+/// ARGS…`: this binary stands in for ordersync where a yardstick writes its
+/// own config (side_by_side.py): it adds `[store] backend = "postgres"` to
+/// PATH and becomes `BIN --config PATH ARGS…` (one exec, no child).
+fn as_ordersync(bin: std::ffi::OsString) -> ! {
+    use std::os::unix::process::CommandExt as _;
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    if let (Ok(url), Some(i)) = (
+        std::env::var("LOAD_AS_ORDERSYNC_PG"),
+        args.iter().position(|a| a == "--config"),
+    ) {
+        let path = &args[i + 1];
+        let text = fs::read_to_string(path).unwrap();
+        if !text.contains("backend = ") {
+            fs::write(
+                path,
+                format!(
+                    "{text}\n[store]\nbackend = \"postgres\"\nurl = {}\n",
+                    toml_str(&url)
+                ),
+            )
+            .unwrap();
+        }
+    }
+    let e = Command::new(bin)
+        .args(&args)
+        .env_remove("LOAD_AS_ORDERSYNC")
+        .env_remove("LOAD_AS_ORDERSYNC_PG")
+        .exec();
+    panic!("exec: {e}");
+}
+
 // ------------------------------------------------------------- verdicts ----
 
 /// One line per figure: the figure, the target, MET or NOT MET; kept for the
 /// summary at the end.
+/// Rows measured on PostgreSQL are named with a `/pg` suffix.
+#[derive(Default)]
 struct Report {
     lines: Vec<String>,
     /// sled's own rate in this run (row `ceiling`), to compare with.
     ceiling: Option<f64>,
+    /// PostgreSQL's own rate in this run (row `ceiling` on PostgreSQL): the
+    /// faster of store-ceilings' `pg-insert` and `pg-copy`.
+    pg_ceiling: Option<f64>,
+    /// ordersync's files/s in the side row, per backend, in this run.
+    side_files: Vec<(Backend, f64)>,
 }
 
 impl Report {
     fn verdict(&mut self, row: &str, what: &str, figure: String, target: &str, met: bool) {
+        let row = format!("{row}{}", current().tag());
         let line = format!(
             "{row:8} {what}: {figure} (target {target}) {}",
             if met { "MET" } else { "NOT MET" }
@@ -121,7 +424,15 @@ impl Report {
 
     /// A figure that could not be measured (killed, timed out, skipped).
     fn missing(&mut self, row: &str, what: &str, why: &str, target: &str) {
+        let row = format!("{row}{}", current().tag());
         let line = format!("{row:8} {what}: {why} (target {target}) NOT MET");
+        println!("{line}");
+        self.lines.push(line);
+    }
+
+    /// A figure with no target (a yardstick), kept for the summary.
+    fn note(&mut self, row: &str, what: &str) {
+        let line = format!("{:8} {what}", format!("{row}{}", current().tag()));
         println!("{line}");
         self.lines.push(line);
     }
@@ -325,22 +636,34 @@ fn quick(dir: &Path, args: &[&str]) -> (Duration, String) {
 // ------------------------------------------------------------- folders ----
 
 /// A work folder with two json systems (batch 100, as side_by_side.py),
-/// settle 0, no periodic rescan; `LOAD_COMPRESSION=1` sets `[store]
-/// compression`.
+/// settle 0, no periodic rescan, on the current backend; `LOAD_COMPRESSION=1`
+/// sets sled's `[store] compression`.
 fn work() -> tempfile::TempDir {
+    work_with(false)
+}
+
+/// [`work`], and with `http_system` a third system `api` with `transport =
+/// "http"` (every order stays pending for it: what `GET
+/// /v10/orders/export` scans).
+fn work_with(http_system: bool) -> tempfile::TempDir {
     let tmp = tempfile::Builder::new()
         .prefix("ordersync-load-")
         .tempdir()
         .unwrap();
     fs::create_dir_all(tmp.path().join("inbox")).unwrap();
-    let compression = std::env::var_os("LOAD_COMPRESSION").is_some_and(|v| v == "1");
+    let store = store_section(tmp.path());
+    let api = if http_system {
+        "[[systems]]\nid = \"api\"\ntransport = \"http\"\n"
+    } else {
+        ""
+    };
     fs::write(
         tmp.path().join("config.toml"),
         format!(
             "[inbox]\nsettle = \"0s\"\nrescan = \"1h\"\n\
-             [store]\ncompression = {compression}\n\
+             {store}\
              [[systems]]\nid = \"erp\"\nformat = \"json\"\nbatch_size = 100\n\
-             [[systems]]\nid = \"wms\"\nformat = \"json\"\nbatch_size = 100\n"
+             [[systems]]\nid = \"wms\"\nformat = \"json\"\nbatch_size = 100\n{api}"
         ),
     )
     .unwrap();
@@ -444,15 +767,178 @@ fn rss_verdict(r: &mut Report, row: &str, what: &str, m: &Measured) {
 /// Not a target: what the embedded store itself can do on this machine in
 /// this run, for the rates below to be read against.
 fn ceiling(r: &mut Report) {
+    match current() {
+        Backend::Sled => sled_ceiling(r),
+        Backend::Postgres => pg_ceiling(r),
+    }
+}
+
+/// Where the kit's programs are built: `$CARGO_TARGET_DIR/NAME`, else
+/// `target/NAME`.
+fn kit_target(name: &str) -> PathBuf {
+    match std::env::var_os("CARGO_TARGET_DIR") {
+        Some(t) => PathBuf::from(t).join(name),
+        None => Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("target")
+            .join(name),
+    }
+}
+
+/// The kit's `store-ceilings` on PostgreSQL alone: `pg-insert` (a multi-row
+/// INSERT per table per batch) and `pg-copy` (COPY BINARY), N orders of a
+/// 2 KB value + 7 small keys in two tables (`orders`, `idx`), one commit
+/// per 1,000 orders, then (pg-insert) 10,000 point reads of an order and
+/// one key, each a round trip. It connects to `host=$PGSOCK port=54329
+/// user=postgres dbname=postgres`: `$PGSOCK` is a folder made here whose
+/// `.s.PGSQL.54329` is a symbolic link to the server's socket, so it runs
+/// against the same server as the other rows. It makes the tables `orders`
+/// and `idx` in the database `postgres` (refused if they exist; dropped
+/// after).
+fn pg_ceiling(r: &mut Report) {
     let orders = sized("LOAD_CEILING_ORDERS", 100_000);
-    let tmp = work();
+    let Some(base) = pg_base() else {
+        r.missing("ceiling", "PostgreSQL alone", "no server", "none");
+        return;
+    };
+    let word = |key: &str| {
+        base.split_whitespace()
+            .find_map(|kv| kv.strip_prefix(key).map(str::to_string))
+    };
+    let host = word("host=").unwrap_or_default();
+    let port = word("port=").unwrap_or_else(|| "5432".into());
+    if !host.starts_with('/') {
+        r.missing(
+            "ceiling",
+            "PostgreSQL alone",
+            "store-ceilings reaches the server over a unix socket only: give ORDERSYNC_TEST_PG a host=/socket/folder",
+            "none",
+        );
+        return;
+    }
+    let mut admin = pg_connect(&format!("{base} dbname=postgres"));
+    let theirs: i64 = admin
+        .query_one(
+            "SELECT count(*) FROM pg_tables WHERE schemaname = 'public' AND tablename IN ('orders', 'idx')",
+            &[],
+        )
+        .unwrap()
+        .get(0);
+    if theirs > 0 {
+        r.missing(
+            "ceiling",
+            "PostgreSQL alone",
+            "the database postgres already has a table orders or idx (not this run's to drop)",
+            "none",
+        );
+        return;
+    }
+    let kit = yardsticks().join("store-ceilings");
+    let target = kit_target("store-ceilings");
+    println!(
+        "ceiling: store-ceilings on PostgreSQL alone over {orders} orders, commits of 1,000 (building it first: minutes the first time)"
+    );
+    let built = Command::new("cargo")
+        .args(["build", "--release", "-q", "--manifest-path"])
+        .arg(kit.join("Cargo.toml"))
+        .arg("--target-dir")
+        .arg(&target)
+        .output()
+        .unwrap();
+    if !built.status.success() {
+        eprintln!("{}", String::from_utf8_lossy(&built.stderr));
+        r.missing(
+            "ceiling",
+            "PostgreSQL alone",
+            "store-ceilings did not build",
+            "none",
+        );
+        return;
+    }
+    let sock = tempfile::Builder::new()
+        .prefix("ordersync-load-pgsock-")
+        .tempdir()
+        .unwrap();
+    std::os::unix::fs::symlink(
+        Path::new(&host).join(format!(".s.PGSQL.{port}")),
+        sock.path().join(".s.PGSQL.54329"),
+    )
+    .unwrap();
+    // The cluster's data folder, for its memory sampler; none when the
+    // server is not a .ci/pg-cluster one (the sampler then reports 0).
+    let data = Path::new(&host).join("data");
+    let data = if data.join("postmaster.pid").exists() {
+        data
+    } else {
+        sock.path().join("no-data-folder")
+    };
+    let run = |args: &[&str]| -> Option<serde_json::Value> {
+        let out = Command::new(target.join("release/bench"))
+            .args(args)
+            .env("PGSOCK", sock.path())
+            .output()
+            .unwrap();
+        let text = String::from_utf8_lossy(&out.stdout);
+        if !out.status.success() {
+            eprintln!("{text}{}", String::from_utf8_lossy(&out.stderr));
+            return None;
+        }
+        serde_json::from_str(text.trim()).ok()
+    };
+    let data = data.to_str().unwrap();
+    let n = orders.to_string();
+    let mut best: Option<f64> = None;
+    for engine in ["pg-insert", "pg-copy"] {
+        match run(&[engine, "write", data, &n, "1000"]) {
+            Some(v) => {
+                let x = v["orders_s"].as_f64().unwrap_or(0.0);
+                println!(
+                    "  {engine}: {} orders/s ({:.2} s), tables {:.0} MB = {:.2}x the raw values, WAL {:.0} MB; {}",
+                    thousands(x),
+                    v["secs"].as_f64().unwrap_or(0.0),
+                    v["disk_bytes"].as_f64().unwrap_or(0.0) / 1e6,
+                    v["disk_raw"].as_f64().unwrap_or(0.0),
+                    v["pg_wal_generated"].as_f64().unwrap_or(0.0) / 1e6,
+                    v["pg_settings"].as_str().unwrap_or("")
+                );
+                r.note(
+                    "ceiling",
+                    &format!(
+                        "PostgreSQL alone ({engine}): {} orders/s (a yardstick, not a target)",
+                        thousands(x)
+                    ),
+                );
+                best = Some(best.map_or(x, |b: f64| b.max(x)));
+            }
+            None => r.missing("ceiling", engine, "store-ceilings failed", "none"),
+        }
+        if engine == "pg-insert" {
+            // One point read = one round trip to this server.
+            if let Some(v) = run(&["pg-insert", "read", data, &n]) {
+                println!(
+                    "  pg-insert read: 10,000 random point reads of an order and one key (two statements, two round trips each): p50 {:.0} µs, p99 {:.0} µs",
+                    v["lookup_p50_us"].as_f64().unwrap_or(0.0),
+                    v["lookup_p99_us"].as_f64().unwrap_or(0.0)
+                );
+            }
+        }
+    }
+    let _ = admin.batch_execute("DROP TABLE IF EXISTS orders; DROP TABLE IF EXISTS idx");
+    r.pg_ceiling = best;
+}
+
+fn sled_ceiling(r: &mut Report) {
+    let orders = sized("LOAD_CEILING_ORDERS", 100_000);
+    let tmp = tempfile::Builder::new()
+        .prefix("ordersync-load-")
+        .tempdir()
+        .unwrap();
     let kit = yardsticks().join("sled-ceiling");
     println!("ceiling: sled-ceiling over {orders} orders, batches of 1,000, cache 64 MiB");
     let out = Command::new("cargo")
         .args(["run", "--release", "-q", "--manifest-path"])
         .arg(kit.join("Cargo.toml"))
         .arg("--target-dir")
-        .arg(Path::new(env!("CARGO_MANIFEST_DIR")).join("target/sled-ceiling"))
+        .arg(kit_target("sled-ceiling"))
         .arg("--")
         .arg(tmp.path().join("db"))
         .args([orders.to_string(), "1000".into(), (64u64 << 20).to_string()])
@@ -486,13 +972,44 @@ fn ceiling(r: &mut Report) {
 
 fn side(r: &mut Report) {
     let files = sized("LOAD_SIDE_FILES", 10_000);
-    println!("side: side_by_side.py over {files} single-order files");
-    let out = Command::new("python3")
-        .arg(yardsticks().join("side_by_side.py"))
-        .arg(BIN)
-        .arg(files.to_string())
-        .output()
+    println!(
+        "side: side_by_side.py over {files} single-order files, ordersync on {}",
+        current().name()
+    );
+    let mut cmd = Command::new("python3");
+    cmd.arg(yardsticks().join("side_by_side.py"));
+    // side_by_side.py writes ordersync's config itself (sled): on
+    // PostgreSQL this binary stands in for ordersync, adds the [store]
+    // section and execs it (`as_ordersync`).
+    let db = tempfile::Builder::new()
+        .prefix("ordersync-load-side-")
+        .tempdir()
         .unwrap();
+    let url = match current() {
+        Backend::Sled => {
+            cmd.arg(BIN);
+            None
+        }
+        Backend::Postgres => {
+            let url = pg_new_db(db.path());
+            cmd.arg(std::env::current_exe().unwrap())
+                .env("LOAD_AS_ORDERSYNC", BIN)
+                .env("LOAD_AS_ORDERSYNC_PG", &url);
+            Some(url)
+        }
+    };
+    let out = cmd.arg(files.to_string()).output().unwrap();
+    if let Some(url) = url {
+        // That ordersync did run on PostgreSQL.
+        let stored: Option<i64> = postgres::Client::connect(&url, postgres::NoTls)
+            .and_then(|mut c| c.query_one("SELECT n FROM order_count", &[]))
+            .map(|row| row.get(0))
+            .ok();
+        println!(
+            "  ordersync's PostgreSQL database holds {} orders",
+            stored.map_or("no".into(), |n| n.to_string())
+        );
+    }
     let text = String::from_utf8_lossy(&out.stdout);
     for l in text.lines() {
         println!("  {l}");
@@ -510,6 +1027,38 @@ fn side(r: &mut Report) {
             .find(|w| w[0] == "ordersync" && w[1] == "/" && w[2] == name)
             .and_then(|w| w[3].parse().ok())
     };
+    // "ordersync    1801 files/s"
+    let own = text.lines().find_map(|l| {
+        let w: Vec<&str> = l.split_whitespace().collect();
+        (w.len() == 3 && w[0] == "ordersync" && w[2] == "files/s")
+            .then(|| w[1].parse::<f64>().ok())
+            .flatten()
+    });
+    if let Some(x) = own {
+        r.side_files.push((current(), x));
+        let on = |b: Backend| {
+            r.side_files
+                .iter()
+                .rev()
+                .find(|(k, _)| *k == b)
+                .map(|(_, x)| *x)
+        };
+        if let (Backend::Postgres, Some(pg), Some(sled)) =
+            (current(), on(Backend::Postgres), on(Backend::Sled))
+        {
+            r.verdict(
+                "side",
+                &format!(
+                    "small files/s on PostgreSQL ({}) / on sled ({}) in this run",
+                    thousands(pg),
+                    thousands(sled)
+                ),
+                format!("{:.2}x", pg / sled),
+                ">= 1x",
+                pg >= sled,
+            );
+        }
+    }
     match ratio("floor/100") {
         Some(x) => r.verdict(
             "side",
@@ -539,8 +1088,9 @@ fn bulk(r: &mut Report) {
     let files = genorders(&dir.join("gen"), orders, orders);
     let bytes = move_into(&files, &dir.join("inbox"));
     println!(
-        "bulk: one ndjson file of {orders} orders ({:.1} MB), two json systems, run --once",
-        bytes as f64 / 1e6
+        "bulk: one ndjson file of {orders} orders ({:.1} MB), two json systems, run --once, on {}",
+        bytes as f64 / 1e6,
+        current().name()
     );
     let t0 = SystemTime::now();
     let m = measure(dir, &["run", "--once"], "run.log", None);
@@ -574,10 +1124,34 @@ fn bulk(r: &mut Report) {
         ">= 10,000 orders/s",
         rate(orders, m.wall) >= 10_000.0,
     );
-    if let Some(c) = r.ceiling {
-        println!(
+    match (current(), r.ceiling, r.pg_ceiling) {
+        (Backend::Sled, Some(c), _) => println!(
             "  = {:.2}x sled's own rate in this run (ceiling row: store writes only)",
             rate(orders, m.wall) / c
+        ),
+        (Backend::Postgres, _, Some(c)) => r.verdict(
+            "bulk",
+            &format!(
+                "orders/s / PostgreSQL alone ({} orders/s, ceiling row, same server, this run)",
+                thousands(c)
+            ),
+            format!("{:.2}x", rate(orders, m.wall) / c),
+            ">= 0.5x",
+            rate(orders, m.wall) >= 0.5 * c,
+        ),
+        (Backend::Postgres, _, None) => r.missing(
+            "bulk",
+            "orders/s / PostgreSQL alone",
+            "no ceiling row on PostgreSQL in this run",
+            ">= 0.5x",
+        ),
+        _ => {}
+    }
+    if current() == Backend::Postgres {
+        println!(
+            "  {} after the row: {:.1} MB",
+            state_word(),
+            state_bytes(dir) as f64 / 1e6
         );
     }
     rss_verdict(r, "bulk", "peak RSS", &m);
@@ -619,16 +1193,17 @@ fn grow_store(dir: &Path, total: usize, step: usize, quiet: bool) -> (Vec<Step>,
             orders: stored,
             took: m.wall,
             peak_mib: m.peak_mib(),
-            state: du_sb(&dir.join("state")),
+            state: state_bytes(dir),
             raw,
         };
         if !quiet {
             println!(
-                "  {:>9} orders: step {:.1} s, {:>7} orders/s, peak RSS {:.1} MiB, state {:.1} MB = {:.0} B/order = {:.2}x raw JSON ({:.0} B/order)",
+                "  {:>9} orders: step {:.1} s, {:>7} orders/s, peak RSS {:.1} MiB, {} {:.1} MB = {:.0} B/order = {:.2}x raw JSON ({:.0} B/order)",
                 thousands(s.orders as f64),
                 s.took.as_secs_f64(),
                 thousands(rate(n, s.took)),
                 s.peak_mib,
+                state_word(),
                 s.state as f64 / 1e6,
                 s.state as f64 / s.orders as f64,
                 s.state as f64 / s.raw as f64,
@@ -644,8 +1219,11 @@ fn grow_store(dir: &Path, total: usize, step: usize, quiet: bool) -> (Vec<Step>,
 fn grow(r: &mut Report) -> tempfile::TempDir {
     let total = sized("LOAD_GROW_MAX", 1_000_000);
     let step = sized("LOAD_GROW_STEP", 100_000).min(total);
-    println!("grow: to {total} orders, {step} per run --once (ndjson files of ≤10,000 orders)");
-    let tmp = work();
+    println!(
+        "grow: to {total} orders, {step} per run --once (ndjson files of ≤10,000 orders), systems erp, wms (json files) and api (http), on {}",
+        current().name()
+    );
+    let tmp = work_with(true);
     let (steps, stopped) = grow_store(tmp.path(), total, step, false);
     if let Some(why) = &stopped {
         println!("  growing stopped early: {why}");
@@ -699,7 +1277,7 @@ fn grow(r: &mut Report) -> tempfile::TempDir {
             let x = s.state as f64 / s.raw as f64;
             r.verdict(
                 "grow",
-                &format!("state / raw JSON at {}", thousands(at as f64)),
+                &format!("{} / raw JSON at {}", state_word(), thousands(at as f64)),
                 format!("{x:.2}x"),
                 "<= 2x",
                 x <= 2.0,
@@ -711,7 +1289,8 @@ fn grow(r: &mut Report) -> tempfile::TempDir {
         r.verdict(
             "grow",
             &format!(
-                "state / raw JSON at {} (largest reached)",
+                "{} / raw JSON at {} (largest reached)",
+                state_word(),
                 thousands(last.orders as f64)
             ),
             format!("{x:.2}x"),
@@ -821,14 +1400,14 @@ fn ack(r: &mut Report) {
     fs::write(dir.join("inbox/acks-1.csv"), &csv).unwrap();
     println!("  ack file: {rows} rows ({:.1} MB)", csv.len() as f64 / 1e6);
     drop(csv);
-    let before = du_sb(&dir.join("state"));
+    let before = state_bytes(dir);
     let m = measure(dir, &["run", "--once"], "ack1.log", None);
     if !m.ok() || count(&dir.join("errors")) > 0 {
         r.missing("ack", "rows/s", &m.failure(), ">= 100,000 rows/s");
         rss_verdict(r, "ack", "peak RSS", &m);
         return;
     }
-    let after_first = du_sb(&dir.join("state"));
+    let after_first = state_bytes(dir);
     r.verdict(
         "ack",
         &format!(
@@ -841,7 +1420,8 @@ fn ack(r: &mut Report) {
     );
     rss_verdict(r, "ack", "peak RSS", &m);
     println!(
-        "  state {:.1} MB → {:.1} MB after the first ack file",
+        "  {} {:.1} MB → {:.1} MB after the first ack file",
+        state_word(),
         before as f64 / 1e6,
         after_first as f64 / 1e6
     );
@@ -851,7 +1431,7 @@ fn ack(r: &mut Report) {
         r.missing("ack", "no-op re-ack", &m2.failure(), "no state growth");
         return;
     }
-    let grown = du_sb(&dir.join("state")) as i64 - after_first as i64;
+    let grown = state_bytes(dir) as i64 - after_first as i64;
     println!(
         "  the same file as acks-2.csv: {:.2} s ({} rows/s), peak RSS {:.1} MiB",
         m2.wall.as_secs_f64(),
@@ -860,7 +1440,10 @@ fn ack(r: &mut Report) {
     );
     r.verdict(
         "ack",
-        "state growth from the same file re-acked under a new name",
+        &format!(
+            "{} growth from the same file re-acked under a new name",
+            state_word()
+        ),
         format!("{:+.1} MB ({grown:+} bytes)", grown as f64 / 1e6),
         "none (<= 64 KiB allowed for the applied-file record and sled's rounding)",
         grown <= 64 * 1024,
@@ -1054,13 +1637,36 @@ fn backlog(r: &mut Report) {
     rss_verdict(r, "backlog", "daemon peak RSS", &m);
 }
 
+/// The bearer token of the store row's HTTP API.
+const TOKEN: &str = "load-bench-token";
+
+/// `GET path` from the daemon's HTTP API on 127.0.0.1:`port` (a new
+/// connection, the whole answer read): time, status line, body.
+fn http_get(port: u16, path: &str) -> (Duration, String, String) {
+    use std::io::Read as _;
+    let start = Instant::now();
+    let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(900))).unwrap();
+    write!(
+        s,
+        "GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: Bearer {TOKEN}\r\nConnection: close\r\n\r\n"
+    )
+    .unwrap();
+    let mut answer = Vec::new();
+    let _ = s.read_to_end(&mut answer);
+    let took = start.elapsed();
+    let answer = String::from_utf8_lossy(&answer).into_owned();
+    let status = answer.lines().next().unwrap_or("").to_string();
+    (took, status, answer)
+}
+
 fn store(r: &mut Report, grown: Option<tempfile::TempDir>) {
     let tmp = match grown {
         Some(t) => t,
         None => {
             let total = sized("LOAD_STORE_ORDERS", 1_000_000);
             println!("store: building a store of {total} orders…");
-            let tmp = work();
+            let tmp = work_with(true);
             let step = sized("LOAD_GROW_STEP", 100_000).min(total);
             let (_, stopped) = grow_store(tmp.path(), total, step, true);
             if let Some(why) = stopped {
@@ -1074,9 +1680,10 @@ fn store(r: &mut Report, grown: Option<tempfile::TempDir>) {
     let v: serde_json::Value = serde_json::from_str(&status).unwrap_or_default();
     let orders = v["orders"].as_u64().unwrap_or(0);
     println!(
-        "store: {} orders, state {:.1} MB, no daemon",
+        "store: {} orders, {} {:.1} MB, no daemon",
         thousands(orders as f64),
-        du_sb(&dir.join("state")) as f64 / 1e6
+        state_word(),
+        state_bytes(dir) as f64 / 1e6
     );
     let median = |args: &[&str]| {
         let mut t: Vec<Duration> = (0..5).map(|_| quick(dir, args).0).collect();
@@ -1095,7 +1702,33 @@ fn store(r: &mut Report, grown: Option<tempfile::TempDir>) {
         s <= Duration::from_millis(50),
     );
     // The usual case: the service runs, and `status` asks it over the
-    // control socket instead of opening the store.
+    // control socket instead of opening the store. With the HTTP API on,
+    // for a GET whose filter matches one order (`api` is an http system of
+    // grow's store: every order is pending for it).
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let http = fs::read_to_string(dir.join("config.toml"))
+        .unwrap_or_default()
+        .contains("id = \"api\"");
+    if http {
+        use sha2::Digest as _;
+        let sha: String = sha2::Sha256::digest(TOKEN.as_bytes())
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect();
+        let mut config = fs::OpenOptions::new()
+            .append(true)
+            .open(dir.join("config.toml"))
+            .unwrap();
+        write!(
+            config,
+            "\n[http]\nlisten = \"127.0.0.1:{port}\"\n[[http.tokens]]\nname = \"load\"\nsha256 = \"{sha}\"\nsystems = [\"*\"]\n"
+        )
+        .unwrap();
+    }
     let mut d = Proc::spawn(dir, &["run"], &[], "daemon-store.log", Stdio::null());
     let started = Instant::now();
     let ready = loop {
@@ -1122,11 +1755,23 @@ fn store(r: &mut Report, grown: Option<tempfile::TempDir>) {
                 "<= 50 ms at 1M",
                 s <= Duration::from_millis(50),
             );
+            if http {
+                store_get(r, &mut d, port, orders);
+            }
         }
         None => r.missing("store", "daemon", "not up within 60 s", "-"),
     }
     d.signal("-TERM");
-    let _ = d.wait(None);
+    let m = d.wait(None);
+    rss_verdict(
+        r,
+        "store",
+        &format!(
+            "daemon peak RSS at {} orders (start, `status`, GETs)",
+            thousands(orders as f64)
+        ),
+        &m,
+    );
     let o = median(&["inventory", "--sku", "SKU-0001"]);
     r.verdict(
         "store",
@@ -1163,11 +1808,73 @@ fn store(r: &mut Report, grown: Option<tempfile::TempDir>) {
     );
 }
 
+/// `GET /v10/orders/export?system_id=api` with a filter on `reference`
+/// that matches one order of the store (the last generated, `SO#G…`):
+/// median of 3 (1 when the first takes over 60 s), after one unfiltered
+/// `limit=10` GET.
+fn store_get(r: &mut Report, d: &mut Proc, port: u16, orders: u64) {
+    let listening = Instant::now();
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        if listening.elapsed() > Duration::from_secs(30) {
+            r.missing("store", "GET", "the HTTP API did not listen", "<= 100 ms");
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let (warm, status, _) = http_get(port, "/v10/orders/export?system_id=api&limit=10");
+    println!(
+        "  GET, no filter, limit=10: {:.0} ms ({status})",
+        warm.as_secs_f64() * 1e3
+    );
+    let last = format!("G{:07}", orders.saturating_sub(1));
+    let path = format!(
+        "/v10/orders/export?system_id=api&filter_groups%5B0%5D%5Bfilters%5D%5B0%5D%5Bkey%5D=reference\
+         &filter_groups%5B0%5D%5Bfilters%5D%5B0%5D%5Boperator%5D=eq\
+         &filter_groups%5B0%5D%5Bfilters%5D%5B0%5D%5Bvalue%5D=SO%23{last}"
+    );
+    let mut times = Vec::new();
+    let mut found = true;
+    for _ in 0..3 {
+        let (took, status, body) = http_get(port, &path);
+        d.poll();
+        found &= status.contains(" 200") && body.contains(&format!("SO#{last}"));
+        times.push(took);
+        if took > Duration::from_secs(60) {
+            break;
+        }
+    }
+    times.sort();
+    let t = times[times.len() / 2];
+    let list: Vec<String> = times
+        .iter()
+        .map(|t| format!("{:.0}", t.as_secs_f64() * 1e3))
+        .collect();
+    r.verdict(
+        "store",
+        &format!(
+            "GET /v10/orders/export, a filter matching 1 of {} orders (reference eq; ms: {}){}",
+            thousands(orders as f64),
+            list.join(", "),
+            if found {
+                ""
+            } else {
+                " — the order was NOT in the answer"
+            }
+        ),
+        format!("{:.0} ms", t.as_secs_f64() * 1e3),
+        "<= 100 ms at 1M",
+        found && t <= Duration::from_millis(100),
+    );
+}
 const ROWS: [&str; 9] = [
     "ceiling", "side", "bulk", "grow", "big", "ack", "backlog", "store", "dump",
 ];
 
 fn dump(r: &mut Report) {
+    if current() == Backend::Postgres {
+        println!("dump: on sled only (it restores a sled dump into PostgreSQL itself)");
+        return;
+    }
     let orders = sized("LOAD_DUMP_ORDERS", 100_000);
     let tmp = work();
     let dir = tmp.path();
@@ -1273,34 +1980,11 @@ fn dump(r: &mut Report) {
     );
 
     // PostgreSQL.
-    let cluster;
-    let base = match std::env::var("ORDERSYNC_TEST_PG") {
-        Ok(b) => Some(b),
-        Err(_) => {
-            let out = Command::new(concat!(env!("CARGO_MANIFEST_DIR"), "/.ci/pg-cluster"))
-                .arg("start")
-                .output()
-                .unwrap();
-            cluster = String::from_utf8_lossy(&out.stdout).trim().to_string();
-            out.status.success().then(|| cluster.clone())
-        }
-    };
-    let Some(base) = base else {
+    if pg_base().is_none() {
         println!("  PostgreSQL: no server, skipped");
         return;
-    };
-    let db = format!("ordersync_load_{}", std::process::id());
-    let mut admin =
-        postgres::Client::connect(&format!("{base} dbname=postgres"), postgres::NoTls).unwrap();
-    // Two statements: DROP DATABASE cannot run in the implicit transaction
-    // of a multi-statement batch.
-    admin
-        .batch_execute(&format!("DROP DATABASE IF EXISTS {db}"))
-        .unwrap();
-    admin
-        .batch_execute(&format!("CREATE DATABASE {db}"))
-        .unwrap();
-    let url = format!("{base} dbname={db}");
+    }
+    let url = pg_new_db(dir);
     let mut pg = ordersync::store::postgres::Postgres::connect(&url).unwrap();
     let t = Instant::now();
     let file = std::io::BufReader::new(fs::File::open(dir.join("one.ndjson")).unwrap());
@@ -1312,7 +1996,7 @@ fn dump(r: &mut Report) {
     drop(out);
     let dumped = t.elapsed();
     println!(
-        "  PostgreSQL: restore {:.2} s ({} orders/s, one transaction, a statement per record), dump {:.2} s ({} orders/s)",
+        "  PostgreSQL: restore {:.2} s ({} orders/s, one transaction), dump {:.2} s ({} orders/s)",
         restore.as_secs_f64(),
         thousands(rate(orders, restore)),
         dumped.as_secs_f64(),
@@ -1326,20 +2010,12 @@ fn dump(r: &mut Report) {
         "true",
         same,
     );
-    drop(pg);
-    let _ = admin.batch_execute(&format!("DROP DATABASE IF EXISTS {db}"));
-    if std::env::var("ORDERSYNC_TEST_PG").is_err() {
-        let host = base
-            .split_whitespace()
-            .find_map(|kv| kv.strip_prefix("host="))
-            .unwrap_or("");
-        let _ = Command::new(concat!(env!("CARGO_MANIFEST_DIR"), "/.ci/pg-cluster"))
-            .args(["stop", host])
-            .status();
-    }
 }
 
 fn main() {
+    if let Some(bin) = std::env::var_os("LOAD_AS_ORDERSYNC") {
+        as_ordersync(bin);
+    }
     // `cargo bench --bench load -- ROW…` runs some; `cargo test` runs none.
     // `cargo bench` passes `--bench`; `cargo test --benches` / `--all-targets`
     // / `--bench load` run this binary with no flag at all (harness = false),
@@ -1360,33 +2036,60 @@ fn main() {
         std::process::exit(2);
     }
     let want = |row: &str| named.is_empty() || named.contains(&row);
+    let on = backends();
     println!(
-        "load: LOAD_SCALE={} (other sizes: see benches/load.rs), memory cap {} MiB, binary {BIN}",
+        "load: LOAD_SCALE={} (other sizes: see benches/load.rs), memory cap {} MiB, backends {}, binary {BIN}",
         scale(),
-        mem_cap_kib() / 1024
+        mem_cap_kib() / 1024,
+        on.iter()
+            .map(|b| b.name())
+            .collect::<Vec<_>>()
+            .join(" then ")
     );
     let _ = std::io::stdout().flush();
-    let mut r = Report {
-        lines: Vec::new(),
-        ceiling: None,
-    };
-    let mut grown = None;
+    let _cleanup = PgCleanup;
+    if on.contains(&Backend::Postgres) && pg_base().is_none() {
+        eprintln!("LOAD_BACKEND: no PostgreSQL server (ORDERSYNC_TEST_PG, or .ci/pg-cluster)");
+        std::process::exit(1);
+    }
+    let mut r = Report::default();
+    let mut grown: Vec<(Backend, tempfile::TempDir)> = Vec::new();
+    // Each row on every backend, one after the other, so that a row's two
+    // figures are measured back to back.
     for row in ROWS.iter().filter(|row| want(row)) {
-        let start = Instant::now();
-        match *row {
-            "ceiling" => ceiling(&mut r),
-            "side" => side(&mut r),
-            "bulk" => bulk(&mut r),
-            "grow" => grown = Some(grow(&mut r)),
-            "big" => big(&mut r),
-            "ack" => ack(&mut r),
-            "backlog" => backlog(&mut r),
-            "store" => store(&mut r, grown.take()),
-            "dump" => dump(&mut r),
-            _ => unreachable!(),
+        for &backend in &on {
+            set_current(backend);
+            let start = Instant::now();
+            match *row {
+                "ceiling" => ceiling(&mut r),
+                "side" => side(&mut r),
+                "bulk" => bulk(&mut r),
+                "grow" => grown.push((backend, grow(&mut r))),
+                "big" => big(&mut r),
+                "ack" => ack(&mut r),
+                "backlog" => backlog(&mut r),
+                "store" => {
+                    // The store grown on this backend, if any.
+                    let mine = grown
+                        .iter()
+                        .position(|(b, _)| *b == backend)
+                        .map(|i| grown.remove(i).1);
+                    store(&mut r, mine)
+                }
+                "dump" => dump(&mut r),
+                _ => unreachable!(),
+            }
+            println!(
+                "  ({row}{} took {:.0} s)\n",
+                backend.tag(),
+                start.elapsed().as_secs_f64()
+            );
+            let _ = std::io::stdout().flush();
+            // Every database of the row is dropped, but grown stores'
+            // (for `store`).
+            let keep: Vec<&Path> = grown.iter().map(|(_, t)| t.path()).collect();
+            pg_drop_dbs(&keep);
         }
-        println!("  ({row} took {:.0} s)\n", start.elapsed().as_secs_f64());
-        let _ = std::io::stdout().flush();
     }
     println!("summary:");
     for l in &r.lines {
