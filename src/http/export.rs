@@ -6,8 +6,10 @@
 //! (see [`crate::filter::eligible`]); for a file system, those its config
 //! makes eligible. The candidates are that system's `pending` and `written`
 //! orders, plus, with `not_exported_since`, those it acked at or after that
-//! time. The request's include flags and filter groups then decide, exactly
-//! as a system's config would (the same [`crate::filter`] code).
+//! time ([`Store::export_candidates`]; a backend may leave out, with an
+//! index, orders the request is sure to refuse). The request's include
+//! flags and filter groups then decide every candidate, exactly as a
+//! system's config would (the same [`crate::filter`] code).
 //!
 //! The answer is streamed: a blocking task reads the store in pages of
 //! [`CHUNK`] orders and sends the rendered bytes through a small bounded
@@ -21,7 +23,6 @@ use axum::extract::{RawQuery, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::Response;
 use serde_json::Value;
-use uuid::Uuid;
 
 use super::query::{self, ExportQuery};
 use super::{authenticate, forbidden, json_body, problems, unauthorized};
@@ -29,7 +30,7 @@ use crate::engine::Engine;
 use crate::filter::FilterGroup;
 use crate::order::Facts;
 use crate::problem::Problem;
-use crate::store::{ExportState, Store, StoreError};
+use crate::store::{Store, StoreError};
 
 /// Orders rendered per message to the client.
 const CHUNK: usize = 100;
@@ -77,10 +78,12 @@ pub(super) async fn handle(
 
 /// Sends the answer in chunks; stops early when the client is gone.
 ///
-/// Per candidate, only what the decision needs is read: the head (its
-/// include facts) first; the filter keys ([`FilterFields`]) only when there
-/// are filters; the document itself only for the orders sent. Orders of
-/// earlier pages are skipped at that cost.
+/// Per candidate, only what the decision needs is read: when the backend
+/// gave its fields with it (PostgreSQL), nothing more; otherwise (sled) the
+/// head (its include facts) first, the filter keys ([`FilterFields`]) only
+/// when there are filters. The document itself is read only for the orders
+/// sent. Orders of earlier pages are skipped at that cost: every one is
+/// decided here, however the backend narrowed the candidates.
 fn stream(
     store: &Store,
     q: &ExportQuery,
@@ -90,31 +93,43 @@ fn stream(
     let mut skip = q.page.saturating_mul(q.limit);
     let mut sent = 0usize;
     let mut in_chunk = 0usize;
-    for id in candidates(store, q)? {
+    let candidates = store.export_candidates(
+        &q.system_id,
+        q.not_exported_since,
+        q.include_not_approved,
+        &q.filter_groups,
+    );
+    for c in candidates {
         if sent >= q.limit {
             break;
         }
-        let id = id?;
-        let Some(head) = store.order_head(id)? else {
-            continue;
-        };
-        if !includes(q, &head.facts) {
-            continue;
-        }
+        let c = c?;
+        let id = c.id;
         let mut doc = None;
-        if !q.filter_groups.is_empty() {
-            let Some(d) = store.order_for_export(id)? else {
-                continue;
-            };
-            let keys = filter_keys(&d.json);
-            if !q
-                .filter_groups
-                .iter()
-                .all(|g: &FilterGroup| g.matches(&keys))
-            {
-                continue;
+        match &c.fields {
+            // The backend read what the decision needs with the candidate.
+            Some(fields) => {
+                if !includes(q, &Facts::of(fields)) || !matches(q, fields) {
+                    continue;
+                }
             }
-            doc = Some(d);
+            None => {
+                let Some(head) = store.order_head(id)? else {
+                    continue;
+                };
+                if !includes(q, &head.facts) {
+                    continue;
+                }
+                if !q.filter_groups.is_empty() {
+                    let Some(d) = store.order_for_export(id)? else {
+                        continue;
+                    };
+                    if !matches(q, &filter_keys(&d.json)) {
+                        continue;
+                    }
+                    doc = Some(d);
+                }
+            }
         }
         if skip > 0 {
             skip -= 1;
@@ -187,70 +202,17 @@ fn filter_keys(json: &[u8]) -> Value {
     })
 }
 
+/// Whether the order's filter keys pass every filter group of the request.
+fn matches(q: &ExportQuery, keys: &Value) -> bool {
+    q.filter_groups
+        .iter()
+        .all(|g: &FilterGroup| g.matches(keys))
+}
+
 /// The request's include flags (default: approved, not cancelled, not
 /// archived).
 fn includes(q: &ExportQuery, f: &Facts) -> bool {
     (q.include_not_approved || f.approved)
         && (q.include_cancelled || !f.cancelled)
         && (q.include_archived || !f.archived)
-}
-
-/// The candidate ids, oldest `created` first: the `pending` index (already
-/// in that order, streamed) merged with the `written` orders and, with
-/// `not_exported_since`, the acked-since ones. Those are sorted in memory
-/// (their index is by write or ack time): they are the orders a system has
-/// been sent but not acked, and a re-export window, not the whole store.
-fn candidates<'a>(
-    store: &'a Store,
-    q: &ExportQuery,
-) -> Result<Box<dyn Iterator<Item = Result<Uuid, StoreError>> + 'a>, StoreError> {
-    let system = q.system_id.as_str();
-    let mut extra: Vec<(i64, Uuid)> = Vec::new();
-    let mut add = |sort_and_id: Result<(i64, Uuid), StoreError>| -> Result<(), StoreError> {
-        let (_, id) = sort_and_id?;
-        if let Some(head) = store.order_head(id)? {
-            extra.push((head.created, id));
-        }
-        Ok(())
-    };
-    for e in store.index_entries(system, ExportState::Written, None) {
-        add(e)?;
-    }
-    if let Some(since) = q.not_exported_since {
-        for e in store.index_entries(system, ExportState::Acked, Some(since)) {
-            add(e)?;
-        }
-    }
-    extra.sort_unstable();
-    let pending = store
-        .index_entries(system, ExportState::Pending, None)
-        .peekable();
-    Ok(Box::new(Merge {
-        pending,
-        extra: extra.into_iter().peekable(),
-    }))
-}
-
-/// Merges two streams sorted by (created, id).
-struct Merge<P: Iterator<Item = Result<(i64, Uuid), StoreError>>> {
-    pending: std::iter::Peekable<P>,
-    extra: std::iter::Peekable<std::vec::IntoIter<(i64, Uuid)>>,
-}
-
-impl<P: Iterator<Item = Result<(i64, Uuid), StoreError>>> Iterator for Merge<P> {
-    type Item = Result<Uuid, StoreError>;
-
-    fn next(&mut self) -> Option<Self::Item> {
-        let take_extra = match (self.pending.peek(), self.extra.peek()) {
-            (None, None) => return None,
-            (Some(Err(_)), _) | (Some(_), None) => false,
-            (None, Some(_)) => true,
-            (Some(Ok(p)), Some(e)) => e < p,
-        };
-        if take_extra {
-            self.extra.next().map(|(_, id)| Ok(id))
-        } else {
-            self.pending.next().map(|r| r.map(|(_, id)| id))
-        }
-    }
 }

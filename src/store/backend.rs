@@ -11,6 +11,7 @@ use std::sync::MutexGuard;
 
 use uuid::Uuid;
 
+use super::http::{Candidate, Narrowing};
 use super::keys::Key;
 use super::{ExportState, StoreError};
 
@@ -96,4 +97,20 @@ pub trait Backend: Send + Sync {
     /// Every record as `(key, value)` in a stable order: what "the store
     /// did not change" is checked against.
     fn records(&self) -> Result<Vec<(String, Vec<u8>)>, StoreError>;
+
+    /// The candidates of `GET /v10/orders/export` for a system, oldest
+    /// `created` first, then by id: its `pending` and `written` orders and,
+    /// with `acked_since`, those acked at or after that time. A backend may
+    /// leave out orders that fail `narrow` (never others) and may give the
+    /// fields the decision reads with each ([`Candidate::fields`]). By
+    /// default (sled): the listings merged, nothing narrowed.
+    fn export_candidates(
+        &self,
+        system: &str,
+        acked_since: Option<i64>,
+        narrow: &Narrowing,
+    ) -> Rows<'_, Candidate> {
+        let _ = narrow;
+        super::http::merged(self, system, acked_since)
+    }
 }

@@ -720,6 +720,20 @@ impl Backend for Live {
         lines.sort();
         Ok(lines)
     }
+
+    fn export_candidates(
+        &self,
+        system: &str,
+        acked_since: Option<i64>,
+        narrow: &super::super::http::Narrowing,
+    ) -> Rows<'_, super::super::http::Candidate> {
+        let query = super::candidates::Query::new(system, acked_since, narrow);
+        self.paged(
+            None,
+            move |c, after| query.fetch(&mut c.client, after.as_ref(), PAGE),
+            super::candidates::candidate,
+        )
+    }
 }
 
 fn batch_of(r: &postgres::Row) -> Batch {

@@ -18,6 +18,7 @@ use uuid::Uuid;
 
 use super::ExportState;
 use super::batch::Content;
+mod candidates;
 pub mod live;
 mod prefetch;
 mod write;
@@ -32,6 +33,7 @@ use super::dump::{
 pub const MIGRATIONS: &[&str] = &[
     include_str!("migrations/0001_init.sql"),
     include_str!("migrations/0002_live.sql"),
+    include_str!("migrations/0003_http.sql"),
 ];
 
 /// The schema version this binary writes and reads.
