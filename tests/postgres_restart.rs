@@ -129,9 +129,14 @@ fn postgres_restarted_mid_run_loses_nothing_and_doubles_nothing() {
         std::thread::sleep(Duration::from_millis(pause));
         cluster.pg_ctl(&["-m", "immediate", "restart"]);
     }
-    // Down for a while: /healthz says so.
-    cluster.pg_ctl(&["-m", "immediate", "stop"]);
+    // Down for a while: /healthz says so. (The HTTP API listens once the
+    // store is open: a crash above may have come while the daemon was
+    // starting, and it waits for the server before it listens.)
     let health = format!("http://127.0.0.1:{port}/healthz");
+    wait_for("/healthz to answer 200", Duration::from_secs(60), || {
+        healthz(&health) == Some(200)
+    });
+    cluster.pg_ctl(&["-m", "immediate", "stop"]);
     let start = Instant::now();
     let mut seen = Vec::new();
     while healthz(&health).inspect(|c| seen.push(*c)) != Some(503) {
