@@ -365,6 +365,19 @@ pub(super) fn order_of(row: &postgres::Row) -> OrderRecord {
     }
 }
 
+/// The export record in `row`'s columns from `at` on (`state, sort, file,
+/// written_at, acked_at, revision`), its state already read.
+pub(super) fn export_at(row: &postgres::Row, at: usize, state: ExportState) -> ExportRecord {
+    ExportRecord {
+        state,
+        sort: row.get(at + 1),
+        file: row.get(at + 2),
+        written_at: row.get(at + 3),
+        acked_at: row.get(at + 4),
+        revision: row.get::<_, Option<i32>>(at + 5).map(|r| r as u32),
+    }
+}
+
 fn state_of(name: &str, key: &Key) -> Result<ExportState, StoreError> {
     ExportState::parse(name).ok_or_else(|| StoreError::Corrupt {
         key: key.to_string(),
@@ -413,14 +426,7 @@ impl Backend for Live {
                     )
                     .map_err(|e| self.err(e))?;
                 let Some(r) = row else { return Ok(None) };
-                let rec = ExportRecord {
-                    state: state_of(r.get(0), key)?,
-                    sort: r.get(1),
-                    file: r.get(2),
-                    written_at: r.get(3),
-                    acked_at: r.get(4),
-                    revision: r.get::<_, Option<i32>>(5).map(|r| r as u32),
-                };
+                let rec = export_at(&r, 0, state_of(r.get(0), key)?);
                 Ok(Some(Value::from(encode(&rec))))
             }
             Key::Index {

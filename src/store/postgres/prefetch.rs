@@ -11,8 +11,8 @@ use uuid::Uuid;
 
 use super::super::backend::Value;
 use super::super::keys::{self, Key};
-use super::super::{ExportRecord, ExportState, encode};
-use super::live::{Conn, order_of};
+use super::super::{ExportState, encode};
+use super::live::{Conn, export_at, order_of};
 
 /// `keys`' records, by kind.
 pub(super) fn prefetch(
@@ -110,14 +110,7 @@ pub(super) fn prefetch(
                 // Left to `get`, which reports it.
                 continue;
             };
-            let rec = ExportRecord {
-                state,
-                sort: r.get(3),
-                file: r.get(4),
-                written_at: r.get(5),
-                acked_at: r.get(6),
-                revision: r.get::<_, Option<i32>>(7).map(|r| r as u32),
-            };
+            let rec = export_at(&r, 2, state);
             out.push((keys::export(&system, id), Some(Value::from(encode(&rec)))));
         }
         out.extend(
