@@ -124,19 +124,115 @@ fn send(state: &Path, args: &[String], read_timeout: Duration) -> io::Result<Opt
     Ok(Some(stream))
 }
 
-/// Asks a running daemon to run `args`. `None` when no daemon listens.
+/// Asks a running daemon to run `args`, collecting what it prints. `None`
+/// when no daemon listens.
 pub fn ask(state: &Path, args: &[String]) -> io::Result<Option<Response>> {
-    let Some(mut stream) = send(state, args, Duration::from_secs(120))? else {
+    let mut stdout = Vec::new();
+    Ok(
+        ask_to(state, args, &mut stdout)?.map(|(code, stderr)| Response {
+            code,
+            stdout: String::from_utf8_lossy(&stdout).into_owned(),
+            stderr,
+        }),
+    )
+}
+
+/// Asks a running daemon to run `args`, copying what it prints to `out` as
+/// it arrives (a listing of a million orders is never held whole, here or
+/// in the daemon). The exit code and the error text once it is done;
+/// `None` when no daemon listens.
+pub fn ask_to(
+    state: &Path,
+    args: &[String],
+    out: &mut dyn Write,
+) -> io::Result<Option<(u8, String)>> {
+    use std::io::BufRead;
+    let Some(stream) = send(state, args, STREAM_STALL)? else {
         return Ok(None);
     };
-    let mut answer = String::new();
-    stream.read_to_string(&mut answer)?;
-    serde_json::from_str(&answer).map(Some).map_err(|e| {
+    let bad = |e: serde_json::Error| {
         io::Error::new(
             io::ErrorKind::InvalidData,
             format!("bad answer from the daemon: {e}"),
         )
-    })
+    };
+    let mut reader = io::BufReader::new(stream);
+    let mut line = Vec::new();
+    loop {
+        line.clear();
+        if reader.read_until(b'\n', &mut line)? == 0 {
+            return Err(io::Error::new(
+                io::ErrorKind::UnexpectedEof,
+                "the daemon closed the socket before its answer's end (see the daemon's log)",
+            ));
+        }
+        match serde_json::from_slice::<Frame>(&line).map_err(bad)? {
+            Frame::Out { out: text } => out.write_all(text.as_bytes())?,
+            Frame::Done(r) => {
+                out.write_all(r.stdout.as_bytes())?;
+                return Ok(Some((r.code, r.stderr)));
+            }
+        }
+    }
+}
+
+/// One line of an answer on the socket: a piece of what the command
+/// printed, or the closing [`Response`] (exit code and error text).
+#[derive(Deserialize)]
+#[serde(untagged)]
+enum Frame {
+    Out { out: String },
+    Done(Response),
+}
+
+/// What a command prints through the socket, as `{"out": TEXT}` lines of
+/// at most [`FRAME`] bytes of text each, written as the command goes.
+struct Frames<W: Write> {
+    inner: W,
+    buf: Vec<u8>,
+}
+
+/// The text one `{"out": …}` line carries at most.
+const FRAME: usize = 64 * 1024;
+
+impl<W: Write> Frames<W> {
+    /// Sends the buffered text up to its last whole UTF-8 character (all of
+    /// it when `all`: a command prints UTF-8, so nothing is left).
+    fn send(&mut self, all: bool) -> io::Result<()> {
+        let whole = match std::str::from_utf8(&self.buf) {
+            Ok(_) => self.buf.len(),
+            Err(e) if !all => e.valid_up_to(),
+            Err(_) => self.buf.len(),
+        };
+        if whole == 0 {
+            return Ok(());
+        }
+        let text = String::from_utf8_lossy(&self.buf[..whole]);
+        #[derive(Serialize)]
+        struct Out<'a> {
+            out: &'a str,
+        }
+        let mut line = serde_json::to_vec(&Out { out: &text })?;
+        line.push(b'\n');
+        self.inner.write_all(&line)?;
+        self.buf.drain(..whole);
+        Ok(())
+    }
+}
+
+impl<W: Write> Write for Frames<W> {
+    fn write(&mut self, bytes: &[u8]) -> io::Result<usize> {
+        self.buf.extend_from_slice(bytes);
+        if self.buf.len() >= FRAME {
+            self.send(false)?;
+        }
+        Ok(bytes.len())
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        self.send(true)?;
+        self.inner.flush()
+    }
 }
 
 /// Asks a running daemon for a dump and copies it to `out`, checking that
@@ -179,6 +275,10 @@ pub fn ask_dump(state: &Path, args: &[String], out: &mut dyn Write) -> anyhow::R
 /// How long a dump's reader or writer may stall before the other side
 /// gives up.
 pub const DUMP_STALL: Duration = Duration::from_secs(120);
+
+/// How long the reader or writer of a command's answer may stall before
+/// the other side gives up (a listing read by a pager that waits).
+pub const STREAM_STALL: Duration = Duration::from_secs(120);
 
 /// The listening socket; removed when dropped.
 pub struct Server {
@@ -325,7 +425,7 @@ fn answer(engine: &Engine, mut stream: UnixStream, changed: &dyn Fn()) -> io::Re
         Some(line) => match command_of(&line) {
             Err(refused) => refused,
             Ok(Command::Dump { .. }) => return dump(engine, stream),
-            Ok(command) => run(engine, command, changed),
+            Ok(command) => return run(engine, command, changed, stream),
         },
     };
     stream.set_write_timeout(Some(DEADLINE))?;
@@ -374,16 +474,30 @@ pub fn command_of(line: &[u8]) -> Result<Command, Response> {
         .map_err(|e| usage(e.to_string()))
 }
 
-fn run(engine: &Engine, command: Command, changed: &dyn Fn()) -> Response {
+/// Runs `command`, streaming what it prints to the client as it goes
+/// ([`Frames`]), then its [`Response`] (exit code, error text) as the
+/// closing line.
+fn run(
+    engine: &Engine,
+    command: Command,
+    changed: &dyn Fn(),
+    stream: UnixStream,
+) -> io::Result<()> {
+    stream.set_write_timeout(Some(STREAM_STALL))?;
     let writes = matches!(command, Command::Reexport { .. });
-    match execute(engine, command) {
-        Ok(stdout) => {
+    let mut frames = Frames {
+        inner: io::BufWriter::new(stream),
+        buf: Vec::new(),
+    };
+    let done = execute(engine, command, &mut frames);
+    let response = match done {
+        Ok(()) => {
             if writes {
                 changed();
             }
             Response {
                 code: 0,
-                stdout,
+                stdout: String::new(),
                 stderr: String::new(),
             }
         }
@@ -392,5 +506,10 @@ fn run(engine: &Engine, command: Command, changed: &dyn Fn()) -> Response {
             stdout: String::new(),
             stderr: e.to_string(),
         },
-    }
+    };
+    frames.send(true)?;
+    let mut line = serde_json::to_vec(&response)?;
+    line.push(b'\n');
+    frames.inner.write_all(&line)?;
+    frames.inner.flush()
 }

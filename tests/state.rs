@@ -470,6 +470,91 @@ fn vm_hwm(pid: u32) -> u64 {
         .unwrap()
 }
 
+/// Peak memory (KiB) of `ordersync ARGS` run in `w`'s folder with its
+/// output discarded, as its parent sees it (`getrusage` of the children).
+fn cli_peak_kib(w: &Work, args: &[&str]) -> u64 {
+    let out = Command::new("python3")
+        .args([
+            "-c",
+            "import resource, subprocess, sys\n\
+             r = subprocess.run(sys.argv[1:], stdout=subprocess.DEVNULL)\n\
+             print(r.returncode, resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss)",
+            env!("CARGO_BIN_EXE_ordersync"),
+        ])
+        .args(args)
+        .current_dir(w.path(""))
+        .env("RUST_LOG", "warn")
+        .env_remove("ORDERSYNC_CONFIG")
+        .output()
+        .expect("python3");
+    let text = String::from_utf8_lossy(&out.stdout);
+    let (code, kib) = text.trim().split_once(' ').expect("code and peak");
+    assert_eq!(code, "0", "ordersync {args:?}: {}", stderr(&out));
+    kib.parse().expect("KiB")
+}
+
+/// `orders list` gathered the whole listing in memory, in the daemon (one
+/// JSON answer on the control socket) and in the CLI (which read all of it
+/// before printing): at a million orders 527 MiB. It is streamed now, so
+/// neither grows with the listing: here a listing of ~12 MB raises neither
+/// the daemon's peak nor the CLI's by half of that.
+#[test]
+fn a_long_listing_is_streamed_through_the_daemon() {
+    let w = Work::new(CONFIG);
+    let d = w.start(&[]);
+    let n = 8_000;
+    let file: String = (0..n)
+        .map(|i| {
+            let mut o = order(&format!("list-{i:05}"), &[("A", 1)]);
+            o["reference"] = serde_json::json!(format!("{i:05}-{}", "r".repeat(1_300)));
+            format!("{o}\n")
+        })
+        .collect();
+    w.drop_file("many.ndjson", file);
+    wait_for("the orders", Duration::from_secs(300), || {
+        w.archived().len() == 1
+    });
+    w.ok(&["status"]); // the control socket's first client, before measuring
+    let before = vm_hwm(d.child.id());
+    let out = w.cmd(&["orders", "list", "--json"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let bytes = out.stdout.len() as u64;
+    assert!(bytes > 10_000_000, "only {bytes} bytes listed");
+    let listed: serde_json::Value = serde_json::from_slice(&out.stdout).expect("JSON listing");
+    let listed = listed.as_array().expect("an array");
+    assert_eq!(listed.len(), n);
+    let ids: std::collections::BTreeSet<&str> = listed
+        .iter()
+        .filter_map(|o| o["external_id"].as_str())
+        .collect();
+    assert_eq!(ids.len(), n, "every order once");
+    let after = vm_hwm(d.child.id());
+    let allowed = bytes / 1024 / 2;
+    assert!(
+        after < before + allowed,
+        "the daemon's peak went from {before} KiB to {after} KiB listing {bytes} bytes"
+    );
+    // The CLI: the JSON listing (with each order's long reference) against
+    // the text listing (without), which reads the same orders. A CLI that
+    // holds its output peaks higher by about the difference, or more.
+    let text = w.cmd(&["orders", "list"]);
+    assert!(text.status.success(), "{}", stderr(&text));
+    let extra = (bytes - text.stdout.len() as u64) / 1024;
+    assert!(extra > 8_000, "the JSON listing is only {extra} KiB longer");
+    let compare = |how: &str| {
+        let short = cli_peak_kib(&w, &["orders", "list"]);
+        let long = cli_peak_kib(&w, &["orders", "list", "--json"]);
+        assert!(
+            long < short + extra / 2,
+            "{how}: the CLI's peak {long} KiB for the JSON listing, {short} KiB for the text listing ({extra} KiB shorter)"
+        );
+    };
+    compare("through the daemon");
+    // Without a daemon the CLI lists from the store itself, as bounded.
+    drop(d);
+    compare("without a daemon");
+}
+
 /// A request line was read without a size limit: 3 GiB raised the daemon's
 /// memory to 3 GB. A 100 MB line is refused now, with memory bounded.
 #[test]

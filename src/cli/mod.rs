@@ -11,6 +11,7 @@ mod run;
 mod status;
 mod validate;
 
+use std::io;
 use std::path::{Path, PathBuf};
 
 use clap::{Parser, Subcommand};
@@ -311,45 +312,62 @@ pub fn run(cli: Cli, args: &[String]) -> Result<(), CliError> {
         command => {
             let config = load()?;
             // sled allows one process: when the daemon runs, it answers.
-            let asked = crate::control::ask(&config.paths.state, args)
+            let stdout = io::stdout().lock();
+            let mut out = io::BufWriter::with_capacity(64 * 1024, stdout);
+            let asked = crate::control::ask_to(&config.paths.state, args, &mut out)
                 .map_err(|e| anyhow::anyhow!("asking the running daemon: {e}"))?;
-            if let Some(answer) = asked {
-                print!("{}", answer.stdout);
-                return match answer.code {
+            if let Some((code, stderr)) = asked {
+                flush(&mut out)?;
+                return match code {
                     0 => Ok(()),
                     code => Err(CliError::Remote {
                         code,
-                        message: answer.stderr,
+                        message: stderr,
                     }),
                 };
             }
             // Usage errors (exit 2) come before a missing store (exit 1).
             check_usage(&config, &command)?;
             let engine = crate::control::open_engine(&config, crate::control::OpenMode::Existing)?;
-            print!("{}", execute(&engine, command)?);
-            Ok(())
+            let done = execute(&engine, command, &mut out);
+            flush(&mut out)?;
+            done
         }
     }
 }
 
-/// Runs a command that reads or changes the store, returning what it prints.
-/// Used by the CLI (store opened here) and by the daemon's control socket.
-pub fn execute(e: &Engine, command: Command) -> Result<String, CliError> {
-    match command {
+/// Runs a command that reads or changes the store, writing what it prints
+/// to `out` as it goes. Used by the CLI (store opened here, `out` its
+/// stdout) and by the daemon's control socket (`out` the socket).
+pub fn execute(e: &Engine, command: Command, out: &mut dyn io::Write) -> Result<(), CliError> {
+    let text = match command {
         // --wait is handled before a command reaches the daemon.
-        Command::Status { json, .. } => status::run(e, json),
-        Command::Orders { command } => orders::run(e, command),
-        Command::Inventory { sku, json } => inventory::run(e, sku.as_deref(), json),
-        Command::Reexport { system, since } => reexport::run(e, &system, &since),
+        Command::Status { json, .. } => status::run(e, json)?,
+        Command::Orders { command } => return orders::run(e, command, out),
+        Command::Inventory { sku, json } => inventory::run(e, sku.as_deref(), json)?,
+        Command::Reexport { system, since } => reexport::run(e, &system, &since)?,
         Command::Init { .. }
         | Command::Check
         | Command::Run { .. }
         | Command::Validate { .. }
         | Command::Dump { .. }
-        | Command::Restore { .. } => Err(CliError::Usage(
-            "this command does not go through the daemon".into(),
-        )),
-    }
+        | Command::Restore { .. } => {
+            return Err(CliError::Usage(
+                "this command does not go through the daemon".into(),
+            ));
+        }
+    };
+    out.write_all(text.as_bytes()).map_err(printing)
+}
+
+/// A failure to write what a command prints (a closed pipe, a full disk).
+pub fn printing(e: io::Error) -> CliError {
+    CliError::Runtime(anyhow::anyhow!("writing the output: {e}"))
+}
+
+/// Flushes what a command printed.
+fn flush(out: &mut dyn io::Write) -> Result<(), CliError> {
+    out.flush().map_err(printing)
 }
 
 /// The checks of a command's arguments that need no store, made before

@@ -11,7 +11,9 @@ use crate::engine::Engine;
 use crate::store::{ExportState, StoreError};
 use uuid::Uuid;
 
-pub fn run(e: &Engine, command: OrdersCommand) -> Result<String, CliError> {
+/// Runs `orders list|show`, writing to `out` as it goes: a listing is
+/// streamed, one order at a time, whatever the store's size.
+pub fn run(e: &Engine, command: OrdersCommand, out: &mut dyn io::Write) -> Result<(), CliError> {
     match command {
         OrdersCommand::List {
             system,
@@ -20,17 +22,17 @@ pub fn run(e: &Engine, command: OrdersCommand) -> Result<String, CliError> {
             after,
             json,
         } => {
-            let mut out = Vec::new();
             let page = Page {
                 system: system.as_deref(),
                 state: state.as_deref().and_then(ExportState::parse),
                 limit: limit.unwrap_or(usize::MAX),
                 after,
             };
-            list(e, &page, json, &mut out)?;
-            String::from_utf8(out).map_err(|e| anyhow!("listing: {e}").into())
+            list(e, &page, json, out)
         }
-        OrdersCommand::Show { id, json } => show(e, &id, json),
+        OrdersCommand::Show { id, json } => out
+            .write_all(show(e, &id, json)?.as_bytes())
+            .map_err(super::printing),
     }
 }
 
@@ -95,8 +97,7 @@ pub fn list(
         (Some(s), Some(st)) => Box::new(e.store.ids_in_state_after(s, st, page.after)?),
         _ => Box::new(e.store.orders_after(page.after).map(|o| o.map(|o| o.id))),
     };
-    let w =
-        |r: io::Result<()>| r.map_err(|e| CliError::Runtime(anyhow!("writing the listing: {e}")));
+    let w = |r: io::Result<()>| r.map_err(super::printing);
     if as_json {
         w(out.write_all(b"["))?;
     } else {
