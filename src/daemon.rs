@@ -193,8 +193,13 @@ fn lead_when_due(
             wake.clone(),
         )
         .context("starting the lease's heartbeat")?;
-        // The first write of a leader, fenced like every other.
-        let led = match engine.reconcile_systems() {
+        // No write of ours is in flight: what another leader left half
+        // written goes. Then the first write of a leader, fenced like
+        // every other.
+        let led = match engine
+            .remove_stale_temporaries()
+            .and_then(|()| engine.reconcile_systems())
+        {
             Ok(()) => lead_loop(engine, hints, stop, watch, systemd),
             Err(e) => Err(e.into()),
         };

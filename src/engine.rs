@@ -133,21 +133,42 @@ impl Engine {
         for (_, dir) in config.inboxes().into_iter().skip(1) {
             usable(dir, Dir::create(dir));
         }
-        let errors = usable(&p.errors, Dir::create(&p.errors));
-        let outboxes: Vec<Dir> = match usable(&p.outbox, Dir::create(&p.outbox)) {
-            Some(outbox) => config
-                .systems
-                .iter()
-                .filter(|s| s.transport == crate::config::Transport::Files)
-                .filter_map(|s| usable(&p.outbox.join(&s.id), outbox.sub(&s.id, true)))
-                .collect(),
-            None => Vec::new(),
-        };
+        usable(&p.errors, Dir::create(&p.errors));
+        if let Some(outbox) = usable(&p.outbox, Dir::create(&p.outbox)) {
+            for s in &config.systems {
+                if s.transport == crate::config::Transport::Files {
+                    usable(&p.outbox.join(&s.id), outbox.sub(&s.id, true));
+                }
+            }
+        }
         let store = Store::open(&p.state, &config.store)?;
-        // Holding the store's lock, no write of ours is in flight: a hidden
-        // temporary is what a killed process left behind. Only real folders
-        // are cleaned, through their descriptors: never where a symlink points.
-        for dir in errors.iter().chain(&outboxes) {
+        let engine = Engine { config, store };
+        // A node of a pair cleans when it leads: the leader may be writing
+        // them now.
+        if engine.config.cluster.is_none() {
+            engine.remove_stale_temporaries()?;
+        }
+        Ok(engine)
+    }
+
+    /// Removes the hidden temporaries an interrupted run left in `errors/`
+    /// and the outboxes. Only while no write of ours can be in flight: the
+    /// store's lock held, or (a node of a pair) the lease just taken. Only
+    /// real folders are cleaned, through their descriptors: never where a
+    /// symlink points.
+    pub fn remove_stale_temporaries(&self) -> Result<(), EngineError> {
+        let p = &self.config.paths;
+        let mut dirs: Vec<Dir> = Dir::open(&p.errors).into_iter().collect();
+        if let Ok(outbox) = Dir::open(&p.outbox) {
+            for s in &self.config.systems {
+                if s.transport == crate::config::Transport::Files
+                    && let Ok(d) = outbox.sub(&s.id, false)
+                {
+                    dirs.push(d);
+                }
+            }
+        }
+        for dir in &dirs {
             let n = dir
                 .remove_stale_temporaries()
                 .map_err(io_err("cleaning", dir.path()))?;
@@ -155,7 +176,7 @@ impl Engine {
                 tracing::info!(folder = %dir.path().display(), removed = n, "removed temporary files left by an interrupted run");
             }
         }
-        Ok(Engine { config, store })
+        Ok(())
     }
 
     /// Before processing: re-evaluates stored orders for every system whose

@@ -326,12 +326,17 @@ fn place(
             source,
         };
         // A former leader of a pair, woken after another node took over,
-        // writes no file: the lease is renewed first, or nothing is written.
-        store.check_lease()?;
+        // writes no file: the lease is renewed first, and the file takes
+        // its name only while the renewal surely holds (a node frozen in
+        // between finds the time gone and writes nothing).
+        let deadline = store.lease_deadline()?;
         let squatter = match taken(dir, system, &batch.file).map_err(io_err)? {
             Some(s) => s,
-            None => match dir.write_new_unsynced(&batch.file, bytes) {
+            None => match dir.write_new_unsynced_before(&batch.file, bytes, deadline) {
                 Ok(_) => return Ok(batch),
+                Err(e) if e.kind() == io::ErrorKind::TimedOut && deadline.is_some() => {
+                    return Err(ExportError::Store(store.fenced()));
+                }
                 // Something took the name since we looked.
                 Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {
                     (batch.file.clone(), "something that appeared while writing")

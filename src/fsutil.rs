@@ -257,7 +257,28 @@ impl Dir {
     /// durable, its name only after the next [`Dir::sync`]. For groups of
     /// files made durable with one folder fsync.
     pub fn write_new_unsynced(&self, name: &str, bytes: &[u8]) -> io::Result<PathBuf> {
+        self.write_new_unsynced_before(name, bytes, None)
+    }
+
+    /// [`Dir::write_new_unsynced`], but the file takes its name only if
+    /// `deadline` has not passed by then (checked after its bytes are
+    /// written and flushed, just before the rename): otherwise its temporary
+    /// is removed and the error is `TimedOut`. For a node of a pair, whose
+    /// lease holds until then.
+    pub fn write_new_unsynced_before(
+        &self,
+        name: &str,
+        bytes: &[u8],
+        deadline: Option<std::time::Instant>,
+    ) -> io::Result<PathBuf> {
         let tmp = self.temp(name, |f| f.write_all(bytes))?;
+        if deadline.is_some_and(|d| std::time::Instant::now() >= d) {
+            let _ = rustix::fs::unlinkat(&self.fd, tmp.as_str(), AtFlags::empty());
+            return Err(io::Error::new(
+                io::ErrorKind::TimedOut,
+                "the time this node's lease allows for writing it ran out first: not written",
+            ));
+        }
         if let Err(e) = self.rename_noclobber(&tmp, name) {
             let _ = rustix::fs::unlinkat(&self.fd, tmp.as_str(), AtFlags::empty());
             return Err(e);

@@ -33,7 +33,10 @@ pub fn once_with(engine: &Engine) -> Result<(), CliError> {
             "{leader} leads the pair on this store: `run --once` runs only while no node leads (the leader does this work)"
         )));
     }
-    let done = drain(engine);
+    let done = engine
+        .remove_stale_temporaries()
+        .map_err(CliError::from)
+        .and_then(|()| drain(engine));
     if let Err(e) = pg.step_down(true) {
         tracing::warn!(error = %e, "the lease could not be let go: another node takes over when it expires");
     }

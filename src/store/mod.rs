@@ -176,14 +176,23 @@ impl Store {
         })
     }
 
-    /// Whether this process may write a file for the store now: always,
-    /// but on a node of a pair, only while its lease holds (renewed here).
-    /// The database fences the store's own writes; this is for the export
-    /// files, which it cannot fence.
-    pub fn check_lease(&self) -> Result<(), StoreError> {
+    /// Until when this process may write a file for the store: no limit
+    /// (`None`), but on a node of a pair only while its lease holds (renewed
+    /// here; [`StoreError::Fenced`] when it does not). The database fences
+    /// the store's own writes; this is for the export files, which it
+    /// cannot fence.
+    pub fn lease_deadline(&self) -> Result<Option<std::time::Instant>, StoreError> {
         match &self.db {
-            Engine::Postgres(pg) => pg.check_lease(),
-            Engine::Sled(_) => Ok(()),
+            Engine::Postgres(pg) => pg.lease_deadline(),
+            Engine::Sled(_) => Ok(None),
+        }
+    }
+
+    /// The error of a write this node's lease no longer allows.
+    pub fn fenced(&self) -> StoreError {
+        match &self.db {
+            Engine::Postgres(pg) => pg.fenced(),
+            Engine::Sled(_) => StoreError::Fenced("this node does not lead".into()),
         }
     }
 

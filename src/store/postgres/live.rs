@@ -233,22 +233,25 @@ impl Live {
     }
 
     /// A write refused: this node does not hold the leader's lease.
-    fn fenced(&self) -> StoreError {
+    pub fn fenced(&self) -> StoreError {
         StoreError::Fenced(format!(
             "PostgreSQL at {}: this node does not hold the leader's lease (another node leads, or its lease expired): nothing was written",
             self.server
         ))
     }
 
-    /// Whether this node may write now: always for a store of one
-    /// process; for a node of a pair, when its lease holds (renewed). For
-    /// what the database cannot fence: a file about to be written.
-    pub fn check_lease(&self) -> Result<(), StoreError> {
-        if self.fence.is_none() {
-            return Ok(());
-        }
+    /// Until when this node may write a file: `None` (no limit) for a
+    /// store of one process; for a node of a pair, half its lease after it
+    /// asked to renew it, if the renewal succeeded (the lease then holds at
+    /// least that long), else [`StoreError::Fenced`]. For what the database
+    /// cannot fence: a file about to be written.
+    pub fn lease_deadline(&self) -> Result<Option<std::time::Instant>, StoreError> {
+        let Some(fence) = &self.fence else {
+            return Ok(None);
+        };
+        let asked = std::time::Instant::now();
         if self.renew_lease()? {
-            Ok(())
+            Ok(Some(asked + fence.lease / 2))
         } else {
             Err(self.fenced())
         }
