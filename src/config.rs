@@ -246,6 +246,10 @@ pub struct PostgresConfig {
     /// None = no statement timeout. At least 1ms and at most
     /// [`MAX_STATEMENT_TIMEOUT`] when set (PostgreSQL's own range).
     pub statement_timeout: Option<Duration>,
+    /// `[cluster] lease` when this node is one of a pair: the store is
+    /// then shared (no single writer's lock), and every write is fenced by
+    /// the leader's lease (`crate::cluster`).
+    pub lease: Option<Duration>,
 }
 
 impl PostgresConfig {
@@ -316,7 +320,22 @@ pub struct Config {
     pub store: StoreConfig,
     pub systems: Vec<SystemConfig>,
     pub http: HttpConfig,
+    /// `[cluster]`: this node of an active/standby pair, `None` when the
+    /// section is absent (one daemon alone on its store).
+    pub cluster: Option<ClusterConfig>,
 }
+
+/// `[cluster]`: the node's name and the leader's lease (`crate::cluster`).
+#[derive(Debug, Clone, PartialEq)]
+pub struct ClusterConfig {
+    /// This node's name, as the others show it (default: the host name).
+    pub node: String,
+    /// How long a leader's lease lasts unless renewed (every fifth of it).
+    pub lease: Duration,
+}
+
+/// `[cluster] lease` when not set.
+pub const DEFAULT_LEASE: Duration = Duration::from_secs(5);
 
 impl SystemConfig {
     /// Identifies the settings that decide which orders are eligible (include
@@ -358,6 +377,15 @@ struct RawConfig {
     store: RawStore,
     systems: Vec<RawSystem>,
     http: RawHttp,
+    cluster: Option<RawCluster>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(default)]
+struct RawCluster {
+    node: Option<String>,
+    #[serde(with = "humantime_serde")]
+    lease: Option<Duration>,
 }
 
 #[derive(Deserialize)]
@@ -818,6 +846,12 @@ impl Config {
             }
         };
 
+        let mut store = store;
+        let cluster = raw.cluster.map(|c| cluster_config(c, &store, &mut bad));
+        if let (Some(c), Backend::Postgres(pg)) = (&cluster, &mut store.backend) {
+            pg.lease = Some(c.lease);
+        }
+
         if let Some(e) = ConfigError::of(path, bad) {
             return Err(e);
         }
@@ -831,8 +865,52 @@ impl Config {
             store,
             systems,
             http,
+            cluster,
         })
     }
+}
+
+/// Validates `[cluster]`: PostgreSQL only (the lease is a row there), a
+/// node name that fits in a log line, a lease of 1 s to 10 min.
+fn cluster_config(
+    raw: RawCluster,
+    store: &StoreConfig,
+    bad: &mut Vec<(String, String)>,
+) -> ClusterConfig {
+    if !matches!(store.backend, Backend::Postgres(_)) {
+        bad.push((
+            "cluster".into(),
+            "a pair of nodes shares its state on PostgreSQL: needs [store] backend = \"postgres\""
+                .into(),
+        ));
+    }
+    let node = match raw.node {
+        Some(node) => node,
+        None => rustix::system::uname()
+            .nodename()
+            .to_string_lossy()
+            .into_owned(),
+    };
+    if node.is_empty()
+        || node.len() > 64
+        || node.chars().any(|c| c.is_control() || c.is_whitespace())
+    {
+        bad.push((
+            "cluster.node".into(),
+            format!("{node:?} must be 1 to 64 characters without spaces or control characters"),
+        ));
+    }
+    let lease = raw.lease.unwrap_or(DEFAULT_LEASE);
+    if !(Duration::from_secs(1)..=Duration::from_secs(600)).contains(&lease) {
+        bad.push((
+            "cluster.lease".into(),
+            format!(
+                "{} must be from 1s to 10m",
+                humantime::format_duration(lease)
+            ),
+        ));
+    }
+    ClusterConfig { node, lease }
 }
 
 /// Validates `[store]`, pushing every problem onto `bad`: the backend,
@@ -981,6 +1059,7 @@ fn store_config(
             url_env,
             pool_size,
             statement_timeout,
+            lease: None,
         });
     }
     config
@@ -1610,6 +1689,7 @@ mod tests {
                 url_env: None,
                 pool_size: 4,
                 statement_timeout: Some(Duration::from_secs(30)),
+                lease: None,
             }
         );
         assert_eq!(pg.shown(), "postgresql://os@db.example:5433/orders");

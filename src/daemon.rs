@@ -76,13 +76,18 @@ pub fn run(config: Config) -> anyhow::Result<()> {
     // Also the store's stop flag: SIGTERM also stops a big file between
     // its chunks (it is resumed at the next start).
     let shutdown = Arc::new(AtomicBool::new(false));
-    spawn_signal_listener(shutdown.clone(), tx.clone())?;
-    let Some(mut engine) = open_when_reachable(&config, &shutdown, &rx)? else {
+    // What ends the loop's leading: a signal, or (a node of a pair) the
+    // lease lost. Also the store's stop flag.
+    let stop = Arc::new(AtomicBool::new(false));
+    spawn_signal_listener([shutdown.clone(), stop.clone()], tx.clone())?;
+    let paired = config.cluster.is_some();
+    let Some(mut engine) = open_when_reachable(&config, &shutdown, &rx, !paired)? else {
         tracing::info!("stopped before the store could be opened");
         return Ok(());
     };
-    engine.store.set_stop_flag(shutdown.clone());
+    engine.store.set_stop_flag(stop.clone());
     let engine = Arc::new(engine);
+    let role = crate::cluster::init(&engine);
     // A big file is applied in chunks within one step of the loop: the
     // watchdog is pinged between them too (pinging early is harmless).
     if let Some(every) = sd_notify::watchdog_enabled() {
@@ -132,11 +137,122 @@ pub fn run(config: Config) -> anyhow::Result<()> {
     // when the loop ends.
     let http = crate::http::start(engine.clone())?;
     let mut systemd = Systemd::from_env();
-    let result = run_loop(&engine, &rx, &shutdown, &mut watch_inbox, &mut systemd);
+    let result = if paired {
+        lead_when_due(
+            &engine,
+            role,
+            &rx,
+            [&shutdown, &stop],
+            &tx,
+            &mut watch_inbox,
+            &mut systemd,
+        )
+    } else {
+        run_loop(&engine, &rx, &shutdown, &mut watch_inbox, &mut systemd)
+    };
     drop(http);
     result?;
     tracing::info!("stopped");
     Ok(())
+}
+
+/// A node of a pair: waits as a standby until it takes the lease, leads
+/// (the loop) until the lease is lost, then waits again; until a signal.
+/// A clean stop lets the lease go, so that another node takes over at once.
+fn lead_when_due(
+    engine: &Arc<Engine>,
+    role: &'static crate::cluster::Role,
+    hints: &Receiver<Hint>,
+    [shutdown, stop]: [&Arc<AtomicBool>; 2],
+    wake: &SyncSender<Hint>,
+    watch: &mut dyn FnMut() -> bool,
+    systemd: &mut Systemd,
+) -> anyhow::Result<()> {
+    use crate::cluster;
+    let mut ready = false;
+    loop {
+        let epoch = cluster::wait_to_lead(engine, role, shutdown, hints, &mut |status| {
+            if ready {
+                systemd.status(status);
+            } else {
+                // A standby is up and serving: ready as far as systemd is
+                // concerned.
+                systemd.ready(status);
+                ready = true;
+            }
+        });
+        let Some(epoch) = epoch else { break };
+        cluster::lead(role, epoch);
+        stop.store(shutdown.load(Ordering::SeqCst), Ordering::SeqCst);
+        let done = Arc::new(AtomicBool::new(false));
+        let beat = cluster::heartbeat(
+            engine.clone(),
+            role,
+            stop.clone(),
+            done.clone(),
+            wake.clone(),
+        )
+        .context("starting the lease's heartbeat")?;
+        // The first write of a leader, fenced like every other.
+        let led = match engine.reconcile_systems() {
+            Ok(()) => lead_loop(engine, hints, stop, watch, systemd),
+            Err(e) => Err(e.into()),
+        };
+        done.store(true, Ordering::SeqCst);
+        let _ = beat.join();
+        if shutdown.load(Ordering::SeqCst) {
+            if let Err(e) = led {
+                tracing::warn!(error = %format!("{e:#}"), "stopping after an error");
+            }
+            break;
+        }
+        let why = match &led {
+            Ok(()) => "the lease was lost".to_string(),
+            Err(e) => format!("{e:#}"),
+        };
+        cluster::step_down(engine, role, &why);
+        // A write refused by the fence or a database gone: standby again,
+        // and the lease decides. Anything else (the state folder replaced)
+        // ends the daemon as it would end one alone.
+        if let Err(e) = led
+            && !is_fenced(&e)
+            && !is_unreachable(&e)
+        {
+            return Err(e);
+        }
+        systemd.status("standby");
+    }
+    systemd.send(&[sd_notify::NotifyState::Stopping]);
+    if role.is_leader()
+        && let Some(pg) = engine.store.postgres()
+    {
+        match pg.step_down(true) {
+            Ok(()) => tracing::info!("the lease let go for another node"),
+            Err(e) => {
+                tracing::warn!(error = %e, "the lease could not be let go: another node takes over when it expires")
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Whether the loop ended on a write the lease's fence refused.
+fn is_fenced(e: &anyhow::Error) -> bool {
+    store_errors(e).any(crate::cluster::is_fenced)
+}
+
+/// Whether the loop ended because the store's database could not be reached.
+fn is_unreachable(e: &anyhow::Error) -> bool {
+    store_errors(e).any(StoreError::is_unreachable)
+}
+
+fn store_errors(e: &anyhow::Error) -> impl Iterator<Item = &StoreError> {
+    e.chain().filter_map(|c| {
+        c.downcast_ref::<StoreError>().or_else(|| {
+            c.downcast_ref::<EngineError>()
+                .and_then(EngineError::store_error)
+        })
+    })
 }
 
 /// Raises the soft limit on open descriptors to the hard limit (systemd's
@@ -231,13 +347,19 @@ fn open_when_reachable(
     config: &Config,
     shutdown: &AtomicBool,
     hints: &Receiver<Hint>,
+    reconcile: bool,
 ) -> anyhow::Result<Option<Engine>> {
     let mut attempts = 0u32;
     loop {
         // Reconciling the systems is the first write: a database that goes
-        // away during it is waited for as at the opening.
-        let opened = control::open_engine(config, control::OpenMode::Create)
-            .and_then(|engine| engine.reconcile_systems().map(|()| engine));
+        // away during it is waited for as at the opening. (A node of a pair
+        // writes nothing until it leads.)
+        let opened = control::open_engine(config, control::OpenMode::Create).and_then(|engine| {
+            if reconcile {
+                engine.reconcile_systems()?;
+            }
+            Ok(engine)
+        });
         match opened {
             Ok(engine) => {
                 if attempts > 0 {
@@ -271,7 +393,7 @@ fn open_when_reachable(
     }
 }
 
-fn spawn_signal_listener(flag: Arc<AtomicBool>, tx: SyncSender<Hint>) -> anyhow::Result<()> {
+fn spawn_signal_listener(flags: [Arc<AtomicBool>; 2], tx: SyncSender<Hint>) -> anyhow::Result<()> {
     use tokio::signal::unix::{SignalKind, signal};
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -293,7 +415,8 @@ fn spawn_signal_listener(flag: Arc<AtomicBool>, tx: SyncSender<Hint>) -> anyhow:
                         _ = term.recv() => {}
                         _ = int.recv() => {}
                     }
-                    if flag.swap(true, Ordering::SeqCst) {
+                    flags[1].store(true, Ordering::SeqCst);
+                    if flags[0].swap(true, Ordering::SeqCst) {
                         tracing::info!("already stopping: finishing the file in hand");
                     } else {
                         tracing::info!("stopping: finishing the file in hand");
@@ -379,6 +502,25 @@ fn identity(dir: &std::path::Path) -> Option<(u64, u64)> {
 /// [`HINTS`]: that many hints received back to back are taken as a sign
 /// that some were dropped.
 pub fn run_loop(
+    engine: &Engine,
+    hints: &Receiver<Hint>,
+    shutdown: &AtomicBool,
+    watch: &mut dyn FnMut() -> bool,
+    systemd: &mut Systemd,
+) -> anyhow::Result<()> {
+    lead_loop(engine, hints, shutdown, watch, systemd)?;
+    // Sent by the loop itself, not the signal thread, so that it is
+    // delivered before the process exits.
+    systemd.send(&[sd_notify::NotifyState::Stopping]);
+    if engine.store.is_open() {
+        engine.store.flush()?;
+    }
+    Ok(())
+}
+
+/// The loop's work until `stop` is set: [`run_loop`] without its ending (a
+/// node of a pair that steps down goes on as a standby).
+fn lead_loop(
     engine: &Engine,
     hints: &Receiver<Hint>,
     shutdown: &AtomicBool,
@@ -511,7 +653,7 @@ pub fn run_loop(
                     // The group's flush failed: its applied files stay in the
                     // inbox (applied again, or archived without effect, later).
                     failed += 1;
-                    if e.store_error().is_some_and(StoreError::is_fatal) {
+                    if e.store_error().is_some_and(ends_leading) {
                         return Err(e.into());
                     }
                     store_failed(engine, &e, &mut store_retry);
@@ -536,7 +678,7 @@ pub fn run_loop(
                         failed += 1;
                         if let Some(se) = e.store_error() {
                             // Not this file's fault: every file would fail.
-                            if se.is_fatal() {
+                            if ends_leading(se) {
                                 return Err(e.into());
                             }
                             store_failed(engine, &e, &mut store_retry);
@@ -600,7 +742,7 @@ pub fn run_loop(
             }
             for (s, e) in report.failed {
                 if let ExportError::Store(se) = &e {
-                    if se.is_fatal() {
+                    if ends_leading(se) {
                         return Err(EngineError::Export(e).into());
                     }
                     store_failed(engine, &EngineError::Export(e), &mut store_retry);
@@ -684,13 +826,16 @@ pub fn run_loop(
             settle.events_lost();
         }
     }
-    // Sent by the loop itself, not the signal thread, so that it is
-    // delivered before the process exits.
-    systemd.send(&[sd_notify::NotifyState::Stopping]);
     if engine.store.is_open() {
         engine.store.flush()?;
     }
     Ok(())
+}
+
+/// A store error the loop cannot go on after: the state folder gone, or
+/// (a node of a pair) a write the lease's fence refused.
+fn ends_leading(e: &StoreError) -> bool {
+    e.is_fatal() || crate::cluster::is_fenced(e)
 }
 
 /// The store failed (`e`): reopens it, which clears the error sled keeps

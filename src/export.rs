@@ -325,6 +325,9 @@ fn place(
             path: dir.join(&batch.file),
             source,
         };
+        // A former leader of a pair, woken after another node took over,
+        // writes no file: the lease is renewed first, or nothing is written.
+        store.check_lease()?;
         let squatter = match taken(dir, system, &batch.file).map_err(io_err)? {
             Some(s) => s,
             None => match dir.write_new_unsynced(&batch.file, bytes) {

@@ -6,6 +6,7 @@
 //! (`run --once`) or by the [`daemon`]. See ARCHITECTURE.md.
 
 pub mod cli;
+pub mod cluster;
 pub mod config;
 pub mod control;
 pub mod csvin;

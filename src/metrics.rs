@@ -70,6 +70,7 @@ pub struct Metrics {
     last_scan: Gauge<f64, AtomicU64>,
     orders: Gauge,
     per_system: Family<SystemState, Gauge>,
+    leader: Gauge,
 }
 
 /// The process's metrics.
@@ -99,6 +100,7 @@ impl Metrics {
             last_scan: Gauge::default(),
             orders: Gauge::default(),
             per_system: Family::default(),
+            leader: Gauge::default(),
             registry: Registry::default(),
         };
         for kind in APPLIED_KINDS {
@@ -164,10 +166,20 @@ impl Metrics {
             "Orders per system and export state (pending, written, acked)",
             m.per_system.clone(),
         );
+        registry.register(
+            "leader",
+            "1 while this node leads (a daemon alone on its store always does), 0 on a standby of a pair",
+            m.leader.clone(),
+        );
         Metrics {
             registry: root,
             ..m
         }
+    }
+
+    /// This node leads (or no longer does).
+    pub fn set_leader(&self, leading: bool) {
+        self.leader.set(i64::from(leading));
     }
 
     /// An inbox file was applied; `kind` is orders, acks or stock.

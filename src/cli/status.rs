@@ -23,11 +23,18 @@ pub fn status_json(e: &Engine) -> Result<Value, CliError> {
         }
         systems.insert(s.id.clone(), Value::Object(counts));
     }
-    Ok(json!({
+    let mut v = json!({
         "orders": e.store.order_count()?,
         "errors": inbox::error_count(&e.config),
         "systems": systems,
-    }))
+    });
+    // Answered by a daemon: its part in its store (`crate::cluster`).
+    if let Some(role) = crate::cluster::role() {
+        v["role"] = role.name().into();
+        v["node"] = role.node.clone().into();
+        v["leader"] = role.leader().into();
+    }
+    Ok(v)
 }
 
 pub fn run(e: &Engine, as_json: bool) -> Result<String, CliError> {
@@ -36,6 +43,15 @@ pub fn run(e: &Engine, as_json: bool) -> Result<String, CliError> {
         return Ok(json_line(&v));
     }
     let mut out = String::new();
+    if let Some(role) = crate::cluster::role().filter(|r| r.paired) {
+        let leader = role.leader().unwrap_or_else(|| "none".into());
+        let _ = writeln!(
+            out,
+            "role    {} (node {}, leader {leader})",
+            role.name(),
+            role.node
+        );
+    }
     let _ = writeln!(out, "orders  {}", v["orders"]);
     let _ = writeln!(out, "errors  {}", v["errors"]);
     let mut rows = vec![vec![

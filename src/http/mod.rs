@@ -158,11 +158,92 @@ pub fn router(engine: Arc<Engine>) -> Router {
         )
         .route("/metrics", get(metrics))
         .route("/healthz", get(healthz))
+        .route("/readyz", get(readyz))
         .method_not_allowed_fallback(method_not_allowed)
         .fallback(not_found)
         .layer(DefaultBodyLimit::max(MAX_BODY))
+        .layer(middleware::from_fn(standby))
         .layer(middleware::from_fn(count))
         .with_state(engine)
+}
+
+/// On a standby of a pair, the API answers 503 with `Retry-After` and the
+/// leader's name: it is served by the leader only (its answers would
+/// otherwise depend on which node a balancer picked, and a mark-as-exported
+/// would be refused by the fence anyway). `/healthz`, `/readyz` and
+/// `/metrics` answer on every node.
+async fn standby(req: Request, next: Next) -> Response {
+    let Some(role) = crate::cluster::role().filter(|r| !r.is_leader()) else {
+        return next.run(req).await;
+    };
+    if !req.uri().path().starts_with("/v10/") {
+        return next.run(req).await;
+    }
+    let what = match role.leader() {
+        Some(leader) => format!(
+            "this node ({}) is a standby: {leader} leads; ask it",
+            role.node
+        ),
+        None => format!(
+            "this node ({}) is a standby and no node leads yet",
+            role.node
+        ),
+    };
+    let mut res = problems(
+        StatusCode::SERVICE_UNAVAILABLE,
+        "standby",
+        vec![Problem::new("leader", what)],
+    );
+    res.headers_mut()
+        .insert(header::RETRY_AFTER, header::HeaderValue::from_static("1"));
+    if let Some(leader) = role.leader()
+        && let Ok(v) = header::HeaderValue::from_str(&leader)
+    {
+        res.headers_mut().insert("x-ordersync-leader", v);
+    }
+    res
+}
+
+/// This node's part: `{"role", "node", "leader"}`.
+fn role_fields() -> serde_json::Map<String, serde_json::Value> {
+    let mut m = serde_json::Map::new();
+    if let Some(role) = crate::cluster::role() {
+        m.insert("role".into(), role.name().into());
+        m.insert("node".into(), role.node.clone().into());
+        m.insert("leader".into(), role.leader().into());
+    }
+    m
+}
+
+/// Ready for traffic: the store answers and this node leads (a standby of
+/// a pair answers 503, for load balancers).
+async fn readyz(State(engine): State<Arc<Engine>>) -> Response {
+    let ok = tokio::task::spawn_blocking(move || engine.store.order_count()).await;
+    let mut body = role_fields();
+    let leads = crate::cluster::role().is_none_or(|r| r.is_leader());
+    let problem = match ok {
+        Ok(Ok(_)) if leads => None,
+        Ok(Ok(_)) => Some("this node is a standby".to_string()),
+        Ok(Err(e)) => Some(e.to_string()),
+        Err(e) => Some(e.to_string()),
+    };
+    let status = match &problem {
+        None => StatusCode::OK,
+        Some(_) => StatusCode::SERVICE_UNAVAILABLE,
+    };
+    body.insert(
+        "status".into(),
+        if problem.is_none() {
+            "ok"
+        } else {
+            "unavailable"
+        }
+        .into(),
+    );
+    if let Some(p) = problem {
+        body.insert("problem".into(), p.into());
+    }
+    (status, axum::Json(serde_json::Value::Object(body))).into_response()
 }
 
 /// Counts every answer by route and status for `/metrics`.
@@ -197,11 +278,16 @@ async fn metrics(State(engine): State<Arc<Engine>>, headers: HeaderMap) -> Respo
     }
 }
 
-/// Live and ready: the store answers.
+/// Live: the store answers (on a leader and a standby alike), with this
+/// node's role.
 async fn healthz(State(engine): State<Arc<Engine>>) -> Response {
     let ok = tokio::task::spawn_blocking(move || engine.store.order_count()).await;
     match ok {
-        Ok(Ok(_)) => (StatusCode::OK, axum::Json(json!({"status": "ok"}))).into_response(),
+        Ok(Ok(_)) => {
+            let mut body = role_fields();
+            body.insert("status".into(), "ok".into());
+            (StatusCode::OK, axum::Json(serde_json::Value::Object(body))).into_response()
+        }
         Ok(Err(e)) => unavailable(&e.to_string()),
         Err(e) => unavailable(&e.to_string()),
     }

@@ -67,6 +67,10 @@ pub enum StoreError {
     /// the server (never a password) and the cause.
     #[error("{0}")]
     Server(String),
+    /// A write of a node of a pair that does not hold the leader's lease
+    /// (`[cluster]`): refused by the database, nothing of it was written.
+    #[error("{0}")]
+    Fenced(String),
     /// sled failed otherwise: corruption, a bug. Its cause is in the
     /// message and deliberately not a `source`: an error chain printed
     /// with `{:#}` would say it twice.
@@ -160,6 +164,7 @@ impl Store {
                     url: &pg.url,
                     pool_size: pg.pool_size,
                     statement_timeout: pg.statement_timeout,
+                    lease: pg.lease,
                 },
                 create,
             )?),
@@ -169,6 +174,17 @@ impl Store {
             stop: Default::default(),
             between_chunks: Default::default(),
         })
+    }
+
+    /// Whether this process may write a file for the store now: always,
+    /// but on a node of a pair, only while its lease holds (renewed here).
+    /// The database fences the store's own writes; this is for the export
+    /// files, which it cannot fence.
+    pub fn check_lease(&self) -> Result<(), StoreError> {
+        match &self.db {
+            Engine::Postgres(pg) => pg.check_lease(),
+            Engine::Sled(_) => Ok(()),
+        }
     }
 
     /// The sled database, when the store is on sled.

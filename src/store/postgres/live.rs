@@ -33,6 +33,7 @@ use super::super::dump::{DumpError, Restored};
 use super::super::keys::{self, Key};
 use super::super::records::AppliedFile;
 use super::super::{Event, ExportRecord, ExportState, OrderRecord, StoreError, encode};
+use super::lease::{Fence, Holder};
 use super::{PgError, describe, shown};
 
 /// The advisory lock the one process that writes a store holds.
@@ -128,6 +129,9 @@ pub struct Live {
     writer: Mutex<()>,
     /// Ids handed out: the next one and the end of its block.
     ids: Mutex<(u64, u64)>,
+    /// A node of a pair: the lease that fences every write (and no
+    /// writer's lock); `None` for a store of one process.
+    fence: Option<Fence>,
 }
 
 /// How to reach the server.
@@ -135,6 +139,8 @@ pub struct Options<'a> {
     pub url: &'a str,
     pub pool_size: u32,
     pub statement_timeout: Option<Duration>,
+    /// `[cluster] lease`: this process is a node of a pair.
+    pub lease: Option<Duration>,
 }
 
 impl Live {
@@ -161,13 +167,25 @@ impl Live {
         } else {
             first.check_schema().map_err(from_pg)?;
         }
+        // A node of a pair frozen inside a transaction holds the lease's
+        // row from its fence to its COMMIT: the server ends such a session
+        // after the lease, so that the other node can take over.
+        let mut pooled = config.clone();
+        if let Some(lease) = options.lease {
+            let mut given = pooled.get_options().unwrap_or("").to_string();
+            given.push_str(&format!(
+                " -c idle_in_transaction_session_timeout={}",
+                lease.as_millis()
+            ));
+            pooled.options(given.trim());
+        }
         let pool = r2d2::Pool::builder()
             .max_size(options.pool_size.max(1))
             .min_idle(Some(0))
             .connection_timeout(POOL_WAIT)
             .test_on_check_out(false)
             .build_unchecked(Manager {
-                config: config.clone(),
+                config: pooled,
                 tls: tls.clone(),
             });
         let live = Live {
@@ -178,6 +196,7 @@ impl Live {
             session: Mutex::new(None),
             writer: Mutex::new(()),
             ids: Mutex::new((0, 0)),
+            fence: options.lease.map(Fence::new),
         };
         live.take_session()?;
         Ok(live)
@@ -213,6 +232,28 @@ impl Live {
         Ok(done)
     }
 
+    /// A write refused: this node does not hold the leader's lease.
+    fn fenced(&self) -> StoreError {
+        StoreError::Fenced(format!(
+            "PostgreSQL at {}: this node does not hold the leader's lease (another node leads, or its lease expired): nothing was written",
+            self.server
+        ))
+    }
+
+    /// Whether this node may write now: always for a store of one
+    /// process; for a node of a pair, when its lease holds (renewed). For
+    /// what the database cannot fence: a file about to be written.
+    pub fn check_lease(&self) -> Result<(), StoreError> {
+        if self.fence.is_none() {
+            return Ok(());
+        }
+        if self.renew_lease()? {
+            Ok(())
+        } else {
+            Err(self.fenced())
+        }
+    }
+
     fn err(&self, e: postgres::Error) -> StoreError {
         StoreError::Server(format!("PostgreSQL at {}: {}", self.server, describe(&e)))
     }
@@ -234,6 +275,12 @@ impl Live {
             .config
             .connect(self.tls.clone())
             .map_err(|e| self.err(e))?;
+        if self.fence.is_some() {
+            // A pair's nodes share the store: the lease, taken and renewed
+            // on this session, decides who writes.
+            *session = Some(client);
+            return Ok(());
+        }
         let got: bool = client
             .query_one("SELECT pg_try_advisory_lock($1)", &[&WRITER_LOCK])
             .map_err(|e| self.err(e))?
@@ -246,6 +293,64 @@ impl Live {
         }
         *session = Some(client);
         Ok(())
+    }
+
+    /// The session's connection, connected again if it was lost, for `f`.
+    fn on_session<T>(
+        &self,
+        f: impl FnOnce(&mut Client) -> Result<T, postgres::Error>,
+    ) -> Result<T, StoreError> {
+        self.take_session()?;
+        let mut session = self.session.lock().unwrap_or_else(|e| e.into_inner());
+        let Some(client) = session.as_mut() else {
+            return Err(StoreError::Server(format!(
+                "PostgreSQL at {}: no session",
+                self.server
+            )));
+        };
+        f(client).map_err(|e| self.err(e))
+    }
+
+    /// The lease of a node of a pair; `None` for a store of one process.
+    pub fn fence(&self) -> Option<&Fence> {
+        self.fence.as_ref()
+    }
+
+    /// Takes the leader's lease for `node` if it is free: the epoch this
+    /// process now leads under, or `None` (another node holds it).
+    pub fn take_lease(&self, node: &str) -> Result<Option<i64>, StoreError> {
+        let Some(fence) = &self.fence else {
+            return Ok(None);
+        };
+        self.on_session(|c| fence.take(c, node))
+    }
+
+    /// Renews this node's lease: false when it no longer holds it (another
+    /// node took it after it expired).
+    pub fn renew_lease(&self) -> Result<bool, StoreError> {
+        let Some(fence) = &self.fence else {
+            return Ok(true);
+        };
+        self.on_session(|c| fence.holds(c))
+    }
+
+    /// Leads no more: every write is refused from now on; with `release`,
+    /// the lease is also let go at once (a clean stop) for another node.
+    pub fn step_down(&self, release: bool) -> Result<(), StoreError> {
+        let Some(fence) = &self.fence else {
+            return Ok(());
+        };
+        if release {
+            self.on_session(|c| fence.release(c))
+        } else {
+            fence.set_epoch(0);
+            Ok(())
+        }
+    }
+
+    /// Who holds the leader's lease, if any node ever took it.
+    pub fn lease_holder(&self) -> Result<Option<Holder>, StoreError> {
+        self.on_session(super::lease::holder)
     }
 
     fn int(
@@ -538,6 +643,12 @@ impl Backend for Live {
         let Conn { client, prepared } = &mut *conn;
         let mut tx = client.transaction().map_err(|e| self.err(e))?;
         super::write::write(&mut tx, prepared, &changes)?.map_err(|e| self.err(e))?;
+        if let Some(fence) = &self.fence
+            && !fence.holds(&mut tx).map_err(|e| self.err(e))?
+        {
+            // Rolled back when `tx` is dropped: nothing of it is written.
+            return Err(self.fenced());
+        }
         tx.commit().map_err(|e| self.err(e))?;
         tracing::trace!(
             changes = changes.len(),

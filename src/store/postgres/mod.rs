@@ -19,6 +19,7 @@ use uuid::Uuid;
 use super::ExportState;
 use super::batch::Content;
 mod candidates;
+pub mod lease;
 pub mod live;
 mod prefetch;
 mod write;
@@ -34,6 +35,7 @@ pub const MIGRATIONS: &[&str] = &[
     include_str!("migrations/0001_init.sql"),
     include_str!("migrations/0002_live.sql"),
     include_str!("migrations/0003_http.sql"),
+    include_str!("migrations/0004_leader.sql"),
 ];
 
 /// The schema version this binary writes and reads.
