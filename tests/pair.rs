@@ -958,6 +958,7 @@ fn a_pair_survives_kill_9_of_its_leader() {
 
     acknowledge_all_and_check(&pair, leader, &mut ledger);
     pair.check_roles(leader);
+    print_warnings(&pair);
     let leaderships = pair.leaderships();
     assert!(
         leaderships >= 6,
@@ -971,6 +972,136 @@ fn a_pair_survives_kill_9_of_its_leader() {
         assert!(
             *t <= KILL_TAKEOVER,
             "a takeover after kill -9 took {t:?} (at most {KILL_TAKEOVER:?}): {secs:?}"
+        );
+    }
+}
+
+/// Drops `n` orders (with `batch_size = 1`, one export file each) and
+/// freezes node `leader` (SIGSTOP) once a random number of their files are
+/// out: it is then placing a group of export files, renewing its lease
+/// before each. Returns when it was frozen.
+fn freeze_mid_burst(
+    pair: &Pair,
+    leader: usize,
+    ledger: &mut Ledger,
+    rng: &mut Rng,
+    n: usize,
+) -> Instant {
+    let w = &pair.w;
+    let exported_before = w.outbox("erp").len();
+    for _ in 0..n {
+        ledger.drop_order(w, "burst", rng);
+    }
+    let at = rng.range(2, n as u64 / 2) as usize;
+    common::wait_for("the burst under way", Duration::from_secs(60), || {
+        w.outbox("erp").len() >= exported_before + at
+    });
+    pair.nodes[leader].signal(libc::SIGSTOP);
+    eprintln!(
+        "froze {} after {at} of the burst's {n} export files",
+        pair.nodes[leader].name
+    );
+    Instant::now()
+}
+
+/// Thaws node `old` (SIGCONT) and waits until it says it is a standby and
+/// its log says it stepped down; returns where its log stood at SIGCONT.
+fn thaw(pair: &Pair, old: usize) -> usize {
+    let node = &pair.nodes[old];
+    let log_at = node.log_text().len();
+    node.signal(libc::SIGCONT);
+    let start = Instant::now();
+    loop {
+        let h = node.health();
+        if h.as_ref().is_some_and(|h| h.is("standby"))
+            && node.log_since(log_at).contains("stepped down")
+        {
+            break;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(30),
+            "the thawed node did not step down within 30 s (/healthz {h:?})\n{}",
+            pair.logs()
+        );
+        sleep(Duration::from_millis(100));
+    }
+    eprintln!(
+        "the thawed node stepped down {:.2} s after SIGCONT; its log since:\n{}",
+        start.elapsed().as_secs_f64(),
+        node.log_since(log_at)
+            .lines()
+            .take(12)
+            .collect::<Vec<_>>()
+            .join("\n")
+    );
+    log_at
+}
+
+/// Checks that the thawed node `old` did nothing after SIGCONT (byte
+/// `log_at` of its log; `before`: the export files then): no group applied,
+/// no inbox file moved, no export file written; and that every export file
+/// that appeared after was written by the new leader `new` — not found by
+/// it in the outbox when it finished an interrupted batch, which would mean
+/// the thawed node wrote it.
+fn check_fenced(pair: &Pair, old: usize, new: usize, log_at: usize, before: &HashSet<String>) {
+    let thawed = pair.nodes[old].log_since(log_at);
+    for what in [
+        "export file written",
+        ": applied",
+        "archived without effect",
+    ] {
+        let done: Vec<&str> = thawed.lines().filter(|l| l.contains(what)).collect();
+        assert!(
+            done.is_empty(),
+            "the thawed node logged {what:?} after SIGCONT:\n{}\n---- its log since SIGCONT ----\n{thawed}",
+            done.join("\n")
+        );
+    }
+    let new_log = pair.nodes[new].log_text();
+    let after: Vec<String> = common::names(&pair.w.path("outbox/erp"))
+        .into_iter()
+        .filter(|n| !before.contains(n))
+        .collect();
+    assert!(!after.is_empty(), "nothing exported after SIGCONT");
+    for name in &after {
+        let about: Vec<&str> = new_log
+            .lines()
+            .filter(|l| l.contains(&format!("file={name}")))
+            .collect();
+        let found = about
+            .iter()
+            .any(|l| l.contains("the interrupted batch's file is in the outbox"));
+        assert!(
+            !found,
+            "{name} appeared after SIGCONT and the new leader found it in the outbox, written: the thawed node wrote it\n{}\n---- the thawed node's log since SIGCONT ----\n{thawed}",
+            about.join("\n")
+        );
+        assert!(
+            about.iter().any(|l| l.contains("export file written")),
+            "{name} appeared after SIGCONT, but the new leader did not write it\n{}",
+            pair.logs()
+        );
+    }
+}
+
+/// Prints the warnings and errors each node logged (for the record; the
+/// tests' verdicts come from the files and the store).
+fn print_warnings(pair: &Pair) {
+    for n in &pair.nodes {
+        let log = n.log_text();
+        let lines: Vec<&str> = log
+            .lines()
+            .filter(|l| l.contains(" WARN ") || l.contains(" ERROR "))
+            .collect();
+        eprintln!(
+            "node {}: {} warning and error lines{}",
+            n.name,
+            lines.len(),
+            lines
+                .iter()
+                .take(8)
+                .map(|l| format!("\n  {l}"))
+                .collect::<String>()
         );
     }
 }
@@ -1009,25 +1140,12 @@ fn a_frozen_leader_is_fenced_and_steps_down() {
         w.exported_ids("erp").len() >= 20
     });
     let first: Vec<String> = ledger.orders.keys().cloned().collect();
+    ledger.drop_acks(w, &first);
 
     // A burst, and the leader frozen while it works through it.
-    let exported_before = w.outbox("erp").len();
-    for _ in 0..60 {
-        ledger.drop_order(w, "burst", &mut rng);
-    }
-    ledger.drop_acks(w, &first);
-    let at = rng.range(2, 30) as usize;
-    common::wait_for("the burst under way", Duration::from_secs(60), || {
-        w.outbox("erp").len() >= exported_before + at
-    });
-    let frozen_at = Instant::now();
-    pair.nodes[old].signal(libc::SIGSTOP);
+    let frozen_at = freeze_mid_burst(&pair, old, &mut ledger, &mut rng, 60);
     let t = pair.takeover(new, frozen_at, Duration::from_secs(60));
-    eprintln!(
-        "froze {} after {at} burst exports; takeover after SIGSTOP: {:.2} s",
-        pair.nodes[old].name,
-        t.as_secs_f64()
-    );
+    eprintln!("takeover after SIGSTOP: {:.2} s", t.as_secs_f64());
     assert!(
         pair.nodes[new].log_text().contains("became the leader"),
         "{}",
@@ -1052,27 +1170,7 @@ fn a_frozen_leader_is_fenced_and_steps_down() {
 
     // Thawed: it must find out it no longer leads before it does anything.
     let before: HashSet<String> = common::names(&w.path("outbox/erp")).into_iter().collect();
-    let log_at = pair.nodes[old].log_text().len();
-    pair.nodes[old].signal(libc::SIGCONT);
-    let start = Instant::now();
-    loop {
-        let h = pair.nodes[old].health();
-        if h.as_ref().is_some_and(|h| h.is("standby"))
-            && pair.nodes[old].log_since(log_at).contains("stepped down")
-        {
-            break;
-        }
-        assert!(
-            start.elapsed() < Duration::from_secs(30),
-            "the thawed node did not step down within 30 s (/healthz {h:?})\n{}",
-            pair.logs()
-        );
-        sleep(Duration::from_millis(100));
-    }
-    eprintln!(
-        "the thawed node stepped down {:.2} s after SIGCONT",
-        start.elapsed().as_secs_f64()
-    );
+    let log_at = thaw(&pair, old);
 
     // More files, for the new leader only.
     for _ in 0..15 {
@@ -1083,45 +1181,80 @@ fn a_frozen_leader_is_fenced_and_steps_down() {
     sleep(Duration::from_secs(2));
     assert_eq!(pair.one_leader(Duration::from_secs(10)), new);
 
-    // Nothing done by the thawed node: no group applied, no inbox file
-    // moved, no export file written, ...
-    let thawed = pair.nodes[old].log_since(log_at);
-    for what in [
-        "export file written",
-        ": applied",
-        "archived without effect",
-    ] {
-        let done: Vec<&str> = thawed.lines().filter(|l| l.contains(what)).collect();
-        assert!(
-            done.is_empty(),
-            "the thawed node logged {what:?} after SIGCONT:\n{}\n---- its log since SIGCONT ----\n{thawed}",
-            done.join("\n")
-        );
-    }
-    // ... and every export file that came after it was written by the new
-    // leader (its log names each).
-    let new_log = pair.nodes[new].log_text();
-    let after: Vec<String> = common::names(&w.path("outbox/erp"))
-        .into_iter()
-        .filter(|n| !before.contains(n))
-        .collect();
-    assert!(!after.is_empty(), "nothing exported after SIGCONT");
-    for name in &after {
-        assert!(
-            new_log
-                .lines()
-                .any(|l| l.contains("export file written") && l.contains(name.as_str())),
-            "{name} appeared after SIGCONT, but the new leader did not write it\n{}",
-            pair.logs()
-        );
-    }
-
+    check_fenced(&pair, old, new, log_at, &before);
     acknowledge_all_and_check(&pair, new, &mut ledger);
     pair.check_roles(new);
+    print_warnings(&pair);
     assert!(
         t <= STOP_TAKEOVER,
         "the takeover after SIGSTOP took {t:?} (at most {STOP_TAKEOVER:?})"
     );
+}
+
+/// Freezes the leader while it places a group of export files and thaws
+/// it as soon as the other node leads (three times, the nodes in turn), while the new leader still works
+/// through a heap of new inbox files (which come before its first export
+/// step, where it finishes the frozen node's batches). Breaks when the
+/// thawed node goes on from where it stopped — above all the export file
+/// it had renewed its lease for just before it was frozen: written after
+/// the new leader started, it is then found in the outbox by the new
+/// leader — or when it applies or moves anything.
+#[test]
+fn a_leader_thawed_at_once_writes_nothing() {
+    let _turn = serial();
+    if !default_pass() || common::pg_server().is_none() {
+        return;
+    }
+    let db = TestDb::create();
+    let url = db.url().to_string();
+    let pair = Pair::new(&url, Some(db), 1);
+    let mut rng = Rng::new("SIGSTOP, SIGCONT at once");
+    let old = pair.start();
+    let w = &pair.w;
+    let mut ledger = Ledger::default();
+    for _ in 0..5 {
+        ledger.drop_adjustment(w, &mut rng);
+    }
+    for _ in 0..10 {
+        ledger.drop_order(w, "first", &mut rng);
+    }
+    common::wait_for("the first exports", Duration::from_secs(60), || {
+        w.exported_ids("erp").len() >= 10
+    });
+
+    // Three times, each node frozen in turn: the moment the freeze lands
+    // is a matter of chance (the renewal's answer in hand or not).
+    let mut leader = old;
+    let mut takeovers = Vec::new();
+    for round in 1..=3 {
+        let other = 1 - leader;
+        let frozen_at = freeze_mid_burst(&pair, leader, &mut ledger, &mut rng, 60);
+        for _ in 0..150 {
+            ledger.drop_order(w, "heap", &mut rng);
+        }
+        let t = pair.takeover(other, frozen_at, Duration::from_secs(60));
+        eprintln!(
+            "round {round}: takeover after SIGSTOP: {:.2} s",
+            t.as_secs_f64()
+        );
+        takeovers.push(t);
+        let before: HashSet<String> = common::names(&w.path("outbox/erp")).into_iter().collect();
+        let log_at = thaw(&pair, leader);
+        pair.drained(other, Duration::from_secs(90));
+        sleep(Duration::from_secs(1));
+        assert_eq!(pair.one_leader(Duration::from_secs(10)), other);
+        check_fenced(&pair, leader, other, log_at, &before);
+        leader = other;
+    }
+    acknowledge_all_and_check(&pair, leader, &mut ledger);
+    pair.check_roles(leader);
+    print_warnings(&pair);
+    for t in &takeovers {
+        assert!(
+            *t <= STOP_TAKEOVER,
+            "a takeover after SIGSTOP took {t:?} (at most {STOP_TAKEOVER:?}): {takeovers:?}"
+        );
+    }
 }
 
 /// A PostgreSQL cluster of this test's own (restarting the shared one
@@ -1251,6 +1384,7 @@ fn a_pair_rides_out_a_postgres_restart() {
     let leader = pair.one_leader(Duration::from_secs(30));
     acknowledge_all_and_check(&pair, leader, &mut ledger);
     pair.check_roles(leader);
+    print_warnings(&pair);
     // Both still run (neither gave up on the server).
     for n in &pair.nodes {
         assert!(n.running(), "node {} exited:\n{}", n.name, n.log_text());
