@@ -20,9 +20,15 @@ pub fn once_with(engine: &Engine) -> Result<(), CliError> {
     let Some(pg) = engine.store.postgres().filter(|pg| pg.fence().is_some()) else {
         return drain(engine);
     };
-    let node = engine.config.cluster.as_ref().map_or("", |c| c.node.as_str());
+    let node = engine
+        .config
+        .cluster
+        .as_ref()
+        .map_or("", |c| c.node.as_str());
     if pg.take_lease(node)?.is_none() {
-        let leader = pg.lease_holder()?.map_or_else(|| "another node".into(), |h| h.node);
+        let leader = pg
+            .lease_holder()?
+            .map_or_else(|| "another node".into(), |h| h.node);
         return Err(CliError::Runtime(anyhow::anyhow!(
             "{leader} leads the pair on this store: `run --once` runs only while no node leads (the leader does this work)"
         )));
