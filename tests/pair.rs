@@ -1,14 +1,16 @@
-//! An active/standby pair on one PostgreSQL database (issue 17): two
-//! `ordersync run` processes, nodes "a" and "b", share the spool folders
-//! (inbox, outbox, archive, errors) and the store, each with its own state
-//! folder (control socket), HTTP port and log. Exactly one of them leads.
-//! While files flow into the shared inbox the leader is killed (`kill -9`),
-//! frozen (SIGSTOP, later SIGCONT) and PostgreSQL is restarted under the
-//! pair; at the end every inbox file is applied exactly once, every order
-//! is in exactly one export file, no export sequence number repeats, the
-//! inventory is exact, and one node leads. The takeover times are measured
-//! and printed (`takeover after kill -9: [..]`) and held to the targets:
-//! 10 s after `kill -9`, 15 s after SIGSTOP.
+//! An active/standby pair on one PostgreSQL database (issue 17, CONTRACT
+//! §14): two `ordersync run` processes, nodes "a" and "b", share the spool
+//! folders (inbox, outbox, archive, errors) and the store, each with its own
+//! state folder (control socket), HTTP port and log. Exactly one of them
+//! leads. While files flow into the shared inbox the leader is killed
+//! (`kill -9`), frozen (SIGSTOP, then SIGCONT: long after the other took
+//! over, or as soon as it did) and PostgreSQL is restarted under the pair.
+//! A thawed former leader must write nothing, anywhere. At the end every
+//! inbox file is applied exactly once, every order is in exactly one export
+//! file, no export sequence number repeats, the inventory is exact, and one
+//! node leads. The takeover times are measured and printed (`takeover after
+//! kill -9: [..]`) and held to the targets: 10 s after `kill -9`, 15 s after
+//! SIGSTOP.
 //!
 //! The pair is a PostgreSQL feature, so these tests run on PostgreSQL
 //! whatever `ORDERSYNC_TEST_BACKEND` says: on the test server
@@ -527,6 +529,12 @@ impl Pair {
         let r = http_get(s.port, path, Some(TOKEN)).expect("the standby's API");
         assert_eq!(r.code, 503, "the standby's API: {r:?}");
         assert!(r.head.contains("\nretry-after:"), "no Retry-After: {r:?}");
+        assert!(
+            r.head
+                .contains(&format!("\nx-ordersync-leader: {}", l.name)),
+            "no X-Ordersync-Leader naming {}: {r:?}",
+            l.name
+        );
         for node in [l, s] {
             let st = node.cli(&self.w, &["status"]);
             let role = if node.name == l.name {
@@ -1073,7 +1081,14 @@ fn check_fenced(pair: &Pair, old: usize, new: usize, log_at: usize, before: &Has
             .any(|l| l.contains("the interrupted batch's file is in the outbox"));
         assert!(
             !found,
-            "{name} appeared after SIGCONT and the new leader found it in the outbox, written: the thawed node wrote it\n{}\n---- the thawed node's log since SIGCONT ----\n{thawed}",
+            "{name} appeared after SIGCONT and the new leader found it already written when it finished the \
+             frozen node's batch: the thawed node wrote it after the new leader started (it had renewed its \
+             lease, or was waiting for the renewal's answer, when it was frozen)\n{}\n{}\n\
+             ---- the thawed node's log since SIGCONT ----\n{thawed}",
+            new_log
+                .lines()
+                .rfind(|l| l.contains("became the leader"))
+                .unwrap_or("(the new leader never said it became the leader)"),
             about.join("\n")
         );
         assert!(
@@ -1330,10 +1345,12 @@ impl Drop for Cluster {
 }
 
 /// Restarts PostgreSQL (`-m immediate`) under the pair three times and
-/// stops it for longer than the lease, while files flow. Breaks when a
-/// lost session leaves both nodes leading or neither, when the lease
-/// outlives the outage in a way no node can take it back, or when a group
-/// cut off by the restart is lost or applied twice.
+/// stops it for longer than the lease, while files flow; then stops the
+/// leader with SIGTERM. Breaks when a lost session leaves both nodes
+/// leading or neither, when the lease outlives the outage in a way no node
+/// can take it back, when a group cut off by the restart is lost or
+/// applied twice, or when a stopping leader does not let its lease go (the
+/// other would wait for it to expire).
 #[test]
 fn a_pair_rides_out_a_postgres_restart() {
     let _turn = serial();
@@ -1397,4 +1414,10 @@ fn a_pair_rides_out_a_postgres_restart() {
     assert!(status.success(), "{status}");
     let t = pair.takeover(other, at, Duration::from_secs(30));
     eprintln!("takeover after SIGTERM: {:.2} s", t.as_secs_f64());
+    // Well within the lease (3 s): let go, not left to expire.
+    assert!(
+        t < Duration::from_secs(2),
+        "the takeover after SIGTERM took {t:?}: was the lease let go?\n{}",
+        pair.logs()
+    );
 }
