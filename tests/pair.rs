@@ -1272,6 +1272,77 @@ fn a_leader_thawed_at_once_writes_nothing() {
     }
 }
 
+/// Restarts the standby (SIGTERM, start) again and again while the leader
+/// writes export files without pause (one order per file, each written to a
+/// hidden temporary, fsynced, then renamed). No node is ever killed, so no
+/// temporary in the outbox is ever a leftover. Breaks when a starting
+/// standby cleans the shared spool as a daemon alone may at its start
+/// (`removed temporary files left by an interrupted run`): what it removes
+/// is the leader's file being written, whose rename then fails.
+#[test]
+fn a_starting_standby_leaves_the_spool_alone() {
+    let _turn = serial();
+    if !default_pass() || common::pg_server().is_none() {
+        return;
+    }
+    let db = TestDb::create();
+    let url = db.url().to_string();
+    let pair = Pair::new(&url, Some(db), 1);
+    let mut rng = Rng::new("standby restarts");
+    let leader = pair.start();
+    let standby = 1 - leader;
+    let stop = AtomicBool::new(false);
+    let mut ledger = std::thread::scope(|s| {
+        let mut feeder_rng = Rng(rng.next() | 1);
+        let (w, stop) = (&pair.w, &stop);
+        let feeder = s.spawn(move || {
+            let mut ledger = Ledger::default();
+            while !stop.load(Ordering::Relaxed) {
+                for _ in 0..5 {
+                    ledger.drop_order(w, "order", &mut feeder_rng);
+                }
+                sleep(Duration::from_millis(100));
+            }
+            ledger
+        });
+        sleep(Duration::from_millis(500));
+        for _ in 0..6 {
+            pair.nodes[standby].terminate();
+            pair.nodes[standby].start();
+            let h = pair.answering(standby, Duration::from_secs(60));
+            assert!(h.is("standby"), "the restarted standby says {h:?}");
+            sleep(Duration::from_millis(rng.range(100, 600)));
+        }
+        stop.store(true, Ordering::Relaxed);
+        feeder.join().expect("the feeder")
+    });
+    eprintln!("{} orders", ledger.orders.len());
+    acknowledge_all_and_check(&pair, leader, &mut ledger);
+    pair.check_roles(leader);
+    print_warnings(&pair);
+    assert_eq!(pair.leaderships(), 1, "{}", pair.logs());
+    for n in &pair.nodes {
+        let log = n.log_text();
+        let cleaned: Vec<&str> = log
+            .lines()
+            .filter(|l| l.contains("removed temporary files"))
+            .collect();
+        assert!(
+            cleaned.is_empty(),
+            "node {} removed hidden temporaries from the shared spool while the other led and nobody \
+             had been killed (the leader's files being written):\n{}\n---- the leader's warnings ----\n{}",
+            n.name,
+            cleaned.join("\n"),
+            pair.nodes[leader]
+                .log_text()
+                .lines()
+                .filter(|l| l.contains(" WARN ") || l.contains(" ERROR "))
+                .collect::<Vec<_>>()
+                .join("\n")
+        );
+    }
+}
+
 /// A PostgreSQL cluster of this test's own (restarting the shared one
 /// would disturb the other tests), as in `postgres_restart.rs`: `(folder,
 /// conninfo)`, stopped when dropped.
