@@ -206,15 +206,11 @@ pub fn heartbeat(
                     }
                     std::thread::sleep(Duration::from_millis(20).min(every));
                 }
-                // A process frozen past its lease wakes here with a lease
-                // another node may hold: it must not write on.
-                let late = renewed.elapsed() >= lease;
+                // A process frozen past its lease wakes here: the renewal
+                // says whether another node took the lease meanwhile (if
+                // not, it is still this node's, renewed).
                 match pg.renew_lease() {
-                    Ok(true) if !late => renewed = Instant::now(),
-                    Ok(true) => {
-                        // Still ours (nobody took it meanwhile): renewed.
-                        renewed = Instant::now();
-                    }
+                    Ok(true) => renewed = Instant::now(),
                     Ok(false) => {
                         break "another node holds the lease (this node's expired)".to_string();
                     }
