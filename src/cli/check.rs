@@ -77,7 +77,11 @@ pub fn run(c: &Config) -> Result<(), CliError> {
     );
     println!("ignore: {}", i.ignore_patterns.join(" "));
     println!("inventory: allow_negative {}", c.inventory.allow_negative);
-    print!("{}", table(&store_rows(&c.store)));
+    let mut rows = store_rows(&c.store);
+    if let Some(cluster) = &c.cluster {
+        rows.extend(cluster_rows(cluster));
+    }
+    print!("{}", table(&rows));
     if c.store.backend == Backend::Sled {
         println!(
             "store: cache_capacity {} bytes, compression {} (for a new store)",
@@ -183,6 +187,20 @@ fn store_rows(store: &StoreConfig) -> Vec<Vec<String>> {
             ]
         }
     }
+}
+
+/// `[cluster]`: this node of a pair and its lease.
+fn cluster_rows(cluster: &crate::config::ClusterConfig) -> Vec<Vec<String>> {
+    vec![
+        vec![
+            "cluster node".into(),
+            format!("{} (one of an active/standby pair)", cluster.node),
+        ],
+        vec![
+            "cluster lease".into(),
+            humantime::format_duration(cluster.lease).to_string(),
+        ],
+    ]
 }
 
 /// What binding `[http] listen` showed.
