@@ -1343,78 +1343,6 @@ fn a_starting_standby_leaves_the_spool_alone() {
     }
 }
 
-/// A PostgreSQL cluster of this test's own (restarting the shared one
-/// would disturb the other tests), as in `postgres_restart.rs`: `(folder,
-/// conninfo)`, stopped when dropped.
-struct Cluster {
-    dir: String,
-    conninfo: String,
-}
-
-const SCRIPT: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/.ci/pg-cluster");
-
-impl Cluster {
-    fn start() -> Option<Cluster> {
-        let out = Command::new(SCRIPT)
-            .arg("start")
-            .output()
-            .expect("run .ci/pg-cluster");
-        if !out.status.success() {
-            let why = String::from_utf8_lossy(&out.stderr);
-            assert!(
-                std::env::var("ORDERSYNC_E2E").as_deref() != Ok("1"),
-                "a PostgreSQL server is needed (apt-get install postgresql): {why}"
-            );
-            eprintln!("skipped: no PostgreSQL server: {why}");
-            return None;
-        }
-        let conninfo = String::from_utf8_lossy(&out.stdout).trim().to_string();
-        let dir = conninfo
-            .split_whitespace()
-            .find_map(|p| p.strip_prefix("host="))
-            .expect("host=")
-            .to_string();
-        Some(Cluster { dir, conninfo })
-    }
-
-    fn pg_ctl(&self, args: &[&str]) {
-        let bin = fs::read_dir("/usr/lib/postgresql")
-            .expect("postgresql")
-            .filter_map(|e| e.ok())
-            .map(|e| e.path().join("bin/pg_ctl"))
-            .max()
-            .expect("pg_ctl");
-        let data = format!("{}/data", self.dir);
-        let log = format!("{}/server.log", self.dir);
-        let opts = format!(
-            "-c listen_addresses='' -c unix_socket_directories='{}' -c max_connections=200",
-            self.dir
-        );
-        let mut all = vec!["-D", &data, "-l", &log, "-w", "-o", &opts];
-        all.extend_from_slice(args);
-        // SAFETY: geteuid has no preconditions.
-        let mut cmd = if unsafe { libc::geteuid() } == 0 {
-            let mut c = Command::new("runuser");
-            c.args(["-u", "postgres", "--"]).arg(&bin);
-            c
-        } else {
-            Command::new(&bin)
-        };
-        let out = cmd.args(&all).output().expect("pg_ctl");
-        assert!(
-            out.status.success(),
-            "pg_ctl {args:?}: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-    }
-}
-
-impl Drop for Cluster {
-    fn drop(&mut self) {
-        let _ = Command::new(SCRIPT).args(["stop", &self.dir]).output();
-    }
-}
-
 /// Restarts PostgreSQL (`-m immediate`) under the pair three times and
 /// stops it for longer than the lease, while files flow; then stops the
 /// leader with SIGTERM. Breaks when a lost session leaves both nodes
@@ -1428,7 +1356,7 @@ fn a_pair_rides_out_a_postgres_restart() {
     if !default_pass() {
         return;
     }
-    let Some(cluster) = Cluster::start() else {
+    let Some(cluster) = common::OwnCluster::start() else {
         return;
     };
     let url = format!("{} dbname=postgres", cluster.conninfo);

@@ -14,76 +14,6 @@ use std::time::{Duration, Instant};
 
 use common::{Work, acks, order, wait_for};
 
-/// A cluster of this test's own (restarting the shared one would disturb
-/// the other tests): `(folder, conninfo)`, stopped when dropped.
-struct Cluster {
-    dir: String,
-    conninfo: String,
-}
-
-const SCRIPT: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/.ci/pg-cluster");
-
-impl Cluster {
-    fn start() -> Option<Cluster> {
-        let out = Command::new(SCRIPT)
-            .arg("start")
-            .output()
-            .expect("run .ci/pg-cluster");
-        if !out.status.success() {
-            let why = String::from_utf8_lossy(&out.stderr);
-            assert!(
-                std::env::var("ORDERSYNC_E2E").as_deref() != Ok("1"),
-                "a PostgreSQL server is needed (apt-get install postgresql): {why}"
-            );
-            eprintln!("skipped: no PostgreSQL server: {why}");
-            return None;
-        }
-        let conninfo = String::from_utf8_lossy(&out.stdout).trim().to_string();
-        let dir = conninfo
-            .split_whitespace()
-            .find_map(|p| p.strip_prefix("host="))
-            .expect("host=")
-            .to_string();
-        Some(Cluster { dir, conninfo })
-    }
-
-    fn pg_ctl(&self, args: &[&str]) {
-        let bin = std::fs::read_dir("/usr/lib/postgresql")
-            .expect("postgresql")
-            .filter_map(|e| e.ok())
-            .map(|e| e.path().join("bin/pg_ctl"))
-            .max()
-            .expect("pg_ctl");
-        let data = format!("{}/data", self.dir);
-        let log = format!("{}/server.log", self.dir);
-        let opts = format!(
-            "-c listen_addresses='' -c unix_socket_directories='{}' -c max_connections=200",
-            self.dir
-        );
-        let mut all = vec!["-D", &data, "-l", &log, "-w", "-o", &opts];
-        all.extend_from_slice(args);
-        let mut cmd = if unsafe { libc::geteuid() } == 0 {
-            let mut c = Command::new("runuser");
-            c.args(["-u", "postgres", "--"]).arg(&bin);
-            c
-        } else {
-            Command::new(&bin)
-        };
-        let out = cmd.args(&all).output().expect("pg_ctl");
-        assert!(
-            out.status.success(),
-            "pg_ctl {args:?}: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-    }
-}
-
-impl Drop for Cluster {
-    fn drop(&mut self) {
-        let _ = Command::new(SCRIPT).args(["stop", &self.dir]).output();
-    }
-}
-
 fn healthz(url: &str) -> Option<u16> {
     let out = Command::new("curl")
         .args([
@@ -103,7 +33,7 @@ fn healthz(url: &str) -> Option<u16> {
 
 #[test]
 fn postgres_restarted_mid_run_loses_nothing_and_doubles_nothing() {
-    let Some(cluster) = Cluster::start() else {
+    let Some(cluster) = common::OwnCluster::start() else {
         return;
     };
     let port = common::free_port();

@@ -462,9 +462,7 @@ pub fn pg_server() -> Option<String> {
     static DIR: std::sync::OnceLock<String> = std::sync::OnceLock::new();
     extern "C" fn stop() {
         if let Some(dir) = DIR.get() {
-            let _ = Command::new(concat!(env!("CARGO_MANIFEST_DIR"), "/.ci/pg-cluster"))
-                .args(["stop", dir])
-                .output();
+            let _ = Command::new(CLUSTER_SCRIPT).args(["stop", dir]).output();
         }
     }
     SERVER
@@ -472,36 +470,109 @@ pub fn pg_server() -> Option<String> {
             if let Ok(given) = std::env::var("ORDERSYNC_TEST_PG") {
                 return Some(given);
             }
-            let out = Command::new(concat!(env!("CARGO_MANIFEST_DIR"), "/.ci/pg-cluster"))
-                .arg("start")
-                .output()
-                .expect("run .ci/pg-cluster");
-            if !out.status.success() {
-                let why = String::from_utf8_lossy(&out.stderr);
-                assert!(
-                    std::env::var("ORDERSYNC_E2E").as_deref() != Ok("1"),
-                    "a PostgreSQL server is needed (apt-get install postgresql): {why}"
-                );
+            let started = start_cluster(|why| {
                 assert!(
                     test_backend() != Backend::Postgres,
                     "ORDERSYNC_TEST_BACKEND=postgres needs a PostgreSQL server \
                      (ORDERSYNC_TEST_PG, or apt-get install postgresql): {why}"
                 );
-                eprintln!("skipped: no PostgreSQL server: {why}");
-                return None;
-            }
-            let conninfo = String::from_utf8_lossy(&out.stdout).trim().to_string();
-            let dir = conninfo
-                .split_whitespace()
-                .find_map(|kv| kv.strip_prefix("host="))
-                .expect("host= in the conninfo")
-                .to_string();
+            });
+            let (dir, conninfo) = started?;
             let _ = DIR.set(dir);
             // SAFETY: registers a plain function, run at exit.
             unsafe { libc::atexit(stop) };
             Some(conninfo)
         })
         .clone()
+}
+
+/// `.ci/pg-cluster`, which starts a throwaway cluster (and stops one).
+const CLUSTER_SCRIPT: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/.ci/pg-cluster");
+
+/// Starts a throwaway cluster with `.ci/pg-cluster`: its folder and
+/// conninfo. `None` (the test is skipped) when there is no PostgreSQL to
+/// start, after `refuse(why)`, except under ORDERSYNC_E2E=1, where that
+/// fails the test.
+fn start_cluster(refuse: impl FnOnce(&str)) -> Option<(String, String)> {
+    let out = Command::new(CLUSTER_SCRIPT)
+        .arg("start")
+        .output()
+        .expect("run .ci/pg-cluster");
+    if !out.status.success() {
+        let why = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            std::env::var("ORDERSYNC_E2E").as_deref() != Ok("1"),
+            "a PostgreSQL server is needed (apt-get install postgresql): {why}"
+        );
+        refuse(&why);
+        eprintln!("skipped: no PostgreSQL server: {why}");
+        return None;
+    }
+    let conninfo = String::from_utf8_lossy(&out.stdout).trim().to_string();
+    let dir = conninfo
+        .split_whitespace()
+        .find_map(|kv| kv.strip_prefix("host="))
+        .expect("host= in the conninfo")
+        .to_string();
+    Some((dir, conninfo))
+}
+
+/// A PostgreSQL cluster of a test's own, for a test that stops or
+/// restarts the server (doing so to the shared one would disturb the other
+/// tests); stopped when dropped.
+pub struct OwnCluster {
+    pub dir: String,
+    /// Its conninfo, without `dbname`.
+    pub conninfo: String,
+}
+
+impl OwnCluster {
+    /// `None`: skipped (see `start_cluster`).
+    pub fn start() -> Option<OwnCluster> {
+        let (dir, conninfo) = start_cluster(|_| {})?;
+        Some(OwnCluster { dir, conninfo })
+    }
+
+    /// Runs `pg_ctl ARGS` on it (as `postgres` when we are root), with the
+    /// options `.ci/pg-cluster` starts it with.
+    pub fn pg_ctl(&self, args: &[&str]) {
+        let bin = fs::read_dir("/usr/lib/postgresql")
+            .expect("postgresql")
+            .filter_map(|e| e.ok())
+            .map(|e| e.path().join("bin/pg_ctl"))
+            .max()
+            .expect("pg_ctl");
+        let data = format!("{}/data", self.dir);
+        let log = format!("{}/server.log", self.dir);
+        let opts = format!(
+            "-c listen_addresses='' -c unix_socket_directories='{}' -c max_connections=200",
+            self.dir
+        );
+        let mut all = vec!["-D", &data, "-l", &log, "-w", "-o", &opts];
+        all.extend_from_slice(args);
+        // SAFETY: geteuid has no preconditions.
+        let mut cmd = if unsafe { libc::geteuid() } == 0 {
+            let mut c = Command::new("runuser");
+            c.args(["-u", "postgres", "--"]).arg(&bin);
+            c
+        } else {
+            Command::new(&bin)
+        };
+        let out = cmd.args(&all).output().expect("pg_ctl");
+        assert!(
+            out.status.success(),
+            "pg_ctl {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+}
+
+impl Drop for OwnCluster {
+    fn drop(&mut self) {
+        let _ = Command::new(CLUSTER_SCRIPT)
+            .args(["stop", &self.dir])
+            .output();
+    }
 }
 
 // ---- the store the tests run on ----------------------------------------------
