@@ -1452,7 +1452,7 @@ mod tests {
     /// raw struct appears here by itself; a new section (a new field of
     /// `RawConfig`) fails until it is added to `sections`.
     fn accepted_keys() -> std::collections::BTreeSet<String> {
-        let sections: [(&str, &[&str]); 7] = [
+        let sections: [(&str, &[&str]); 8] = [
             ("paths", fields::of::<RawPaths>()),
             ("inbox", fields::of::<RawInbox>()),
             ("inventory", fields::of::<RawInventory>()),
@@ -1460,6 +1460,7 @@ mod tests {
             ("systems", fields::of::<RawSystem>()),
             ("http", fields::of::<RawHttp>()),
             ("http.tokens", fields::of::<RawToken>()),
+            ("cluster", fields::of::<RawCluster>()),
         ];
         for top in fields::of::<RawConfig>() {
             assert!(
