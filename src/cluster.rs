@@ -23,7 +23,6 @@ use std::time::{Duration, Instant};
 
 use crate::daemon::Hint;
 use crate::engine::Engine;
-use crate::store::StoreError;
 
 /// This process's part in its store: set once by `run`.
 #[derive(Debug)]
@@ -52,13 +51,7 @@ pub fn init(engine: &Engine) -> &'static Role {
     ROLE.get_or_init(|| {
         let (node, paired) = match &engine.config.cluster {
             Some(c) => (c.node.clone(), true),
-            None => (
-                rustix::system::uname()
-                    .nodename()
-                    .to_string_lossy()
-                    .into_owned(),
-                false,
-            ),
+            None => (crate::config::host_name(), false),
         };
         crate::metrics::global().set_leader(!paired);
         Role {
@@ -229,9 +222,4 @@ pub fn heartbeat(
             stop.store(true, Ordering::SeqCst);
             let _ = wake.try_send(Hint::Wake);
         })
-}
-
-/// Why a write failed, when it was refused by the fence.
-pub fn is_fenced(e: &StoreError) -> bool {
-    matches!(e, StoreError::Fenced(_))
 }

@@ -337,6 +337,15 @@ pub struct ClusterConfig {
 /// `[cluster] lease` when not set.
 pub const DEFAULT_LEASE: Duration = Duration::from_secs(5);
 
+/// This machine's host name: `[cluster] node` when not set, and the node a
+/// daemon alone on its store names itself.
+pub fn host_name() -> String {
+    rustix::system::uname()
+        .nodename()
+        .to_string_lossy()
+        .into_owned()
+}
+
 impl SystemConfig {
     /// Identifies the settings that decide which orders are eligible (include
     /// flags and filters): when it changes, stored orders are re-evaluated.
@@ -884,13 +893,7 @@ fn cluster_config(
                 .into(),
         ));
     }
-    let node = match raw.node {
-        Some(node) => node,
-        None => rustix::system::uname()
-            .nodename()
-            .to_string_lossy()
-            .into_owned(),
-    };
+    let node = raw.node.unwrap_or_else(host_name);
     if node.is_empty()
         || node.len() > 64
         || node.chars().any(|c| c.is_control() || c.is_whitespace())

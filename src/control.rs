@@ -240,7 +240,7 @@ impl<W: Write> Write for Frames<W> {
 pub fn ask_dump(state: &Path, args: &[String], out: &mut dyn Write) -> anyhow::Result<Option<u64>> {
     use anyhow::Context as _;
     use std::io::BufRead;
-    let Some(stream) = send(state, args, DUMP_STALL).context("asking the running daemon")? else {
+    let Some(stream) = send(state, args, STREAM_STALL).context("asking the running daemon")? else {
         return Ok(None);
     };
     let mut reader = io::BufReader::with_capacity(1 << 20, stream);
@@ -272,12 +272,8 @@ pub fn ask_dump(state: &Path, args: &[String], out: &mut dyn Write) -> anyhow::R
     }
 }
 
-/// How long a dump's reader or writer may stall before the other side
-/// gives up.
-pub const DUMP_STALL: Duration = Duration::from_secs(120);
-
-/// How long the reader or writer of a command's answer may stall before
-/// the other side gives up (a listing read by a pager that waits).
+/// How long the reader or writer of a streamed answer (a dump, a listing
+/// read by a pager that waits) may stall before the other side gives up.
 pub const STREAM_STALL: Duration = Duration::from_secs(120);
 
 /// The listening socket; removed when dropped.
@@ -435,7 +431,7 @@ fn answer(engine: &Engine, mut stream: UnixStream, changed: &dyn Fn()) -> io::Re
 /// Streams a dump to the client; a failure after it started is a
 /// [`Response`] line the client reports (the dump then has no closing line).
 fn dump(engine: &Engine, mut stream: UnixStream) -> io::Result<()> {
-    stream.set_write_timeout(Some(DUMP_STALL))?;
+    stream.set_write_timeout(Some(STREAM_STALL))?;
     let started = Instant::now();
     match engine.store.dump_to(&mut stream) {
         Ok(records) => {

@@ -243,7 +243,7 @@ fn lead_when_due(
 
 /// Whether the loop ended on a write the lease's fence refused.
 fn is_fenced(e: &anyhow::Error) -> bool {
-    store_errors(e).any(crate::cluster::is_fenced)
+    store_errors(e).any(StoreError::is_fenced)
 }
 
 /// Whether the loop ended because the store's database could not be reached.
@@ -840,7 +840,7 @@ fn lead_loop(
 /// A store error the loop cannot go on after: the state folder gone, or
 /// (a node of a pair) a write the lease's fence refused.
 fn ends_leading(e: &StoreError) -> bool {
-    e.is_fatal() || crate::cluster::is_fenced(e)
+    e.is_fatal() || e.is_fenced()
 }
 
 /// The store failed (`e`): reopens it, which clears the error sled keeps

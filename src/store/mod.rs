@@ -105,6 +105,12 @@ impl StoreError {
     pub fn is_unreachable(&self) -> bool {
         matches!(self, StoreError::Server(_))
     }
+
+    /// A write of a node of a pair refused by the leader's lease: this
+    /// node no longer leads.
+    pub fn is_fenced(&self) -> bool {
+        matches!(self, StoreError::Fenced(_))
+    }
 }
 
 /// The backend a store is open on. One per process: its size is no matter.
