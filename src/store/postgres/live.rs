@@ -155,9 +155,7 @@ impl Live {
             config.connect_timeout(CONNECT_TIMEOUT);
         }
         if let Some(t) = options.statement_timeout {
-            let mut given = config.get_options().unwrap_or("").to_string();
-            given.push_str(&format!(" -c statement_timeout={}", t.as_millis()));
-            config.options(given.trim());
+            set_millis(&mut config, "statement_timeout", t);
         }
         config.application_name("ordersync");
         let mut first =
@@ -172,12 +170,7 @@ impl Live {
         // after the lease, so that the other node can take over.
         let mut pooled = config.clone();
         if let Some(lease) = options.lease {
-            let mut given = pooled.get_options().unwrap_or("").to_string();
-            given.push_str(&format!(
-                " -c idle_in_transaction_session_timeout={}",
-                lease.as_millis()
-            ));
-            pooled.options(given.trim());
+            set_millis(&mut pooled, "idle_in_transaction_session_timeout", lease);
         }
         let pool = r2d2::Pool::builder()
             .max_size(options.pool_size.max(1))
@@ -445,6 +438,14 @@ impl Live {
             }
         }))
     }
+}
+
+/// Sets the server setting `name` to `value` in milliseconds for every
+/// session `config` opens (after the URL's own `options`).
+fn set_millis(config: &mut postgres::Config, name: &str, value: Duration) {
+    let mut given = config.get_options().unwrap_or("").to_string();
+    given.push_str(&format!(" -c {name}={}", value.as_millis()));
+    config.options(given.trim());
 }
 
 fn from_pg(e: PgError) -> StoreError {
