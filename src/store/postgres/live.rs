@@ -34,7 +34,7 @@ use super::super::keys::{self, Key};
 use super::super::records::AppliedFile;
 use super::super::{Event, ExportRecord, ExportState, OrderRecord, StoreError, encode};
 use super::lease::{Fence, Holder};
-use super::{PgError, shown};
+use super::{PgError, describe, shown};
 
 /// The advisory lock the one process that writes a store holds.
 const WRITER_LOCK: i64 = 0x6f72_6465_7273_7977;
@@ -113,6 +113,19 @@ impl r2d2::ManageConnection for Manager {
     }
 }
 
+/// What the pool does with a connection that failed: a debug line, never
+/// r2d2's own error line per slot and per try.
+#[derive(Debug)]
+struct PoolErrors {
+    server: String,
+}
+
+impl r2d2::HandleError<postgres::Error> for PoolErrors {
+    fn handle_error(&self, error: postgres::Error) {
+        tracing::debug!(server = %self.server, error = %describe(&error), "a pooled connection failed");
+    }
+}
+
 /// The store on PostgreSQL.
 pub struct Live {
     pool: r2d2::Pool<Manager>,
@@ -177,6 +190,12 @@ impl Live {
             .min_idle(Some(0))
             .connection_timeout(POOL_WAIT)
             .test_on_check_out(false)
+            // r2d2 logs each failed connection of each slot (every second
+            // while the server is down, naming no server): the daemon says
+            // it once per outage, naming the server (`daemon::store_failed`).
+            .error_handler(Box::new(PoolErrors {
+                server: server.clone(),
+            }))
             .build_unchecked(Manager {
                 config: pooled,
                 tls: tls.clone(),
