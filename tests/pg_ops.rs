@@ -181,6 +181,44 @@ fn an_outage_is_one_line_and_the_store_is_probed_often() {
     assert!(log.contains("the store works again"), "{log}");
 }
 
+/// Regression (issue 22 §5): after a PostgreSQL restart, a CLI request
+/// answered by the daemon failed once: its pooled connections were dead,
+/// which a connection learns only when used. A read now goes again on
+/// another connection.
+#[test]
+fn a_read_after_a_restart_goes_again_on_a_fresh_connection() {
+    let Some(cluster) = OwnCluster::start() else {
+        return;
+    };
+    let w = Work::as_given(&format!(
+        "[inbox]\nsettle = \"0s\"\n[store]\nbackend = \"postgres\"\nurl = \"{} dbname=postgres\"\n[[systems]]\nid = \"erp\"\n",
+        cluster.conninfo
+    ));
+    let d = w.spawn(&[]);
+    wait_for_socket(&w, &d);
+    w.drop_json("o1.json", &order("o-1", &[("A", 1)]));
+    wait_for("o-1 exported", Duration::from_secs(30), || {
+        w.exported_ids("erp") == ["o-1"]
+    });
+    for round in 0..3 {
+        // Every pooled connection used, then the server restarted.
+        for _ in 0..4 {
+            w.ok(&["orders", "show", "o-1"]);
+            w.ok(&["inventory"]);
+        }
+        cluster.pg_ctl(&["-m", "fast", "restart"]);
+        for args in [&["orders", "show", "o-1"][..], &["inventory"], &["status"]] {
+            let out = w.cmd(args);
+            assert!(
+                out.status.success(),
+                "round {round}: ordersync {args:?} after the restart: {}\n{}",
+                String::from_utf8_lossy(&out.stderr),
+                d.log_text()
+            );
+        }
+    }
+}
+
 /// Waits for the daemon's control socket, showing its log if it never comes.
 fn wait_for_socket(w: &Work, d: &common::Daemon) {
     let start = Instant::now();

@@ -56,6 +56,9 @@ const PAGE: i64 = 1000;
 pub struct Conn {
     client: Client,
     prepared: HashMap<&'static str, Statement>,
+    /// Found dead (the server restarted since its last use): the pool
+    /// drops it rather than hand it out again.
+    dead: bool,
 }
 
 impl Conn {
@@ -101,6 +104,7 @@ impl r2d2::ManageConnection for Manager {
         Ok(Conn {
             client: self.config.connect(self.tls.clone())?,
             prepared: HashMap::new(),
+            dead: false,
         })
     }
 
@@ -109,7 +113,7 @@ impl r2d2::ManageConnection for Manager {
     }
 
     fn has_broken(&self, conn: &mut Conn) -> bool {
-        conn.client.is_closed()
+        conn.dead || conn.client.is_closed()
     }
 }
 
@@ -279,6 +283,30 @@ impl Live {
         })
     }
 
+    /// A read on a pooled connection; when that connection turns out dead
+    /// (the server restarted or failed over since it was last used, which
+    /// a pooled connection learns only when used), again on another, so
+    /// that a restart costs no request an error. Each dead connection is
+    /// dropped from the pool: after a restart they all are, one by one,
+    /// so at most the pool's size of them is tried before a new one.
+    fn read<T>(
+        &self,
+        f: impl Fn(&mut Conn) -> Result<T, postgres::Error>,
+    ) -> Result<T, StoreError> {
+        let mut tries = self.pool.max_size() + 1;
+        loop {
+            let mut conn = self.conn()?;
+            match f(&mut conn) {
+                Err(e) if is_dead(&e) && tries > 1 => {
+                    tries -= 1;
+                    conn.dead = true;
+                    tracing::debug!(server = %self.server, error = %describe(&e), "a pooled connection was dead; reading again on another");
+                }
+                r => return r.map_err(|e| self.err(e)),
+            }
+        }
+    }
+
     /// Connects the session that holds the writer's lock (again).
     fn take_session(&self) -> Result<(), StoreError> {
         let mut session = self.session.lock().unwrap_or_else(|e| e.into_inner());
@@ -373,10 +401,7 @@ impl Live {
         sql: &'static str,
         params: &[&(dyn ToSql + Sync)],
     ) -> Result<Option<Value>, StoreError> {
-        let row = self
-            .conn()?
-            .query_opt(sql, params)
-            .map_err(|e| self.err(e))?;
+        let row = self.read(|c| c.query_opt(sql, params))?;
         Ok(row
             .and_then(|r| r.get::<_, Option<i64>>(0))
             .map(|n| Value::from(&keys::int(n))))
@@ -387,10 +412,7 @@ impl Live {
         sql: &'static str,
         params: &[&(dyn ToSql + Sync)],
     ) -> Result<Option<Value>, StoreError> {
-        let row = self
-            .conn()?
-            .query_opt(sql, params)
-            .map_err(|e| self.err(e))?;
+        let row = self.read(|c| c.query_opt(sql, params))?;
         Ok(row.map(|r| Value::from(&r.get::<_, Uuid>(0).as_bytes()[..])))
     }
 
@@ -399,10 +421,7 @@ impl Live {
         sql: &'static str,
         params: &[&(dyn ToSql + Sync)],
     ) -> Result<Option<Value>, StoreError> {
-        let row = self
-            .conn()?
-            .query_opt(sql, params)
-            .map_err(|e| self.err(e))?;
+        let row = self.read(|c| c.query_opt(sql, params))?;
         Ok(row.map(|_| Value::default()))
     }
 
@@ -430,10 +449,7 @@ impl Live {
                     return None;
                 }
                 let at = cursor.as_ref()?;
-                let rows = match self
-                    .conn()
-                    .and_then(|mut c| fetch(&mut c, at).map_err(|e| self.err(e)))
-                {
+                let rows = match self.read(|c| fetch(c, at)) {
                     Ok(rows) => rows,
                     Err(e) => {
                         done = true;
@@ -457,6 +473,16 @@ impl Live {
             }
         }))
     }
+}
+
+/// Whether `e` says the connection is gone (closed, the server shut down
+/// or restarted: SQLSTATE classes 08 and 57P), not what was asked.
+fn is_dead(e: &postgres::Error) -> bool {
+    e.is_closed()
+        || e.code()
+            .is_some_and(|c| c.code().starts_with("08") || c.code().starts_with("57P"))
+        || (e.as_db_error().is_none()
+            && std::error::Error::source(e).is_some_and(|s| s.is::<std::io::Error>()))
 }
 
 /// Sets the server setting `name` to `value` in milliseconds for every
@@ -521,8 +547,7 @@ impl Backend for Live {
 
     fn prefetch(&self, keys: &[Key]) -> Result<Vec<(Key, Option<Value>)>, StoreError> {
         let start = std::time::Instant::now();
-        let mut conn = self.conn()?;
-        let got = super::prefetch::prefetch(&mut conn, keys).map_err(|e| self.err(e))?;
+        let got = self.read(|c| super::prefetch::prefetch(c, keys))?;
         tracing::trace!(
             keys = keys.len(),
             secs = start.elapsed().as_secs_f64(),
@@ -534,26 +559,21 @@ impl Backend for Live {
     fn get(&self, key: &Key) -> Result<Option<Value>, StoreError> {
         match key {
             Key::Order(id) => {
-                let row = self
-                    .conn()?
-                    .query_opt(
+                let row = self.read(|c| c.query_opt(
                         "SELECT id, external_id, revision, sent_sha256, regulated, doc FROM orders WHERE id = $1",
-                        &[id],
-                    )
-                    .map_err(|e| self.err(e))?;
+                        &[id]))?;
                 Ok(row.map(|r| Value::from(order_of(&r).encode())))
             }
             Key::External(x) => self.id("SELECT id FROM orders WHERE external_id = $1", &[x]),
             Key::ExternalUuid(u) => self.id("SELECT id FROM orders WHERE external_uuid = $1", &[u]),
             Key::Export { system, id } => {
-                let row = self
-                    .conn()?
-                    .query_opt(
+                let row = self.read(|c| {
+                    c.query_opt(
                         "SELECT state, sort, file, written_at, acked_at, revision
                            FROM export_states WHERE system = $1 AND order_id = $2",
                         &[system, id],
                     )
-                    .map_err(|e| self.err(e))?;
+                })?;
                 let Some(r) = row else { return Ok(None) };
                 let rec = export_at(&r, 0, state_of(r.get(0), key)?);
                 Ok(Some(Value::from(encode(&rec))))
@@ -569,13 +589,12 @@ impl Backend for Live {
                 &[system, id, &state.name(), sort],
             ),
             Key::Event { id, n } => {
-                let row = self
-                    .conn()?
-                    .query_opt(
+                let row = self.read(|c| {
+                    c.query_opt(
                         "SELECT at, event, detail FROM events WHERE order_id = $1 AND n = $2",
                         &[id, &(*n as i64)],
                     )
-                    .map_err(|e| self.err(e))?;
+                })?;
                 Ok(row.map(|r| {
                     Value::from(encode(&Event {
                         at: r.get(0),
@@ -591,13 +610,12 @@ impl Backend for Live {
             Key::Stock(sku) => self.int("SELECT in_stock FROM stock WHERE sku = $1", &[sku]),
             Key::Reserved(sku) => self.int("SELECT reserved FROM stock WHERE sku = $1", &[sku]),
             Key::File { name, sha256 } => {
-                let row = self
-                    .conn()?
-                    .query_opt(
+                let row = self.read(|c| {
+                    c.query_opt(
                         "SELECT at, kind FROM applied_files WHERE name = $1 AND sha256 = $2",
                         &[name, &&sha256[..]],
                     )
-                    .map_err(|e| self.err(e))?;
+                })?;
                 Ok(row.map(|r| {
                     Value::from(encode(&AppliedFile {
                         at: r.get(0),
@@ -606,13 +624,12 @@ impl Backend for Live {
                 }))
             }
             Key::Progress { name, sha256 } => {
-                let row = self
-                    .conn()?
-                    .query_opt(
+                let row = self.read(|c| {
+                    c.query_opt(
                         "SELECT orders FROM file_progress WHERE name = $1 AND sha256 = $2",
                         &[name, &&sha256[..]],
                     )
-                    .map_err(|e| self.err(e))?;
+                })?;
                 Ok(row.map(|r| {
                     Value::from(encode(&Progress {
                         orders: r.get::<_, i64>(0) as u64,
@@ -624,26 +641,24 @@ impl Backend for Live {
                 &[system],
             ),
             Key::Batch { system, seq } => {
-                let row = self
-                    .conn()?
-                    .query_opt(
+                let row = self.read(|c| {
+                    c.query_opt(
                         "SELECT system, seq, file, orders, size, sha256 FROM export_batches
                            WHERE system = $1 AND seq = $2",
                         &[system, &(*seq as i64)],
                     )
-                    .map_err(|e| self.err(e))?;
+                })?;
                 Ok(row.map(|r| Value::from(encode(&batch_of(&r)))))
             }
             // Never kept here: no older version wrote this database.
             Key::OldBatch(_) => Ok(None),
             Key::Fingerprint(system) => {
-                let row = self
-                    .conn()?
-                    .query_opt(
+                let row = self.read(|c| {
+                    c.query_opt(
                         "SELECT settings FROM system_settings WHERE system = $1",
                         &[system],
                     )
-                    .map_err(|e| self.err(e))?;
+                })?;
                 Ok(row.map(|r| Value::from(r.get::<_, String>(0).as_bytes())))
             }
             Key::OrderCount => self.int("SELECT n FROM order_count", &[]),
@@ -664,7 +679,9 @@ impl Backend for Live {
         }
         let start = std::time::Instant::now();
         let mut conn = self.conn()?;
-        let Conn { client, prepared } = &mut *conn;
+        let Conn {
+            client, prepared, ..
+        } = &mut *conn;
         let mut tx = client.transaction().map_err(|e| self.err(e))?;
         super::write::write(&mut tx, prepared, &changes)?.map_err(|e| self.err(e))?;
         if let Some(fence) = &self.fence
@@ -782,13 +799,12 @@ impl Backend for Live {
     }
 
     fn events(&self, id: Uuid) -> Result<Vec<Value>, StoreError> {
-        let rows = self
-            .conn()?
-            .query(
+        let rows = self.read(|c| {
+            c.query(
                 "SELECT at, event, detail FROM events WHERE order_id = $1 ORDER BY n",
                 &[&id],
             )
-            .map_err(|e| self.err(e))?;
+        })?;
         Ok(rows
             .iter()
             .map(|r| {
@@ -802,14 +818,13 @@ impl Backend for Live {
     }
 
     fn totals(&self) -> Result<Vec<(String, i64, i64)>, StoreError> {
-        let rows = self
-            .conn()?
-            .query(
+        let rows = self.read(|c| {
+            c.query(
                 "SELECT sku, coalesce(in_stock, 0), coalesce(reserved, 0) FROM stock
                    ORDER BY sku COLLATE \"C\"",
                 &[],
             )
-            .map_err(|e| self.err(e))?;
+        })?;
         Ok(rows
             .iter()
             .map(|r| (r.get(0), r.get(1), r.get(2)))
@@ -817,14 +832,13 @@ impl Backend for Live {
     }
 
     fn batches(&self, system: &str) -> Result<Vec<Value>, StoreError> {
-        let rows = self
-            .conn()?
-            .query(
+        let rows = self.read(|c| {
+            c.query(
                 "SELECT system, seq, file, orders, size, sha256 FROM export_batches
                    WHERE system = $1 ORDER BY seq",
                 &[&system],
             )
-            .map_err(|e| self.err(e))?;
+        })?;
         Ok(rows
             .iter()
             .map(|r| Value::from(encode(&batch_of(r))))
