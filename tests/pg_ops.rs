@@ -219,6 +219,134 @@ fn a_read_after_a_restart_goes_again_on_a_fresh_connection() {
     }
 }
 
+/// A streaming replica of an [`OwnCluster`] (`pg_basebackup -R`), on the
+/// same socket folder, port 5433; stopped when dropped (before its
+/// primary, which removes the folder).
+struct Replica {
+    data: String,
+}
+
+/// Runs a PostgreSQL program as `postgres` when we are root.
+fn as_postgres(program: &str, args: &[&str]) {
+    let bin = std::fs::read_dir("/usr/lib/postgresql")
+        .expect("postgresql")
+        .filter_map(|e| e.ok())
+        .map(|e| e.path().join("bin").join(program))
+        .max()
+        .expect(program);
+    // SAFETY: geteuid has no preconditions.
+    let mut cmd = if unsafe { libc::geteuid() } == 0 {
+        let mut c = std::process::Command::new("runuser");
+        c.args(["-u", "postgres", "--"]).arg(&bin);
+        c
+    } else {
+        std::process::Command::new(&bin)
+    };
+    let out = cmd.args(args).output().expect(program);
+    assert!(
+        out.status.success(),
+        "{program} {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+impl Replica {
+    fn start(primary: &OwnCluster) -> Replica {
+        let data = format!("{}/replica", primary.dir);
+        as_postgres(
+            "pg_basebackup",
+            &[
+                "-D",
+                &data,
+                "-R",
+                "-X",
+                "stream",
+                "-h",
+                &primary.dir,
+                "-U",
+                "postgres",
+            ],
+        );
+        let r = Replica { data };
+        r.pg_ctl(&["start"]);
+        r
+    }
+
+    fn pg_ctl(&self, args: &[&str]) {
+        let dir = self.data.trim_end_matches("/replica");
+        let log = format!("{dir}/replica.log");
+        let opts = format!(
+            "-c listen_addresses='' -c unix_socket_directories='{dir}' -c port=5433 -c max_connections=200"
+        );
+        let mut all = vec!["-D", &self.data, "-l", &log, "-w", "-o", &opts];
+        all.extend_from_slice(args);
+        as_postgres("pg_ctl", &all);
+    }
+}
+
+impl Drop for Replica {
+    fn drop(&mut self) {
+        let _ = std::panic::catch_unwind(|| self.pg_ctl(&["-m", "immediate", "stop"]));
+    }
+}
+
+/// Issue 22 §4: with asynchronous replication a lagging replica, promoted,
+/// lost 50 orders whose files were archived and exported. `check` and
+/// `status` now warn when the server streams to standbys and commits
+/// asynchronously, and say nothing once replication is synchronous.
+#[test]
+fn check_and_status_warn_of_asynchronous_replication() {
+    let Some(cluster) = OwnCluster::start() else {
+        return;
+    };
+    let _replica = Replica::start(&cluster);
+    let mut su = admin(&cluster.conninfo);
+    wait_for("the replica to stream", Duration::from_secs(30), || {
+        su.query_one("SELECT count(*) FROM pg_stat_replication", &[])
+            .map(|r| r.get::<_, i64>(0))
+            .unwrap_or(0)
+            == 1
+    });
+    let w = Work::as_given(&format!(
+        "[inbox]\nsettle = \"0s\"\n[store]\nbackend = \"postgres\"\nurl = \"{} dbname=postgres\"\n[[systems]]\nid = \"erp\"\n",
+        cluster.conninfo
+    ));
+    let warned =
+        |text: &str| text.contains("commits asynchronously (synchronous_standby_names is empty)");
+    let check = w.ok(&["check"]);
+    assert!(warned(&check), "{check}");
+    w.ok(&["run", "--once"]);
+    let status = w.ok(&["status"]);
+    assert!(warned(&status), "{status}");
+    let v = w.json(&["status"]);
+    assert!(warned(v["warnings"][0].as_str().unwrap_or_default()), "{v}");
+
+    // Synchronous: no warning.
+    su.batch_execute("ALTER SYSTEM SET synchronous_standby_names = '*'")
+        .expect("synchronous replication");
+    su.batch_execute("SELECT pg_reload_conf()").expect("reload");
+    wait_for(
+        "the standby to be synchronous",
+        Duration::from_secs(30),
+        || {
+            su.query_one(
+                "SELECT count(*) FROM pg_stat_replication WHERE sync_state = 'sync'",
+                &[],
+            )
+            .map(|r| r.get::<_, i64>(0))
+            .unwrap_or(0)
+                == 1
+        },
+    );
+    let check = w.ok(&["check"]);
+    assert!(
+        check.contains("store replication: no standby, or synchronous"),
+        "{check}"
+    );
+    let v = w.json(&["status"]);
+    assert!(v.get("warnings").is_none(), "{v}");
+}
+
 /// Waits for the daemon's control socket, showing its log if it never comes.
 fn wait_for_socket(w: &Work, d: &common::Daemon) {
     let start = Instant::now();

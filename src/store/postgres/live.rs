@@ -307,6 +307,12 @@ impl Live {
         }
     }
 
+    /// The server's replication, as `status` warns of it
+    /// ([`super::replication_warning`]).
+    pub fn replication_warning(&self) -> Result<Option<String>, StoreError> {
+        self.read(|c| super::replication_warning(&mut c.client))
+    }
+
     /// Connects the session that holds the writer's lock (again).
     fn take_session(&self) -> Result<(), StoreError> {
         let mut session = self.session.lock().unwrap_or_else(|e| e.into_inner());

@@ -151,6 +151,11 @@ impl Postgres {
         pg_error(&self.server, &e)
     }
 
+    /// [`replication_warning`] of this connection's server.
+    pub fn replication_warning(&mut self) -> Result<Option<String>, PgError> {
+        replication_warning(&mut self.client).map_err(|e| self.err(e))
+    }
+
     /// Brings the schema to this binary's version, in one transaction
     /// under an advisory lock (two processes starting at once apply each
     /// migration once); refuses a newer schema. For the commands that may
@@ -514,6 +519,35 @@ impl Postgres {
         tx.commit().map_err(&err)?;
         Ok(records)
     }
+}
+
+/// What the server says of its replication (`check`, `status`): a warning
+/// when it streams to standbys (`pg_stat_replication`) but a commit is
+/// reported before any standby has it (`synchronous_standby_names` empty,
+/// or `synchronous_commit` `off` or `local`): a promotion of such a
+/// standby loses what it lacked, orders whose files were already archived
+/// and exported. `None`: no standby, or synchronous replication.
+pub fn replication_warning(client: &mut Client) -> Result<Option<String>, postgres::Error> {
+    let row = client.query_one(
+        "SELECT (SELECT count(*) FROM pg_stat_replication),
+                current_setting('synchronous_standby_names'),
+                current_setting('synchronous_commit')",
+        &[],
+    )?;
+    let (standbys, names, commit): (i64, String, String) = (row.get(0), row.get(1), row.get(2));
+    if standbys == 0 {
+        return Ok(None);
+    }
+    let why = if names.trim().is_empty() {
+        "synchronous_standby_names is empty".to_string()
+    } else if commit == "off" || commit == "local" {
+        format!("synchronous_commit is {commit}")
+    } else {
+        return Ok(None);
+    };
+    Ok(Some(format!(
+        "the server streams to {standbys} standby(s) but commits asynchronously ({why}): a commit is reported before a standby has it, and promoting a standby can lose orders whose files were already archived or exported; for exactly-once across a promotion set synchronous_standby_names (and synchronous_commit = on or remote_apply)"
+    )))
 }
 
 /// `e` as a [`PgError`] naming `server`: [`PgError::Refused`] when the
