@@ -347,6 +347,109 @@ fn check_and_status_warn_of_asynchronous_replication() {
     assert!(v.get("warnings").is_none(), "{v}");
 }
 
+/// Regression (issue 22 §4): with synchronous replication and the standby
+/// gone, a commit hung 22 s with no log line and `/healthz` said 200. The
+/// wait is not cut (the commit would then be on this server only, the
+/// loss synchronous replication prevents), but it is logged, naming the
+/// wait and the server, and `/healthz` answers 503 with the reason while
+/// it lasts; the standby back, the file goes through, once.
+#[test]
+fn a_commit_waiting_for_a_gone_synchronous_standby_is_told() {
+    let Some(cluster) = OwnCluster::start() else {
+        return;
+    };
+    let replica = Replica::start(&cluster);
+    let mut su = admin(&cluster.conninfo);
+    su.batch_execute("ALTER SYSTEM SET synchronous_standby_names = '*'")
+        .expect("synchronous replication");
+    su.batch_execute("SELECT pg_reload_conf()").expect("reload");
+    wait_for(
+        "the standby to be synchronous",
+        Duration::from_secs(30),
+        || {
+            su.query_one(
+                "SELECT count(*) FROM pg_stat_replication WHERE sync_state = 'sync'",
+                &[],
+            )
+            .map(|r| r.get::<_, i64>(0))
+            .unwrap_or(0)
+                == 1
+        },
+    );
+    let port = common::free_port();
+    let w = Work::as_given(&format!(
+        "[inbox]\nsettle = \"0s\"\n[store]\nbackend = \"postgres\"\nurl = \"{} dbname=postgres\"\n[http]\nlisten = \"127.0.0.1:{port}\"\n[[systems]]\nid = \"erp\"\n",
+        cluster.conninfo
+    ));
+    let d = w.spawn(&[]);
+    wait_for_socket(&w, &d);
+    let healthz = || -> Option<(u16, String)> {
+        use std::io::{Read, Write};
+        let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).ok()?;
+        s.set_read_timeout(Some(Duration::from_secs(10))).ok()?;
+        s.write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+            .ok()?;
+        let mut text = String::new();
+        s.read_to_string(&mut text).ok()?;
+        let status = text.get(9..12)?.parse().ok()?;
+        Some((status, text))
+    };
+    wait_for("/healthz 200", Duration::from_secs(30), || {
+        healthz().is_some_and(|(s, _)| s == 200)
+    });
+    w.drop_json("o1.json", &order("o-1", &[("A", 1)]));
+    wait_for("o-1 exported", Duration::from_secs(30), || {
+        w.exported_ids("erp") == ["o-1"]
+    });
+
+    replica.pg_ctl(&["-m", "immediate", "stop"]);
+    w.drop_json("o2.json", &order("o-2", &[("A", 1)]));
+    let start = Instant::now();
+    let last = loop {
+        let last = healthz();
+        if last.as_ref().is_some_and(|(s, _)| *s == 503) {
+            break last;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(30),
+            "/healthz never said 503: {last:?}\n{}",
+            d.log_text()
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    };
+    let (_, body) = last.unwrap_or_default();
+    assert!(body.contains("synchronous standby"), "{body}");
+    let log = d.log_text();
+    let told: Vec<&str> = log
+        .lines()
+        .filter(|l| l.contains(" ERROR ") && l.contains("synchronous standby"))
+        .collect();
+    assert_eq!(told.len(), 1, "{log}");
+    assert!(told[0].contains(&cluster.dir), "{told:?}");
+    // Not cut: the file waits, nothing of it exported.
+    assert!(
+        w.inbox().contains(&"o2.json".to_string()),
+        "{:?}",
+        w.inbox()
+    );
+    assert_eq!(w.exported_ids("erp"), ["o-1"]);
+
+    replica.pg_ctl(&["start"]);
+    wait_for("o-2 exported", Duration::from_secs(60), || {
+        w.exported_ids("erp").len() == 2
+    });
+    wait_for("/healthz 200 again", Duration::from_secs(30), || {
+        healthz().is_some_and(|(s, _)| s == 200)
+    });
+    assert!(
+        d.log_text()
+            .contains("the commit waiting for a synchronous standby went through"),
+        "{}",
+        d.log_text()
+    );
+    assert_eq!(w.exported_ids("erp"), ["o-1", "o-2"]);
+}
+
 /// Waits for the daemon's control socket, showing its log if it never comes.
 fn wait_for_socket(w: &Work, d: &common::Daemon) {
     let start = Instant::now();

@@ -59,6 +59,19 @@ pub struct Conn {
     /// Found dead (the server restarted since its last use): the pool
     /// drops it rather than hand it out again.
     dead: bool,
+    /// Its backend's pid, listed in `pids` while it is open (the watch of
+    /// commits waiting on synchronous standbys looks for these).
+    pid: i32,
+    pids: super::sync_wait::Pids,
+}
+
+impl Drop for Conn {
+    fn drop(&mut self) {
+        self.pids
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(&self.pid);
+    }
 }
 
 impl Conn {
@@ -94,6 +107,7 @@ impl Conn {
 struct Manager {
     config: postgres::Config,
     tls: super::tls::Tls,
+    pids: super::sync_wait::Pids,
 }
 
 impl r2d2::ManageConnection for Manager {
@@ -101,10 +115,18 @@ impl r2d2::ManageConnection for Manager {
     type Error = postgres::Error;
 
     fn connect(&self) -> Result<Conn, postgres::Error> {
+        let mut client = self.config.connect(self.tls.clone())?;
+        let pid: i32 = client.query_one("SELECT pg_backend_pid()", &[])?.get(0);
+        self.pids
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(pid);
         Ok(Conn {
-            client: self.config.connect(self.tls.clone())?,
+            client,
             prepared: HashMap::new(),
             dead: false,
+            pid,
+            pids: self.pids.clone(),
         })
     }
 
@@ -149,6 +171,9 @@ pub struct Live {
     /// A node of a pair: the lease that fences every write (and no
     /// writer's lock); `None` for a store of one process.
     fence: Option<Fence>,
+    /// A writing process: the watch of its commits waiting on synchronous
+    /// standbys (`sync_wait.rs`).
+    sync_wait: Option<super::sync_wait::Watch>,
 }
 
 /// How to reach the server.
@@ -189,6 +214,7 @@ impl Live {
         if let Some(lease) = options.lease {
             set_millis(&mut pooled, "idle_in_transaction_session_timeout", lease);
         }
+        let pids = super::sync_wait::Pids::default();
         let pool = r2d2::Pool::builder()
             .max_size(options.pool_size.max(1))
             .min_idle(Some(0))
@@ -203,7 +229,11 @@ impl Live {
             .build_unchecked(Manager {
                 config: pooled,
                 tls: tls.clone(),
+                pids: pids.clone(),
             });
+        let sync_wait = create.then(|| {
+            super::sync_wait::Watch::start(config.clone(), tls.clone(), server.clone(), pids)
+        });
         let live = Live {
             pool,
             config: Box::new(config),
@@ -213,6 +243,7 @@ impl Live {
             writer: Mutex::new(()),
             ids: Mutex::new((0, 0)),
             fence: options.lease.map(Fence::new),
+            sync_wait,
         };
         live.take_session()?;
         Ok(live)
@@ -305,6 +336,15 @@ impl Live {
                 r => return r.map_err(|e| self.err(e)),
             }
         }
+    }
+
+    /// Why the store is not healthy although it answers: a commit of this
+    /// process waiting on synchronous standbys that do not answer
+    /// (`sync_wait.rs`).
+    pub fn sync_wait(&self) -> Option<String> {
+        self.sync_wait
+            .as_ref()
+            .and_then(super::sync_wait::Watch::reason)
     }
 
     /// The server's replication, as `status` warns of it

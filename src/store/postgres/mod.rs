@@ -22,6 +22,7 @@ mod candidates;
 pub mod lease;
 pub mod live;
 mod prefetch;
+mod sync_wait;
 mod write;
 pub use live::Live;
 pub(crate) mod tls;
