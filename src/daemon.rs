@@ -870,7 +870,16 @@ fn ends_leading(e: &StoreError) -> bool {
 fn store_failed(engine: &Engine, e: &EngineError, store_retry: &mut Option<(u32, Instant)>) {
     let attempts = store_retry.map_or(0, |(n, _)| n) + 1;
     let wait = store_backoff(attempts);
-    if attempts == 1 {
+    // On PostgreSQL one line per outage, whoever sees it first: the pool
+    // (a connection that failed) may have said it already.
+    let unreachable = e.store_error().is_some_and(StoreError::is_unreachable);
+    let first = attempts == 1
+        && !(unreachable
+            && engine
+                .store
+                .postgres()
+                .is_some_and(|pg| !pg.outage_begins()));
+    if first {
         tracing::error!(error = %e, retry_in = ?wait, "the store failed; reopening it and retrying with backoff, files stay in the inbox");
     } else {
         tracing::debug!(error = %e, attempts, retry_in = ?wait, "the store still fails");

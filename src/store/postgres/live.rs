@@ -108,6 +108,7 @@ struct Manager {
     config: postgres::Config,
     tls: super::tls::Tls,
     pids: super::sync_wait::Pids,
+    outage: Outage,
 }
 
 impl r2d2::ManageConnection for Manager {
@@ -117,6 +118,7 @@ impl r2d2::ManageConnection for Manager {
     fn connect(&self) -> Result<Conn, postgres::Error> {
         let mut client = self.config.connect(self.tls.clone())?;
         let pid: i32 = client.query_one("SELECT pg_backend_pid()", &[])?.get(0);
+        self.outage.end();
         self.pids
             .lock()
             .unwrap_or_else(|e| e.into_inner())
@@ -139,16 +141,56 @@ impl r2d2::ManageConnection for Manager {
     }
 }
 
-/// What the pool does with a connection that failed: a debug line, never
-/// r2d2's own error line per slot and per try.
+/// An outage of the server, as this process saw it: since when, if one
+/// is going on. One error line per outage, whoever notices it first (the
+/// pool failing to connect, or the daemon's work failing); the others'
+/// lines are debug ones.
+#[derive(Clone, Debug)]
+struct Outage {
+    since: std::sync::Arc<Mutex<Option<std::time::Instant>>>,
+    server: String,
+}
+
+impl Outage {
+    /// Marks an outage begun: true when none was going on (the caller
+    /// logs it).
+    fn begin(&self) -> bool {
+        let mut since = self.since.lock().unwrap_or_else(|e| e.into_inner());
+        if since.is_some() {
+            return false;
+        }
+        *since = Some(std::time::Instant::now());
+        true
+    }
+
+    /// A connection was made: an outage going on has ended.
+    fn end(&self) {
+        let took = self.since.lock().unwrap_or_else(|e| e.into_inner()).take();
+        if let Some(t) = took {
+            tracing::info!(server = %self.server, after = ?t.elapsed(), "the store's database answers again");
+        }
+    }
+}
+
+/// What the pool does with a connection that failed: the outage's one
+/// error line if it is the first to see it, else a debug line; never
+/// r2d2's own error line per slot and per try, naming no server.
 #[derive(Debug)]
 struct PoolErrors {
-    server: String,
+    outage: Outage,
 }
 
 impl r2d2::HandleError<postgres::Error> for PoolErrors {
     fn handle_error(&self, error: postgres::Error) {
-        tracing::debug!(server = %self.server, error = %describe(&error), "a pooled connection failed");
+        let server = &self.outage.server;
+        if self.outage.begin() {
+            tracing::error!(
+                "the store failed: PostgreSQL at {server} cannot be reached: {}; tried again as needed",
+                describe(&error)
+            );
+        } else {
+            tracing::debug!(server = %server, error = %describe(&error), "a pooled connection failed");
+        }
     }
 }
 
@@ -174,6 +216,8 @@ pub struct Live {
     /// A writing process: the watch of its commits waiting on synchronous
     /// standbys (`sync_wait.rs`).
     sync_wait: Option<super::sync_wait::Watch>,
+    /// The server's outage going on, if any: logged once.
+    outage: Outage,
 }
 
 /// How to reach the server.
@@ -215,21 +259,27 @@ impl Live {
             set_millis(&mut pooled, "idle_in_transaction_session_timeout", lease);
         }
         let pids = super::sync_wait::Pids::default();
+        let outage = Outage {
+            since: Default::default(),
+            server: server.clone(),
+        };
         let pool = r2d2::Pool::builder()
             .max_size(options.pool_size.max(1))
             .min_idle(Some(0))
             .connection_timeout(POOL_WAIT)
             .test_on_check_out(false)
             // r2d2 logs each failed connection of each slot (every second
-            // while the server is down, naming no server): the daemon says
-            // it once per outage, naming the server (`daemon::store_failed`).
+            // while the server is down, naming no server): one line per
+            // outage instead, naming the server (`Outage`), by the pool or
+            // by the daemon (`daemon::store_failed`), whichever sees it first.
             .error_handler(Box::new(PoolErrors {
-                server: server.clone(),
+                outage: outage.clone(),
             }))
             .build_unchecked(Manager {
                 config: pooled,
                 tls: tls.clone(),
                 pids: pids.clone(),
+                outage: outage.clone(),
             });
         let sync_wait = create.then(|| {
             super::sync_wait::Watch::start(config.clone(), tls.clone(), server.clone(), pids)
@@ -244,6 +294,7 @@ impl Live {
             ids: Mutex::new((0, 0)),
             fence: options.lease.map(Fence::new),
             sync_wait,
+            outage,
         };
         live.take_session()?;
         Ok(live)
@@ -333,7 +384,11 @@ impl Live {
                     conn.dead = true;
                     tracing::debug!(server = %self.server, error = %describe(&e), "a pooled connection was dead; reading again on another");
                 }
-                r => return r.map_err(|e| self.err(e)),
+                Ok(t) => {
+                    self.outage.end();
+                    return Ok(t);
+                }
+                Err(e) => return Err(self.err(e)),
             }
         }
     }
@@ -345,6 +400,13 @@ impl Live {
         self.sync_wait
             .as_ref()
             .and_then(super::sync_wait::Watch::reason)
+    }
+
+    /// Marks an outage of the server begun (a failure the caller saw):
+    /// true when it is the first anyone saw, and the caller logs it; false
+    /// when it was logged already (the pool could not connect).
+    pub fn outage_begins(&self) -> bool {
+        self.outage.begin()
     }
 
     /// The server's replication, as `status` warns of it
