@@ -450,6 +450,89 @@ fn a_commit_waiting_for_a_gone_synchronous_standby_is_told() {
     assert_eq!(w.exported_ids("erp"), ["o-1", "o-2"]);
 }
 
+/// Issue 22 §4: the database's own failover. The daemon's URL names the
+/// primary and its synchronous replica with `target_session_attrs=primary`;
+/// the primary is killed and the replica promoted: the daemon logs the
+/// outage once, finds the promoted server by itself, and the file that
+/// waited goes through on it, nothing lost or doubled (the replica was
+/// synchronous, so it had every commit the daemon had acted on).
+#[test]
+fn a_promoted_replica_is_found_and_nothing_is_lost() {
+    let Some(cluster) = OwnCluster::start() else {
+        return;
+    };
+    let replica = Replica::start(&cluster);
+    let mut su = admin(&cluster.conninfo);
+    su.batch_execute("ALTER SYSTEM SET synchronous_standby_names = '*'")
+        .expect("synchronous replication");
+    su.batch_execute("SELECT pg_reload_conf()").expect("reload");
+    wait_for(
+        "the standby to be synchronous",
+        Duration::from_secs(30),
+        || {
+            su.query_one(
+                "SELECT count(*) FROM pg_stat_replication WHERE sync_state = 'sync'",
+                &[],
+            )
+            .map(|r| r.get::<_, i64>(0))
+            .unwrap_or(0)
+                == 1
+        },
+    );
+    drop(su);
+    let url = format!(
+        "host={dir},{dir} port=5432,5433 user=postgres dbname=postgres target_session_attrs=primary",
+        dir = cluster.dir
+    );
+    let w = Work::as_given(&format!(
+        "[inbox]\nsettle = \"0s\"\nrescan = \"1s\"\n[store]\nbackend = \"postgres\"\nurl = \"{url}\"\n[[systems]]\nid = \"erp\"\n"
+    ));
+    let check = w.ok(&["check"]);
+    assert!(
+        check.contains(&format!(
+            "postgresql://postgres@{dir},{dir}/postgres?target_session_attrs=read-write",
+            dir = cluster.dir
+        )),
+        "{check}"
+    );
+    let d = w.spawn(&[]);
+    wait_for_socket(&w, &d);
+    for i in 0..5 {
+        w.drop_json(
+            &format!("o{i}.json"),
+            &order(&format!("o-{i}"), &[("A", 1)]),
+        );
+    }
+    wait_for("5 orders exported", Duration::from_secs(30), || {
+        w.exported_ids("erp").len() == 5
+    });
+
+    cluster.pg_ctl(&["-m", "immediate", "stop"]);
+    w.drop_json("o5.json", &order("o-5", &[("A", 1)]));
+    std::thread::sleep(Duration::from_secs(2));
+    replica.pg_ctl(&["promote"]);
+    wait_for("o-5 exported", Duration::from_secs(60), || {
+        w.exported_ids("erp").len() == 6
+    });
+    let ids = w.exported_ids("erp");
+    let mut unique = ids.clone();
+    unique.sort();
+    unique.dedup();
+    assert_eq!(unique.len(), 6, "{ids:?}");
+    assert_eq!(ids.len(), 6, "an order exported twice: {ids:?}");
+    assert_eq!(w.json(&["status"])["orders"], 6);
+    assert_eq!(w.stock("A"), (0, 6, -6));
+    let log = d.log_text();
+    let loud: Vec<&str> = log
+        .lines()
+        .filter(|l| l.contains(" ERROR ") || l.contains(" WARN "))
+        .collect();
+    assert!(
+        !loud.is_empty() && loud.len() <= 2,
+        "the outage, once (and perhaps the wait on the gone standby):\n{log}"
+    );
+}
+
 /// Waits for the daemon's control socket, showing its log if it never comes.
 fn wait_for_socket(w: &Work, d: &common::Daemon) {
     let start = Instant::now();
