@@ -1,5 +1,16 @@
-//! An active/standby pair (`[cluster]`): several nodes run `ordersync run`
-//! on one PostgreSQL store and one shared spool, and one of them leads.
+//! One writer per PostgreSQL store, and an active/standby pair
+//! (`[cluster]`): several nodes run `ordersync run` on one PostgreSQL store
+//! and one shared spool, and one of them leads.
+//!
+//! - **Every writer holds the lease.** On PostgreSQL a daemon alone is a
+//!   pair of one: it takes the same lease, renews it and is fenced by it,
+//!   and is refused at start, naming the holder, while another process
+//!   holds it. Commands that write without a daemon (`run --once`,
+//!   `reexport`, `status --wait` doing the work, `restore`) hold it for
+//!   their run ([`hold_for_command`]).
+//! - **Nodes.** Each daemon claims its node name in the store at start
+//!   ([`join`]): a name a live process holds is refused, and so is a node
+//!   whose settings differ from a live node's, naming each difference.
 //!
 //! - **The lease** is a row in the store (`store/postgres/lease.rs`): a
 //!   node takes it when it has expired, renews it every fifth of its length
@@ -21,8 +32,13 @@ use std::sync::mpsc::Receiver;
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
+use anyhow::anyhow;
+use uuid::Uuid;
+
+use crate::config::Config;
 use crate::daemon::Hint;
 use crate::engine::Engine;
+use crate::store::postgres::nodes::Claim;
 
 /// This process's part in its store: set once by `run`.
 #[derive(Debug)]
@@ -30,8 +46,10 @@ pub struct Role {
     /// Its `[cluster] node` (the host name by default).
     pub node: String,
     /// One of a pair (`[cluster]`); false for a daemon alone on its store,
-    /// which always leads.
+    /// which leads whenever it holds the lease (always, on sled).
     pub paired: bool,
+    /// This process's claim of its node name in the store (`nodes`).
+    pub token: Uuid,
     leading: AtomicBool,
     /// The node that holds the lease, as last seen.
     leader: Mutex<Option<String>>,
@@ -45,22 +63,170 @@ pub fn role() -> Option<&'static Role> {
     ROLE.get()
 }
 
-/// Sets this process's role: a daemon alone leads at once; a node of a
-/// pair starts as a standby.
+/// Sets this process's role: a daemon alone on sled leads at once; on
+/// PostgreSQL every daemon starts as a standby and leads once it holds the
+/// lease.
 pub fn init(engine: &Engine) -> &'static Role {
     ROLE.get_or_init(|| {
-        let (node, paired) = match &engine.config.cluster {
-            Some(c) => (c.node.clone(), true),
-            None => (crate::config::host_name(), false),
-        };
-        crate::metrics::global().set_leader(!paired);
+        let paired = engine.config.cluster.is_some();
+        let node = node_name(&engine.config);
+        let leads = engine.store.postgres().is_none();
+        crate::metrics::global().set_leader(leads);
         Role {
-            leader: Mutex::new((!paired).then(|| node.clone())),
-            leading: AtomicBool::new(!paired),
+            leader: Mutex::new(leads.then(|| node.clone())),
+            leading: AtomicBool::new(leads),
             node,
             paired,
+            token: Uuid::new_v4(),
         }
     })
+}
+
+/// This process's node name: `[cluster] node`, else the host name.
+pub fn node_name(config: &Config) -> String {
+    config
+        .cluster
+        .as_ref()
+        .map_or_else(crate::config::host_name, |c| c.node.clone())
+}
+
+/// What a node's settings are, as the other nodes compare them: every
+/// setting that changes what is done with the shared store and spool.
+pub fn settings(config: &Config) -> serde_json::Value {
+    let mut map = serde_json::Map::new();
+    let mut put = |k: String, v: String| {
+        map.insert(k, serde_json::Value::String(v));
+    };
+    let p = &config.paths;
+    put("inbox".into(), p.inbox.display().to_string());
+    put("outbox".into(), p.outbox.display().to_string());
+    put("archive".into(), p.archive.display().to_string());
+    put("errors".into(), p.errors.display().to_string());
+    put(
+        "inbox.ready_marker".into(),
+        format!("{:?}", config.inbox.ready_marker),
+    );
+    put(
+        "inbox.ignore".into(),
+        format!("{:?}", config.inbox.ignore_patterns),
+    );
+    put(
+        "inventory.allow_negative".into(),
+        config.inventory.allow_negative.to_string(),
+    );
+    put(
+        "lease".into(),
+        humantime::format_duration(
+            config
+                .cluster
+                .as_ref()
+                .map_or(crate::config::DEFAULT_LEASE, |c| c.lease),
+        )
+        .to_string(),
+    );
+    let systems: Vec<&str> = config.systems.iter().map(|s| s.id.as_str()).collect();
+    put("systems".into(), systems.join(", "));
+    for s in &config.systems {
+        let mut sys = |k: &str, v: String| put(format!("systems.{}.{k}", s.id), v);
+        sys("transport", format!("{:?}", s.transport).to_lowercase());
+        sys("format", format!("{:?}", s.format).to_lowercase());
+        sys("batch_size", s.batch_size.to_string());
+        sys("eligibility", s.eligibility_fingerprint());
+        sys("include_lines", s.include_lines.to_string());
+        sys("ready_marker", s.ready_marker.to_string());
+        sys(
+            "resend_after",
+            s.resend_after
+                .map_or("0s".into(), |d| humantime::format_duration(d).to_string()),
+        );
+        sys("auto_ack", s.auto_ack.to_string());
+        sys("auto_ack_regulate", s.auto_ack_regulate.to_string());
+        sys(
+            "csv",
+            format!("{:?} {} {}", s.csv_delimiter as char, s.csv_crlf, s.csv_bom),
+        );
+        sys(
+            "inbox",
+            s.inbox
+                .as_ref()
+                .map_or(String::new(), |d| d.display().to_string()),
+        );
+    }
+    serde_json::Value::Object(map)
+}
+
+/// The settings in which `mine` and `theirs` differ, one line each.
+pub fn differences(mine: &serde_json::Value, theirs: &serde_json::Value) -> Vec<String> {
+    let empty = serde_json::Map::new();
+    let (a, b) = (
+        mine.as_object().unwrap_or(&empty),
+        theirs.as_object().unwrap_or(&empty),
+    );
+    let mut keys: Vec<&String> = a.keys().chain(b.keys()).collect();
+    keys.sort();
+    keys.dedup();
+    let shown = |v: Option<&serde_json::Value>| match v {
+        Some(serde_json::Value::String(s)) => format!("{s:?}"),
+        Some(v) => v.to_string(),
+        None => "(not set)".into(),
+    };
+    keys.into_iter()
+        .filter(|k| a.get(*k) != b.get(*k))
+        .map(|k| format!("{k}: {} here, {} there", shown(a.get(k)), shown(b.get(k))))
+        .collect()
+}
+
+/// Claims this daemon's node name in the store and checks its settings
+/// against the live nodes'. A name held by a live process is waited for
+/// up to a lease (it may be this daemon's predecessor, killed), then
+/// refused; settings that differ from a live node's are refused, naming
+/// each difference. Nothing to do on sled.
+pub fn join(engine: &Engine, role: &Role, shutdown: &AtomicBool) -> anyhow::Result<()> {
+    let Some(pg) = engine.store.postgres() else {
+        return Ok(());
+    };
+    let mine = settings(&engine.config);
+    let lease = pg.fence().lease;
+    let start = Instant::now();
+    loop {
+        match pg.claim_node(&role.node, role.token, &mine)? {
+            Claim::Held => break,
+            Claim::Taken { seen_ms } => {
+                if start.elapsed() > lease + Duration::from_secs(1)
+                    || shutdown.load(Ordering::SeqCst)
+                {
+                    return Err(anyhow!(
+                        "the node name {:?} is in use by another running ordersync on this store (seen {:.1} s ago by the database's clock): give each node its own name ([cluster] node; a daemon alone is named after its host)",
+                        role.node,
+                        seen_ms / 1000.0
+                    ));
+                }
+                std::thread::sleep(Duration::from_millis(200));
+            }
+        }
+    }
+    for other in pg.other_nodes(&role.node)? {
+        let diff = differences(&mine, &other.settings);
+        if !diff.is_empty() {
+            let _ = pg.leave_node(&role.node, role.token);
+            return Err(anyhow!(
+                "this node's settings differ from those of node {:?}, which runs on the same store{}: {}. Every node on one store must run the same configuration (stop the others to change it)",
+                other.node,
+                if other.paired { " (of a pair)" } else { "" },
+                diff.join("; ")
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// Gives this daemon's node name up (a clean stop).
+pub fn leave(engine: &Engine, role: &Role) {
+    if let Some(pg) = engine.store.postgres()
+        && let Err(e) = pg.leave_node(&role.node, role.token)
+    {
+        tracing::debug!(error = %e, "the node name could not be given up: it goes stale after a lease");
+    }
 }
 
 impl Role {
@@ -95,32 +261,55 @@ impl Role {
 /// Waits, as a standby, until this node takes the lease: its epoch, or
 /// `None` when `shutdown` was set first. Tries every second (or every fifth
 /// of the lease, if shorter); a database that cannot be reached is logged
-/// once per outage and tried again.
+/// once per outage and tried again. With `refuse`, another process that
+/// still holds the lease after a lease and a second of waiting (so it
+/// renews it: it runs) is an error naming it: a daemon alone starting
+/// beside another writer. An error too: this node's name taken by another
+/// process meanwhile.
 pub fn wait_to_lead(
     engine: &Engine,
     role: &Role,
     shutdown: &AtomicBool,
     hints: &Receiver<Hint>,
     status: &mut dyn FnMut(&str),
-) -> Option<i64> {
-    let pg = engine.store.postgres()?;
-    let lease = pg.fence().map_or(Duration::from_secs(5), |f| f.lease);
+    refuse: bool,
+) -> anyhow::Result<Option<i64>> {
+    let Some(pg) = engine.store.postgres() else {
+        return Ok(None);
+    };
+    let lease = pg.fence().lease;
     let every = (lease / 5).min(Duration::from_secs(1));
     let mut unreachable = false;
     let mut seen: Option<String> = None;
+    let start = Instant::now();
     loop {
         if shutdown.load(Ordering::SeqCst) {
-            return None;
+            return Ok(None);
         }
-        match pg.take_lease(&role.node) {
-            Ok(Some(epoch)) => return Some(epoch),
-            Ok(None) => {
+        match pg
+            .node_seen(&role.node, role.token)
+            .and_then(|ours| Ok((ours, pg.take_lease(&role.node)?)))
+        {
+            Ok((false, _)) => {
+                let _ = pg.step_down(true);
+                return Err(name_taken(role));
+            }
+            Ok((true, Some(epoch))) => return Ok(Some(epoch)),
+            Ok((true, None)) => {
                 if unreachable {
                     tracing::info!("the store's database answers again");
                     unreachable = false;
                 }
                 let holder = pg.lease_holder().ok().flatten().filter(|h| h.live);
                 let name = holder.map(|h| h.node);
+                if refuse && start.elapsed() > lease + Duration::from_secs(1) {
+                    return Err(anyhow!(
+                        "another ordersync process writes this store: {} holds the writer's lease on {} and renews it. One daemon per store (or an active/standby pair, [cluster])",
+                        name.as_deref()
+                            .map_or("a process".into(), |n| format!("node {n:?}")),
+                        pg.server()
+                    ));
+                }
                 if name != seen {
                     match &name {
                         Some(n) => tracing::info!(leader = %n, "standby: another node leads"),
@@ -149,6 +338,110 @@ pub fn wait_to_lead(
             let _ = hints.recv_timeout(until.saturating_duration_since(Instant::now()));
         }
     }
+}
+
+fn name_taken(role: &Role) -> anyhow::Error {
+    anyhow!(
+        "the node name {:?} was claimed by another ordersync process on this store while this one was frozen or cut off: stopping (give each node its own name, [cluster] node)",
+        role.node
+    )
+}
+
+/// The writer's lease held by a command for its run (see
+/// [`hold_for_command`]): renewed on a thread of its own, let go when
+/// dropped.
+pub struct Held<'a> {
+    engine: &'a Engine,
+    done: Arc<AtomicBool>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Drop for Held<'_> {
+    fn drop(&mut self) {
+        self.done.store(true, Ordering::SeqCst);
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+        if let Some(pg) = self.engine.store.postgres()
+            && let Err(e) = pg.step_down(true)
+        {
+            tracing::warn!(error = %e, "the writer's lease could not be let go: another process takes it when it expires");
+        }
+    }
+}
+
+/// A command that writes the store without a daemon (`run --once`,
+/// `reexport`, `status --wait` doing the work, `restore`): on PostgreSQL it
+/// holds the writer's lease for its run, or is refused naming the process
+/// that holds it. A holder that does not renew it (killed) is waited for
+/// up to a lease; one of this machine known to have ended, not at all.
+/// `None` on sled, whose lock the open store holds.
+pub fn hold_for_command<'a>(engine: &'a Engine, what: &str) -> anyhow::Result<Option<Held<'a>>> {
+    let Some(pg) = engine.store.postgres() else {
+        return Ok(None);
+    };
+    let node = node_name(&engine.config);
+    let lease = pg.fence().lease;
+    let start = Instant::now();
+    loop {
+        if pg.take_lease(&node)?.is_some() {
+            break;
+        }
+        if start.elapsed() > lease + Duration::from_secs(1) {
+            let holder = pg.lease_holder()?.filter(|h| h.live).map_or_else(
+                || "another process".into(),
+                |h| format!("node {:?}", h.node),
+            );
+            return Err(anyhow!(
+                "{holder} holds the writer's lease on this store ({}) and renews it: `{what}` writes only while no other ordersync process does (the daemon that holds it does this work)",
+                pg.server()
+            ));
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let (fence, mut client) = pg.renewer()?;
+    let done = Arc::new(AtomicBool::new(false));
+    let stop = done.clone();
+    let thread = std::thread::Builder::new()
+        .name("lease".into())
+        .spawn(move || {
+            let every = fence.lease / 5;
+            let mut renewed = Instant::now();
+            loop {
+                let until = Instant::now() + every;
+                while Instant::now() < until {
+                    if stop.load(Ordering::SeqCst) {
+                        return;
+                    }
+                    std::thread::sleep(Duration::from_millis(20).min(every));
+                }
+                let asked = Instant::now();
+                match fence.holds(&mut client) {
+                    Ok(true) => {
+                        fence.set_renewed(asked);
+                        renewed = asked;
+                    }
+                    Ok(false) => {
+                        tracing::error!("the writer's lease was taken by another process: nothing more is written");
+                        fence.set_epoch(0);
+                        return;
+                    }
+                    Err(e) if renewed.elapsed() >= fence.lease * 4 / 5 => {
+                        tracing::error!(error = %e, "the writer's lease could not be renewed: nothing more is written");
+                        fence.set_epoch(0);
+                        return;
+                    }
+                    Err(e) => {
+                        tracing::warn!(error = %e, "the writer's lease could not be renewed; trying again")
+                    }
+                }
+            }
+        })?;
+    Ok(Some(Held {
+        engine,
+        done,
+        thread: Some(thread),
+    }))
 }
 
 /// This node leads under `epoch` from now on.
@@ -186,9 +479,7 @@ pub fn heartbeat(
             let Some(pg) = engine.store.postgres() else {
                 return;
             };
-            let Some(lease) = pg.fence().map(|f| f.lease) else {
-                return;
-            };
+            let lease = pg.fence().lease;
             let every = lease / 5;
             let mut renewed = Instant::now();
             let lost = loop {
@@ -216,6 +507,9 @@ pub fn heartbeat(
                     Err(e) => {
                         tracing::warn!(error = %e, "the lease could not be renewed; trying again");
                     }
+                }
+                if let Ok(false) = pg.node_seen(&role.node, role.token) {
+                    break name_taken(role).to_string();
                 }
             };
             step_down(&engine, role, &lost);

@@ -80,14 +80,21 @@ pub fn run(config: Config) -> anyhow::Result<()> {
     // lease lost. Also the store's stop flag.
     let stop = Arc::new(AtomicBool::new(false));
     spawn_signal_listener([shutdown.clone(), stop.clone()], tx.clone())?;
+    // On PostgreSQL every daemon holds the writer's lease to write: a node
+    // of a pair, and one alone (a pair of one, refused while another
+    // writer holds it).
+    let leased = matches!(config.store.backend, crate::config::Backend::Postgres(_));
     let paired = config.cluster.is_some();
-    let Some(mut engine) = open_when_reachable(&config, &shutdown, &rx, !paired)? else {
+    let Some(mut engine) = open_when_reachable(&config, &shutdown, &rx, !leased)? else {
         tracing::info!("stopped before the store could be opened");
         return Ok(());
     };
     engine.store.set_stop_flag(stop.clone());
     let engine = Arc::new(engine);
     let role = crate::cluster::init(&engine);
+    if leased {
+        crate::cluster::join(&engine, role, &shutdown)?;
+    }
     // A big file is applied in chunks within one step of the loop: the
     // watchdog is pinged between them too (pinging early is harmless).
     if let Some(every) = sd_notify::watchdog_enabled() {
@@ -137,7 +144,7 @@ pub fn run(config: Config) -> anyhow::Result<()> {
     // when the loop ends.
     let http = crate::http::start(engine.clone())?;
     let mut systemd = Systemd::from_env();
-    let result = if paired {
+    let result = if leased {
         lead_when_due(
             &engine,
             role,
@@ -146,19 +153,26 @@ pub fn run(config: Config) -> anyhow::Result<()> {
             &tx,
             &mut watch_inbox,
             &mut systemd,
+            !paired,
         )
     } else {
         run_loop(&engine, &rx, &shutdown, &mut watch_inbox, &mut systemd)
     };
+    if leased {
+        crate::cluster::leave(&engine, role);
+    }
     drop(http);
     result?;
     tracing::info!("stopped");
     Ok(())
 }
 
-/// A node of a pair: waits as a standby until it takes the lease, leads
-/// (the loop) until the lease is lost, then waits again; until a signal.
-/// A clean stop lets the lease go, so that another node takes over at once.
+/// A daemon on PostgreSQL: waits as a standby until it takes the lease,
+/// leads (the loop) until the lease is lost, then waits again; until a
+/// signal. A clean stop lets the lease go, so that another node takes over
+/// at once. A daemon `alone` (no `[cluster]`) is refused at start while
+/// another process holds the lease and renews it.
+#[allow(clippy::too_many_arguments)]
 fn lead_when_due(
     engine: &Arc<Engine>,
     role: &'static crate::cluster::Role,
@@ -167,20 +181,34 @@ fn lead_when_due(
     wake: &SyncSender<Hint>,
     watch: &mut dyn FnMut() -> bool,
     systemd: &mut Systemd,
+    alone: bool,
 ) -> anyhow::Result<()> {
     use crate::cluster;
     let mut ready = false;
+    let mut first = true;
     loop {
-        let epoch = cluster::wait_to_lead(engine, role, shutdown, hints, &mut |status| {
-            if ready {
-                systemd.status(status);
-            } else {
-                // A standby is up and serving: ready as far as systemd is
-                // concerned.
-                systemd.ready(status);
-                ready = true;
-            }
-        });
+        let refuse = alone && first;
+        let epoch = cluster::wait_to_lead(
+            engine,
+            role,
+            shutdown,
+            hints,
+            &mut |status| {
+                if refuse {
+                    // A daemon alone is ready once it leads.
+                    systemd.status(status);
+                } else if ready {
+                    systemd.status(status);
+                } else {
+                    // A standby is up and serving: ready as far as systemd
+                    // is concerned.
+                    systemd.ready(status);
+                    ready = true;
+                }
+            },
+            refuse,
+        )?;
+        first = false;
         let Some(epoch) = epoch else { break };
         cluster::lead(role, epoch);
         stop.store(shutdown.load(Ordering::SeqCst), Ordering::SeqCst);
@@ -216,6 +244,9 @@ fn lead_when_due(
             Err(e) => format!("{e:#}"),
         };
         cluster::step_down(engine, role, &why);
+        if alone {
+            tracing::error!(reason = %why, "this daemon (alone on its store, no [cluster]) lost the writer's lease: it writes nothing until it holds it again");
+        }
         // A write refused by the fence or a database gone: standby again,
         // and the lease decides. Anything else (the state folder replaced)
         // ends the daemon as it would end one alone.

@@ -143,9 +143,9 @@ impl Engine {
         }
         let store = Store::open(&p.state, &config.store)?;
         let engine = Engine { config, store };
-        // A node of a pair cleans when it leads: the leader may be writing
-        // them now.
-        if engine.config.cluster.is_none() {
+        // On PostgreSQL a process cleans when it holds the writer's lease:
+        // another may be writing them now (sled's lock is held here).
+        if engine.store.postgres().is_none() {
             engine.remove_stale_temporaries()?;
         }
         Ok(engine)
@@ -184,7 +184,7 @@ impl Engine {
     /// an order eligible for a system reaches it even if it arrived before
     /// the system was configured so.
     pub fn reconcile_systems(&self) -> Result<(), EngineError> {
-        let now = Utc::now().timestamp_millis();
+        let now = self.store.now().timestamp_millis();
         for system in &self.config.systems {
             let fingerprint = system.eligibility_fingerprint();
             let (queued, dropped) = self.store.reconcile_system(system, &fingerprint, now)?;
@@ -302,7 +302,7 @@ impl Engine {
             }
         };
         let sha256: [u8; 32] = Sha256::digest(&bytes).into();
-        let now = Utc::now();
+        let now = self.store.now();
         let parsed = input::parse(
             &c.name,
             &bytes,

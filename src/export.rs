@@ -154,7 +154,7 @@ fn export_system(
         recover(store, config, system, d, batch, written)?;
     }
     if let Some(after) = system.resend_after {
-        let now = Utc::now().timestamp_millis();
+        let now = store.now().timestamp_millis();
         let n = store.resend_written_before(&system.id, now - after.as_millis() as i64, now)?;
         if n > 0 {
             tracing::info!(system = %system.id, orders = n, "written but not acked in time: exporting again");
@@ -189,7 +189,7 @@ fn export_system(
             Some(ref d) => d,
             None => dir.insert(open_outbox(config, system)?),
         };
-        let now = Utc::now();
+        let now = store.now();
         let records: Vec<_> = files
             .iter()
             .map(|(revisions, bytes)| (revisions.clone(), Some(Content::of(bytes))))
@@ -254,7 +254,7 @@ fn recover(
     };
     let orders = load(store, batch.orders.iter().map(|(id, _)| *id))?;
     if orders.is_empty() {
-        let ctx = context(config);
+        let ctx = context(config, store);
         store.finish_batch(&batch, system, &ctx)?;
         store.flush()?;
         return Ok(());
@@ -344,7 +344,7 @@ fn place(
                 Err(e) => return Err(io_err(e)),
             },
         };
-        let next = store.move_batch(&batch, |seq| file_name(Utc::now(), seq, system.format))?;
+        let next = store.move_batch(&batch, |seq| file_name(store.now(), seq, system.format))?;
         store.flush()?;
         tracing::warn!(
             system = %system.id, taken = %dir.join(&squatter.0).display(), kind = squatter.1,
@@ -396,14 +396,16 @@ fn finish(
         tracing::info!(system = %system.id, file = %batch.file, orders = batch.orders.len(), "export file written");
         written.push(dir.join(&batch.file));
     }
-    store.finish_batches(batches, system, &context(config))?;
+    store.finish_batches(batches, system, &context(config, store))?;
     store.flush()?;
     Ok(())
 }
 
-fn context(config: &Config) -> Context<'_> {
+/// The time comes from the store's one clock (the database server's on
+/// PostgreSQL).
+fn context<'a>(config: &'a Config, store: &Store) -> Context<'a> {
     Context {
-        now: Utc::now().timestamp_millis(),
+        now: store.now().timestamp_millis(),
         systems: &config.systems,
         allow_negative: config.inventory.allow_negative,
         only_system: None,

@@ -113,7 +113,7 @@ pub(super) async fn handle(
     let engine = engine.clone();
     let result = tokio::task::spawn_blocking(move || {
         let ctx = Context {
-            now: chrono::Utc::now().timestamp_millis(),
+            now: engine.store.now().timestamp_millis(),
             systems: &engine.config.systems,
             allow_negative: engine.config.inventory.allow_negative,
             only_system: None,

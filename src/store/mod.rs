@@ -67,8 +67,8 @@ pub enum StoreError {
     /// the server (never a password) and the cause.
     #[error("{0}")]
     Server(String),
-    /// A write of a node of a pair that does not hold the leader's lease
-    /// (`[cluster]`): refused by the database, nothing of it was written.
+    /// A write of a process that does not hold the writer's lease (on
+    /// PostgreSQL): refused by the database, nothing of it was written.
     #[error("{0}")]
     Fenced(String),
     /// sled failed otherwise: corruption, a bug. Its cause is in the
@@ -170,7 +170,8 @@ impl Store {
                     url: &pg.url,
                     pool_size: pg.pool_size,
                     statement_timeout: pg.statement_timeout,
-                    lease: pg.lease,
+                    lease: pg.lease.unwrap_or(crate::config::DEFAULT_LEASE),
+                    paired: pg.lease.is_some(),
                 },
                 create,
             )?),
@@ -183,14 +184,25 @@ impl Store {
     }
 
     /// Until when this process may write a file for the store: no limit
-    /// (`None`), but on a node of a pair only while its lease holds (renewed
-    /// here; [`StoreError::Fenced`] when it does not). The database fences
-    /// the store's own writes; this is for the export files, which it
-    /// cannot fence.
+    /// (`None`) on sled, where the store's lock is held for the process's
+    /// life; on PostgreSQL only while its writer's lease holds
+    /// ([`StoreError::Fenced`] when it does not). The database fences the
+    /// store's own writes; this is for the export files, which it cannot
+    /// fence.
     pub fn lease_deadline(&self) -> Result<Option<std::time::Instant>, StoreError> {
         match &self.db {
             Engine::Postgres(pg) => pg.lease_deadline(),
             Engine::Sled(_) => Ok(None),
+        }
+    }
+
+    /// Now, by the one clock that decides: the database server's on
+    /// PostgreSQL (every process writing or reading it agrees, whatever its
+    /// own clock says), this machine's on sled (one process).
+    pub fn now(&self) -> chrono::DateTime<chrono::Utc> {
+        match &self.db {
+            Engine::Postgres(pg) => pg.now(),
+            Engine::Sled(_) => chrono::Utc::now(),
         }
     }
 

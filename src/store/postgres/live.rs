@@ -6,11 +6,14 @@
 //!   changes, the applied-file rows among them, in one transaction: they
 //!   are all there or none is. `applied_files` is unique on (name, SHA-256),
 //!   so a second process applying the same file fails its whole group.
-//! - **One writing process.** [`Live::open`] takes a session-level advisory
-//!   lock on a connection of its own and keeps it while open: a second
-//!   `run` on the same database is refused as a second one on the same
-//!   sled folder is. After an error (the server restarted) [`Live::reopen`]
-//!   takes it again.
+//! - **One writing process.** Every write transaction is fenced by the
+//!   writer's lease ([`super::lease`]): it commits only while this process
+//!   holds the lease, whatever happened to its sessions. A process alone on
+//!   the store (no `[cluster]`) also takes a session-level advisory lock on
+//!   a connection of its own when it opens the store, as a fast refusal of
+//!   a second `run` (as a second one on the same sled folder is refused);
+//!   safety does not rest on it: it is lost with its session (a terminated
+//!   backend, a restarted server), the lease is not.
 //! - **Derived records are the tables' own.** The listing entries of the
 //!   export states ([`Key::Index`]) and the external-id lookups
 //!   ([`Key::External`], [`Key::ExternalUuid`]) are the indexes of
@@ -129,9 +132,13 @@ pub struct Live {
     writer: Mutex<()>,
     /// Ids handed out: the next one and the end of its block.
     ids: Mutex<(u64, u64)>,
-    /// A node of a pair: the lease that fences every write (and no
-    /// writer's lock); `None` for a store of one process.
-    fence: Option<Fence>,
+    /// The writer's lease that fences every write.
+    fence: std::sync::Arc<Fence>,
+    /// A node of a pair (`[cluster]`): no writer's advisory lock.
+    paired: bool,
+    /// The session held the advisory lock once: losing it later (the
+    /// session ended) is no refusal, the lease decides.
+    opened: std::sync::atomic::AtomicBool,
 }
 
 /// How to reach the server.
@@ -139,8 +146,11 @@ pub struct Options<'a> {
     pub url: &'a str,
     pub pool_size: u32,
     pub statement_timeout: Option<Duration>,
-    /// `[cluster] lease`: this process is a node of a pair.
-    pub lease: Option<Duration>,
+    /// How long the writer's lease lasts: `[cluster] lease`, or the
+    /// default for a process alone.
+    pub lease: Duration,
+    /// This process is a node of a pair (`[cluster]`).
+    pub paired: bool,
 }
 
 impl Live {
@@ -165,13 +175,15 @@ impl Live {
         } else {
             first.check_schema().map_err(from_pg)?;
         }
-        // A node of a pair frozen inside a transaction holds the lease's
-        // row from its fence to its COMMIT: the server ends such a session
-        // after the lease, so that the other node can take over.
+        // A process frozen inside a transaction holds the lease's row
+        // from its fence to its COMMIT: the server ends such a session
+        // after the lease, so that another process can take over.
         let mut pooled = config.clone();
-        if let Some(lease) = options.lease {
-            set_millis(&mut pooled, "idle_in_transaction_session_timeout", lease);
-        }
+        set_millis(
+            &mut pooled,
+            "idle_in_transaction_session_timeout",
+            options.lease,
+        );
         let pool = r2d2::Pool::builder()
             .max_size(options.pool_size.max(1))
             .min_idle(Some(0))
@@ -189,9 +201,12 @@ impl Live {
             session: Mutex::new(None),
             writer: Mutex::new(()),
             ids: Mutex::new((0, 0)),
-            fence: options.lease.map(Fence::new),
+            fence: std::sync::Arc::new(Fence::new(options.lease)),
+            paired: options.paired,
+            opened: Default::default(),
         };
         live.take_session()?;
+        live.on_session(|c| live.fence.read_clock(c))?;
         Ok(live)
     }
 
@@ -228,26 +243,37 @@ impl Live {
     /// A write refused: this node does not hold the leader's lease.
     pub fn fenced(&self) -> StoreError {
         StoreError::Fenced(format!(
-            "PostgreSQL at {}: this node does not hold the leader's lease (another node leads, or its lease expired): nothing was written",
+            "PostgreSQL at {}: this process does not hold the writer's lease (another ordersync process writes this store, or this one's lease expired): nothing was written",
             self.server
         ))
     }
 
-    /// Until when this node may write a file: `None` (no limit) for a
-    /// store of one process; for a node of a pair, half its lease after it
-    /// asked to renew it, if the renewal succeeded (the lease then holds at
-    /// least that long), else [`StoreError::Fenced`]. For what the database
-    /// cannot fence: a file about to be written.
+    /// Until when this process may write a file: half its lease after it
+    /// last asked to renew it, if the renewal succeeded (the lease then
+    /// holds at least that long), renewed here first when less than a
+    /// tenth of the lease would be left; else [`StoreError::Fenced`]. For
+    /// what the database cannot fence: a file about to be written.
     pub fn lease_deadline(&self) -> Result<Option<std::time::Instant>, StoreError> {
-        let Some(fence) = &self.fence else {
-            return Ok(None);
-        };
+        let fence = &self.fence;
+        if fence.epoch() == 0 {
+            return Err(self.fenced());
+        }
+        if let Some(asked) = fence.renewed()
+            && asked + fence.lease / 2 > std::time::Instant::now() + fence.lease / 10
+        {
+            return Ok(Some(asked + fence.lease / 2));
+        }
         let asked = std::time::Instant::now();
         if self.renew_lease()? {
             Ok(Some(asked + fence.lease / 2))
         } else {
             Err(self.fenced())
         }
+    }
+
+    /// Now, by the database server's clock (see [`Fence::now`]).
+    pub fn now(&self) -> chrono::DateTime<chrono::Utc> {
+        self.fence.now()
     }
 
     fn err(&self, e: postgres::Error) -> StoreError {
@@ -271,7 +297,7 @@ impl Live {
             .config
             .connect(self.tls.clone())
             .map_err(|e| self.err(e))?;
-        if self.fence.is_some() {
+        if self.paired {
             // A pair's nodes share the store: the lease, taken and renewed
             // on this session, decides who writes.
             *session = Some(client);
@@ -281,11 +307,18 @@ impl Live {
             .query_one("SELECT pg_try_advisory_lock($1)", &[&WRITER_LOCK])
             .map_err(|e| self.err(e))?
             .get(0);
-        if !got {
+        let reconnected = self.opened.swap(true, std::sync::atomic::Ordering::SeqCst);
+        if !got && !reconnected {
             return Err(StoreError::Locked(format!(
                 "the database at {}",
                 self.server
             )));
+        }
+        if !got {
+            // The session that held it ended (a terminated backend, a
+            // restarted server) and another process has it now: the lease
+            // still decides who writes, and refuses that one.
+            tracing::warn!(server = %self.server, "the writer's advisory lock was lost with its session and another process holds it now: the writer's lease still fences every write");
         }
         *session = Some(client);
         Ok(())
@@ -307,39 +340,69 @@ impl Live {
         f(client).map_err(|e| self.err(e))
     }
 
-    /// The lease of a node of a pair; `None` for a store of one process.
-    pub fn fence(&self) -> Option<&Fence> {
-        self.fence.as_ref()
+    /// The writer's lease.
+    pub fn fence(&self) -> &Fence {
+        &self.fence
     }
 
-    /// Takes the leader's lease for `node` if it is free: the epoch this
-    /// process now leads under, or `None` (another node holds it).
+    /// The lease and a connection of its own to renew it on, for a thread
+    /// that keeps a command's lease while the command works
+    /// (`crate::cluster::hold_for_command`).
+    pub fn renewer(&self) -> Result<(std::sync::Arc<Fence>, Client), StoreError> {
+        let client = self
+            .config
+            .connect(self.tls.clone())
+            .map_err(|e| self.err(e))?;
+        Ok((self.fence.clone(), client))
+    }
+
+    /// Whether this process is a node of a pair (`[cluster]`).
+    pub fn paired(&self) -> bool {
+        self.paired
+    }
+
+    /// Takes the writer's lease for `node` if it is free, or held by a
+    /// process of this machine that has ended (see [`super::lease::ended`]):
+    /// the epoch this process now holds it under, or `None` (another
+    /// process holds it).
     pub fn take_lease(&self, node: &str) -> Result<Option<i64>, StoreError> {
-        let Some(fence) = &self.fence else {
-            return Ok(None);
-        };
-        self.on_session(|c| fence.take(c, node))
+        let fence = &self.fence;
+        let asked = std::time::Instant::now();
+        let taken = self.on_session(|c| {
+            let dead = super::lease::holder(c)?
+                .filter(|h| h.live && super::lease::ended(&h.process))
+                .map(|h| h.process);
+            fence.take(c, node, dead.as_deref())
+        })?;
+        if taken.is_some() {
+            fence.set_renewed(asked);
+            // Timeline ids from a block taken from now on: every block
+            // comes after those any other process had (`event_blocks`), so
+            // an order's timeline stays in order across writers.
+            *self.ids.lock().unwrap_or_else(|e| e.into_inner()) = (0, 0);
+        }
+        Ok(taken)
     }
 
-    /// Renews this node's lease: false when it no longer holds it (another
-    /// node took it after it expired).
+    /// Renews this process's lease: false when it no longer holds it
+    /// (another took it after it expired).
     pub fn renew_lease(&self) -> Result<bool, StoreError> {
-        let Some(fence) = &self.fence else {
-            return Ok(true);
-        };
-        self.on_session(|c| fence.holds(c))
+        let asked = std::time::Instant::now();
+        let held = self.on_session(|c| self.fence.holds(c))?;
+        if held {
+            self.fence.set_renewed(asked);
+        }
+        Ok(held)
     }
 
-    /// Leads no more: every write is refused from now on; with `release`,
-    /// the lease is also let go at once (a clean stop) for another node.
+    /// Holds the lease no more: every write is refused from now on; with
+    /// `release`, the lease is also let go at once (a clean stop) for
+    /// another process.
     pub fn step_down(&self, release: bool) -> Result<(), StoreError> {
-        let Some(fence) = &self.fence else {
-            return Ok(());
-        };
         if release {
-            self.on_session(|c| fence.release(c))
+            self.on_session(|c| self.fence.release(c))
         } else {
-            fence.set_epoch(0);
+            self.fence.set_epoch(0);
             Ok(())
         }
     }
@@ -347,6 +410,35 @@ impl Live {
     /// Who holds the leader's lease, if any node ever took it.
     pub fn lease_holder(&self) -> Result<Option<Holder>, StoreError> {
         self.on_session(super::lease::holder)
+    }
+
+    /// Claims the node name `node` for this process (`token`), with its
+    /// settings (see [`super::nodes`]): taken when a live process holds it.
+    pub fn claim_node(
+        &self,
+        node: &str,
+        token: Uuid,
+        settings: &serde_json::Value,
+    ) -> Result<super::nodes::Claim, StoreError> {
+        let window = self.fence.lease.as_millis() as f64;
+        self.on_session(|c| super::nodes::claim(c, node, token, self.paired, settings, window))
+    }
+
+    /// The other nodes seen within a lease.
+    pub fn other_nodes(&self, node: &str) -> Result<Vec<super::nodes::Other>, StoreError> {
+        let window = self.fence.lease.as_millis() as f64;
+        self.on_session(|c| super::nodes::others(c, node, window))
+    }
+
+    /// Renews this process's claim of `node`: false when another process
+    /// took the name.
+    pub fn node_seen(&self, node: &str, token: Uuid) -> Result<bool, StoreError> {
+        self.on_session(|c| super::nodes::seen(c, node, token))
+    }
+
+    /// Gives the node name up (a clean stop).
+    pub fn leave_node(&self, node: &str, token: Uuid) -> Result<(), StoreError> {
+        self.on_session(|c| super::nodes::leave(c, node, token))
     }
 
     fn int(
@@ -647,9 +739,7 @@ impl Backend for Live {
         let Conn { client, prepared } = &mut *conn;
         let mut tx = client.transaction().map_err(|e| self.err(e))?;
         super::write::write(&mut tx, prepared, &changes)?.map_err(|e| self.err(e))?;
-        if let Some(fence) = &self.fence
-            && !fence.holds(&mut tx).map_err(|e| self.err(e))?
-        {
+        if !self.fence.holds(&mut tx).map_err(|e| self.err(e))? {
             // Rolled back when `tx` is dropped: nothing of it is written.
             return Err(self.fenced());
         }

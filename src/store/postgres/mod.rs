@@ -21,6 +21,7 @@ use super::batch::Content;
 mod candidates;
 pub mod lease;
 pub mod live;
+pub mod nodes;
 mod prefetch;
 mod write;
 pub use live::Live;
@@ -36,6 +37,7 @@ pub const MIGRATIONS: &[&str] = &[
     include_str!("migrations/0002_live.sql"),
     include_str!("migrations/0003_http.sql"),
     include_str!("migrations/0004_leader.sql"),
+    include_str!("migrations/0005_writers.sql"),
 ];
 
 /// The schema version this binary writes and reads.
