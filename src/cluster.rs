@@ -417,10 +417,7 @@ pub fn hold_for_command<'a>(engine: &'a Engine, what: &str) -> anyhow::Result<Op
                 }
                 let asked = Instant::now();
                 match fence.holds(&mut client) {
-                    Ok(true) => {
-                        fence.set_renewed(asked);
-                        renewed = asked;
-                    }
+                    Ok(true) => renewed = asked,
                     Ok(false) => {
                         tracing::error!("the writer's lease was taken by another process: nothing more is written");
                         fence.set_epoch(0);

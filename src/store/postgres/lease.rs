@@ -76,9 +76,6 @@ pub struct Fence {
     clock: Mutex<Option<(Instant, DateTime<Utc>)>>,
     /// The skew to this machine's clock was reported.
     skew_told: AtomicBool,
-    /// When the last renewal (or take) that succeeded was asked for: the
-    /// lease holds at least a lease after it.
-    renewed: Mutex<Option<Instant>>,
 }
 
 /// Who holds the lease.
@@ -106,19 +103,7 @@ impl Fence {
             epoch: AtomicI64::new(0),
             clock: Mutex::new(None),
             skew_told: AtomicBool::new(false),
-            renewed: Mutex::new(None),
         }
-    }
-
-    /// When the last successful renewal was asked for, while this process
-    /// holds the lease.
-    pub fn renewed(&self) -> Option<Instant> {
-        *self.renewed.lock().unwrap_or_else(|e| e.into_inner())
-    }
-
-    /// A renewal (or take) asked for at `asked` succeeded.
-    pub fn set_renewed(&self, asked: Instant) {
-        *self.renewed.lock().unwrap_or_else(|e| e.into_inner()) = Some(asked);
     }
 
     /// The epoch this process holds the lease under; 0 when it does not.
@@ -127,9 +112,6 @@ impl Fence {
     }
 
     pub fn set_epoch(&self, epoch: i64) {
-        if epoch == 0 {
-            *self.renewed.lock().unwrap_or_else(|e| e.into_inner()) = None;
-        }
         self.epoch.store(epoch, Ordering::SeqCst);
     }
 
@@ -231,7 +213,6 @@ impl Fence {
     /// Lets this process's lease expire now, and holds it no more.
     pub fn release(&self, client: &mut impl GenericClient) -> Result<(), postgres::Error> {
         let epoch = self.epoch.swap(0, Ordering::SeqCst);
-        *self.renewed.lock().unwrap_or_else(|e| e.into_inner()) = None;
         if epoch != 0 {
             client.execute(RELEASE, &[&epoch])?;
         }

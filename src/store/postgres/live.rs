@@ -249,19 +249,13 @@ impl Live {
     }
 
     /// Until when this process may write a file: half its lease after it
-    /// last asked to renew it, if the renewal succeeded (the lease then
-    /// holds at least that long), renewed here first when less than a
-    /// tenth of the lease would be left; else [`StoreError::Fenced`]. For
-    /// what the database cannot fence: a file about to be written.
+    /// asked to renew it, if the renewal succeeded (the lease then holds at
+    /// least that long), else [`StoreError::Fenced`]. For what the database
+    /// cannot fence: a file about to be written.
     pub fn lease_deadline(&self) -> Result<Option<std::time::Instant>, StoreError> {
         let fence = &self.fence;
         if fence.epoch() == 0 {
             return Err(self.fenced());
-        }
-        if let Some(asked) = fence.renewed()
-            && asked + fence.lease / 2 > std::time::Instant::now() + fence.lease / 10
-        {
-            return Ok(Some(asked + fence.lease / 2));
         }
         let asked = std::time::Instant::now();
         if self.renew_lease()? {
@@ -367,7 +361,6 @@ impl Live {
     /// process holds it).
     pub fn take_lease(&self, node: &str) -> Result<Option<i64>, StoreError> {
         let fence = &self.fence;
-        let asked = std::time::Instant::now();
         let taken = self.on_session(|c| {
             let dead = super::lease::holder(c)?
                 .filter(|h| h.live && super::lease::ended(&h.process))
@@ -375,7 +368,6 @@ impl Live {
             fence.take(c, node, dead.as_deref())
         })?;
         if taken.is_some() {
-            fence.set_renewed(asked);
             // Timeline ids from a block taken from now on: every block
             // comes after those any other process had (`event_blocks`), so
             // an order's timeline stays in order across writers.
@@ -387,12 +379,7 @@ impl Live {
     /// Renews this process's lease: false when it no longer holds it
     /// (another took it after it expired).
     pub fn renew_lease(&self) -> Result<bool, StoreError> {
-        let asked = std::time::Instant::now();
-        let held = self.on_session(|c| self.fence.holds(c))?;
-        if held {
-            self.fence.set_renewed(asked);
-        }
-        Ok(held)
+        self.on_session(|c| self.fence.holds(c))
     }
 
     /// Holds the lease no more: every write is refused from now on; with
