@@ -347,98 +347,14 @@ fn name_taken(role: &Role) -> anyhow::Error {
     )
 }
 
-/// The writer's lease held by a command for its run (see
-/// [`hold_for_command`]): renewed on a thread of its own, let go when
-/// dropped.
-pub struct Held<'a> {
-    engine: &'a Engine,
-    done: Arc<AtomicBool>,
-    thread: Option<std::thread::JoinHandle<()>>,
-}
-
-impl Drop for Held<'_> {
-    fn drop(&mut self) {
-        self.done.store(true, Ordering::SeqCst);
-        if let Some(t) = self.thread.take() {
-            let _ = t.join();
-        }
-        if let Some(pg) = self.engine.store.postgres()
-            && let Err(e) = pg.step_down(true)
-        {
-            tracing::warn!(error = %e, "the writer's lease could not be let go: another process takes it when it expires");
-        }
-    }
-}
-
 /// A command that writes the store without a daemon (`run --once`,
 /// `reexport`, `status --wait` doing the work, `restore`): on PostgreSQL it
-/// holds the writer's lease for its run, or is refused naming the process
-/// that holds it. A holder that does not renew it (killed) is waited for
-/// up to a lease; one of this machine known to have ended, not at all.
-/// `None` on sled, whose lock the open store holds.
-pub fn hold_for_command<'a>(engine: &'a Engine, what: &str) -> anyhow::Result<Option<Held<'a>>> {
-    let Some(pg) = engine.store.postgres() else {
-        return Ok(None);
-    };
-    let node = node_name(&engine.config);
-    let lease = pg.fence().lease;
-    let start = Instant::now();
-    loop {
-        if pg.take_lease(&node)?.is_some() {
-            break;
-        }
-        if start.elapsed() > lease + Duration::from_secs(1) {
-            let holder = pg.lease_holder()?.filter(|h| h.live).map_or_else(
-                || "another process".into(),
-                |h| format!("node {:?}", h.node),
-            );
-            return Err(anyhow!(
-                "{holder} holds the writer's lease on this store ({}) and renews it: `{what}` writes only while no other ordersync process does (the daemon that holds it does this work)",
-                pg.server()
-            ));
-        }
-        std::thread::sleep(Duration::from_millis(200));
-    }
-    let (fence, mut client) = pg.renewer()?;
-    let done = Arc::new(AtomicBool::new(false));
-    let stop = done.clone();
-    let thread = std::thread::Builder::new()
-        .name("lease".into())
-        .spawn(move || {
-            let every = fence.lease / 5;
-            let mut renewed = Instant::now();
-            loop {
-                let until = Instant::now() + every;
-                while Instant::now() < until {
-                    if stop.load(Ordering::SeqCst) {
-                        return;
-                    }
-                    std::thread::sleep(Duration::from_millis(20).min(every));
-                }
-                let asked = Instant::now();
-                match fence.holds(&mut client) {
-                    Ok(true) => renewed = asked,
-                    Ok(false) => {
-                        tracing::error!("the writer's lease was taken by another process: nothing more is written");
-                        fence.set_epoch(0);
-                        return;
-                    }
-                    Err(e) if renewed.elapsed() >= fence.lease * 4 / 5 => {
-                        tracing::error!(error = %e, "the writer's lease could not be renewed: nothing more is written");
-                        fence.set_epoch(0);
-                        return;
-                    }
-                    Err(e) => {
-                        tracing::warn!(error = %e, "the writer's lease could not be renewed; trying again")
-                    }
-                }
-            }
-        })?;
-    Ok(Some(Held {
-        engine,
-        done,
-        thread: Some(thread),
-    }))
+/// holds the writer's lease, as this node, until the store is closed, or
+/// is refused naming the process that holds it (see
+/// `store::Store::hold_lease`). A daemon alone's engine holds it from its
+/// opening already (`Engine::open`); a node of a pair's takes it here.
+pub fn hold_for_command(engine: &Engine, what: &str) -> Result<(), crate::store::StoreError> {
+    engine.store.hold_lease(&node_name(&engine.config), what)
 }
 
 /// This node leads under `epoch` from now on.

@@ -390,7 +390,7 @@ fn open_when_reachable(
         // Reconciling the systems is the first write: a database that goes
         // away during it is waited for as at the opening. (A node of a pair
         // writes nothing until it leads.)
-        let opened = control::open_engine(config, control::OpenMode::Create).and_then(|engine| {
+        let opened = control::open_engine(config, control::OpenMode::Daemon).and_then(|engine| {
             if reconcile {
                 engine.reconcile_systems()?;
             }

@@ -111,7 +111,22 @@ impl Engine {
     /// real folder (a symlink, say) is only logged here: nothing is written
     /// into it or removed from it, and whatever needs it fails and is retried
     /// later (files stay in the inbox, orders stay pending).
+    ///
+    /// On PostgreSQL a process alone on its store (no `[cluster]`) holds
+    /// the writer's lease from here until the engine is dropped, or is
+    /// refused naming the process that holds it ([`StoreError::Held`]);
+    /// a daemon opens with [`Engine::open_for_daemon`] instead.
     pub fn open(config: Config) -> Result<Engine, EngineError> {
+        Engine::open_as(config, true)
+    }
+
+    /// [`Engine::open`] for a daemon, which takes the writer's lease when
+    /// it leads (`crate::cluster`), not at its opening.
+    pub fn open_for_daemon(config: Config) -> Result<Engine, EngineError> {
+        Engine::open_as(config, false)
+    }
+
+    fn open_as(config: Config, hold: bool) -> Result<Engine, EngineError> {
         let p = &config.paths;
         // The inbox may be a symlink to a folder (it is read, never
         // written into), but it must be a folder.
@@ -143,9 +158,14 @@ impl Engine {
         }
         let store = Store::open(&p.state, &config.store)?;
         let engine = Engine { config, store };
-        // On PostgreSQL a process cleans when it holds the writer's lease:
-        // another may be writing them now (sled's lock is held here).
-        if engine.store.postgres().is_none() {
+        let alone = engine.config.cluster.is_none();
+        if hold && alone {
+            crate::cluster::hold_for_command(&engine, "this command")?;
+        }
+        // A process cleans when no write of another can be in flight:
+        // sled's lock is held here; on PostgreSQL, while it holds the
+        // writer's lease.
+        if engine.store.postgres().is_none() || (hold && alone) {
             engine.remove_stale_temporaries()?;
         }
         Ok(engine)

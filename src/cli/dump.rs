@@ -75,7 +75,7 @@ pub fn restore(config: &Config, file: &Path) -> Result<String, CliError> {
         Box::new(std::fs::File::open(file).with_context(|| format!("opening {}", file.display()))?)
     };
     let engine = open_engine(config, OpenMode::Create)?;
-    let _held = crate::cluster::hold_for_command(&engine, "restore").map_err(CliError::Runtime)?;
+    crate::cluster::hold_for_command(&engine, "`restore`")?;
     let done = engine
         .store
         .restore_from(BufReader::with_capacity(1 << 20, input))

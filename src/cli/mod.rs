@@ -331,11 +331,9 @@ pub fn run(cli: Cli, args: &[String]) -> Result<(), CliError> {
             let engine = crate::control::open_engine(&config, crate::control::OpenMode::Existing)?;
             // A command that writes holds the writer's lease on PostgreSQL
             // (inside the daemon, the daemon's).
-            let _held = match &command {
-                Command::Reexport { .. } => crate::cluster::hold_for_command(&engine, "reexport")
-                    .map_err(CliError::Runtime)?,
-                _ => None,
-            };
+            if let Command::Reexport { .. } = &command {
+                crate::cluster::hold_for_command(&engine, "`reexport`")?;
+            }
             let done = execute(&engine, command, &mut out);
             flush(&mut out)?;
             done

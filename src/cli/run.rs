@@ -17,16 +17,13 @@ pub fn run(config: Config, once: bool) -> Result<(), CliError> {
 /// PostgreSQL it holds the writer's lease for the run (refused, naming the
 /// holder, while a daemon or another command writes the store).
 pub fn once_with(engine: &Engine) -> Result<(), CliError> {
-    let held = crate::cluster::hold_for_command(engine, "run --once").map_err(CliError::Runtime)?;
-    if held.is_none() {
-        return drain(engine);
+    crate::cluster::hold_for_command(engine, "`run --once`")?;
+    if engine.store.postgres().is_some() {
+        // No write of another process is in flight: what one left half
+        // written goes (on sled, the opening did it).
+        engine.remove_stale_temporaries()?;
     }
-    // No write of another process is in flight: what one left half written
-    // goes.
-    engine
-        .remove_stale_temporaries()
-        .map_err(CliError::from)
-        .and_then(|()| drain(engine))
+    drain(engine)
 }
 
 fn drain(engine: &Engine) -> Result<(), CliError> {

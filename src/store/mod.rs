@@ -71,6 +71,10 @@ pub enum StoreError {
     /// PostgreSQL): refused by the database, nothing of it was written.
     #[error("{0}")]
     Fenced(String),
+    /// Another process holds the writer's lease and renews it: this one may
+    /// not write (the message names it).
+    #[error("{0}")]
+    Held(String),
     /// sled failed otherwise: corruption, a bug. Its cause is in the
     /// message and deliberately not a `source`: an error chain printed
     /// with `{:#}` would say it twice.
@@ -203,6 +207,17 @@ impl Store {
         match &self.db {
             Engine::Postgres(pg) => pg.now(),
             Engine::Sled(_) => chrono::Utc::now(),
+        }
+    }
+
+    /// Holds the writer's lease for this process's writes until the store
+    /// is closed, as `node` (PostgreSQL: see `Live::hold_lease`; nothing
+    /// to do on sled, whose lock the open store holds). `what` names the
+    /// command in a refusal.
+    pub fn hold_lease(&self, node: &str, what: &str) -> Result<(), StoreError> {
+        match &self.db {
+            Engine::Postgres(pg) => pg.hold_lease(node, what),
+            Engine::Sled(_) => Ok(()),
         }
     }
 

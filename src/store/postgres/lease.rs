@@ -184,6 +184,10 @@ impl Fence {
         node: &str,
         dead: Option<&str>,
     ) -> Result<Option<i64>, postgres::Error> {
+        // Held by this process already: renewed, it stays so.
+        if self.epoch() != 0 && self.holds(client)? {
+            return Ok(Some(self.epoch()));
+        }
         if dead.is_none() && holder(client)?.is_some_and(|h| h.live) {
             return Ok(None);
         }

@@ -139,6 +139,28 @@ pub struct Live {
     /// The session held the advisory lock once: losing it later (the
     /// session ended) is no refusal, the lease decides.
     opened: std::sync::atomic::AtomicBool,
+    /// A command's lease keeper ([`Live::hold_lease`]), stopped and the
+    /// lease let go when the store is closed.
+    keeper: Mutex<Option<Keeper>>,
+}
+
+/// The thread that renews a command's lease, and its stop flag.
+struct Keeper {
+    done: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    thread: std::thread::JoinHandle<()>,
+}
+
+impl Drop for Live {
+    fn drop(&mut self) {
+        let keeper = self.keeper.lock().unwrap_or_else(|e| e.into_inner()).take();
+        if let Some(k) = keeper {
+            k.done.store(true, std::sync::atomic::Ordering::SeqCst);
+            let _ = k.thread.join();
+            if let Err(e) = self.step_down(true) {
+                tracing::warn!(error = %e, "the writer's lease could not be let go: another process takes it when it expires");
+            }
+        }
+    }
 }
 
 /// How to reach the server.
@@ -204,6 +226,7 @@ impl Live {
             fence: std::sync::Arc::new(Fence::new(options.lease)),
             paired: options.paired,
             opened: Default::default(),
+            keeper: Mutex::new(None),
         };
         live.take_session()?;
         live.on_session(|c| live.fence.read_clock(c))?;
@@ -339,15 +362,46 @@ impl Live {
         &self.fence
     }
 
-    /// The lease and a connection of its own to renew it on, for a thread
-    /// that keeps a command's lease while the command works
-    /// (`crate::cluster::hold_for_command`).
-    pub fn renewer(&self) -> Result<(std::sync::Arc<Fence>, Client), StoreError> {
-        let client = self
-            .config
-            .connect(self.tls.clone())
-            .map_err(|e| self.err(e))?;
-        Ok((self.fence.clone(), client))
+    /// Holds the writer's lease for this process's commands (`run
+    /// --once`, `reexport`, `restore`, a test's engine) until the store is
+    /// closed: taken as `node`, renewed every fifth of the lease on a
+    /// thread and a connection of its own. A holder that does not renew it
+    /// (killed) is waited for up to a lease and a second; one of this
+    /// machine known to have ended, not at all; one that renews it is
+    /// [`StoreError::Held`], naming it. Nothing to do when this process
+    /// holds it already.
+    pub fn hold_lease(&self, node: &str, what: &str) -> Result<(), StoreError> {
+        let mut keeper = self.keeper.lock().unwrap_or_else(|e| e.into_inner());
+        if keeper.is_some() && self.fence.epoch() != 0 {
+            return Ok(());
+        }
+        let lease = self.fence.lease;
+        let start = std::time::Instant::now();
+        while self.take_lease(node)?.is_none() {
+            if start.elapsed() > lease + Duration::from_secs(1) {
+                let holder = self.lease_holder()?.filter(|h| h.live).map_or_else(
+                    || "another process".into(),
+                    |h| format!("node {:?}", h.node),
+                );
+                return Err(StoreError::Held(format!(
+                    "{holder} holds the writer's lease on the database at {} and renews it: {what} writes only while no other ordersync process does (the daemon that holds it does this work)",
+                    self.server
+                )));
+            }
+            std::thread::sleep(Duration::from_millis(200));
+        }
+        let fence = self.fence.clone();
+        let (config, tls) = ((*self.config).clone(), self.tls.clone());
+        let connect = move || config.connect(tls.clone());
+        let client = connect().map_err(|e| self.err(e))?;
+        let done = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let stop = done.clone();
+        let thread = std::thread::Builder::new()
+            .name("lease".into())
+            .spawn(move || keep(&fence, client, connect, &stop))
+            .map_err(|e| StoreError::Server(format!("starting the lease's thread: {e}")))?;
+        *keeper = Some(Keeper { done, thread });
+        Ok(())
     }
 
     /// Whether this process is a node of a pair (`[cluster]`).
@@ -516,6 +570,55 @@ impl Live {
                 }
             }
         }))
+    }
+}
+
+/// Renews `fence` every fifth of its lease on `client` (connected again by
+/// `connect` when its session ends) until `stop`; a lease taken by another
+/// process, or not renewed within four fifths of it, ends the holding:
+/// every write is refused from then on.
+fn keep(
+    fence: &Fence,
+    mut client: Client,
+    connect: impl Fn() -> Result<Client, postgres::Error>,
+    stop: &std::sync::atomic::AtomicBool,
+) {
+    use std::sync::atomic::Ordering;
+    use std::time::Instant;
+    let every = fence.lease / 5;
+    let mut renewed = Instant::now();
+    loop {
+        let until = Instant::now() + every;
+        while Instant::now() < until {
+            if stop.load(Ordering::SeqCst) {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(20).min(every));
+        }
+        let asked = Instant::now();
+        if client.is_closed()
+            && let Ok(c) = connect()
+        {
+            client = c;
+        }
+        match fence.holds(&mut client) {
+            Ok(true) => renewed = asked,
+            Ok(false) => {
+                tracing::error!(
+                    "the writer's lease was taken by another process: nothing more is written"
+                );
+                fence.set_epoch(0);
+                return;
+            }
+            Err(e) if renewed.elapsed() >= fence.lease * 4 / 5 => {
+                tracing::error!(error = %e, "the writer's lease could not be renewed: nothing more is written");
+                fence.set_epoch(0);
+                return;
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "the writer's lease could not be renewed; trying again")
+            }
+        }
     }
 }
 
