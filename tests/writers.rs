@@ -412,9 +412,12 @@ fn a_node_with_its_clock_off_decides_by_the_servers() {
     if !runs_here() {
         return;
     }
-    let lib = ["/usr/lib/x86_64-linux-gnu/faketime/libfaketime.so.1"]
-        .into_iter()
-        .find(|p| std::path::Path::new(p).exists());
+    let lib = [
+        "/usr/lib/x86_64-linux-gnu/faketime/libfaketime.so.1",
+        "/usr/lib/aarch64-linux-gnu/faketime/libfaketime.so.1",
+    ]
+    .into_iter()
+    .find(|p| std::path::Path::new(p).exists());
     let Some(lib) = lib else {
         if cfg!(e2e) {
             panic!("libfaketime is needed to move a node's clock: apt-get install faketime");
