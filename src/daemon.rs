@@ -245,7 +245,7 @@ fn lead_when_due(
         };
         cluster::step_down(engine, role, &why);
         if alone {
-            tracing::error!(reason = %why, "this daemon (alone on its store, no [cluster]) lost the writer's lease: it writes nothing until it holds it again");
+            tracing::warn!(reason = %why, "this daemon (alone on its store, no [cluster]) lost the writer's lease: it writes nothing until it holds it again");
         }
         // A write refused by the fence or a database gone: standby again,
         // and the lease decides. Anything else (the state folder replaced)
