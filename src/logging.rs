@@ -59,15 +59,18 @@ pub fn stderr_is_journal() -> bool {
 }
 
 /// Prints the message a failing command exits with on stderr, each line at
-/// error priority when stderr is the journal.
+/// error priority when stderr is the journal. A stderr that cannot be
+/// written (a closed pipe) is left at that: `eprintln!` would panic.
 pub fn fatal(message: &str) {
-    if stderr_is_journal() {
-        for line in message.lines() {
-            eprintln!("<3>{line}");
-        }
+    use std::io::Write as _;
+    let mut stderr = std::io::stderr().lock();
+    let _ = if stderr_is_journal() {
+        message
+            .lines()
+            .try_for_each(|line| writeln!(stderr, "<3>{line}"))
     } else {
-        eprintln!("{message}");
-    }
+        writeln!(stderr, "{message}")
+    };
 }
 
 /// The syslog priority journald understands for a tracing level.

@@ -49,6 +49,9 @@ fn main() -> ExitCode {
     ordersync::logging::init();
     match ordersync::cli::run(cli, &args) {
         Ok(()) => ExitCode::SUCCESS,
+        // The reader of stdout went away (`ordersync check | head -1`): it
+        // wanted no more, so no message and no failure.
+        Err(_) if ordersync::cli::stdout_closed() => ExitCode::SUCCESS,
         Err(e) => {
             ordersync::logging::fatal(&format!("ordersync: {e:#}"));
             ExitCode::from(e.exit_code())

@@ -31,10 +31,16 @@ pub fn run(config: &Config, args: &[String], output: Option<&Path>) -> Result<()
             tmp.persist(path)
                 .with_context(|| format!("writing {}", path.display()))?;
             crate::fsutil::sync_dir(dir).with_context(|| format!("syncing {}", dir.display()))?;
-            eprintln!("dumped {records} records to {}", path.display());
+            // On stderr, as stdout may be the dump elsewhere; a closed
+            // stderr is no reason to fail a dump that is complete.
+            let _ = writeln!(
+                io::stderr(),
+                "dumped {records} records to {}",
+                path.display()
+            );
         }
         None => {
-            let mut stdout = io::stdout().lock();
+            let mut stdout = super::stdout();
             write(config, args, &mut stdout)?;
             stdout.flush().context("writing the dump")?;
         }

@@ -43,6 +43,6 @@ pub fn run(dir: &Path) -> Result<(), CliError> {
     }
     // The store too: `init` and `run` are the only commands that create it.
     crate::store::Store::open(&p.state, &config.store)?;
-    println!("wrote {} and its folders", file.display());
+    super::outln!("wrote {} and its folders", file.display());
     Ok(())
 }

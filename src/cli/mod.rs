@@ -1,6 +1,25 @@
 //! The command line (SPEC §10): argument parsing and one module per
 //! subcommand. Every command works whether or not the daemon is running.
 
+/// `print!` for a command's output: writes to [`stdout`] and returns the
+/// failure from the enclosing function (`Result<_, CliError>`), so a closed
+/// pipe ends the command quietly instead of panicking as `print!` does.
+macro_rules! out {
+    ($($arg:tt)*) => {
+        std::io::Write::write_fmt(&mut $crate::cli::stdout(), format_args!($($arg)*))
+            .map_err($crate::cli::printing)?
+    };
+}
+
+/// `println!` for a command's output, as [`out!`].
+macro_rules! outln {
+    ($($arg:tt)*) => {
+        $crate::cli::out!("{}\n", format_args!($($arg)*))
+    };
+}
+
+pub(crate) use {out, outln};
+
 mod check;
 mod dump;
 mod init;
@@ -13,6 +32,7 @@ mod validate;
 
 use std::io;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use clap::{Parser, Subcommand};
 
@@ -298,7 +318,7 @@ pub fn run(cli: Cli, args: &[String]) -> Result<(), CliError> {
         } => status::wait(&load()?, json, timeout),
         Command::Dump { output } => dump::run(&load()?, args, output.as_deref()),
         Command::Restore { file } => {
-            print!("{}", dump::restore(&load()?, &file)?);
+            out!("{}", dump::restore(&load()?, &file)?);
             Ok(())
         }
         Command::Validate { system, files } => {
@@ -312,8 +332,7 @@ pub fn run(cli: Cli, args: &[String]) -> Result<(), CliError> {
         command => {
             let config = load()?;
             // sled allows one process: when the daemon runs, it answers.
-            let stdout = io::stdout().lock();
-            let mut out = io::BufWriter::with_capacity(64 * 1024, stdout);
+            let mut out = io::BufWriter::with_capacity(64 * 1024, stdout());
             let asked = crate::control::ask_to(&config.paths.state, args, &mut out)
                 .map_err(|e| anyhow::anyhow!("asking the running daemon: {e}"))?;
             if let Some((code, stderr)) = asked {
@@ -363,6 +382,51 @@ pub fn execute(e: &Engine, command: Command, out: &mut dyn io::Write) -> Result<
 /// A failure to write what a command prints (a closed pipe, a full disk).
 pub fn printing(e: io::Error) -> CliError {
     CliError::Runtime(anyhow::anyhow!("writing the output: {e}"))
+}
+
+/// Set once a write to standard output found its reader gone (EPIPE).
+static STDOUT_CLOSED: AtomicBool = AtomicBool::new(false);
+
+/// Standard output as the commands write it: a write that fails because
+/// the reader went away (`ordersync check | head -1`) is noted, so that the
+/// failure it returns, however it is wrapped on the way up, ends the
+/// process quietly ([`stdout_closed`]). Rust ignores SIGPIPE, so without
+/// this `print!` panics there; restoring SIGPIPE instead would also kill a
+/// command silently on a write to a closed socket (the daemon's, a
+/// PostgreSQL server's), which must be an error it reports or retries.
+pub struct Stdout(io::StdoutLock<'static>);
+
+/// The process's standard output, for a command's output.
+pub fn stdout() -> Stdout {
+    Stdout(io::stdout().lock())
+}
+
+/// Whether a write to standard output found its reader gone: the command
+/// then stops, and `main` exits 0 without a message (the reader wanted no
+/// more, as `head` does), as ripgrep does.
+pub fn stdout_closed() -> bool {
+    STDOUT_CLOSED.load(Ordering::Relaxed)
+}
+
+impl Stdout {
+    fn note<T>(r: io::Result<T>) -> io::Result<T> {
+        if let Err(e) = &r
+            && e.kind() == io::ErrorKind::BrokenPipe
+        {
+            STDOUT_CLOSED.store(true, Ordering::Relaxed);
+        }
+        r
+    }
+}
+
+impl io::Write for Stdout {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        Self::note(self.0.write(buf))
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        Self::note(self.0.flush())
+    }
 }
 
 /// Flushes what a command printed.

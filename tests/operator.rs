@@ -1,0 +1,94 @@
+//! What a new operator tripped over (issue 22): a command piped into
+//! `head`, a config typo, the shipped config switched to PostgreSQL, a
+//! URL of the wrong kind, what `restore`, `dump` and `run` print.
+
+mod common;
+
+use std::process::{Command, Output, Stdio};
+
+use common::{TWO_SYSTEMS, Work, order};
+
+fn code(out: &Output) -> i32 {
+    out.status.code().unwrap_or(-1)
+}
+
+fn stderr(out: &Output) -> String {
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+/// The binary in `w`'s folder with the environment an operator has: no
+/// `RUST_LOG`, so each command logs at its own default level.
+fn bare(w: &Work, args: &[&str]) -> Command {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_ordersync"));
+    cmd.args(args)
+        .current_dir(w.dir.path())
+        .env_remove("RUST_LOG")
+        .env_remove("JOURNAL_STREAM")
+        .env_remove("ORDERSYNC_CONFIG");
+    cmd
+}
+
+/// Runs `args` with stdout a pipe whose reading end is already closed, as
+/// `ordersync … | head -1` is once `head` has its line: every write gets
+/// EPIPE.
+fn into_closed_pipe(w: &Work, args: &[&str]) -> Output {
+    let (reader, writer) = std::io::pipe().expect("pipe");
+    drop(reader);
+    let out = bare(w, args)
+        .stdout(writer)
+        .stderr(Stdio::piped())
+        .output()
+        .expect("run ordersync");
+    let err = stderr(&out);
+    assert!(
+        !err.contains("panicked") && !err.contains("Broken pipe") && err.is_empty(),
+        "{args:?} said on stderr:\n{err}"
+    );
+    out
+}
+
+/// Regression: `ordersync check | head -1` panicked (exit 101, a
+/// backtrace: Rust ignores SIGPIPE, so `println!` panics on EPIPE), and
+/// `dump`, `orders list`, `status` failed with `Broken pipe (os error 32)`.
+/// Now every command stops quietly, exit 0, with or without a daemon.
+#[test]
+fn a_closed_stdout_ends_every_command_quietly() {
+    let w = Work::new(TWO_SYSTEMS);
+    for i in 0..3 {
+        w.drop_json(
+            &format!("o{i}.json"),
+            &order(&format!("E-{i}"), &[("A", 1)]),
+        );
+    }
+    w.run_once();
+    std::fs::write(
+        w.path("check.json"),
+        serde_json::to_vec(&order("V-1", &[("A", 1)])).unwrap(),
+    )
+    .unwrap();
+    let commands: &[&[&str]] = &[
+        &["check"],
+        &["status"],
+        &["status", "--json"],
+        &["orders", "list"],
+        &["orders", "list", "--json"],
+        &["inventory"],
+        &["dump"],
+        &["validate", "check.json"],
+        &["--help"],
+    ];
+    for args in commands {
+        let out = into_closed_pipe(&w, args);
+        assert_eq!(code(&out), 0, "{args:?}: {}", out.status);
+    }
+    // Through the running daemon: the CLI copies its answer to stdout.
+    let mut daemon = w.start(&[]);
+    for args in &commands[1..7] {
+        let out = into_closed_pipe(&w, args);
+        assert_eq!(code(&out), 0, "{args:?} with the daemon: {}", out.status);
+    }
+    // The daemon lost a reader, nothing else: it still answers.
+    assert_eq!(w.json(&["status"])["orders"], 3);
+    assert!(daemon.terminate().success(), "{}", daemon.log_text());
+}
+
