@@ -252,6 +252,17 @@ pub struct PostgresConfig {
     pub lease: Option<Duration>,
 }
 
+impl Config {
+    /// The store as messages name it: `sled in ./state`, or `PostgreSQL
+    /// at postgresql://user@host:port/db` (never the password).
+    pub fn store_shown(&self) -> String {
+        match &self.store.backend {
+            Backend::Sled => format!("sled in {}", self.paths.state.display()),
+            Backend::Postgres(pg) => format!("PostgreSQL at {}", pg.shown()),
+        }
+    }
+}
+
 impl PostgresConfig {
     /// The server as messages show it: `postgresql://user@host:port/db`,
     /// never the password.

@@ -21,11 +21,12 @@ use tracing_subscriber::fmt::format::{FormatEvent, FormatFields, Writer};
 use tracing_subscriber::fmt::{FmtContext, format};
 use tracing_subscriber::registry::LookupSpan;
 
-/// Installs the global subscriber: level from `RUST_LOG` (default `info`),
-/// output on stderr, colours only on a terminal, priority prefixes when
-/// stderr is the journal.
-pub fn init() {
-    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+/// Installs the global subscriber: level from `RUST_LOG` (default
+/// `default`), output on stderr, colours only on a terminal, priority
+/// prefixes when stderr is the journal.
+pub fn init(default: Level) {
+    let filter = EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| EnvFilter::new(default.as_str().to_ascii_lowercase()));
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr);

@@ -46,7 +46,7 @@ fn main() -> ExitCode {
         .skip(1)
         .map(|a| a.to_string_lossy().into_owned())
         .collect();
-    ordersync::logging::init();
+    ordersync::logging::init(cli.command.log_level());
     match ordersync::cli::run(cli, &args) {
         Ok(()) => ExitCode::SUCCESS,
         // The reader of stdout went away (`ordersync check | head -1`): it

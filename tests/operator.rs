@@ -92,3 +92,36 @@ fn a_closed_stdout_ends_every_command_quietly() {
     assert!(daemon.terminate().success(), "{}", daemon.log_text());
 }
 
+/// Regression: `dump` printed an INFO line on stderr besides the dump (and
+/// `dump --output` besides its one line); `run`'s first line did not say
+/// which store it uses.
+#[test]
+fn dump_prints_only_its_result_and_run_names_its_store() {
+    let w = Work::new(TWO_SYSTEMS);
+    let out = bare(&w, &["run", "--once"]).output().expect("run");
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    let log = stderr(&out);
+    let store = match w.store_url() {
+        None => "store=sled in ./state".to_string(),
+        Some(_) => "store=PostgreSQL at postgresql://".to_string(),
+    };
+    let first = log.lines().next().unwrap_or_default();
+    assert!(
+        first.contains("ordersync starting") && first.contains(&store),
+        "{log}"
+    );
+
+    let out = bare(&w, &["dump"]).output().expect("dump");
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    assert_eq!(stderr(&out), "");
+    assert!(out.stdout.starts_with(b"{"));
+    let out = bare(&w, &["dump", "--output", "d.ndjson"])
+        .output()
+        .expect("dump");
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    let err = stderr(&out);
+    assert!(
+        err.starts_with("dumped ") && err.lines().count() == 1,
+        "{err}"
+    );
+}

@@ -135,6 +135,19 @@ pub enum Command {
     },
 }
 
+impl Command {
+    /// What is logged on stderr when `RUST_LOG` does not say: `info` for
+    /// the commands that do the daemon's work (`run`, and `status --wait`,
+    /// which does it when no daemon runs), `warn` for the others, whose
+    /// result is what they print (`dump` printed an INFO line besides it).
+    pub fn log_level(&self) -> tracing::Level {
+        match self {
+            Command::Run { .. } | Command::Status { wait: true, .. } => tracing::Level::INFO,
+            _ => tracing::Level::WARN,
+        }
+    }
+}
+
 #[derive(Debug, Subcommand)]
 pub enum OrdersCommand {
     /// List orders, optionally only those of one system, or in one state.
@@ -261,7 +274,11 @@ pub const MAN_SECTIONS: &[ManSection] = &[
             ),
             (
                 "RUST_LOG",
-                "What is logged on stderr: error, warn, info (the default), debug or trace, optionally per module (ordersync=debug).",
+                "What is logged on stderr: error, warn, info, debug or trace, optionally per module (ordersync=debug). The default: info for run and status --wait, warn for the other commands (they print their result, nothing else).",
+            ),
+            (
+                "the variable [store] url_env names",
+                "With [store] backend = \"postgres\": the PostgreSQL URL (postgresql://user:password@host/db, or key=value conninfo), read when the config is loaded; the way to keep a password out of the config file (in a systemd drop-in's EnvironmentFile=, for the service). [store] url gives it in the file instead.",
             ),
             (
                 "NOTIFY_SOCKET, WATCHDOG_USEC",
