@@ -92,6 +92,43 @@ fn a_closed_stdout_ends_every_command_quietly() {
     assert!(daemon.terminate().success(), "{}", daemon.log_text());
 }
 
+/// Regression: `restore` into PostgreSQL said `restored … into ./state`
+/// (a folder it did not touch), and with the daemon running it spoke of
+/// "the state folder". Now both name the store as configured.
+#[test]
+fn restore_names_the_store_it_loads_into() {
+    let from = Work::new(TWO_SYSTEMS);
+    from.drop_json("o.json", &order("E-1", &[("A", 1)]));
+    from.run_once();
+    from.ok(&["dump", "--output", "state.ndjson"]);
+    let dump = from.path("state.ndjson");
+    let dump = dump.to_str().unwrap();
+
+    let into = Work::new(TWO_SYSTEMS);
+    let store = match into.store_url() {
+        None => "sled in ./state".to_string(),
+        Some(_) => "PostgreSQL at postgresql://".to_string(),
+    };
+    let said = into.ok(&["restore", dump]);
+    assert!(
+        said.starts_with("restored ") && said.contains(&format!(" into {store}")),
+        "{said}"
+    );
+    assert_eq!(into.json(&["status"])["orders"], 1);
+
+    let mut daemon = into.start(&[]);
+    let out = into.cmd(&["restore", dump]);
+    assert_eq!(code(&out), 1);
+    let err = stderr(&out);
+    assert!(
+        err.contains(&format!("the daemon is running on this store ({store}"))
+            && err.contains("into a new, empty store"),
+        "{err}"
+    );
+    assert!(!err.contains("state folder"), "{err}");
+    assert!(daemon.terminate().success(), "{}", daemon.log_text());
+}
+
 /// Regression: `dump` printed an INFO line on stderr besides the dump (and
 /// `dump --output` besides its one line); `run`'s first line did not say
 /// which store it uses.

@@ -60,8 +60,9 @@ fn write(config: &Config, args: &[String], out: &mut dyn Write) -> Result<u64, C
     Ok(engine.store.dump_to(out).context("dumping the store")?)
 }
 
-/// Loads the dump `file` (`-`: stdin) into the configured state folder,
-/// which must hold no store yet (it is created).
+/// Loads the dump `file` (`-`: stdin) into the configured store (the
+/// state folder's sled database, or the PostgreSQL database), which must
+/// hold no store yet (it is created).
 pub fn restore(config: &Config, file: &Path) -> Result<String, CliError> {
     let state = &config.paths.state;
     if control::ask(state, &["status".into()])
@@ -70,7 +71,8 @@ pub fn restore(config: &Config, file: &Path) -> Result<String, CliError> {
         .is_some()
     {
         return Err(anyhow::anyhow!(
-            "the daemon is running on the state folder {}: restore loads a dump into a new, empty state folder, with no daemon running",
+            "the daemon is running on this store ({}; its control socket in {} answers): restore loads a dump into a new, empty store, with no daemon running",
+            config.store_shown(),
             state.display()
         )
         .into());
@@ -89,6 +91,6 @@ pub fn restore(config: &Config, file: &Path) -> Result<String, CliError> {
         "restored {} records ({} orders) into {}\n",
         done.records,
         done.orders,
-        state.display()
+        config.store_shown()
     ))
 }

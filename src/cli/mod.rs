@@ -115,8 +115,9 @@ pub enum Command {
         #[arg(long, short, value_name = "FILE")]
         output: Option<PathBuf>,
     },
-    /// Load a dump into a new, empty store in the configured state folder
-    /// (creating it); the daemon must not be running.
+    /// Load a dump into a new, empty store: the configured one ([store]:
+    /// sled in the state folder, or the PostgreSQL database), creating it;
+    /// the daemon must not be running.
     Restore {
         /// The dump file (`-`: stdin).
         file: PathBuf,

@@ -64,7 +64,7 @@ pub enum PgError {
     },
     /// A read command found no schema: it never creates one.
     #[error(
-        "no ordersync store in the database at {0}: has the daemon ever run? (`run`, `init` and `restore` create it)"
+        "no ordersync store in the database at {0}: has the daemon ever run? (`run`, `init`, `status --wait` and `restore` create it)"
     )]
     Missing(String),
 }
