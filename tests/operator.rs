@@ -92,6 +92,39 @@ fn a_closed_stdout_ends_every_command_quietly() {
     assert!(daemon.terminate().success(), "{}", daemon.log_text());
 }
 
+/// Regression: a misspelt key said only `unknown key`; now the key of
+/// that table it most likely meant is named, when one is close enough.
+#[test]
+fn a_config_typo_names_the_key_meant() {
+    // Only the config is read: as given on every backend.
+    let w = Work::as_given(concat!(
+        "setle = 1\n",
+        "[inbox]\nsetle = \"1s\"\nwibble = 1\n",
+        "[store]\ncache_capcity = \"64MiB\"\n",
+        "[http]\nlisen = \"127.0.0.1:0\"\n",
+        "[[systems]]\nid = \"erp\"\nbatchsize = 5\n",
+        "[[systems.filter_groups]]\n",
+        "filters = [{ key = \"channel\", operator = \"eq\", value = \"x\", nott = true }]\n",
+        "[clustr]\nnode = \"a\"\n",
+    ));
+    let out = w.cmd(&["check"]);
+    assert_eq!(code(&out), 2);
+    let err = stderr(&out);
+    for want in [
+        "\n  inbox.setle: unknown key; did you mean \"settle\"?\n",
+        "\n  store.cache_capcity: unknown key; did you mean \"cache_capacity\"?\n",
+        "\n  http.lisen: unknown key; did you mean \"listen\"?\n",
+        "\n  systems[0].batchsize: unknown key; did you mean \"batch_size\"?\n",
+        "\n  systems[0].filter_groups[0].filters[0].nott: unknown key; did you mean \"not\"?\n",
+        "\n  clustr: unknown key; did you mean \"cluster\"?\n",
+        // A key of another table is no suggestion, nor is a far one.
+        "\n  setle: unknown key\n",
+        "\n  inbox.wibble: unknown key\n",
+    ] {
+        assert!(err.contains(want), "{want:?} missing in:\n{err}");
+    }
+}
+
 /// Regression: `restore` into PostgreSQL said `restored … into ./state`
 /// (a folder it did not touch), and with the daemon running it spoke of
 /// "the state folder". Now both name the store as configured.
