@@ -1058,10 +1058,16 @@ fn store_config(
             return config;
         }
     };
+    // Said with what to change: a config copied from the shipped one
+    // (which sets the sled keys) and switched to PostgreSQL stops here.
     let not_for = |key: &str, backend: &str| {
+        let fix = match backend {
+            "sled" => "delete the line (or comment it out) to keep the state on PostgreSQL",
+            _ => "delete the line, or set backend = \"postgres\"",
+        };
         (
             format!("store.{key}"),
-            format!("only applies to backend = \"{backend}\""),
+            format!("only applies to backend = \"{backend}\": {fix}"),
         )
     };
     if !postgres {

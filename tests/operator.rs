@@ -125,6 +125,50 @@ fn a_config_typo_names_the_key_meant() {
     }
 }
 
+/// The shipped configs (`init`'s and the Debian package's) with their
+/// folders moved into `w` (the package's are absolute).
+fn shipped_configs() -> [(&'static str, String); 2] {
+    let deb = include_str!("../contrib/deb/config.toml")
+        .replace("/var/spool/ordersync/", "")
+        .replace("/var/lib/ordersync", "state");
+    [
+        ("init's", ordersync::cli::TEMPLATE.to_string()),
+        ("the package's", deb),
+    ]
+}
+
+/// Regression: DEPLOY said to set `[store] backend = "postgres"` and a
+/// URL, and every shipped config then failed `check`: they set sled's
+/// `cache_capacity` and `compression`, which PostgreSQL refuses. Now they
+/// leave them commented out, and a config that still sets them is told
+/// exactly what to change.
+#[test]
+fn a_shipped_config_switched_to_postgres_is_valid() {
+    const SWITCH: &str = "[store]\nbackend = \"postgres\"\nurl = \"postgresql://ordersync@/ordersync?host=/run/postgresql\"\n";
+    for (which, text) in shipped_configs() {
+        assert_eq!(text.matches("\n[store]\n").count(), 1, "{which}");
+        // As DEPLOY says: backend and url under [store]; nothing connects.
+        let w = Work::as_given(&text.replace("\n[store]\n", &format!("\n{SWITCH}")));
+        let out = w.cmd(&["check"]);
+        assert_eq!(code(&out), 0, "{which}: {}", stderr(&out));
+        let shown = String::from_utf8_lossy(&out.stdout).into_owned();
+        assert!(shown.contains("postgres"), "{which}: {shown}");
+    }
+    // An older config (the package's conffile keeps it) that sets them.
+    let w = Work::as_given(&format!(
+        "{SWITCH}cache_capacity = \"64MiB\"\ncompression = false\n"
+    ));
+    let out = w.cmd(&["check"]);
+    assert_eq!(code(&out), 2);
+    let err = stderr(&out);
+    for key in ["cache_capacity", "compression"] {
+        let want = format!(
+            "store.{key}: only applies to backend = \"sled\": delete the line (or comment it out) to keep the state on PostgreSQL"
+        );
+        assert!(err.contains(&want), "{want:?} missing in:\n{err}");
+    }
+}
+
 /// Regression: `restore` into PostgreSQL said `restored … into ./state`
 /// (a folder it did not touch), and with the daemon running it spoke of
 /// "the state folder". Now both name the store as configured.
