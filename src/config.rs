@@ -1223,6 +1223,20 @@ fn url_from_env(
 /// `key=value` conninfo); if not, postgres's reason, without anything
 /// quoted from `url`.
 fn check_postgres_url(url: &str) -> Result<(), String> {
+    // Another scheme (`http://…`): postgres takes it for conninfo and says
+    // only "unexpected EOF". A scheme is letters, digits, `+-.`: quoting
+    // it shows nothing of a password.
+    if let Some((scheme, _)) = url.trim_start().split_once("://")
+        && !scheme.is_empty()
+        && scheme
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || "+-.".contains(c))
+        && !["postgresql", "postgres"].contains(&scheme.to_ascii_lowercase().as_str())
+    {
+        return Err(format!(
+            "it starts with {scheme}:// but a PostgreSQL URL starts with postgresql:// (or postgres://), e.g. \"postgresql://ordersync@db.example.com/ordersync\"; key=value conninfo works too"
+        ));
+    }
     // sslmode and sslrootcert are ordersync's (store/postgres/tls.rs).
     let (url, _) = crate::store::postgres::tls::split(url)?;
     let e = match url.parse::<postgres::Config>() {
@@ -1837,7 +1851,8 @@ mod tests {
             );
             assert_eq!(pg.url, url);
             assert_eq!((pg.pool_size, pg.statement_timeout), (64, None));
-            assert_eq!(pg.shown(), "postgresql://os@/run/postgresql/orders");
+            // The socket in the query, as libpq writes it (issue 22).
+            assert_eq!(pg.shown(), "postgresql://os@/orders?host=/run/postgresql");
         }
         let pg = postgres(
             "[store]\nbackend = \"postgres\"\nurl = \"postgresql://os@db/orders\"\npool_size = 1\nstatement_timeout = \"1m 30s\"\n",

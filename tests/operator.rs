@@ -169,6 +169,36 @@ fn a_shipped_config_switched_to_postgres_is_valid() {
     }
 }
 
+/// Regression: `url = "http://…"` was refused with postgres's `unexpected
+/// EOF`; a unix socket's URL was shown as `postgresql://u@/run/postgresql:5433/db`.
+#[test]
+fn a_url_of_another_kind_and_a_socket_url_are_shown_plainly() {
+    let w = Work::as_given(
+        "[store]\nbackend = \"postgres\"\nurl = \"http://db.example.com/ordersync\"\n",
+    );
+    let out = w.cmd(&["check"]);
+    assert_eq!(code(&out), 2);
+    let err = stderr(&out);
+    assert!(
+        err.contains("store.url: not a PostgreSQL URL or conninfo: it starts with http:// but a PostgreSQL URL starts with postgresql://"),
+        "{err}"
+    );
+    assert!(!err.contains("EOF"), "{err}");
+    for url in [
+        "postgresql://ordersync@/ordersync?host=/run/postgresql&port=5433",
+        "host=/run/postgresql port=5433 user=ordersync dbname=ordersync",
+    ] {
+        let w = Work::as_given(&format!(
+            "[store]\nbackend = \"postgres\"\nurl = \"{url}\"\n"
+        ));
+        let shown = w.ok(&["check"]);
+        assert!(
+            shown.contains("postgresql://ordersync@/ordersync?host=/run/postgresql&port=5433\n"),
+            "{url}: {shown}"
+        );
+    }
+}
+
 /// Regression: `restore` into PostgreSQL said `restored … into ./state`
 /// (a folder it did not touch), and with the daemon running it spoke of
 /// "the state folder". Now both name the store as configured.
