@@ -303,6 +303,10 @@ pub const MAN_SECTIONS: &[ManSection] = &[
                 "Otherwise the config, as the Debian package installs it. When neither exists the command exits 2 naming both.",
             ),
             (
+                "STATE (the config's [paths] state)",
+                "The state: sled's database (the default backend). With [store] backend = \"postgres\" the state is in a PostgreSQL database instead ([store] url or url_env) and this folder keeps only the control socket. With [cluster] (node, lease), two machines share that database as an active/standby pair: one node leads, the other takes over within the lease; each keeps its own STATE folder.",
+            ),
+            (
                 "STATE/ordersync.sock",
                 "The running daemon's control socket in the state folder ([paths] state; /var/lib/ordersync with the package's config): the other commands go through it while the daemon runs.",
             ),
