@@ -6,6 +6,14 @@ use crate::control::{OpenMode, open_engine};
 use crate::engine::Engine;
 
 pub fn run(config: Config, once: bool) -> Result<(), CliError> {
+    // The first line says which config and which store: a config switched
+    // to PostgreSQL and one still on sled look alike otherwise.
+    tracing::info!(
+        version = env!("CARGO_PKG_VERSION"),
+        config = %config.file.display(),
+        store = %config.store_shown(),
+        "ordersync starting"
+    );
     if once {
         let engine = open_engine(&config, OpenMode::Create)?;
         return once_with(&engine);

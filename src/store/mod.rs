@@ -41,7 +41,7 @@ pub enum StoreError {
     Locked(String),
     /// A read command found no database: it never creates one.
     #[error(
-        "no store in {0}: has the daemon ever run? (`run`, `init` and `status --wait` create it)"
+        "no store in {0}: has the daemon ever run? (`run`, `init`, `status --wait` and `restore` create it)"
     )]
     Missing(String),
     /// The state folder (or its database) was deleted or replaced while the

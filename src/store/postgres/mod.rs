@@ -66,7 +66,7 @@ pub enum PgError {
     },
     /// A read command found no schema: it never creates one.
     #[error(
-        "no ordersync store in the database at {0}: has the daemon ever run? (`run`, `init` and `restore` create it)"
+        "no ordersync store in the database at {0}: has the daemon ever run? (`run`, `init`, `status --wait` and `restore` create it)"
     )]
     Missing(String),
 }
@@ -76,22 +76,33 @@ pub enum PgError {
 pub fn shown(url: &str) -> String {
     match tls::split(url).map(|(rest, _)| rest.parse::<postgres::Config>()) {
         Ok(Ok(c)) => {
-            let host = c
-                .get_hosts()
-                .iter()
-                .map(|h| match h {
-                    postgres::config::Host::Tcp(h) => h.clone(),
-                    postgres::config::Host::Unix(p) => p.display().to_string(),
-                })
-                .collect::<Vec<_>>()
-                .join(",");
-            let port = c
-                .get_ports()
-                .first()
-                .map_or(String::new(), |p| format!(":{p}"));
+            // A unix socket's folder goes in the query, as libpq writes it
+            // (`postgresql://u@/db?host=/run/postgresql&port=5433`): in the
+            // authority it read `postgresql://u@/run/postgresql:5433/db`.
+            let (mut tcp, mut query) = (Vec::new(), Vec::new());
+            for h in c.get_hosts() {
+                match h {
+                    postgres::config::Host::Tcp(h) => tcp.push(h.clone()),
+                    postgres::config::Host::Unix(p) => query.push(format!("host={}", p.display())),
+                }
+            }
+            let port = c.get_ports().first();
+            let port = match (port, query.is_empty()) {
+                (Some(p), true) => format!(":{p}"),
+                (Some(p), false) => {
+                    query.push(format!("port={p}"));
+                    String::new()
+                }
+                (None, _) => String::new(),
+            };
+            let host = tcp.join(",");
             let db = c.get_dbname().unwrap_or("");
             let user = c.get_user().map_or(String::new(), |u| format!("{u}@"));
-            format!("postgresql://{user}{host}{port}/{db}")
+            let query = match query.is_empty() {
+                true => String::new(),
+                false => format!("?{}", query.join("&")),
+            };
+            format!("postgresql://{user}{host}{port}/{db}{query}")
         }
         _ => "(an unreadable PostgreSQL URL)".into(),
     }
