@@ -68,6 +68,11 @@ const COALESCE: Duration = Duration::from_millis(20);
 const PROGRESS_EVERY: Duration = Duration::from_secs(5);
 const RETRY_FIRST: Duration = Duration::from_secs(1);
 const RETRY_MAX: Duration = Duration::from_secs(60);
+/// The longest pause between two probes of a store that fails (its
+/// database down, restarting, failing over): a probe is one connection,
+/// cheap, and a promoted replica is used as soon as it answers rather
+/// than after what is left of a minute's backoff.
+const STORE_PROBE_MAX: Duration = Duration::from_secs(2);
 
 /// Runs the daemon until SIGTERM or SIGINT.
 pub fn run(config: Config) -> anyhow::Result<()> {
@@ -408,7 +413,7 @@ fn open_when_reachable(
             }
             Err(crate::engine::EngineError::Store(e)) if e.is_unreachable() => {
                 attempts += 1;
-                let wait = backoff(attempts);
+                let wait = store_backoff(attempts);
                 if attempts == 1 {
                     tracing::error!(error = %e, retry_in = ?wait, "the store's database cannot be reached; waiting for it, with backoff");
                 } else {
@@ -743,19 +748,33 @@ fn lead_loop(
         let store_down = store_retry.is_some_and(|(_, at)| at > Instant::now());
         if !store_down {
             let now = Instant::now();
+            let mut count_failed: Option<StoreError> = None;
             let pending: Vec<String> = cfg
                 .systems
                 .iter()
                 // HTTP systems' orders wait for their clients, not for us.
                 .filter(|s| s.transport == crate::config::Transport::Files)
                 .filter_map(|s| {
-                    let n = engine
+                    match engine
                         .store
                         .count_in_state(&s.id, crate::store::ExportState::Pending)
-                        .ok()?;
-                    (n > 0).then(|| format!("{} {n} orders pending", s.id))
+                    {
+                        Ok(n) => (n > 0).then(|| format!("{} {n} orders pending", s.id)),
+                        Err(e) => {
+                            // Not dropped: the export that follows would
+                            // fail the same way; it is the store's outage.
+                            count_failed.get_or_insert(e);
+                            None
+                        }
+                    }
                 })
                 .collect();
+            if let Some(e) = count_failed.take() {
+                if ends_leading(&e) {
+                    return Err(e.into());
+                }
+                store_failed(engine, &EngineError::Store(e), &mut store_retry);
+            }
             if !pending.is_empty() {
                 let line = format!("exporting: {}", pending.join(", "));
                 if last_progress.elapsed() >= PROGRESS_EVERY {
@@ -881,7 +900,7 @@ fn ends_leading(e: &StoreError) -> bool {
 /// first time only.
 fn store_failed(engine: &Engine, e: &EngineError, store_retry: &mut Option<(u32, Instant)>) {
     let attempts = store_retry.map_or(0, |(n, _)| n) + 1;
-    let wait = backoff(attempts);
+    let wait = store_backoff(attempts);
     if attempts == 1 {
         tracing::error!(error = %e, retry_in = ?wait, "the store failed; reopening it and retrying with backoff, files stay in the inbox");
     } else {
@@ -906,6 +925,12 @@ fn backoff(attempts: u32) -> Duration {
         .min(RETRY_MAX)
 }
 
+/// The pause before probing a failing store again: 1 s, then
+/// [`STORE_PROBE_MAX`].
+fn store_backoff(attempts: u32) -> Duration {
+    backoff(attempts).min(STORE_PROBE_MAX)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -916,5 +941,12 @@ mod tests {
         assert_eq!(backoff(2), Duration::from_secs(2));
         assert_eq!(backoff(5), Duration::from_secs(16));
         assert_eq!(backoff(30), Duration::from_secs(60));
+    }
+
+    #[test]
+    fn a_failing_store_is_probed_every_two_seconds_at_most() {
+        assert_eq!(store_backoff(1), Duration::from_secs(1));
+        assert_eq!(store_backoff(2), Duration::from_secs(2));
+        assert_eq!(store_backoff(30), Duration::from_secs(2));
     }
 }

@@ -559,3 +559,53 @@ fn mark_as_exported_as_the_seed_sends_it() {
     assert_eq!(api.work.state("1001", "erp").as_deref(), Some("acked"));
     assert_eq!(api.work.stock("A"), (9, 1, 8));
 }
+
+/// Regression (issue 22 §4): with 1,100 half-sent connections (over the
+/// cap of 768 a limit of 1024 leaves), `/healthz` waited in the listen
+/// backlog until a header timeout (5 s by default) freed places. Now a
+/// new connection at the cap takes the place of the one that waited
+/// longest for a request head, so a client that sends its head at once is
+/// served. Each probe gets a 2 s client timeout: a bound on answering at
+/// all, not a speed.
+#[test]
+fn healthz_answers_beside_a_flood_of_idle_connections() {
+    if !have_prlimit() {
+        return;
+    }
+    raise_own_nofile();
+    // The default timeouts (5 s).
+    let api = Api::new("");
+    let d = api.start(1024, 1024);
+    let pid = d.child.id();
+    let fds = move || std::fs::read_dir(format!("/proc/{pid}/fd")).map_or(0, |d| d.count());
+    let base_fds = fds();
+    let stop = Arc::new(AtomicBool::new(false));
+    let attack = {
+        let (stop, port) = (stop.clone(), api.port);
+        std::thread::spawn(move || attack(port, 1100, stop))
+    };
+    wait_for("the attack to fill the server", WAIT, || {
+        fds() >= base_fds + 700
+    });
+    for i in 0..5 {
+        let mut s = TcpStream::connect(("127.0.0.1", api.port)).expect("connect");
+        s.set_read_timeout(Some(Duration::from_secs(2))).unwrap();
+        s.write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+            .unwrap();
+        let answer = read_answer(&mut s);
+        assert!(
+            matches!(answer, Some((200, _))),
+            "probe {i}: no /healthz answer within 2 s beside the flood: {answer:?}"
+        );
+        std::thread::sleep(Duration::from_millis(300));
+    }
+    stop.store(true, Relaxed);
+    let (connections, longest) = attack.join().unwrap();
+    eprintln!("{connections} attacking connections, the longest held {longest:?}");
+    assert!(longest <= Duration::from_secs(60), "held {longest:?}");
+    assert!(
+        has_logged(&d, "closing the ones that waited longest"),
+        "{}",
+        d.log_text()
+    );
+}

@@ -85,6 +85,9 @@ pub fn run(c: &Config) -> Result<(), CliError> {
         rows.extend(cluster_rows(cluster));
     }
     print!("{}", table(&rows));
+    if let Backend::Postgres(pg) = &c.store.backend {
+        println!("{}", replication(pg));
+    }
     if c.store.backend == Backend::Sled {
         println!(
             "store: cache_capacity {} bytes, compression {} (for a new store)",
@@ -189,6 +192,31 @@ fn store_rows(store: &StoreConfig) -> Vec<Vec<String>> {
                 ],
             ]
         }
+    }
+}
+
+/// How long `check` waits for the PostgreSQL server.
+const CHECK_CONNECT: std::time::Duration = std::time::Duration::from_secs(3);
+
+/// The server's replication, read over one connection (at most
+/// [`CHECK_CONNECT`] to connect): a warning when it streams to standbys
+/// and commits asynchronously (`store::postgres::replication_warning`).
+/// A server not reached is said, not an error: `check` checks the config.
+fn replication(pg: &crate::config::PostgresConfig) -> String {
+    use crate::store::postgres;
+    let server = pg.shown();
+    let read = postgres::tls::connector(&pg.url)
+        .map_err(|e| format!("PostgreSQL at {server}: {e}"))
+        .and_then(|(mut config, tls)| {
+            config.connect_timeout(CHECK_CONNECT);
+            let mut c = postgres::Postgres::with_config(&config, tls, &server)
+                .map_err(|e| e.to_string())?;
+            c.replication_warning().map_err(|e| e.to_string())
+        });
+    match read {
+        Ok(None) => "store replication: no standby, or synchronous".into(),
+        Ok(Some(w)) => format!("warning: {w}"),
+        Err(e) => format!("store server not reached (the daemon waits for it): {e}"),
     }
 }
 

@@ -28,6 +28,13 @@ pub fn status_json(e: &Engine) -> Result<Value, CliError> {
         "errors": inbox::error_count(&e.config),
         "systems": systems,
     });
+    // On PostgreSQL: replication that cannot keep exactly-once across a
+    // promotion.
+    if let Some(pg) = e.store.postgres()
+        && let Some(w) = pg.replication_warning()?
+    {
+        v["warnings"] = json!([w]);
+    }
     // Answered by a daemon: its part in its store (`crate::cluster`).
     if let Some(role) = crate::cluster::role() {
         v["role"] = role.name().into();
@@ -43,6 +50,9 @@ pub fn run(e: &Engine, as_json: bool) -> Result<String, CliError> {
         return Ok(json_line(&v));
     }
     let mut out = String::new();
+    for w in v["warnings"].as_array().into_iter().flatten() {
+        let _ = writeln!(out, "warning: {}", w.as_str().unwrap_or_default());
+    }
     if let Some(role) = crate::cluster::role().filter(|r| r.paired) {
         let leader = role.leader().unwrap_or_else(|| "none".into());
         let _ = writeln!(

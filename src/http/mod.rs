@@ -281,6 +281,11 @@ async fn metrics(State(engine): State<Arc<Engine>>, headers: HeaderMap) -> Respo
 /// Live: the store answers (on a leader and a standby alike), with this
 /// node's role.
 async fn healthz(State(engine): State<Arc<Engine>>) -> Response {
+    // A commit waiting on synchronous standbys that do not answer: the
+    // store answers reads, but nothing it is given goes through.
+    if let Some(why) = engine.store.postgres().and_then(|pg| pg.sync_wait()) {
+        return unavailable(&why);
+    }
     let ok = tokio::task::spawn_blocking(move || engine.store.order_count()).await;
     match ok {
         Ok(Ok(_)) => {

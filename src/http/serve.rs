@@ -2,10 +2,17 @@
 //! take descriptors, memory or time from the file side.
 //!
 //! - **Connections**: a permit of a semaphore is taken *before* each
-//!   `accept`, so beyond the cap ([`connection_cap`]: `[http]
-//!   max_connections`, lowered to keep [`FD_RESERVE`] descriptors for the
-//!   file side) new connections wait in the kernel's listen backlog, never
-//!   accepted and held.
+//!   `accept`, so the server holds at most the cap ([`connection_cap`]:
+//!   `[http] max_connections`, lowered to keep [`FD_RESERVE`] descriptors
+//!   for the file side) and one more.
+//! - **Shedding**: when the cap is reached and a new connection comes,
+//!   the server closes the connection that has waited longest for a
+//!   request head (idle since its last answer, or a head begun and not
+//!   finished; never one with a request in flight) to make room for it.
+//!   A flood of slow or idle connections thus cannot keep a prompt client
+//!   (`/healthz`) waiting in the backlog for a header timeout: each new
+//!   connection pushes out the oldest idle one. With every connection busy
+//!   with a request, the new one waits for the first to end.
 //! - **Memory**: a connection buffers about [`MAX_BUF`] bytes of a
 //!   request head; bodies are read by their handler as they come.
 //! - **Time**: each connection has a watchdog ([`Activity`]): with no
@@ -21,8 +28,10 @@
 //! HTTP/1.1 only, through hyper's own connection driver; the routes are the
 //! axum [`Router`].
 
+use std::collections::HashMap;
 use std::convert::Infallible;
 use std::pin::Pin;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
@@ -33,7 +42,7 @@ use hyper::body::{Frame, Incoming, SizeHint};
 use hyper_util::rt::TokioIo;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::{OwnedSemaphorePermit, Semaphore, watch};
+use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore, TryAcquireError, watch};
 use tower::ServiceExt;
 
 use crate::config::HttpConfig;
@@ -94,19 +103,49 @@ pub(super) async fn serve(
     mut stop: watch::Receiver<bool>,
 ) {
     let permits = Arc::new(Semaphore::new(cap));
+    let open = Arc::new(Open::default());
     let mut failing_since: Option<Instant> = None;
+    let mut shedding = false;
     loop {
-        // The permit comes first: beyond the cap, nothing is accepted.
-        let permit = tokio::select! {
-            p = permits.clone().acquire_owned() => match p {
-                Ok(p) => p,
-                Err(_) => break,
-            },
-            _ = stop.wait_for(|s| *s) => break,
-        };
-        let accepted = tokio::select! {
-            r = listener.accept() => r,
-            _ = stop.wait_for(|s| *s) => break,
+        // The permit comes first: at the cap, a connection is accepted
+        // only to take the place of one shed.
+        let (permit, accepted) = match permits.clone().try_acquire_owned() {
+            Ok(p) => {
+                shedding = false;
+                let accepted = tokio::select! {
+                    r = listener.accept() => r,
+                    _ = stop.wait_for(|s| *s) => break,
+                };
+                (p, accepted)
+            }
+            Err(TryAcquireError::Closed) => break,
+            Err(TryAcquireError::NoPermits) => {
+                let r = tokio::select! {
+                    p = permits.clone().acquire_owned() => match p {
+                        // A place came free: accept as usual.
+                        Ok(_) => continue,
+                        Err(_) => break,
+                    },
+                    r = listener.accept() => r,
+                    _ = stop.wait_for(|s| *s) => break,
+                };
+                // Full, and someone waits: make room.
+                if open.shed_one() && !shedding {
+                    shedding = true;
+                    tracing::warn!(
+                        max_connections = cap,
+                        "HTTP API: connections at the cap; closing the ones that waited longest for a request head to make room"
+                    );
+                }
+                let p = tokio::select! {
+                    p = permits.clone().acquire_owned() => match p {
+                        Ok(p) => p,
+                        Err(_) => break,
+                    },
+                    _ = stop.wait_for(|s| *s) => break,
+                };
+                (p, r)
+            }
         };
         match accepted {
             Ok((stream, _peer)) => {
@@ -118,6 +157,7 @@ pub(super) async fn serve(
                     timeouts,
                     stop.clone(),
                     permit,
+                    open.clone(),
                 ));
             }
             Err(e) => {
@@ -147,8 +187,10 @@ async fn connection(
     timeouts: Timeouts,
     mut stop: watch::Receiver<bool>,
     _permit: OwnedSemaphorePermit,
+    open: Arc<Open>,
 ) {
     let activity = Arc::new(Activity::new());
+    let _listed = open.add(activity.clone());
     let io = TokioIo::new(Watched {
         inner: stream,
         activity: activity.clone(),
@@ -192,13 +234,67 @@ async fn connection(
                 tracing::debug!("HTTP connection closed: idle or too slow a request head");
                 return;
             }
+            () = activity.shed.notified() => {
+                tracing::debug!("HTTP connection closed to make room: it waited longest for a request head");
+                return;
+            }
         }
+    }
+}
+
+/// The open connections, for shedding.
+#[derive(Default)]
+struct Open {
+    next: AtomicU64,
+    all: Mutex<HashMap<u64, Arc<Activity>>>,
+}
+
+impl Open {
+    fn list(&self) -> std::sync::MutexGuard<'_, HashMap<u64, Arc<Activity>>> {
+        // Inserts and removes only: nothing half done to see after a panic.
+        self.all.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Lists a connection until the returned guard is dropped.
+    fn add(self: &Arc<Open>, activity: Arc<Activity>) -> Listed {
+        let id = self.next.fetch_add(1, Ordering::Relaxed);
+        self.list().insert(id, activity);
+        Listed(self.clone(), id)
+    }
+
+    /// Tells the connection that has waited longest for a request head
+    /// (no request in flight, no answer left to write) to close; false
+    /// when every connection is busy.
+    fn shed_one(&self) -> bool {
+        let mut list = self.list();
+        let victim = list
+            .iter()
+            .filter_map(|(id, a)| a.waiting_since().map(|since| (since, *id)))
+            .min();
+        match victim.and_then(|(_, id)| list.remove(&id)) {
+            Some(a) => {
+                a.shed.notify_one();
+                true
+            }
+            None => false,
+        }
+    }
+}
+
+/// A connection listed in [`Open`]; unlisted when dropped.
+struct Listed(Arc<Open>, u64);
+
+impl Drop for Listed {
+    fn drop(&mut self) {
+        self.0.list().remove(&self.1);
     }
 }
 
 /// What a connection is doing, for its watchdog.
 struct Activity {
     state: Mutex<Phase>,
+    /// Told when the server sheds this connection to make room.
+    shed: Notify,
 }
 
 struct Phase {
@@ -223,7 +319,16 @@ impl Activity {
                 reading_head: false,
                 write_blocked: false,
             }),
+            shed: Notify::new(),
         }
+    }
+
+    /// Since when the connection has waited for a request head (idle, or
+    /// a head begun); `None` while a request is in flight or an answer
+    /// is being written.
+    fn waiting_since(&self) -> Option<Instant> {
+        let p = self.phase();
+        (p.in_flight == 0 && !p.write_blocked).then_some(p.since)
     }
 
     fn phase(&self) -> std::sync::MutexGuard<'_, Phase> {

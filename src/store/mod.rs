@@ -67,6 +67,11 @@ pub enum StoreError {
     /// the server (never a password) and the cause.
     #[error("{0}")]
     Server(String),
+    /// The database server refused what ordersync asked for a reason that
+    /// waiting does not change (a permission, a schema object, a login:
+    /// `postgres::is_refusal`): not an outage; someone must fix it.
+    #[error("{0}")]
+    Refused(String),
     /// A write of a process that does not hold the writer's lease (on
     /// PostgreSQL): refused by the database, nothing of it was written.
     #[error("{0}")]
@@ -99,9 +104,10 @@ impl From<sled::Error> for StoreError {
 pub type KeyValue = (String, Vec<u8>);
 
 impl StoreError {
-    /// The state folder is gone: nothing this process does can fix it.
+    /// Nothing this process does can fix it: the state folder is gone,
+    /// or the database server refuses (a permission, the schema).
     pub fn is_fatal(&self) -> bool {
-        matches!(self, StoreError::Replaced(_))
+        matches!(self, StoreError::Replaced(_) | StoreError::Refused(_))
     }
 
     /// The store's database server cannot be reached (or failed): waiting

@@ -59,6 +59,22 @@ const PAGE: i64 = 1000;
 pub struct Conn {
     client: Client,
     prepared: HashMap<&'static str, Statement>,
+    /// Found dead (the server restarted since its last use): the pool
+    /// drops it rather than hand it out again.
+    dead: bool,
+    /// Its backend's pid, listed in `pids` while it is open (the watch of
+    /// commits waiting on synchronous standbys looks for these).
+    pid: i32,
+    pids: super::sync_wait::Pids,
+}
+
+impl Drop for Conn {
+    fn drop(&mut self) {
+        self.pids
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(&self.pid);
+    }
 }
 
 impl Conn {
@@ -94,6 +110,7 @@ impl Conn {
 struct Manager {
     config: postgres::Config,
     tls: super::tls::Tls,
+    pids: super::sync_wait::Pids,
 }
 
 impl r2d2::ManageConnection for Manager {
@@ -101,9 +118,18 @@ impl r2d2::ManageConnection for Manager {
     type Error = postgres::Error;
 
     fn connect(&self) -> Result<Conn, postgres::Error> {
+        let mut client = self.config.connect(self.tls.clone())?;
+        let pid: i32 = client.query_one("SELECT pg_backend_pid()", &[])?.get(0);
+        self.pids
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(pid);
         Ok(Conn {
-            client: self.config.connect(self.tls.clone())?,
+            client,
             prepared: HashMap::new(),
+            dead: false,
+            pid,
+            pids: self.pids.clone(),
         })
     }
 
@@ -112,7 +138,20 @@ impl r2d2::ManageConnection for Manager {
     }
 
     fn has_broken(&self, conn: &mut Conn) -> bool {
-        conn.client.is_closed()
+        conn.dead || conn.client.is_closed()
+    }
+}
+
+/// What the pool does with a connection that failed: a debug line, never
+/// r2d2's own error line per slot and per try.
+#[derive(Debug)]
+struct PoolErrors {
+    server: String,
+}
+
+impl r2d2::HandleError<postgres::Error> for PoolErrors {
+    fn handle_error(&self, error: postgres::Error) {
+        tracing::debug!(server = %self.server, error = %describe(&error), "a pooled connection failed");
     }
 }
 
@@ -142,6 +181,9 @@ pub struct Live {
     /// A command's lease keeper ([`Live::hold_lease`]), stopped and the
     /// lease let go when the store is closed.
     keeper: Mutex<Option<Keeper>>,
+    /// A writing process: the watch of its commits waiting on synchronous
+    /// standbys (`sync_wait.rs`).
+    sync_wait: Option<super::sync_wait::Watch>,
 }
 
 /// The thread that renews a command's lease, and its stop flag.
@@ -206,15 +248,26 @@ impl Live {
             "idle_in_transaction_session_timeout",
             options.lease,
         );
+        let pids = super::sync_wait::Pids::default();
         let pool = r2d2::Pool::builder()
             .max_size(options.pool_size.max(1))
             .min_idle(Some(0))
             .connection_timeout(POOL_WAIT)
             .test_on_check_out(false)
+            // r2d2 logs each failed connection of each slot (every second
+            // while the server is down, naming no server): the daemon says
+            // it once per outage, naming the server (`daemon::store_failed`).
+            .error_handler(Box::new(PoolErrors {
+                server: server.clone(),
+            }))
             .build_unchecked(Manager {
                 config: pooled,
                 tls: tls.clone(),
+                pids: pids.clone(),
             });
+        let sync_wait = create.then(|| {
+            super::sync_wait::Watch::start(config.clone(), tls.clone(), server.clone(), pids)
+        });
         let live = Live {
             pool,
             config: Box::new(config),
@@ -227,6 +280,7 @@ impl Live {
             paired: options.paired,
             opened: Default::default(),
             keeper: Mutex::new(None),
+            sync_wait,
         };
         live.take_session()?;
         live.on_session(|c| live.fence.read_clock(c))?;
@@ -294,13 +348,52 @@ impl Live {
     }
 
     fn err(&self, e: postgres::Error) -> StoreError {
-        StoreError::Server(format!("PostgreSQL at {}: {}", self.server, describe(&e)))
+        from_pg(super::pg_error(&self.server, &e))
     }
 
     fn conn(&self) -> Result<r2d2::PooledConnection<Manager>, StoreError> {
         self.pool.get().map_err(|e| {
             StoreError::Server(format!("PostgreSQL at {}: no connection: {e}", self.server))
         })
+    }
+
+    /// A read on a pooled connection; when that connection turns out dead
+    /// (the server restarted or failed over since it was last used, which
+    /// a pooled connection learns only when used), again on another, so
+    /// that a restart costs no request an error. Each dead connection is
+    /// dropped from the pool: after a restart they all are, one by one,
+    /// so at most the pool's size of them is tried before a new one.
+    fn read<T>(
+        &self,
+        f: impl Fn(&mut Conn) -> Result<T, postgres::Error>,
+    ) -> Result<T, StoreError> {
+        let mut tries = self.pool.max_size() + 1;
+        loop {
+            let mut conn = self.conn()?;
+            match f(&mut conn) {
+                Err(e) if is_dead(&e) && tries > 1 => {
+                    tries -= 1;
+                    conn.dead = true;
+                    tracing::debug!(server = %self.server, error = %describe(&e), "a pooled connection was dead; reading again on another");
+                }
+                r => return r.map_err(|e| self.err(e)),
+            }
+        }
+    }
+
+    /// Why the store is not healthy although it answers: a commit of this
+    /// process waiting on synchronous standbys that do not answer
+    /// (`sync_wait.rs`).
+    pub fn sync_wait(&self) -> Option<String> {
+        self.sync_wait
+            .as_ref()
+            .and_then(super::sync_wait::Watch::reason)
+    }
+
+    /// The server's replication, as `status` warns of it
+    /// ([`super::replication_warning`]).
+    pub fn replication_warning(&self) -> Result<Option<String>, StoreError> {
+        self.read(|c| super::replication_warning(&mut c.client))
     }
 
     /// Connects the session that holds the writer's lock (again).
@@ -487,10 +580,7 @@ impl Live {
         sql: &'static str,
         params: &[&(dyn ToSql + Sync)],
     ) -> Result<Option<Value>, StoreError> {
-        let row = self
-            .conn()?
-            .query_opt(sql, params)
-            .map_err(|e| self.err(e))?;
+        let row = self.read(|c| c.query_opt(sql, params))?;
         Ok(row
             .and_then(|r| r.get::<_, Option<i64>>(0))
             .map(|n| Value::from(&keys::int(n))))
@@ -501,10 +591,7 @@ impl Live {
         sql: &'static str,
         params: &[&(dyn ToSql + Sync)],
     ) -> Result<Option<Value>, StoreError> {
-        let row = self
-            .conn()?
-            .query_opt(sql, params)
-            .map_err(|e| self.err(e))?;
+        let row = self.read(|c| c.query_opt(sql, params))?;
         Ok(row.map(|r| Value::from(&r.get::<_, Uuid>(0).as_bytes()[..])))
     }
 
@@ -513,10 +600,7 @@ impl Live {
         sql: &'static str,
         params: &[&(dyn ToSql + Sync)],
     ) -> Result<Option<Value>, StoreError> {
-        let row = self
-            .conn()?
-            .query_opt(sql, params)
-            .map_err(|e| self.err(e))?;
+        let row = self.read(|c| c.query_opt(sql, params))?;
         Ok(row.map(|_| Value::default()))
     }
 
@@ -544,10 +628,7 @@ impl Live {
                     return None;
                 }
                 let at = cursor.as_ref()?;
-                let rows = match self
-                    .conn()
-                    .and_then(|mut c| fetch(&mut c, at).map_err(|e| self.err(e)))
-                {
+                let rows = match self.read(|c| fetch(c, at)) {
                     Ok(rows) => rows,
                     Err(e) => {
                         done = true;
@@ -622,6 +703,16 @@ fn keep(
     }
 }
 
+/// Whether `e` says the connection is gone (closed, the server shut down
+/// or restarted: SQLSTATE classes 08 and 57P), not what was asked.
+fn is_dead(e: &postgres::Error) -> bool {
+    e.is_closed()
+        || e.code()
+            .is_some_and(|c| c.code().starts_with("08") || c.code().starts_with("57P"))
+        || (e.as_db_error().is_none()
+            && std::error::Error::source(e).is_some_and(|s| s.is::<std::io::Error>()))
+}
+
 /// Sets the server setting `name` to `value` in milliseconds for every
 /// session `config` opens (after the URL's own `options`).
 fn set_millis(config: &mut postgres::Config, name: &str, value: Duration) {
@@ -634,6 +725,7 @@ fn from_pg(e: PgError) -> StoreError {
     match e {
         PgError::Missing(server) => StoreError::Missing(format!("the database at {server}")),
         e @ PgError::Newer { .. } => StoreError::Schema(e.to_string()),
+        e @ PgError::Refused { .. } => StoreError::Refused(e.to_string()),
         e => StoreError::Server(e.to_string()),
     }
 }
@@ -683,8 +775,7 @@ impl Backend for Live {
 
     fn prefetch(&self, keys: &[Key]) -> Result<Vec<(Key, Option<Value>)>, StoreError> {
         let start = std::time::Instant::now();
-        let mut conn = self.conn()?;
-        let got = super::prefetch::prefetch(&mut conn, keys).map_err(|e| self.err(e))?;
+        let got = self.read(|c| super::prefetch::prefetch(c, keys))?;
         tracing::trace!(
             keys = keys.len(),
             secs = start.elapsed().as_secs_f64(),
@@ -696,26 +787,21 @@ impl Backend for Live {
     fn get(&self, key: &Key) -> Result<Option<Value>, StoreError> {
         match key {
             Key::Order(id) => {
-                let row = self
-                    .conn()?
-                    .query_opt(
+                let row = self.read(|c| c.query_opt(
                         "SELECT id, external_id, revision, sent_sha256, regulated, doc FROM orders WHERE id = $1",
-                        &[id],
-                    )
-                    .map_err(|e| self.err(e))?;
+                        &[id]))?;
                 Ok(row.map(|r| Value::from(order_of(&r).encode())))
             }
             Key::External(x) => self.id("SELECT id FROM orders WHERE external_id = $1", &[x]),
             Key::ExternalUuid(u) => self.id("SELECT id FROM orders WHERE external_uuid = $1", &[u]),
             Key::Export { system, id } => {
-                let row = self
-                    .conn()?
-                    .query_opt(
+                let row = self.read(|c| {
+                    c.query_opt(
                         "SELECT state, sort, file, written_at, acked_at, revision
                            FROM export_states WHERE system = $1 AND order_id = $2",
                         &[system, id],
                     )
-                    .map_err(|e| self.err(e))?;
+                })?;
                 let Some(r) = row else { return Ok(None) };
                 let rec = export_at(&r, 0, state_of(r.get(0), key)?);
                 Ok(Some(Value::from(encode(&rec))))
@@ -731,13 +817,12 @@ impl Backend for Live {
                 &[system, id, &state.name(), sort],
             ),
             Key::Event { id, n } => {
-                let row = self
-                    .conn()?
-                    .query_opt(
+                let row = self.read(|c| {
+                    c.query_opt(
                         "SELECT at, event, detail FROM events WHERE order_id = $1 AND n = $2",
                         &[id, &(*n as i64)],
                     )
-                    .map_err(|e| self.err(e))?;
+                })?;
                 Ok(row.map(|r| {
                     Value::from(encode(&Event {
                         at: r.get(0),
@@ -753,13 +838,12 @@ impl Backend for Live {
             Key::Stock(sku) => self.int("SELECT in_stock FROM stock WHERE sku = $1", &[sku]),
             Key::Reserved(sku) => self.int("SELECT reserved FROM stock WHERE sku = $1", &[sku]),
             Key::File { name, sha256 } => {
-                let row = self
-                    .conn()?
-                    .query_opt(
+                let row = self.read(|c| {
+                    c.query_opt(
                         "SELECT at, kind FROM applied_files WHERE name = $1 AND sha256 = $2",
                         &[name, &&sha256[..]],
                     )
-                    .map_err(|e| self.err(e))?;
+                })?;
                 Ok(row.map(|r| {
                     Value::from(encode(&AppliedFile {
                         at: r.get(0),
@@ -768,13 +852,12 @@ impl Backend for Live {
                 }))
             }
             Key::Progress { name, sha256 } => {
-                let row = self
-                    .conn()?
-                    .query_opt(
+                let row = self.read(|c| {
+                    c.query_opt(
                         "SELECT orders FROM file_progress WHERE name = $1 AND sha256 = $2",
                         &[name, &&sha256[..]],
                     )
-                    .map_err(|e| self.err(e))?;
+                })?;
                 Ok(row.map(|r| {
                     Value::from(encode(&Progress {
                         orders: r.get::<_, i64>(0) as u64,
@@ -786,26 +869,24 @@ impl Backend for Live {
                 &[system],
             ),
             Key::Batch { system, seq } => {
-                let row = self
-                    .conn()?
-                    .query_opt(
+                let row = self.read(|c| {
+                    c.query_opt(
                         "SELECT system, seq, file, orders, size, sha256 FROM export_batches
                            WHERE system = $1 AND seq = $2",
                         &[system, &(*seq as i64)],
                     )
-                    .map_err(|e| self.err(e))?;
+                })?;
                 Ok(row.map(|r| Value::from(encode(&batch_of(&r)))))
             }
             // Never kept here: no older version wrote this database.
             Key::OldBatch(_) => Ok(None),
             Key::Fingerprint(system) => {
-                let row = self
-                    .conn()?
-                    .query_opt(
+                let row = self.read(|c| {
+                    c.query_opt(
                         "SELECT settings FROM system_settings WHERE system = $1",
                         &[system],
                     )
-                    .map_err(|e| self.err(e))?;
+                })?;
                 Ok(row.map(|r| Value::from(r.get::<_, String>(0).as_bytes())))
             }
             Key::OrderCount => self.int("SELECT n FROM order_count", &[]),
@@ -826,7 +907,9 @@ impl Backend for Live {
         }
         let start = std::time::Instant::now();
         let mut conn = self.conn()?;
-        let Conn { client, prepared } = &mut *conn;
+        let Conn {
+            client, prepared, ..
+        } = &mut *conn;
         let mut tx = client.transaction().map_err(|e| self.err(e))?;
         super::write::write(&mut tx, prepared, &changes)?.map_err(|e| self.err(e))?;
         if !self.fence.holds(&mut tx).map_err(|e| self.err(e))? {
@@ -942,13 +1025,12 @@ impl Backend for Live {
     }
 
     fn events(&self, id: Uuid) -> Result<Vec<Value>, StoreError> {
-        let rows = self
-            .conn()?
-            .query(
+        let rows = self.read(|c| {
+            c.query(
                 "SELECT at, event, detail FROM events WHERE order_id = $1 ORDER BY n",
                 &[&id],
             )
-            .map_err(|e| self.err(e))?;
+        })?;
         Ok(rows
             .iter()
             .map(|r| {
@@ -962,14 +1044,13 @@ impl Backend for Live {
     }
 
     fn totals(&self) -> Result<Vec<(String, i64, i64)>, StoreError> {
-        let rows = self
-            .conn()?
-            .query(
+        let rows = self.read(|c| {
+            c.query(
                 "SELECT sku, coalesce(in_stock, 0), coalesce(reserved, 0) FROM stock
                    ORDER BY sku COLLATE \"C\"",
                 &[],
             )
-            .map_err(|e| self.err(e))?;
+        })?;
         Ok(rows
             .iter()
             .map(|r| (r.get(0), r.get(1), r.get(2)))
@@ -977,14 +1058,13 @@ impl Backend for Live {
     }
 
     fn batches(&self, system: &str) -> Result<Vec<Value>, StoreError> {
-        let rows = self
-            .conn()?
-            .query(
+        let rows = self.read(|c| {
+            c.query(
                 "SELECT system, seq, file, orders, size, sha256 FROM export_batches
                    WHERE system = $1 ORDER BY seq",
                 &[&system],
             )
-            .map_err(|e| self.err(e))?;
+        })?;
         Ok(rows
             .iter()
             .map(|r| Value::from(encode(&batch_of(r))))

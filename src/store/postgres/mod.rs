@@ -23,6 +23,7 @@ pub mod lease;
 pub mod live;
 pub mod nodes;
 mod prefetch;
+mod sync_wait;
 mod write;
 pub use live::Live;
 pub(crate) mod tls;
@@ -55,6 +56,10 @@ pub enum PgError {
     /// the password.
     #[error("PostgreSQL at {server}: {message}")]
     Server { server: String, message: String },
+    /// The server answered, and refused: a permission, a schema, a login
+    /// ([`is_refusal`]). Waiting does not help; someone must fix it.
+    #[error("PostgreSQL at {server}: {message}")]
+    Refused { server: String, message: String },
     /// The database's schema is newer than this binary knows.
     #[error(
         "the database at {server} has schema version {found}, newer than this ordersync's {known}: use a newer ordersync"
@@ -71,41 +76,56 @@ pub enum PgError {
     Missing(String),
 }
 
-/// Where a URL points, for messages: host, port and database, without the
-/// user's password.
+/// Where a URL points, for messages: every host with its port, the
+/// database and `target_session_attrs` when given, without the user's
+/// password (`postgresql://os@db1:5432,db2:5433/orders?target_session_attrs=read-write`).
+/// A Unix socket's folder is shown without a port. A URL with an `@` in
+/// its password not written `%40` is not shown (the config refuses it).
 pub fn shown(url: &str) -> String {
-    match tls::split(url).map(|(rest, _)| rest.parse::<postgres::Config>()) {
-        Ok(Ok(c)) => {
-            // A unix socket's folder goes in the query, as libpq writes it
-            // (`postgresql://u@/db?host=/run/postgresql&port=5433`): in the
-            // authority it read `postgresql://u@/run/postgresql:5433/db`.
-            let (mut tcp, mut query) = (Vec::new(), Vec::new());
-            for h in c.get_hosts() {
-                match h {
-                    postgres::config::Host::Tcp(h) => tcp.push(h.clone()),
-                    postgres::config::Host::Unix(p) => query.push(format!("host={}", p.display())),
+    let Ok((rest, settings)) = tls::split(url) else {
+        return "(an unreadable PostgreSQL URL)".into();
+    };
+    let Ok(c) = rest.parse::<postgres::Config>() else {
+        return "(an unreadable PostgreSQL URL)".into();
+    };
+    let ports = c.get_ports();
+    // One port for every host, or one per host (postgres's rule).
+    let port_of = |i: usize| ports.get(i).or(ports.first().filter(|_| ports.len() == 1));
+    // A unix socket's folder goes in the query, as libpq writes it
+    // (`postgresql://u@/db?host=/run/postgresql&port=5433`): in the
+    // authority it read `postgresql://u@/run/postgresql:5433/db`.
+    let (mut tcp, mut query) = (Vec::new(), Vec::new());
+    for (i, h) in c.get_hosts().iter().enumerate() {
+        match h {
+            postgres::config::Host::Tcp(h) => {
+                let h = if h.contains(':') {
+                    format!("[{h}]")
+                } else {
+                    h.clone()
+                };
+                tcp.push(match port_of(i) {
+                    Some(p) => format!("{h}:{p}"),
+                    None => h,
+                });
+            }
+            postgres::config::Host::Unix(p) => {
+                query.push(format!("host={}", p.display()));
+                if let Some(p) = port_of(i) {
+                    query.push(format!("port={p}"));
                 }
             }
-            let port = c.get_ports().first();
-            let port = match (port, query.is_empty()) {
-                (Some(p), true) => format!(":{p}"),
-                (Some(p), false) => {
-                    query.push(format!("port={p}"));
-                    String::new()
-                }
-                (None, _) => String::new(),
-            };
-            let host = tcp.join(",");
-            let db = c.get_dbname().unwrap_or("");
-            let user = c.get_user().map_or(String::new(), |u| format!("{u}@"));
-            let query = match query.is_empty() {
-                true => String::new(),
-                false => format!("?{}", query.join("&")),
-            };
-            format!("postgresql://{user}{host}{port}/{db}{query}")
         }
-        _ => "(an unreadable PostgreSQL URL)".into(),
     }
+    if let Some(a) = settings.session {
+        query.push(format!("target_session_attrs={}", tls::session_name(a)));
+    }
+    let db = c.get_dbname().unwrap_or("");
+    let user = c.get_user().map_or(String::new(), |u| format!("{u}@"));
+    let query = match query.is_empty() {
+        true => String::new(),
+        false => format!("?{}", query.join("&")),
+    };
+    format!("postgresql://{user}{}/{db}{query}", tcp.join(","))
 }
 
 /// An open connection to the store's database.
@@ -133,10 +153,7 @@ impl Postgres {
         tls: tls::Tls,
         server: &str,
     ) -> Result<Postgres, PgError> {
-        let client = config.connect(tls).map_err(|e| PgError::Server {
-            server: server.to_string(),
-            message: describe(&e),
-        })?;
+        let client = config.connect(tls).map_err(|e| pg_error(server, &e))?;
         Ok(Postgres {
             client,
             server: server.to_string(),
@@ -144,10 +161,12 @@ impl Postgres {
     }
 
     fn err(&self, e: postgres::Error) -> PgError {
-        PgError::Server {
-            server: self.server.clone(),
-            message: describe(&e),
-        }
+        pg_error(&self.server, &e)
+    }
+
+    /// [`replication_warning`] of this connection's server.
+    pub fn replication_warning(&mut self) -> Result<Option<String>, PgError> {
+        replication_warning(&mut self.client).map_err(|e| self.err(e))
     }
 
     /// Brings the schema to this binary's version, in one transaction
@@ -156,10 +175,7 @@ impl Postgres {
     /// create a store.
     pub fn migrate(&mut self) -> Result<i32, PgError> {
         let server = self.server.clone();
-        let err = |e: postgres::Error| PgError::Server {
-            server: server.clone(),
-            message: describe(&e),
-        };
+        let err = |e: postgres::Error| pg_error(&server, &e);
         let mut tx = self.client.transaction().map_err(err)?;
         tx.execute("SELECT pg_advisory_xact_lock($1)", &[&MIGRATION_LOCK])
             .map_err(err)?;
@@ -518,6 +534,59 @@ impl Postgres {
     }
 }
 
+/// What the server says of its replication (`check`, `status`): a warning
+/// when it streams to standbys (`pg_stat_replication`) but a commit is
+/// reported before any standby has it (`synchronous_standby_names` empty,
+/// or `synchronous_commit` `off` or `local`): a promotion of such a
+/// standby loses what it lacked, orders whose files were already archived
+/// and exported. `None`: no standby, or synchronous replication.
+pub fn replication_warning(client: &mut Client) -> Result<Option<String>, postgres::Error> {
+    let row = client.query_one(
+        "SELECT (SELECT count(*) FROM pg_stat_replication),
+                current_setting('synchronous_standby_names'),
+                current_setting('synchronous_commit')",
+        &[],
+    )?;
+    let (standbys, names, commit): (i64, String, String) = (row.get(0), row.get(1), row.get(2));
+    if standbys == 0 {
+        return Ok(None);
+    }
+    let why = if names.trim().is_empty() {
+        "synchronous_standby_names is empty".to_string()
+    } else if commit == "off" || commit == "local" {
+        format!("synchronous_commit is {commit}")
+    } else {
+        return Ok(None);
+    };
+    Ok(Some(format!(
+        "the server streams to {standbys} standby(s) but commits asynchronously ({why}): a commit is reported before a standby has it, and promoting a standby can lose orders whose files were already archived or exported; for exactly-once across a promotion set synchronous_standby_names (and synchronous_commit = on or remote_apply)"
+    )))
+}
+
+/// `e` as a [`PgError`] naming `server`: [`PgError::Refused`] when the
+/// server refused ([`is_refusal`]), else [`PgError::Server`].
+pub(crate) fn pg_error(server: &str, e: &postgres::Error) -> PgError {
+    let (server, message) = (server.to_string(), describe(e));
+    if is_refusal(e) {
+        PgError::Refused { server, message }
+    } else {
+        PgError::Server { server, message }
+    }
+}
+
+/// Whether the server refused what was asked for a reason that waiting
+/// does not change: a permission or a schema object (SQLSTATE class 42:
+/// `42501` insufficient privilege, `42P07` a table that already exists,
+/// `42P01` one missing…), a login refused (class 28), a database or
+/// schema that does not exist (`3D000`, `3F000`). A server going away,
+/// restarting or short of resources (classes 08, 57, 53, 58) is an
+/// outage, waited for.
+pub fn is_refusal(e: &postgres::Error) -> bool {
+    let Some(code) = e.code() else { return false };
+    let code = code.code();
+    code.starts_with("42") || code.starts_with("28") || code == "3D000" || code == "3F000"
+}
+
 /// A client error as an operator reads it: the server's own message (its
 /// severity, text, detail and hint) rather than the client's "db error".
 pub fn describe(e: &postgres::Error) -> String {
@@ -761,5 +830,42 @@ impl Statements {
                 run(tx, &self.settings, &[system, settings])
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::shown;
+
+    /// Regression (issue 22 §4): the first host's port was dropped and
+    /// `target_session_attrs` hidden.
+    #[test]
+    fn every_host_is_shown_with_its_port_and_the_session_wanted() {
+        assert_eq!(
+            shown(
+                "postgresql://os:s3cret@127.0.0.1,127.0.0.1:55451/orders?target_session_attrs=read-write"
+            ),
+            "postgresql://os@127.0.0.1:5432,127.0.0.1:55451/orders?target_session_attrs=read-write"
+        );
+        assert_eq!(
+            shown(
+                "host=a,b port=5433,5434 dbname=o user=os password=s3cret target_session_attrs=primary"
+            ),
+            "postgresql://os@a:5433,b:5434/o?target_session_attrs=read-write"
+        );
+        assert_eq!(
+            shown("host=a,b port=5433 dbname=o"),
+            "postgresql://a:5433,b:5433/o"
+        );
+        assert_eq!(
+            shown("postgresql://os@[::1]:5433/o"),
+            "postgresql://os@[::1]:5433/o"
+        );
+        assert_eq!(
+            shown("postgresql://os@/o?host=/run/postgresql"),
+            "postgresql://os@/run/postgresql/o"
+        );
+        let s = shown("postgresql://os:p@ss@db/orders");
+        assert!(!s.contains("ss"), "{s}");
     }
 }

@@ -26,11 +26,17 @@
 //! - A Unix socket never has TLS (libpq ignores sslmode there too).
 //! - Client certificates (`sslcert`, `sslkey`) are not supported: postgres
 //!   refuses them as unknown options.
+//!
+//! [`split`] also takes out `target_session_attrs` (postgres knows `any`,
+//! `read-write` and `read-only`; libpq 14 added `primary`, which ordersync
+//! reads as `read-write`: it writes, so a standby is never wanted), and
+//! refuses a URL whose user info holds an unencoded `@` (postgres would
+//! take the rest of the password for the host, and print it).
 
 use std::path::PathBuf;
 use std::sync::Arc;
 
-use postgres::config::{Host, SslMode};
+use postgres::config::{Host, SslMode, TargetSessionAttrs};
 use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
 use rustls::crypto::WebPkiSupportedAlgorithms;
 use rustls::pki_types::pem::PemObject;
@@ -74,12 +80,47 @@ pub(crate) enum RootCert {
     System,
 }
 
-/// The TLS settings taken out of a URL or conninfo.
+/// The TLS settings taken out of a URL or conninfo, and the session
+/// wanted.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub(crate) struct Settings {
     pub mode: Mode,
     /// `None`: no `sslrootcert` (the system's store, when one is needed).
     pub rootcert: Option<RootCert>,
+    /// `target_session_attrs`, when given.
+    pub session: Option<TargetSessionAttrs>,
+}
+
+/// `target_session_attrs` as libpq spells it: `primary` (libpq 14) is
+/// read as `read-write`, what postgres checks (`SHOW
+/// transaction_read_only`); a standby is no use to a process that writes.
+fn session_attrs(value: &str) -> Result<TargetSessionAttrs, String> {
+    Ok(match value {
+        "any" => TargetSessionAttrs::Any,
+        "read-write" | "primary" => TargetSessionAttrs::ReadWrite,
+        "read-only" => TargetSessionAttrs::ReadOnly,
+        "standby" | "prefer-standby" => {
+            return Err(
+                "target_session_attrs: ordersync writes, so a standby cannot be its server (use read-write or primary)"
+                    .into(),
+            );
+        }
+        _ => {
+            return Err(
+                "invalid value for option `target_session_attrs` (any, read-write, primary or read-only)"
+                    .into(),
+            );
+        }
+    })
+}
+
+/// `target_session_attrs` as shown in a URL.
+pub(crate) fn session_name(attrs: TargetSessionAttrs) -> &'static str {
+    match attrs {
+        TargetSessionAttrs::ReadWrite => "read-write",
+        TargetSessionAttrs::ReadOnly => "read-only",
+        _ => "any",
+    }
 }
 
 /// The message for a bad `sslmode`: postgres's own words, quoting nothing
@@ -93,9 +134,11 @@ const BAD_SSLMODE: &str = "invalid value for option `sslmode` (disable, allow, p
 pub(crate) fn split(url: &str) -> Result<(String, Settings), String> {
     let mut mode = None;
     let mut rootcert = None;
+    let mut session = None;
     let mut take = |key: &str, value: String| -> Result<bool, String> {
         match key {
             "sslmode" => mode = Some(Mode::parse(&value).ok_or(BAD_SSLMODE)?),
+            "target_session_attrs" => session = Some(session_attrs(&value)?),
             "sslrootcert" => {
                 rootcert = Some(match value.as_str() {
                     "system" => RootCert::System,
@@ -124,7 +167,40 @@ pub(crate) fn split(url: &str) -> Result<(String, Settings), String> {
         }
         (m, _) => m.unwrap_or(Mode::Prefer),
     };
-    Ok((rest, Settings { mode, rootcert }))
+    Ok((
+        rest,
+        Settings {
+            mode,
+            rootcert,
+            session,
+        },
+    ))
+}
+
+/// The host part of a URL (after the user info, up to the path or the
+/// parameters), or `None` for conninfo. A URL whose host part or path
+/// holds an `@` is refused: its password holds an `@` not written `%40`, which postgres
+/// would read as the end of the password and the start of the host (and
+/// messages would show the rest of the password).
+pub(crate) fn url_hosts(url: &str) -> Result<Option<&str>, String> {
+    let Some(after) = ["postgresql://", "postgres://"]
+        .iter()
+        .find_map(|p| url.strip_prefix(*p))
+    else {
+        return Ok(None);
+    };
+    let rest = after.find('@').map_or(after, |at| &after[at + 1..]);
+    // The host and the path: an `@` there (`os:p@ss@db`, `os:p@ss/x@db`)
+    // is one of the password's.
+    let host_path = &rest[..rest.find('?').unwrap_or(rest.len())];
+    let hosts = &host_path[..host_path.find('/').unwrap_or(host_path.len())];
+    if host_path.contains('@') {
+        return Err(
+            "the URL's user info holds an `@` that is not percent-encoded (write `@` in a user name or password as %40)"
+                .into(),
+        );
+    }
+    Ok(Some(hosts))
 }
 
 /// The URL form: the parameters after the first `?` that follows the
@@ -133,6 +209,7 @@ fn split_url(
     url: &str,
     take: &mut dyn FnMut(&str, String) -> Result<bool, String>,
 ) -> Result<String, String> {
+    url_hosts(url)?;
     let after_creds = url.find('@').map_or(0, |at| at + 1);
     let Some(q) = url[after_creds..].find('?').map(|q| after_creds + q) else {
         return Ok(url.to_string());
@@ -259,6 +336,9 @@ pub(crate) fn connector(url: &str) -> Result<(postgres::Config, Tls), String> {
     // Only postgres's "invalid connection string": its reason may quote a
     // part of the password (the config's check shows it scrubbed).
     let mut config: postgres::Config = rest.parse().map_err(|e: postgres::Error| e.to_string())?;
+    if let Some(session) = settings.session {
+        config.target_session_attrs(session);
+    }
     let unix_only = !config.get_hosts().is_empty()
         && config.get_hostaddrs().is_empty()
         && config
@@ -276,6 +356,7 @@ pub(crate) fn connector(url: &str) -> Result<(postgres::Config, Tls), String> {
         SslMode::Disable => rustls_connector(&Settings {
             mode: Mode::Require,
             rootcert: None,
+            session: None,
         })?,
         _ => rustls_connector(&settings)?,
     };
@@ -425,7 +506,50 @@ mod tests {
                 "system" => RootCert::System,
                 file => RootCert::File(file.into()),
             }),
+            session: None,
         }
+    }
+
+    /// Regression (issue 22 §4): `primary`, libpq's newer spelling, was
+    /// refused; a standby is refused with the reason.
+    #[test]
+    fn target_session_attrs_primary_is_read_write() {
+        for (url, want) in [
+            (
+                "postgresql://os@a,b:5433/orders?target_session_attrs=primary",
+                TargetSessionAttrs::ReadWrite,
+            ),
+            (
+                "host=a,b target_session_attrs=read-write",
+                TargetSessionAttrs::ReadWrite,
+            ),
+            ("host=a target_session_attrs=any", TargetSessionAttrs::Any),
+        ] {
+            let (config, _) = connector(url).unwrap();
+            assert_eq!(config.get_target_session_attrs(), want, "{url}");
+        }
+        let e = split("postgresql://a/orders?target_session_attrs=standby").unwrap_err();
+        assert!(e.contains("a standby cannot be its server"), "{e}");
+        let e = split("host=a password=s3cret target_session_attrs=s3cret").unwrap_err();
+        assert!(!e.contains("s3cret"), "{e}");
+    }
+
+    /// Regression (issue 22 §4): a password with an unencoded `@` was
+    /// partly printed as the host. Refused, quoting nothing.
+    #[test]
+    fn an_unencoded_at_in_the_user_info_is_refused() {
+        for url in [
+            "postgresql://os:p@ss@db/orders",
+            "postgres://os:p@ss@db",
+            "postgresql://os:p@ss@db?sslmode=disable",
+            "postgresql://os:p@ss/x@db/orders",
+        ] {
+            let e = split(url).unwrap_err();
+            assert!(e.contains("%40"), "{e}");
+            assert!(!e.contains("ss@db"), "{e}");
+        }
+        assert!(split("postgresql://os:p%40ss@db/orders").is_ok());
+        assert!(split("host=db password=p@ss@x").is_ok());
     }
 
     #[test]
