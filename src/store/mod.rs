@@ -608,7 +608,9 @@ mod tests {
             }
             store.flush().unwrap();
         }
-        let store = Store::open(&state, &sled_backend::tests::SMALL).unwrap();
+        let store =
+            sled_backend::tests::when_unlocked(|| Store::open(&state, &sled_backend::tests::SMALL))
+                .unwrap();
         assert_eq!(store.order_count().unwrap(), 3);
         assert_eq!(
             store.count_in_state("erp", ExportState::Pending).unwrap(),

@@ -863,7 +863,7 @@ mod tests {
         );
         assert_eq!(
             shown("postgresql://os@/o?host=/run/postgresql"),
-            "postgresql://os@/run/postgresql/o"
+            "postgresql://os@/o?host=/run/postgresql"
         );
         let s = shown("postgresql://os:p@ss@db/orders");
         assert!(!s.contains("ss"), "{s}");
