@@ -215,7 +215,11 @@ impl Engine {
     /// result has one entry per file taken (the others are for the next
     /// call). One file's trouble is its own entry; the others go on. A store
     /// failure ends the group: `Err` when the flush failed (then no applied
-    /// file of the group was moved; they stay in the inbox).
+    /// file of the group was moved; they stay in the inbox). When the store
+    /// refuses the group's commit for its data (not an outage:
+    /// [`StoreError::is_data_error`]), the files are applied again one at a
+    /// time and the one refused is rejected with the store's message, so a
+    /// poison value never holds up the other files.
     pub fn process_group(
         &self,
         cs: &[Candidate],
@@ -255,7 +259,19 @@ impl Engine {
                 }
             }
         }
-        group.commit()?;
+        let to_archive = match group.commit() {
+            Ok(()) => to_archive,
+            // The store refused the data itself (PostgreSQL: a value an
+            // index cannot hold, a constraint): one file's doing, which
+            // must not hold up the others. Each is applied again alone, so
+            // the good ones land and the one refused goes to errors/.
+            Err(e) if e.is_data_error() => {
+                tracing::warn!(error = %e, files = to_archive.len(), "the store refused the group's changes; applying its files one at a time");
+                self.one_by_one(cs, to_archive, &mut results)
+            }
+            // An outage (or anything else): every file waits in the inbox.
+            Err(e) => return Err(e.into()),
+        };
         if to_archive.is_empty() {
             return Ok(results);
         }
@@ -275,6 +291,57 @@ impl Engine {
             }
         }
         Ok(results)
+    }
+
+    /// After the store refused a group's data ([`StoreError::is_data_error`]):
+    /// stages and commits each of `staged`'s files in a group of its own.
+    /// A file whose commit the store refuses for its data is rejected to
+    /// `errors/` with the store's message as its report; any other store
+    /// failure ends the retries (that file and those after it stay in the
+    /// inbox). Returns the files committed, to be
+    /// flushed and archived.
+    fn one_by_one(
+        &self,
+        cs: &[Candidate],
+        staged: Vec<(usize, Staged)>,
+        results: &mut [Result<Outcome, EngineError>],
+    ) -> Vec<(usize, Staged)> {
+        let mut committed = Vec::new();
+        let mut failed = false;
+        for (i, _) in staged {
+            let c = &cs[i];
+            if failed {
+                // Left for the next scan, as after a failed group.
+                results[i] = Ok(Outcome::NotReady);
+                continue;
+            }
+            let group = self.store.group();
+            let step = self.stage(c, &group);
+            let commit = group.commit();
+            results[i] = match (step, commit) {
+                (Ok(Step::Archive(s)), Ok(())) => {
+                    committed.push((i, s));
+                    Ok(Outcome::NotReady) // replaced after the flush
+                }
+                (Ok(Step::Archive(_)), Err(e)) if e.is_data_error() => {
+                    let p = Problem::new(
+                        "store",
+                        format!("the store refused this file's changes: {e}"),
+                    );
+                    self.reject(c, vec![p])
+                }
+                (Ok(Step::Done(outcome)), Ok(())) => Ok(outcome),
+                (Err(e), _) => {
+                    failed |= e.store_error().is_some();
+                    Err(e)
+                }
+                (_, Err(e)) => {
+                    failed = true;
+                    Err(e.into())
+                }
+            };
+        }
+        committed
     }
 
     /// Reads, parses and applies one file into `group` (no commit, no

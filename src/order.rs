@@ -34,6 +34,9 @@ pub struct Order {
 /// the characters docs/order.schema.json's reference pattern lists.
 /// Emptiness is the caller's check.
 pub fn reference_problem(s: &str) -> Option<String> {
+    if let Some(what) = length_problem(s) {
+        return Some(what);
+    }
     if let Some((i, c)) = s.chars().enumerate().find(|(_, c)| c.is_control()) {
         return Some(format!(
             "contains a control character (U+{:04X} at character {}); not allowed in a reference",
@@ -49,6 +52,27 @@ pub fn reference_problem(s: &str) -> Option<String> {
         ));
     }
     None
+}
+
+/// The longest an indexed text may be, in characters (Unicode scalar
+/// values, as Rust's `chars` counts them): a reference (`external_id`, a
+/// line's `sku`, an ack's `order_id`, a stock row's `sku`) and an order's
+/// `reference`, `channel` and `type`. The store keeps these in B-tree
+/// indexes (PostgreSQL's `orders_fold_*`, `stock_pkey`, the unique
+/// `external_id`), whose rows may not exceed 2,704 bytes: 255 characters
+/// are at most 1,020 bytes of UTF-8, far below that, and far above any real
+/// identifier. The same rule on both backends, checked before anything is
+/// staged (docs/CONTRACT.md §4, docs/order.schema.json's `maxLength`).
+pub const MAX_TEXT_CHARS: usize = 255;
+
+/// Why `s` is too long for an indexed text ([`MAX_TEXT_CHARS`]), or `None`.
+pub fn length_problem(s: &str) -> Option<String> {
+    // Only a string of more bytes than the limit can hold more characters.
+    if s.len() <= MAX_TEXT_CHARS {
+        return None;
+    }
+    let n = s.chars().count();
+    (n > MAX_TEXT_CHARS).then(|| format!("{n} characters; at most {MAX_TEXT_CHARS} are allowed"))
 }
 
 /// The id an order without `id` gets: UUIDv5 of its `external_id` in the OID
@@ -204,8 +228,8 @@ pub fn validate(
             None
         }
     };
-    v.string("type", Need::NonEmpty);
-    v.string("channel", Need::Optional);
+    v.indexed("type", Need::NonEmpty);
+    v.indexed("channel", Need::Optional);
     v.one_of("status", STATUSES);
     v.one_of("internal_status", INTERNAL_STATUSES);
     v.boolean("cancelled", false);
@@ -218,7 +242,7 @@ pub fn validate(
             format!("expected an ISO 4217 code of three capital letters, got {c:?}"),
         );
     }
-    v.string("reference", Need::Present);
+    v.indexed("reference", Need::Present);
     if let Some(Value::String(s)) = obj.get("account_id") {
         if Uuid::parse_str(s).is_err() {
             v.problem("account_id", format!("expected a UUID, got {s:?}"));
@@ -436,6 +460,15 @@ impl<'a> Check<'a, '_> {
                 self.problem(key, format!("expected a string, got {}", describe(other)));
                 None
             }
+        }
+    }
+
+    /// A string kept in an index: at most [`MAX_TEXT_CHARS`].
+    fn indexed(&mut self, key: &str, need: Need) {
+        if let Some(s) = self.string(key, need)
+            && let Some(what) = length_problem(&s)
+        {
+            self.problem(key, what);
         }
     }
 
