@@ -318,7 +318,10 @@ fn a_tampered_dump_is_refused_alike_on_sled_and_postgresql() {
                 let l = b[i].clone();
                 b.insert(i + 1, l);
             }),
-            format!("line {}: an export record of the order", first("export") + 2),
+            format!(
+                "line {}: an export record of the order",
+                first("export") + 2
+            ),
         ),
         (
             "external-id-twice",

@@ -102,7 +102,10 @@ fn long_values_are_refused_alike_on_both_stores_and_hold_up_no_other_file() {
         }
         w.drop_json("e-external-id.json", &order(&long("E"), &[("A", 1)]));
         w.drop_json("f-sku.json", &order("long-sku", &[(&long("S"), 1)]));
-        w.drop_file("g-stock.csv", format!("sku,in_stock\nA,5\n{},1\n", long("S")));
+        w.drop_file(
+            "g-stock.csv",
+            format!("sku,in_stock\nA,5\n{},1\n", long("S")),
+        );
         w.drop_file(
             "h-acks.csv",
             format!(
@@ -301,7 +304,11 @@ fn a_nul_over_http_is_the_requests_problem_on_both_stores() {
         let m: Value = serde_json::from_str(&body)
             .unwrap_or_else(|e| panic!("{}: POST: {e}: {status} {body:?}", on.name));
         assert_eq!(status, 422, "{}: {m}", on.name);
-        assert_eq!(m["problems"][0]["at"], "orders[0].order_id", "{}: {m}", on.name);
+        assert_eq!(
+            m["problems"][0]["at"], "orders[0].order_id",
+            "{}: {m}",
+            on.name
+        );
         daemon.terminate();
         answers.push((status, v, m));
     }
@@ -335,8 +342,7 @@ fn a_get_that_times_out_is_a_json_problem_not_an_empty_200() {
         .expect("lock");
     let (status, body) = get(port, "system_id=erp");
     tx.rollback().expect("rollback");
-    let v: Value =
-        serde_json::from_str(&body).unwrap_or_else(|e| panic!("{e}: {status} {body:?}"));
+    let v: Value = serde_json::from_str(&body).unwrap_or_else(|e| panic!("{e}: {status} {body:?}"));
     assert_eq!(status, 503, "{v}");
     assert!(
         v["problems"][0]["what"]

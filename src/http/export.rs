@@ -102,7 +102,9 @@ pub(super) async fn handle(
     };
     use tokio_stream::StreamExt;
     let rest = tokio_stream::wrappers::ReceiverStream::new(rx);
-    let body = axum::body::Body::from_stream(tokio_stream::once(Ok::<_, std::io::Error>(first)).chain(rest));
+    let body = axum::body::Body::from_stream(
+        tokio_stream::once(Ok::<_, std::io::Error>(first)).chain(rest),
+    );
     json_body(StatusCode::OK, body)
 }
 
@@ -131,11 +133,7 @@ impl Out {
 /// when there are filters. The document itself is read only for the orders
 /// sent. Orders of earlier pages are skipped at that cost: every one is
 /// decided here, however the backend narrowed the candidates.
-fn stream(
-    store: &Store,
-    q: &ExportQuery,
-    tx: &mut Out,
-) -> Result<(), StoreError> {
+fn stream(store: &Store, q: &ExportQuery, tx: &mut Out) -> Result<(), StoreError> {
     let mut out: Vec<u8> = b"{\"orders\":[".to_vec();
     let mut skip = q.page.saturating_mul(q.limit);
     let mut sent = 0usize;

@@ -439,7 +439,9 @@ mod tests {
         let text: Vec<String> = problems.iter().map(ToString::to_string).collect();
         assert_eq!(
             text,
-            ["filter_groups[0][filters][0][value]: contains U+0000 (NUL), which no query value may hold"]
+            [
+                "filter_groups[0][filters][0][value]: contains U+0000 (NUL), which no query value may hold"
+            ]
         );
     }
 

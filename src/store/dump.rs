@@ -708,9 +708,7 @@ pub fn check(record: &Record) -> Result<(), String> {
             name("file", file)?;
             sequence("seq", *seq)
         }
-        Record::AppliedFile {
-            name: n, kind, ..
-        } => {
+        Record::AppliedFile { name: n, kind, .. } => {
             name("name", n)?;
             no_nul("kind", kind)
         }
@@ -755,7 +753,9 @@ impl Admission {
                 return Err(bad(line, format!("the order {id} a second time")));
             }
             if let Ok(spelt) = Uuid::parse_str(external_id)
-                && !self.keys.insert(("external_uuid", spelt.as_bytes().to_vec()))
+                && !self
+                    .keys
+                    .insert(("external_uuid", spelt.as_bytes().to_vec()))
             {
                 return Err(bad(
                     line,
