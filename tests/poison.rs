@@ -371,21 +371,32 @@ impl Rng {
 
     /// A string of up to 10,000 characters of any code point, weighted
     /// towards the edges: lengths around the limit, NUL, controls, white
-    /// space, astral characters.
+    /// space, characters beyond the Basic Multilingual Plane, and strings
+    /// of one kind only (printable ASCII, or letters beyond ASCII), which
+    /// pass the reference rules and reach the store's indexes.
     fn string(&mut self) -> String {
         let len = match self.below(6) {
             0 => self.below(4),
             1 => 250 + self.below(10),
-            2 => self.below(10_001),
+            2 | 3 => self.below(10_001),
             _ => self.below(40),
         } as usize;
+        // The alphabet: mixed, or printable ASCII only (what an index
+        // holds as is), or letters beyond ASCII only.
+        let alphabet = self.below(3);
         (0..len)
             .map(|_| {
-                let c = match self.below(10) {
+                let class = match alphabet {
+                    0 => self.below(10),
+                    1 => 9,
+                    _ => [3, 10][self.below(2) as usize],
+                };
+                let c = match class {
                     0 => self.below(0x21) as u32,
                     1 => [0x20, 0xA0, 0x3000, 0xFEFF, 0x85, 0x7F][self.below(6) as usize],
                     2 => self.below(0x11_0000) as u32,
                     3 => 0x1_0000 + self.below(0x1000) as u32,
+                    10 => 0xC0 + self.below(0xD7FF - 0xC0) as u32,
                     _ => 0x21 + self.below(0x5E) as u32,
                 };
                 char::from_u32(c).unwrap_or('\u{FFFD}')
