@@ -201,6 +201,48 @@ fn a_value_the_database_refuses_isolates_its_file_not_the_group() {
     assert_eq!(w.stock("A"), (10, 2, 8));
 }
 
+/// The same when the group's commit is the one a big file makes before its
+/// chunks: the commit failed inside the big file's apply, and the files
+/// staged before it were archived though none of their writes was
+/// committed (lost). Now they are applied again one at a time too.
+#[test]
+fn a_value_the_database_refuses_before_a_big_file_loses_no_file() {
+    if pg_server().is_none() {
+        return;
+    }
+    let db = TestDb::create();
+    let w = Work::as_given(&with_postgres_store(ONE_SYSTEM, db.url()));
+    w.run_once(); // the schema
+    let mut c = postgres::Client::connect(db.url(), postgres::NoTls).expect("connect");
+    c.batch_execute(
+        "ALTER TABLE orders ADD CONSTRAINT poison CHECK (reference IS DISTINCT FROM 'POISON')",
+    )
+    .expect("the constraint");
+    w.drop_json("a.json", &order("good-1", &[("A", 1)]));
+    let mut bad = order("bad-1", &[("A", 1)]);
+    bad["reference"] = json!("POISON");
+    w.drop_json("b.json", &bad);
+    // Over 1 MiB: applied in chunks, after the group before it is committed.
+    let big: Vec<Value> = (0..2_500)
+        .map(|i| order(&format!("big-{i}"), &[("A", 1)]))
+        .collect();
+    let big = serde_json::to_vec(&big).expect("json");
+    assert!(big.len() > 1 << 20, "{}", big.len());
+    w.drop_file("c-big.json", &big);
+    w.run_once();
+    assert_eq!(w.inbox(), Vec::<String>::new());
+    assert_eq!(w.errors(), ["b.json", "b.json.error.txt"]);
+    assert!(
+        w.report("b.json")
+            .contains("the store refused this file's changes"),
+        "{}",
+        w.report("b.json")
+    );
+    let exported = w.exported_ids("erp");
+    assert_eq!(exported.len(), 2_501, "good-1 and the big file's orders");
+    assert!(exported.iter().any(|id| id == "good-1"));
+}
+
 const ERP_TOKEN: &str = "erp-token-5d1f0a9c3b";
 
 fn api_config(port: u16, statement_timeout: &str) -> String {
