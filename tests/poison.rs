@@ -135,8 +135,14 @@ fn long_values_are_refused_alike_on_both_stores_and_hold_up_no_other_file() {
             on.name
         );
         for (name, report) in &s.errors {
+            let most =
+                if ["b-reference.json", "c-channel.json", "d-type.json"].contains(&name.as_str()) {
+                    2_000
+                } else {
+                    255
+                };
             assert!(
-                report.contains("3000 characters; at most 255 are allowed"),
+                report.contains(&format!("3000 characters; at most {most} are allowed")),
                 "{}: {name}: {report}",
                 on.name
             );

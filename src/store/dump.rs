@@ -615,7 +615,8 @@ fn has_nul(v: &Value) -> bool {
 
 /// Checks a record on its own: what a backend must never store. The same
 /// value rules as an inbox file's (no NUL in any text, the indexed texts at
-/// most [`crate::order::MAX_TEXT_CHARS`]), on every backend.
+/// most [`crate::order::MAX_REFERENCE_CHARS`] or
+/// [`crate::order::MAX_FIELD_CHARS`]), on every backend.
 pub fn check(record: &Record) -> Result<(), String> {
     let no_nul = |what: &str, s: &str| {
         if s.contains('\0') {
@@ -629,7 +630,7 @@ pub fn check(record: &Record) -> Result<(), String> {
             return Err(format!("{what} is empty"));
         }
         no_nul(what, s)?;
-        match crate::order::length_problem(s) {
+        match crate::order::length_problem(s, crate::order::MAX_REFERENCE_CHARS) {
             Some(p) => Err(format!("{what}: {p}")),
             None => Ok(()),
         }
@@ -681,7 +682,7 @@ pub fn check(record: &Record) -> Result<(), String> {
             }
             for field in ["reference", "channel", "type"] {
                 if let Some(s) = doc.get(field).and_then(Value::as_str)
-                    && let Some(p) = crate::order::length_problem(s)
+                    && let Some(p) = crate::order::length_problem(s, crate::order::MAX_FIELD_CHARS)
                 {
                     return Err(format!("the order's {field}: {p}"));
                 }
