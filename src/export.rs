@@ -46,6 +46,18 @@ pub enum ExportError {
     /// Every name tried was taken by something else.
     #[error("{tried} export file names in a row were taken in {dir} by files we did not write")]
     NoFreeName { dir: PathBuf, tried: usize },
+    /// An order written by the previous group of the same round was still
+    /// pending, at the same revision, for the next one: the store's export
+    /// state does not advance (a damaged store). Exporting stops rather
+    /// than write the same order's file for ever.
+    #[error(
+        "the order {order} (revision {revision}) is still pending for {system} after its file was written: its export state does not advance (a damaged store?); exporting stopped rather than write it again and again"
+    )]
+    Stuck {
+        system: String,
+        order: uuid::Uuid,
+        revision: u32,
+    },
     /// Some systems failed (each with its error); the others were exported.
     #[error("{}", describe(.0))]
     Systems(Vec<(String, ExportError)>),
@@ -161,6 +173,9 @@ fn export_system(
         }
     }
     let files_per_group = (GROUP_ORDERS / system.batch_size).clamp(1, GROUP_FILES);
+    // The orders (and revisions) the previous group marked written: none
+    // may be pending again in the next one (see `ExportError::Stuck`).
+    let mut previous: std::collections::HashSet<(uuid::Uuid, u32)> = Default::default();
     for _ in 0..groups {
         let ids = store.ids_in_state(
             &system.id,
@@ -185,6 +200,17 @@ fn export_system(
             tracing::error!(system = %system.id, entries = ids.len(), "pending index entries without orders; skipped");
             return Ok(false);
         }
+        if let Some(&(order, revision)) = files
+            .iter()
+            .flat_map(|(revisions, _)| revisions)
+            .find(|k| previous.contains(k))
+        {
+            return Err(ExportError::Stuck {
+                system: system.id.clone(),
+                order,
+                revision,
+            });
+        }
         let d = match dir {
             Some(ref d) => d,
             None => dir.insert(open_outbox(config, system)?),
@@ -203,6 +229,10 @@ fn export_system(
             placed.push(place(store, system, d, batch, bytes)?);
         }
         finish(store, config, system, d, &placed, written)?;
+        previous = files
+            .iter()
+            .flat_map(|(revisions, _)| revisions.iter().copied())
+            .collect();
     }
     Ok(true)
 }

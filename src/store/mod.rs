@@ -116,6 +116,22 @@ impl StoreError {
         matches!(self, StoreError::Server(_))
     }
 
+    /// The database refused the data of a write itself, not for want of a
+    /// server: PostgreSQL's SQLSTATE classes 22 (data exception), 23
+    /// (integrity constraint) and 54 (program limit exceeded, such as an
+    /// index row too large). Another write without that data may succeed,
+    /// so the engine isolates the file that caused it instead of waiting.
+    /// The server's message names its SQLSTATE (`postgres::describe`).
+    pub fn is_data_error(&self) -> bool {
+        let StoreError::Server(message) = self else {
+            return false;
+        };
+        message
+            .split_once("(SQLSTATE ")
+            .and_then(|(_, rest)| rest.get(..2))
+            .is_some_and(|class| matches!(class, "22" | "23" | "54"))
+    }
+
     /// A write of a node of a pair refused by the leader's lease: this
     /// node no longer leads.
     pub fn is_fenced(&self) -> bool {
