@@ -57,6 +57,22 @@ pub struct Role {
 
 static ROLE: OnceLock<Role> = OnceLock::new();
 
+/// An outage of the store was logged (at error level, once), by the
+/// daemon's loop or by its wait for the lease; cleared when the store
+/// answers again. One line per outage, whoever notices it first.
+static OUTAGE: AtomicBool = AtomicBool::new(false);
+
+/// Whether the caller is the first to notice the outage in hand (and
+/// logs it at error level).
+pub fn first_to_tell_outage() -> bool {
+    !OUTAGE.swap(true, Ordering::SeqCst)
+}
+
+/// The store answers: whether an outage was in hand (now over).
+pub fn outage_over() -> bool {
+    OUTAGE.swap(false, Ordering::SeqCst)
+}
+
 /// The running daemon's role; `None` in a process that is no daemon (a CLI
 /// command with the store opened itself).
 pub fn role() -> Option<&'static Role> {
@@ -279,7 +295,6 @@ pub fn wait_to_lead(
     };
     let lease = pg.fence().lease;
     let every = (lease / 5).min(Duration::from_secs(1));
-    let mut unreachable = false;
     let mut seen: Option<String> = None;
     let start = Instant::now();
     loop {
@@ -294,11 +309,15 @@ pub fn wait_to_lead(
                 let _ = pg.step_down(true);
                 return Err(name_taken(role));
             }
-            Ok((true, Some(epoch))) => return Ok(Some(epoch)),
+            Ok((true, Some(epoch))) => {
+                if outage_over() {
+                    tracing::info!("the store works again: its database answers");
+                }
+                return Ok(Some(epoch));
+            }
             Ok((true, None)) => {
-                if unreachable {
-                    tracing::info!("the store's database answers again");
-                    unreachable = false;
+                if outage_over() {
+                    tracing::info!("the store works again: its database answers");
                 }
                 let holder = pg.lease_holder().ok().flatten().filter(|h| h.live);
                 let name = holder.map(|h| h.node);
@@ -324,9 +343,10 @@ pub fn wait_to_lead(
                 role.set(false, name);
             }
             Err(e) => {
-                if !unreachable {
-                    tracing::error!(error = %e, "standby: the lease could not be read or taken (see the error); trying again");
-                    unreachable = true;
+                if first_to_tell_outage() {
+                    tracing::error!(error = %e, "the store failed: the writer's lease could not be read or taken; trying again every second");
+                } else {
+                    tracing::debug!(error = %e, "the lease could not be read or taken");
                 }
                 status("standby: waiting for the store's database");
             }
@@ -364,12 +384,20 @@ pub fn lead(role: &Role, epoch: i64) {
 }
 
 /// This node leads no more (`why`): every write is refused from here on.
-pub fn step_down(engine: &Engine, role: &Role, why: &str) {
+/// Said at warning level, but for an `outage` of the store (already
+/// logged once as such): then at info.
+pub fn step_down(engine: &Engine, role: &Role, why: &str, outage: bool) {
     if let Some(pg) = engine.store.postgres() {
         let _ = pg.step_down(false);
     }
     if role.is_leader() {
-        tracing::warn!(node = %role.node, reason = %why, "stepped down to standby");
+        if outage {
+            tracing::info!(node = %role.node, reason = %why, "not leading while the store cannot be reached: the writer's lease is taken again when it answers");
+        } else if role.paired {
+            tracing::warn!(node = %role.node, reason = %why, "stepped down to standby");
+        } else {
+            tracing::warn!(node = %role.node, reason = %why, "this daemon (alone on its store, no [cluster]) lost the writer's lease: it writes nothing until it holds it again");
+        }
     }
     role.set(false, None);
 }
@@ -395,6 +423,7 @@ pub fn heartbeat(
             let lease = pg.fence().lease;
             let every = lease / 5;
             let mut renewed = Instant::now();
+            let mut outage = false;
             let lost = loop {
                 let until = Instant::now() + every;
                 while Instant::now() < until {
@@ -412,20 +441,22 @@ pub fn heartbeat(
                         break "another node holds the lease (this node's expired)".to_string();
                     }
                     Err(e) if renewed.elapsed() >= lease * 4 / 5 => {
+                        outage = e.is_unreachable();
                         break format!(
                             "the lease could not be renewed within {}: {e}",
                             humantime::format_duration(lease)
                         );
                     }
                     Err(e) => {
-                        tracing::warn!(error = %e, "the lease could not be renewed; trying again");
+                        // The outage is the loop's to log, once.
+                        tracing::debug!(error = %e, "the lease could not be renewed; trying again");
                     }
                 }
                 if let Ok(false) = pg.node_seen(&role.node, role.token) {
                     break name_taken(role).to_string();
                 }
             };
-            step_down(&engine, role, &lost);
+            step_down(&engine, role, &lost, outage);
             stop.store(true, Ordering::SeqCst);
             let _ = wake.try_send(Hint::Wake);
         })

@@ -248,10 +248,8 @@ fn lead_when_due(
             Ok(()) => "the lease was lost".to_string(),
             Err(e) => format!("{e:#}"),
         };
-        cluster::step_down(engine, role, &why);
-        if alone {
-            tracing::warn!(reason = %why, "this daemon (alone on its store, no [cluster]) lost the writer's lease: it writes nothing until it holds it again");
-        }
+        let outage = matches!(&led, Err(e) if is_unreachable(e));
+        cluster::step_down(engine, role, &why, outage);
         // A write refused by the fence or a database gone: standby again,
         // and the lease decides. Anything else (the state folder replaced)
         // ends the daemon as it would end one alone.
@@ -901,7 +899,7 @@ fn ends_leading(e: &StoreError) -> bool {
 fn store_failed(engine: &Engine, e: &EngineError, store_retry: &mut Option<(u32, Instant)>) {
     let attempts = store_retry.map_or(0, |(n, _)| n) + 1;
     let wait = store_backoff(attempts);
-    if attempts == 1 {
+    if attempts == 1 && crate::cluster::first_to_tell_outage() {
         tracing::error!(error = %e, retry_in = ?wait, "the store failed; reopening it and retrying with backoff, files stay in the inbox");
     } else {
         tracing::debug!(error = %e, attempts, retry_in = ?wait, "the store still fails");
@@ -915,6 +913,7 @@ fn store_failed(engine: &Engine, e: &EngineError, store_retry: &mut Option<(u32,
 /// The store worked: ends an outage.
 fn store_ok(store_retry: &mut Option<(u32, Instant)>) {
     if let Some((n, _)) = store_retry.take() {
+        crate::cluster::outage_over();
         tracing::info!(attempts = n, "the store works again");
     }
 }
