@@ -250,6 +250,7 @@ fn a_value_the_database_refuses_before_a_big_file_loses_no_file() {
 }
 
 const ERP_TOKEN: &str = "erp-token-5d1f0a9c3b";
+const ALL_TOKEN: &str = "all-token-0c4e8b2a7f";
 
 fn api_config(port: u16, statement_timeout: &str) -> String {
     format!(
@@ -263,12 +264,17 @@ listen = "127.0.0.1:{port}"
 name = "erp"
 sha256 = "{}"
 systems = ["erp"]
+[[http.tokens]]
+name = "all"
+sha256 = "{}"
+systems = ["*"]
 [[systems]]
 id = "erp"
 transport = "http"
 {statement_timeout}
 "#,
-        token_sha256(ERP_TOKEN)
+        token_sha256(ERP_TOKEN),
+        token_sha256(ALL_TOKEN)
     )
 }
 
@@ -294,9 +300,13 @@ fn get(port: u16, query: &str) -> (u16, String) {
 }
 
 fn mark(w: &Work, port: u16, body: &Value) -> (u16, String) {
+    mark_as(w, port, ERP_TOKEN, body)
+}
+
+fn mark_as(w: &Work, port: u16, token: &str, body: &Value) -> (u16, String) {
     let file = w.path("body.json");
     std::fs::write(&file, body.to_string()).expect("body");
-    let auth = format!("Authorization: Bearer {ERP_TOKEN}");
+    let auth = format!("Authorization: Bearer {token}");
     curl(&[
         "-H",
         &auth,
@@ -357,8 +367,22 @@ fn a_nul_over_http_is_the_requests_problem_on_both_stores() {
             "{}: {m}",
             on.name
         );
+        let (status, body) = mark_as(
+            &w,
+            port,
+            ALL_TOKEN,
+            &json!({"orders": [{"order_id": "o-1", "system_id": "erp\u{0}"}]}),
+        );
+        let n: Value = serde_json::from_str(&body)
+            .unwrap_or_else(|e| panic!("{}: POST: {e}: {status} {body:?}", on.name));
+        assert_eq!(status, 422, "{}: {n}", on.name);
+        assert_eq!(
+            n["problems"][0]["at"], "orders[0].system_id",
+            "{}: {n}",
+            on.name
+        );
         daemon.terminate();
-        answers.push((status, v, m));
+        answers.push((status, v, m, n));
     }
     if let [sled, pg] = &answers[..] {
         assert_eq!(sled, pg, "sled and PostgreSQL answer differently");
