@@ -46,10 +46,10 @@ pub enum ExportError {
     /// Every name tried was taken by something else.
     #[error("{tried} export file names in a row were taken in {dir} by files we did not write")]
     NoFreeName { dir: PathBuf, tried: usize },
-    /// An order written by the previous group of the same round was still
-    /// pending, at the same revision, for the next one: the store's export
-    /// state does not advance (a damaged store). Exporting stops rather
-    /// than write the same order's file for ever.
+    /// An order a group has just written is still pending, at the same
+    /// revision, right after: the store's export state does not advance (a
+    /// damaged store). Exporting stops rather than write the same order's
+    /// file for ever.
     #[error(
         "the order {order} (revision {revision}) is still pending for {system} after its file was written: its export state does not advance (a damaged store?); exporting stopped rather than write it again and again"
     )]
@@ -175,8 +175,11 @@ fn export_system(
     let files_per_group = (GROUP_ORDERS / system.batch_size).clamp(1, GROUP_FILES);
     // The orders (and revisions) the previous group marked written: none
     // may be pending again in the next one (see `ExportError::Stuck`).
-    let mut previous: std::collections::HashSet<(uuid::Uuid, u32)> = Default::default();
-    for _ in 0..groups {
+    // Checked on the pending orders the next group would take, also after
+    // the last group (so a daemon, which exports a group a call, never
+    // writes one order again and again either).
+    let mut previous: std::collections::HashMap<uuid::Uuid, u32> = Default::default();
+    for round in 0..=groups {
         let ids = store.ids_in_state(
             &system.id,
             ExportState::Pending,
@@ -184,6 +187,25 @@ fn export_system(
         )?;
         if ids.is_empty() {
             return Ok(false);
+        }
+        let again: Vec<uuid::Uuid> = ids
+            .iter()
+            .filter(|id| previous.contains_key(*id))
+            .copied()
+            .collect();
+        if !again.is_empty() {
+            for o in load(store, again.into_iter())? {
+                if previous.get(&o.id) == Some(&o.revision) {
+                    return Err(ExportError::Stuck {
+                        system: system.id.clone(),
+                        order: o.id,
+                        revision: o.revision,
+                    });
+                }
+            }
+        }
+        if round == groups {
+            return Ok(true);
         }
         // Rendered a file at a time: only the bytes are kept, not the
         // decoded orders.
@@ -199,17 +221,6 @@ fn export_system(
             // has them): say so and stop, rather than loop on them.
             tracing::error!(system = %system.id, entries = ids.len(), "pending index entries without orders; skipped");
             return Ok(false);
-        }
-        if let Some(&(order, revision)) = files
-            .iter()
-            .flat_map(|(revisions, _)| revisions)
-            .find(|k| previous.contains(k))
-        {
-            return Err(ExportError::Stuck {
-                system: system.id.clone(),
-                order,
-                revision,
-            });
         }
         let d = match dir {
             Some(ref d) => d,

@@ -250,6 +250,7 @@ fn a_value_the_database_refuses_before_a_big_file_loses_no_file() {
 }
 
 const ERP_TOKEN: &str = "erp-token-5d1f0a9c3b";
+const ALL_TOKEN: &str = "all-token-0c4e8b2a7f";
 
 fn api_config(port: u16, statement_timeout: &str) -> String {
     format!(
@@ -263,12 +264,17 @@ listen = "127.0.0.1:{port}"
 name = "erp"
 sha256 = "{}"
 systems = ["erp"]
+[[http.tokens]]
+name = "all"
+sha256 = "{}"
+systems = ["*"]
 [[systems]]
 id = "erp"
 transport = "http"
 {statement_timeout}
 "#,
-        token_sha256(ERP_TOKEN)
+        token_sha256(ERP_TOKEN),
+        token_sha256(ALL_TOKEN)
     )
 }
 
@@ -294,9 +300,13 @@ fn get(port: u16, query: &str) -> (u16, String) {
 }
 
 fn mark(w: &Work, port: u16, body: &Value) -> (u16, String) {
+    mark_as(w, port, ERP_TOKEN, body)
+}
+
+fn mark_as(w: &Work, port: u16, token: &str, body: &Value) -> (u16, String) {
     let file = w.path("body.json");
     std::fs::write(&file, body.to_string()).expect("body");
-    let auth = format!("Authorization: Bearer {ERP_TOKEN}");
+    let auth = format!("Authorization: Bearer {token}");
     curl(&[
         "-H",
         &auth,
@@ -357,8 +367,22 @@ fn a_nul_over_http_is_the_requests_problem_on_both_stores() {
             "{}: {m}",
             on.name
         );
+        let (status, body) = mark_as(
+            &w,
+            port,
+            ALL_TOKEN,
+            &json!({"orders": [{"order_id": "o-1", "system_id": "erp\u{0}"}]}),
+        );
+        let n: Value = serde_json::from_str(&body)
+            .unwrap_or_else(|e| panic!("{}: POST: {e}: {status} {body:?}", on.name));
+        assert_eq!(status, 422, "{}: {n}", on.name);
+        assert_eq!(
+            n["problems"][0]["at"], "orders[0].system_id",
+            "{}: {n}",
+            on.name
+        );
         daemon.terminate();
-        answers.push((status, v, m));
+        answers.push((status, v, m, n));
     }
     if let [sled, pg] = &answers[..] {
         assert_eq!(sled, pg, "sled and PostgreSQL answer differently");
@@ -544,4 +568,85 @@ fn random_strings_in_every_field_give_the_same_outcome_on_both_stores() {
         }
         assert_eq!(sled, pg, "seed {seed:#x}: sled and PostgreSQL differ");
     }
+}
+
+/// Issue 22 §3: a tampered dump with an export record twice restored on
+/// sled, and `run --once` then wrote 25,739 export files of one order in
+/// 60 s and never stopped (a pending index entry its record no longer
+/// named: marking the order written never cleared it). `restore` refuses
+/// such a dump now (tests/dump.rs); a store damaged so (the same stale
+/// entry, made here by hand) makes the exporter stop with an error naming
+/// the order instead of writing it again and again.
+#[test]
+fn the_exporter_never_loops_on_an_order_it_cannot_advance() {
+    if sled_only("a sled store damaged by hand") {
+        return;
+    }
+    let w = Work::as_given(ONE_SYSTEM);
+    w.drop_json("o.json", &order("o-1", &[("A", 1)]));
+    w.run_once();
+    assert_eq!(w.outbox("erp").len(), 1);
+    let id = ordersync::order::id_for_external_id("o-1");
+    {
+        // ordersync makes stores with 2 MiB log segments (see crash.rs).
+        let start = std::time::Instant::now();
+        let db = loop {
+            match sled::Config::new()
+                .path(w.path("state"))
+                .segment_size(2 << 20)
+                .open()
+            {
+                Ok(db) => break db,
+                Err(_) if start.elapsed() < Duration::from_secs(10) => {
+                    std::thread::sleep(Duration::from_millis(50));
+                }
+                Err(e) => panic!("{e}"),
+            }
+        };
+        // `p` system `\0` sort key (big-endian, sign bit flipped) id: a
+        // pending entry beside the order's written record.
+        let mut key = b"perp\0".to_vec();
+        key.extend_from_slice(&((1_790_000_000_000i64 as u64) ^ (1 << 63)).to_be_bytes());
+        key.extend_from_slice(id.as_bytes());
+        db.insert(key, &[][..]).expect("insert");
+        db.flush().expect("flush");
+    }
+    let mut child = Command::new(env!("CARGO_BIN_EXE_ordersync"))
+        .args(["run", "--once"])
+        .current_dir(w.path(""))
+        .env("RUST_LOG", "error")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("run ordersync");
+    let start = std::time::Instant::now();
+    let status = loop {
+        if let Some(status) = child.try_wait().expect("wait") {
+            break Some(status);
+        }
+        if start.elapsed() > Duration::from_secs(30) {
+            let _ = child.kill();
+            let _ = child.wait();
+            break None;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    let files = w.outbox("erp").len();
+    let mut err = String::new();
+    if let Some(mut e) = child.stderr.take() {
+        use std::io::Read;
+        let _ = e.read_to_string(&mut err);
+    }
+    let status = status.unwrap_or_else(|| panic!("run --once did not stop: {files} export files"));
+    assert_eq!(status.code(), Some(1), "{err}");
+    assert!(
+        err.contains(&format!(
+            "the order {id} (revision 1) is still pending for erp"
+        )),
+        "{err}"
+    );
+    assert_eq!(
+        files, 2,
+        "the order written once more, then the exporter stopped"
+    );
 }
