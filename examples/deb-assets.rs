@@ -49,6 +49,53 @@ pub fn man_pages(cmd: clap::Command, dir: &Path) -> std::io::Result<()> {
     write_pages(cmd, dir)
 }
 
+/// The SYNOPSIS section, with each option's value (clap_mangen 0.3 writes
+/// `[--config]` for `--config PATH`, as if it were a flag).
+fn synopsis(cmd: &clap::Command) -> roff::Roff {
+    let name = cmd.get_bin_name().unwrap_or_else(|| cmd.get_name());
+    let mut line = vec![roff::bold(name)];
+    let value = |a: &clap::Arg| match a.get_value_names() {
+        Some(names) => names.iter().map(|n| n.to_string()).collect::<Vec<_>>(),
+        None => vec![a.get_id().as_str().to_uppercase()],
+    };
+    for a in cmd.get_arguments().filter(|a| !a.is_hide_set()) {
+        let (open, close) = if a.is_required_set() {
+            ("", "")
+        } else {
+            ("[", "]")
+        };
+        line.push(roff::roman(format!(" {open}")));
+        if a.is_positional() {
+            line.push(roff::italic(value(a).join(" ")));
+        } else {
+            let names: Vec<String> = a
+                .get_short()
+                .map(|s| format!("-{s}"))
+                .into_iter()
+                .chain(a.get_long().map(|l| format!("--{l}")))
+                .collect();
+            line.push(roff::bold(names.join("|")));
+            if a.get_action().takes_values() {
+                line.push(roff::roman(" "));
+                line.push(roff::italic(value(a).join(" ")));
+            }
+        }
+        let many = a.get_num_args().is_some_and(|n| n.max_values() > 1);
+        line.push(roff::roman(format!(
+            "{}{close}",
+            if many { "..." } else { "" }
+        )));
+    }
+    if cmd.get_subcommands().any(|s| !s.is_hide_set()) {
+        line.push(roff::roman(" "));
+        line.push(roff::italic("<command>"));
+    }
+    let mut section = roff::Roff::new();
+    section.control("SH", ["SYNOPSIS"]);
+    section.text(line);
+    section
+}
+
 fn write_pages(cmd: clap::Command, dir: &Path) -> std::io::Result<()> {
     for sub in cmd.get_subcommands().filter(|s| !s.is_hide_set()) {
         write_pages(sub.clone(), dir)?;
@@ -57,7 +104,7 @@ fn write_pages(cmd: clap::Command, dir: &Path) -> std::io::Result<()> {
     let mut page = Vec::new();
     man.render_title(&mut page)?;
     man.render_name_section(&mut page)?;
-    man.render_synopsis_section(&mut page)?;
+    synopsis(&cmd).to_writer(&mut page)?;
     man.render_description_section(&mut page)?;
     if cmd.get_arguments().any(|a| !a.is_hide_set()) {
         man.render_options_section(&mut page)?;

@@ -252,6 +252,17 @@ pub struct PostgresConfig {
     pub lease: Option<Duration>,
 }
 
+impl Config {
+    /// The store as messages name it: `sled in ./state`, or `PostgreSQL
+    /// at postgresql://user@host:port/db` (never the password).
+    pub fn store_shown(&self) -> String {
+        match &self.store.backend {
+            Backend::Sled => format!("sled in {}", self.paths.state.display()),
+            Backend::Postgres(pg) => format!("PostgreSQL at {}", pg.shown()),
+        }
+    }
+}
+
 impl PostgresConfig {
     /// The server as messages show it: `postgresql://user@host:port/db`,
     /// never the password.
@@ -398,7 +409,7 @@ struct RawCluster {
 }
 
 #[derive(Deserialize)]
-#[serde(deny_unknown_fields, default)]
+#[serde(default)]
 struct RawHttp {
     listen: String,
     tokens: Vec<RawToken>,
@@ -425,7 +436,6 @@ impl Default for RawHttp {
 }
 
 #[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
 struct RawToken {
     name: String,
     sha256: String,
@@ -627,6 +637,104 @@ fn key_path(p: &serde_ignored::Path) -> String {
     }
 }
 
+/// The key of the table `unknown` is in (`systems[1].batchsize`) closest
+/// to it, when one is close enough to be the key meant (a typo, not another
+/// word): about a third of its letters differ at most.
+fn did_you_mean(unknown: &str) -> Option<&'static str> {
+    // The table's path with the indexes left out: `systems[].filter_groups[]`.
+    let (table, key) = unknown.rsplit_once('.').unwrap_or(("", unknown));
+    let mut shape = String::new();
+    let mut in_index = false;
+    for c in table.chars() {
+        match c {
+            '[' => {
+                in_index = true;
+                shape.push_str("[]");
+            }
+            ']' => in_index = false,
+            c if !in_index => shape.push(c),
+            _ => {}
+        }
+    }
+    let keys = match shape.as_str() {
+        "" => fields::<RawConfig>(),
+        "paths" => fields::<RawPaths>(),
+        "inbox" => fields::<RawInbox>(),
+        "inventory" => fields::<RawInventory>(),
+        "store" => fields::<RawStore>(),
+        "systems[]" => fields::<RawSystem>(),
+        "systems[].filter_groups[]" => fields::<RawFilterGroup>(),
+        "systems[].filter_groups[].filters[]" => fields::<crate::filter::RawFilter>(),
+        "http" => fields::<RawHttp>(),
+        "http.tokens[]" => fields::<RawToken>(),
+        "cluster" => fields::<RawCluster>(),
+        _ => &[],
+    };
+    keys.iter()
+        .map(|k| (edit_distance(key, k), *k))
+        .filter(|(d, _)| *d > 0 && *d <= (key.chars().count() + 1).max(3) / 3)
+        .min()
+        .map(|(_, k)| k)
+}
+
+/// Levenshtein's distance between `a` and `b`: the fewest letters to
+/// insert, delete or replace to turn one into the other.
+fn edit_distance(a: &str, b: &str) -> usize {
+    let b: Vec<char> = b.chars().collect();
+    let mut row: Vec<usize> = (0..=b.len()).collect();
+    for (i, ca) in a.chars().enumerate() {
+        let mut diagonal = row[0];
+        row[0] = i + 1;
+        for (j, cb) in b.iter().enumerate() {
+            let above = row[j + 1];
+            row[j + 1] = (diagonal + usize::from(ca != *cb))
+                .min(above + 1)
+                .min(row[j] + 1);
+            diagonal = above;
+        }
+    }
+    row[b.len()]
+}
+
+/// The field names `T` reads (its serde derive's own list): the keys its
+/// table may hold, so a suggestion never names a key that does not exist.
+fn fields<'de, T: Deserialize<'de>>() -> &'static [&'static str] {
+    /// A deserializer that answers nothing: a struct's `Deserialize` hands
+    /// it the struct's field names, which it keeps.
+    struct Fields<'a>(&'a mut &'static [&'static str]);
+
+    impl<'de> serde::Deserializer<'de> for Fields<'_> {
+        type Error = serde::de::value::Error;
+
+        fn deserialize_any<V: serde::de::Visitor<'de>>(
+            self,
+            _: V,
+        ) -> Result<V::Value, Self::Error> {
+            Err(serde::de::Error::custom("only a struct's fields are read"))
+        }
+
+        fn deserialize_struct<V: serde::de::Visitor<'de>>(
+            self,
+            _name: &'static str,
+            fields: &'static [&'static str],
+            visitor: V,
+        ) -> Result<V::Value, Self::Error> {
+            *self.0 = fields;
+            self.deserialize_any(visitor)
+        }
+
+        serde::forward_to_deserialize_any! {
+            bool i8 i16 i32 i64 i128 u8 u16 u32 u64 u128 f32 f64 char str string
+            bytes byte_buf option unit unit_struct newtype_struct seq tuple
+            tuple_struct map enum identifier ignored_any
+        }
+    }
+
+    let mut found: &'static [&'static str] = &[];
+    let _ = T::deserialize(Fields(&mut found));
+    found
+}
+
 /// Whether `id` is a safe system id: `[A-Za-z0-9_-]{1,64}`.
 pub fn valid_system_id(id: &str) -> bool {
     (1..=64).contains(&id.len())
@@ -708,7 +816,13 @@ impl Config {
         // Every problem is collected, so one run shows them all.
         let mut bad: Vec<(String, String)> = unknown
             .into_iter()
-            .map(|k| (k, "unknown key".to_string()))
+            .map(|k| {
+                let message = match did_you_mean(&k) {
+                    Some(key) => format!("unknown key; did you mean {key:?}?"),
+                    None => "unknown key".to_string(),
+                };
+                (k, message)
+            })
             .collect();
         let base = path
             .parent()
@@ -944,10 +1058,16 @@ fn store_config(
             return config;
         }
     };
+    // Said with what to change: a config copied from the shipped one
+    // (which sets the sled keys) and switched to PostgreSQL stops here.
     let not_for = |key: &str, backend: &str| {
+        let fix = match backend {
+            "sled" => "delete the line (or comment it out) to keep the state on PostgreSQL",
+            _ => "delete the line, or set backend = \"postgres\"",
+        };
         (
             format!("store.{key}"),
-            format!("only applies to backend = \"{backend}\""),
+            format!("only applies to backend = \"{backend}\": {fix}"),
         )
     };
     if !postgres {
@@ -1103,6 +1223,20 @@ fn url_from_env(
 /// `key=value` conninfo); if not, postgres's reason, without anything
 /// quoted from `url`.
 fn check_postgres_url(url: &str) -> Result<(), String> {
+    // Another scheme (`http://…`): postgres takes it for conninfo and says
+    // only "unexpected EOF". A scheme is letters, digits, `+-.`: quoting
+    // it shows nothing of a password.
+    if let Some((scheme, _)) = url.trim_start().split_once("://")
+        && !scheme.is_empty()
+        && scheme
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || "+-.".contains(c))
+        && !["postgresql", "postgres"].contains(&scheme.to_ascii_lowercase().as_str())
+    {
+        return Err(format!(
+            "it starts with {scheme}:// but a PostgreSQL URL starts with postgresql:// (or postgres://), e.g. \"postgresql://ordersync@db.example.com/ordersync\"; key=value conninfo works too"
+        ));
+    }
     // sslmode and sslrootcert are ordersync's (store/postgres/tls.rs).
     let (url, _) = crate::store::postgres::tls::split(url)?;
     let e = match url.parse::<postgres::Config>() {
@@ -1717,7 +1851,8 @@ mod tests {
             );
             assert_eq!(pg.url, url);
             assert_eq!((pg.pool_size, pg.statement_timeout), (64, None));
-            assert_eq!(pg.shown(), "postgresql://os@/run/postgresql/orders");
+            // The socket in the query, as libpq writes it (issue 22).
+            assert_eq!(pg.shown(), "postgresql://os@/orders?host=/run/postgresql");
         }
         let pg = postgres(
             "[store]\nbackend = \"postgres\"\nurl = \"postgresql://os@db/orders\"\npool_size = 1\nstatement_timeout = \"1m 30s\"\n",

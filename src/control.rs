@@ -60,8 +60,13 @@ pub const MAX_CLIENTS: usize = 16;
 /// Whether opening the store may create it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum OpenMode {
-    /// `run` (and `init`): create the folders and the database if missing.
+    /// `run --once`, `status --wait` and `restore`: create the folders and
+    /// the database if missing; on PostgreSQL a process alone holds the
+    /// writer's lease ([`Engine::open`]).
     Create,
+    /// The daemon: as [`OpenMode::Create`], taking the writer's lease only
+    /// when it leads ([`Engine::open_for_daemon`]).
+    Daemon,
     /// Every other command: the database must exist
     /// ([`StoreError::Missing`]); nothing is created.
     Existing,
@@ -74,6 +79,7 @@ pub fn open_engine(config: &Config, mode: OpenMode) -> Result<Engine, EngineErro
     let start = std::time::Instant::now();
     let open = || match mode {
         OpenMode::Create => Engine::open(config.clone()),
+        OpenMode::Daemon => Engine::open_for_daemon(config.clone()),
         OpenMode::Existing => Ok(Engine {
             config: config.clone(),
             store: Store::open_existing(&config.paths.state, &config.store)?,

@@ -76,6 +76,20 @@ impl AckRow {
         if self.system_id.is_empty() {
             return Err(Problem::new(at(), "system_id is empty"));
         }
+        // No configured system holds either, and a NUL must never reach
+        // the store's reads (PostgreSQL refuses it: a 500 where sled said
+        // "unknown system").
+        if self.system_id.chars().any(char::is_control)
+            || self.system_id.len() > crate::order::MAX_REFERENCE_CHARS
+        {
+            return Err(Problem::new(
+                at(),
+                format!(
+                    "system_id: unknown system {}",
+                    crate::problem::describe(&serde_json::Value::String(self.system_id.clone()))
+                ),
+            ));
+        }
         if let Some(note) = &self.note {
             if note.contains('\0') {
                 return Err(Problem::new(
@@ -505,6 +519,24 @@ mod tests {
 
     /// A note with U+0000 is the row's problem (an HTTP entry's note; a CSV
     /// file with a NUL byte is refused before its rows are read).
+    /// Issue 22: a NUL in an ack's system_id reached PostgreSQL's reads.
+    #[test]
+    fn a_system_id_with_a_nul_is_the_rows_problem() {
+        let ack = AckRow {
+            line: 2,
+            order_id: "o-1".into(),
+            system_id: "erp\0".into(),
+            regulate: false,
+            note: None,
+        };
+        let p = ack.check().unwrap_err();
+        assert!(
+            p.to_string()
+                .starts_with("line 2: system_id: unknown system"),
+            "{p}"
+        );
+    }
+
     #[test]
     fn a_note_with_a_nul_is_the_rows_problem() {
         let row = AckRow {

@@ -85,14 +85,26 @@ pub fn run(config: Config) -> anyhow::Result<()> {
     // lease lost. Also the store's stop flag.
     let stop = Arc::new(AtomicBool::new(false));
     spawn_signal_listener([shutdown.clone(), stop.clone()], tx.clone())?;
+    // On PostgreSQL every daemon holds the writer's lease to write: a node
+    // of a pair, and one alone (a pair of one, refused while another
+    // writer holds it).
+    let leased = matches!(config.store.backend, crate::config::Backend::Postgres(_));
     let paired = config.cluster.is_some();
-    let Some(mut engine) = open_when_reachable(&config, &shutdown, &rx, !paired)? else {
+    let Some(mut engine) = open_when_reachable(&config, &shutdown, &rx, !leased)? else {
         tracing::info!("stopped before the store could be opened");
         return Ok(());
     };
     engine.store.set_stop_flag(stop.clone());
     let engine = Arc::new(engine);
+    // The store's pool tells an outage through the daemon's one flag.
+    crate::store::postgres::live::tell_outages_with(
+        crate::cluster::first_to_tell_outage,
+        crate::cluster::outage_over,
+    );
     let role = crate::cluster::init(&engine);
+    if leased {
+        crate::cluster::join(&engine, role, &shutdown)?;
+    }
     // A big file is applied in chunks within one step of the loop: the
     // watchdog is pinged between them too (pinging early is harmless).
     if let Some(every) = sd_notify::watchdog_enabled() {
@@ -142,7 +154,7 @@ pub fn run(config: Config) -> anyhow::Result<()> {
     // when the loop ends.
     let http = crate::http::start(engine.clone())?;
     let mut systemd = Systemd::from_env();
-    let result = if paired {
+    let result = if leased {
         lead_when_due(
             &engine,
             role,
@@ -151,19 +163,26 @@ pub fn run(config: Config) -> anyhow::Result<()> {
             &tx,
             &mut watch_inbox,
             &mut systemd,
+            !paired,
         )
     } else {
         run_loop(&engine, &rx, &shutdown, &mut watch_inbox, &mut systemd)
     };
+    if leased {
+        crate::cluster::leave(&engine, role);
+    }
     drop(http);
     result?;
     tracing::info!("stopped");
     Ok(())
 }
 
-/// A node of a pair: waits as a standby until it takes the lease, leads
-/// (the loop) until the lease is lost, then waits again; until a signal.
-/// A clean stop lets the lease go, so that another node takes over at once.
+/// A daemon on PostgreSQL: waits as a standby until it takes the lease,
+/// leads (the loop) until the lease is lost, then waits again; until a
+/// signal. A clean stop lets the lease go, so that another node takes over
+/// at once. A daemon `alone` (no `[cluster]`) is refused at start while
+/// another process holds the lease and renews it.
+#[allow(clippy::too_many_arguments)]
 fn lead_when_due(
     engine: &Arc<Engine>,
     role: &'static crate::cluster::Role,
@@ -172,20 +191,34 @@ fn lead_when_due(
     wake: &SyncSender<Hint>,
     watch: &mut dyn FnMut() -> bool,
     systemd: &mut Systemd,
+    alone: bool,
 ) -> anyhow::Result<()> {
     use crate::cluster;
     let mut ready = false;
+    let mut first = true;
     loop {
-        let epoch = cluster::wait_to_lead(engine, role, shutdown, hints, &mut |status| {
-            if ready {
-                systemd.status(status);
-            } else {
-                // A standby is up and serving: ready as far as systemd is
-                // concerned.
-                systemd.ready(status);
-                ready = true;
-            }
-        });
+        let refuse = alone && first;
+        let epoch = cluster::wait_to_lead(
+            engine,
+            role,
+            shutdown,
+            hints,
+            &mut |status| {
+                if refuse {
+                    // A daemon alone is ready once it leads.
+                    systemd.status(status);
+                } else if ready {
+                    systemd.status(status);
+                } else {
+                    // A standby is up and serving: ready as far as systemd
+                    // is concerned.
+                    systemd.ready(status);
+                    ready = true;
+                }
+            },
+            refuse,
+        )?;
+        first = false;
         let Some(epoch) = epoch else { break };
         cluster::lead(role, epoch);
         stop.store(shutdown.load(Ordering::SeqCst), Ordering::SeqCst);
@@ -220,7 +253,8 @@ fn lead_when_due(
             Ok(()) => "the lease was lost".to_string(),
             Err(e) => format!("{e:#}"),
         };
-        cluster::step_down(engine, role, &why);
+        let outage = matches!(&led, Err(e) if is_unreachable(e));
+        cluster::step_down(engine, role, &why, outage);
         // A write refused by the fence or a database gone: standby again,
         // and the lease decides. Anything else (the state folder replaced)
         // ends the daemon as it would end one alone.
@@ -364,7 +398,7 @@ fn open_when_reachable(
         // Reconciling the systems is the first write: a database that goes
         // away during it is waited for as at the opening. (A node of a pair
         // writes nothing until it leads.)
-        let opened = control::open_engine(config, control::OpenMode::Create).and_then(|engine| {
+        let opened = control::open_engine(config, control::OpenMode::Daemon).and_then(|engine| {
             if reconcile {
                 engine.reconcile_systems()?;
             }
@@ -870,16 +904,10 @@ fn ends_leading(e: &StoreError) -> bool {
 fn store_failed(engine: &Engine, e: &EngineError, store_retry: &mut Option<(u32, Instant)>) {
     let attempts = store_retry.map_or(0, |(n, _)| n) + 1;
     let wait = store_backoff(attempts);
-    // On PostgreSQL one line per outage, whoever sees it first: the pool
-    // (a connection that failed) may have said it already.
-    let unreachable = e.store_error().is_some_and(StoreError::is_unreachable);
-    let first = attempts == 1
-        && !(unreachable
-            && engine
-                .store
-                .postgres()
-                .is_some_and(|pg| !pg.outage_begins()));
-    if first {
+    // One line per outage, whoever notices it first: this loop, the wait
+    // for the lease, or the store's connection pool (a connection that
+    // failed, also when only `/healthz` asked).
+    if attempts == 1 && crate::cluster::first_to_tell_outage() {
         tracing::error!(error = %e, retry_in = ?wait, "the store failed; reopening it and retrying with backoff, files stay in the inbox");
     } else {
         tracing::debug!(error = %e, attempts, retry_in = ?wait, "the store still fails");
@@ -893,6 +921,7 @@ fn store_failed(engine: &Engine, e: &EngineError, store_retry: &mut Option<(u32,
 /// The store worked: ends an outage.
 fn store_ok(store_retry: &mut Option<(u32, Instant)>) {
     if let Some((n, _)) = store_retry.take() {
+        crate::cluster::outage_over();
         tracing::info!(attempts = n, "the store works again");
     }
 }

@@ -111,7 +111,22 @@ impl Engine {
     /// real folder (a symlink, say) is only logged here: nothing is written
     /// into it or removed from it, and whatever needs it fails and is retried
     /// later (files stay in the inbox, orders stay pending).
+    ///
+    /// On PostgreSQL a process alone on its store (no `[cluster]`) holds
+    /// the writer's lease from here until the engine is dropped, or is
+    /// refused naming the process that holds it ([`StoreError::Held`]);
+    /// a daemon opens with [`Engine::open_for_daemon`] instead.
     pub fn open(config: Config) -> Result<Engine, EngineError> {
+        Engine::open_as(config, true)
+    }
+
+    /// [`Engine::open`] for a daemon, which takes the writer's lease when
+    /// it leads (`crate::cluster`), not at its opening.
+    pub fn open_for_daemon(config: Config) -> Result<Engine, EngineError> {
+        Engine::open_as(config, false)
+    }
+
+    fn open_as(config: Config, hold: bool) -> Result<Engine, EngineError> {
         let p = &config.paths;
         // The inbox may be a symlink to a folder (it is read, never
         // written into), but it must be a folder.
@@ -143,9 +158,14 @@ impl Engine {
         }
         let store = Store::open(&p.state, &config.store)?;
         let engine = Engine { config, store };
-        // A node of a pair cleans when it leads: the leader may be writing
-        // them now.
-        if engine.config.cluster.is_none() {
+        let alone = engine.config.cluster.is_none();
+        if hold && alone {
+            crate::cluster::hold_for_command(&engine, "this command")?;
+        }
+        // A process cleans when no write of another can be in flight:
+        // sled's lock is held here; on PostgreSQL, while it holds the
+        // writer's lease.
+        if engine.store.postgres().is_none() || (hold && alone) {
             engine.remove_stale_temporaries()?;
         }
         Ok(engine)
@@ -184,7 +204,7 @@ impl Engine {
     /// an order eligible for a system reaches it even if it arrived before
     /// the system was configured so.
     pub fn reconcile_systems(&self) -> Result<(), EngineError> {
-        let now = Utc::now().timestamp_millis();
+        let now = self.store.now().timestamp_millis();
         for system in &self.config.systems {
             let fingerprint = system.eligibility_fingerprint();
             let (queued, dropped) = self.store.reconcile_system(system, &fingerprint, now)?;
@@ -215,7 +235,11 @@ impl Engine {
     /// result has one entry per file taken (the others are for the next
     /// call). One file's trouble is its own entry; the others go on. A store
     /// failure ends the group: `Err` when the flush failed (then no applied
-    /// file of the group was moved; they stay in the inbox).
+    /// file of the group was moved; they stay in the inbox). When the store
+    /// refuses the group's commit for its data (not an outage:
+    /// [`StoreError::is_data_error`]), the files are applied again one at a
+    /// time and the one refused is rejected with the store's message, so a
+    /// poison value never holds up the other files.
     pub fn process_group(
         &self,
         cs: &[Candidate],
@@ -226,6 +250,9 @@ impl Engine {
         let mut to_archive: Vec<(usize, Staged)> = Vec::new();
         let mut read: u64 = 0;
         let group = self.store.group();
+        // A store failure while staging: the file's index, and whether the
+        // store refused data (not an outage).
+        let mut failed: Option<(usize, bool)> = None;
         for (i, c) in cs.iter().enumerate() {
             if i > 0 && (i >= GROUP_FILES || read >= GROUP_BYTES || start.elapsed() >= GROUP_TIME) {
                 break;
@@ -247,15 +274,56 @@ impl Engine {
                     results.push(Ok(Outcome::NotReady)); // replaced below
                 }
                 Err(e) => {
-                    let store = e.store_error().is_some();
+                    let store = e.store_error().map(StoreError::is_data_error);
                     results.push(Err(e));
-                    if store {
+                    if let Some(data) = store {
+                        failed = Some((i, data));
                         break;
                     }
                 }
             }
         }
-        group.commit()?;
+        let retry = |group: Group, mut files: Vec<usize>, results: &mut Vec<_>| {
+            // The writer's lock goes with the group: each file is staged
+            // again in a group of its own.
+            drop(group);
+            files.sort_unstable();
+            self.one_by_one(cs, files, results)
+        };
+        let staged: Vec<usize> = to_archive.iter().map(|(i, _)| *i).collect();
+        let to_archive = match failed {
+            None => match group.commit() {
+                Ok(()) => to_archive,
+                // The store refused the data itself (PostgreSQL: a value an
+                // index cannot hold, a constraint): one file's doing, which
+                // must not hold up the others. Each is applied again alone,
+                // so the good ones land and the one refused goes to errors/.
+                Err(e) if e.is_data_error() => {
+                    tracing::warn!(error = %e, files = staged.len(), "the store refused the group's changes; applying its files one at a time");
+                    retry(group, staged, &mut results)
+                }
+                // An outage (or anything else): every file waits in the inbox.
+                Err(e) => return Err(e.into()),
+            },
+            // The store refused data while a file was staged: its own read,
+            // or the group's commit a big file makes before its chunks.
+            // The group's files and that one are applied again alone.
+            Some((i, true)) => {
+                tracing::warn!(file = ?cs[i].label(), "the store refused data while a file was staged; applying the group's files one at a time");
+                retry(group, staged.into_iter().chain([i]).collect(), &mut results)
+            }
+            // Any other store failure while staging: whether the group's
+            // writes were committed (a big file commits them first) is not
+            // known, so none of its files is archived: they stay in the
+            // inbox, to be applied (or found applied) again.
+            Some((_, false)) => {
+                drop(group);
+                for i in staged {
+                    results[i] = Ok(Outcome::NotReady);
+                }
+                return Ok(results);
+            }
+        };
         if to_archive.is_empty() {
             return Ok(results);
         }
@@ -275,6 +343,71 @@ impl Engine {
             }
         }
         Ok(results)
+    }
+
+    /// After the store refused a group's data ([`StoreError::is_data_error`]):
+    /// stages and commits each of the files `files` (indexes into `cs`) in
+    /// a group of its own.
+    /// A file whose commit the store refuses for its data is rejected to
+    /// `errors/` with the store's message as its report; any other store
+    /// failure ends the retries (that file and those after it stay in the
+    /// inbox). Returns the files committed, to be
+    /// flushed and archived.
+    fn one_by_one(
+        &self,
+        cs: &[Candidate],
+        files: Vec<usize>,
+        results: &mut [Result<Outcome, EngineError>],
+    ) -> Vec<(usize, Staged)> {
+        let mut committed = Vec::new();
+        let mut failed = false;
+        for i in files {
+            let c = &cs[i];
+            if failed {
+                // Left for the next scan, as after a failed group.
+                results[i] = Ok(Outcome::NotReady);
+                continue;
+            }
+            let group = self.store.group();
+            let step = self.stage(c, &group);
+            let commit = group.commit();
+            results[i] = match (step, commit) {
+                (Ok(Step::Archive(s)), Ok(())) => {
+                    committed.push((i, s));
+                    Ok(Outcome::NotReady) // replaced after the flush
+                }
+                (Ok(Step::Archive(_)), Err(e)) if e.is_data_error() => {
+                    let p = Problem::new(
+                        "store",
+                        format!("the store refused this file's changes: {e}"),
+                    );
+                    self.reject(c, vec![p])
+                }
+                (Ok(Step::Done(outcome)), Ok(())) => Ok(outcome),
+                // A small file's data refused while it was staged (a
+                // read): nothing of it was written. A big one may have
+                // applied chunks already, so it is not rejected: it stays.
+                (Err(e), _)
+                    if c.size <= crate::store::SMALL_FILE as u64
+                        && e.store_error().is_some_and(StoreError::is_data_error) =>
+                {
+                    let p = Problem::new(
+                        "store",
+                        format!("the store refused this file's changes: {e}"),
+                    );
+                    self.reject(c, vec![p])
+                }
+                (Err(e), _) => {
+                    failed |= e.store_error().is_some();
+                    Err(e)
+                }
+                (_, Err(e)) => {
+                    failed = true;
+                    Err(e.into())
+                }
+            };
+        }
+        committed
     }
 
     /// Reads, parses and applies one file into `group` (no commit, no
@@ -302,7 +435,7 @@ impl Engine {
             }
         };
         let sha256: [u8; 32] = Sha256::digest(&bytes).into();
-        let now = Utc::now();
+        let now = self.store.now();
         let parsed = input::parse(
             &c.name,
             &bytes,

@@ -46,6 +46,18 @@ pub enum ExportError {
     /// Every name tried was taken by something else.
     #[error("{tried} export file names in a row were taken in {dir} by files we did not write")]
     NoFreeName { dir: PathBuf, tried: usize },
+    /// An order a group has just written is still pending, at the same
+    /// revision, right after: the store's export state does not advance (a
+    /// damaged store). Exporting stops rather than write the same order's
+    /// file for ever.
+    #[error(
+        "the order {order} (revision {revision}) is still pending for {system} after its file was written: its export state does not advance (a damaged store?); exporting stopped rather than write it again and again"
+    )]
+    Stuck {
+        system: String,
+        order: uuid::Uuid,
+        revision: u32,
+    },
     /// Some systems failed (each with its error); the others were exported.
     #[error("{}", describe(.0))]
     Systems(Vec<(String, ExportError)>),
@@ -154,14 +166,20 @@ fn export_system(
         recover(store, config, system, d, batch, written)?;
     }
     if let Some(after) = system.resend_after {
-        let now = Utc::now().timestamp_millis();
+        let now = store.now().timestamp_millis();
         let n = store.resend_written_before(&system.id, now - after.as_millis() as i64, now)?;
         if n > 0 {
             tracing::info!(system = %system.id, orders = n, "written but not acked in time: exporting again");
         }
     }
     let files_per_group = (GROUP_ORDERS / system.batch_size).clamp(1, GROUP_FILES);
-    for _ in 0..groups {
+    // The orders (and revisions) the previous group marked written: none
+    // may be pending again in the next one (see `ExportError::Stuck`).
+    // Checked on the pending orders the next group would take, also after
+    // the last group (so a daemon, which exports a group a call, never
+    // writes one order again and again either).
+    let mut previous: std::collections::HashMap<uuid::Uuid, u32> = Default::default();
+    for round in 0..=groups {
         let ids = store.ids_in_state(
             &system.id,
             ExportState::Pending,
@@ -169,6 +187,25 @@ fn export_system(
         )?;
         if ids.is_empty() {
             return Ok(false);
+        }
+        let again: Vec<uuid::Uuid> = ids
+            .iter()
+            .filter(|id| previous.contains_key(*id))
+            .copied()
+            .collect();
+        if !again.is_empty() {
+            for o in load(store, again.into_iter())? {
+                if previous.get(&o.id) == Some(&o.revision) {
+                    return Err(ExportError::Stuck {
+                        system: system.id.clone(),
+                        order: o.id,
+                        revision: o.revision,
+                    });
+                }
+            }
+        }
+        if round == groups {
+            return Ok(true);
         }
         // Rendered a file at a time: only the bytes are kept, not the
         // decoded orders.
@@ -189,7 +226,7 @@ fn export_system(
             Some(ref d) => d,
             None => dir.insert(open_outbox(config, system)?),
         };
-        let now = Utc::now();
+        let now = store.now();
         let records: Vec<_> = files
             .iter()
             .map(|(revisions, bytes)| (revisions.clone(), Some(Content::of(bytes))))
@@ -203,6 +240,10 @@ fn export_system(
             placed.push(place(store, system, d, batch, bytes)?);
         }
         finish(store, config, system, d, &placed, written)?;
+        previous = files
+            .iter()
+            .flat_map(|(revisions, _)| revisions.iter().copied())
+            .collect();
     }
     Ok(true)
 }
@@ -254,7 +295,7 @@ fn recover(
     };
     let orders = load(store, batch.orders.iter().map(|(id, _)| *id))?;
     if orders.is_empty() {
-        let ctx = context(config);
+        let ctx = context(config, store);
         store.finish_batch(&batch, system, &ctx)?;
         store.flush()?;
         return Ok(());
@@ -344,7 +385,7 @@ fn place(
                 Err(e) => return Err(io_err(e)),
             },
         };
-        let next = store.move_batch(&batch, |seq| file_name(Utc::now(), seq, system.format))?;
+        let next = store.move_batch(&batch, |seq| file_name(store.now(), seq, system.format))?;
         store.flush()?;
         tracing::warn!(
             system = %system.id, taken = %dir.join(&squatter.0).display(), kind = squatter.1,
@@ -396,14 +437,16 @@ fn finish(
         tracing::info!(system = %system.id, file = %batch.file, orders = batch.orders.len(), "export file written");
         written.push(dir.join(&batch.file));
     }
-    store.finish_batches(batches, system, &context(config))?;
+    store.finish_batches(batches, system, &context(config, store))?;
     store.flush()?;
     Ok(())
 }
 
-fn context(config: &Config) -> Context<'_> {
+/// The time comes from the store's one clock (the database server's on
+/// PostgreSQL).
+fn context<'a>(config: &'a Config, store: &Store) -> Context<'a> {
     Context {
-        now: Utc::now().timestamp_millis(),
+        now: store.now().timestamp_millis(),
         systems: &config.systems,
         allow_negative: config.inventory.allow_negative,
         only_system: None,

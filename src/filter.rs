@@ -36,7 +36,7 @@ pub struct RawFilterGroup {
 }
 
 #[derive(Debug, Deserialize)]
-struct RawFilter {
+pub(crate) struct RawFilter {
     key: String,
     operator: String,
     value: toml::Value,

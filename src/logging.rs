@@ -21,11 +21,12 @@ use tracing_subscriber::fmt::format::{FormatEvent, FormatFields, Writer};
 use tracing_subscriber::fmt::{FmtContext, format};
 use tracing_subscriber::registry::LookupSpan;
 
-/// Installs the global subscriber: level from `RUST_LOG` (default `info`),
-/// output on stderr, colours only on a terminal, priority prefixes when
-/// stderr is the journal.
-pub fn init() {
-    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+/// Installs the global subscriber: level from `RUST_LOG` (default
+/// `default`), output on stderr, colours only on a terminal, priority
+/// prefixes when stderr is the journal.
+pub fn init(default: Level) {
+    let filter = EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| EnvFilter::new(default.as_str().to_ascii_lowercase()));
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr);
@@ -59,15 +60,18 @@ pub fn stderr_is_journal() -> bool {
 }
 
 /// Prints the message a failing command exits with on stderr, each line at
-/// error priority when stderr is the journal.
+/// error priority when stderr is the journal. A stderr that cannot be
+/// written (a closed pipe) is left at that: `eprintln!` would panic.
 pub fn fatal(message: &str) {
-    if stderr_is_journal() {
-        for line in message.lines() {
-            eprintln!("<3>{line}");
-        }
+    use std::io::Write as _;
+    let mut stderr = std::io::stderr().lock();
+    let _ = if stderr_is_journal() {
+        message
+            .lines()
+            .try_for_each(|line| writeln!(stderr, "<3>{line}"))
     } else {
-        eprintln!("{message}");
-    }
+        writeln!(stderr, "{message}")
+    };
 }
 
 /// The syslog priority journald understands for a tracing level.

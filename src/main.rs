@@ -46,9 +46,12 @@ fn main() -> ExitCode {
         .skip(1)
         .map(|a| a.to_string_lossy().into_owned())
         .collect();
-    ordersync::logging::init();
+    ordersync::logging::init(cli.command.log_level());
     match ordersync::cli::run(cli, &args) {
         Ok(()) => ExitCode::SUCCESS,
+        // The reader of stdout went away (`ordersync check | head -1`): it
+        // wanted no more, so no message and no failure.
+        Err(_) if ordersync::cli::stdout_closed() => ExitCode::SUCCESS,
         Err(e) => {
             ordersync::logging::fatal(&format!("ordersync: {e:#}"));
             ExitCode::from(e.exit_code())

@@ -34,6 +34,9 @@ pub struct Order {
 /// the characters docs/order.schema.json's reference pattern lists.
 /// Emptiness is the caller's check.
 pub fn reference_problem(s: &str) -> Option<String> {
+    if let Some(what) = length_problem(s, MAX_REFERENCE_CHARS) {
+        return Some(what);
+    }
     if let Some((i, c)) = s.chars().enumerate().find(|(_, c)| c.is_control()) {
         return Some(format!(
             "contains a control character (U+{:04X} at character {}); not allowed in a reference",
@@ -49,6 +52,34 @@ pub fn reference_problem(s: &str) -> Option<String> {
         ));
     }
     None
+}
+
+/// The longest a reference may be, in characters (Unicode scalar values,
+/// as Rust's `chars` counts them): an order's `external_id`, a line's
+/// `sku`, an ack's `order_id`, a stock row's `sku`. The store keeps these
+/// as they are in B-tree indexes (PostgreSQL's unique `external_id`,
+/// `stock_pkey`, `orders_fold_external_id`), whose rows may not exceed
+/// 2,704 bytes: 255 characters are at most 1,020 bytes of UTF-8, far below
+/// that, and far above any real identifier. The same rule on both
+/// backends, checked before anything is staged (docs/CONTRACT.md §4,
+/// docs/order.schema.json's `maxLength`).
+pub const MAX_REFERENCE_CHARS: usize = 255;
+
+/// The longest an order's `reference`, `channel` and `type` may be, in
+/// characters. The store indexes them only through their ASCII lower case
+/// (`ordersync_fold`: NULL for any other text), so an indexed value is one
+/// byte a character: 2,000 stays well within a B-tree row's 2,704 bytes,
+/// and is far more than a real purchase-order reference needs.
+pub const MAX_FIELD_CHARS: usize = 2_000;
+
+/// Why `s` is too long for a text of at most `max` characters, or `None`.
+pub fn length_problem(s: &str, max: usize) -> Option<String> {
+    // Only a string of more bytes than the limit can hold more characters.
+    if s.len() <= max {
+        return None;
+    }
+    let n = s.chars().count();
+    (n > max).then(|| format!("{n} characters; at most {max} are allowed"))
 }
 
 /// The id an order without `id` gets: UUIDv5 of its `external_id` in the OID
@@ -204,8 +235,8 @@ pub fn validate(
             None
         }
     };
-    v.string("type", Need::NonEmpty);
-    v.string("channel", Need::Optional);
+    v.indexed("type", Need::NonEmpty);
+    v.indexed("channel", Need::Optional);
     v.one_of("status", STATUSES);
     v.one_of("internal_status", INTERNAL_STATUSES);
     v.boolean("cancelled", false);
@@ -218,7 +249,7 @@ pub fn validate(
             format!("expected an ISO 4217 code of three capital letters, got {c:?}"),
         );
     }
-    v.string("reference", Need::Present);
+    v.indexed("reference", Need::Present);
     if let Some(Value::String(s)) = obj.get("account_id") {
         if Uuid::parse_str(s).is_err() {
             v.problem("account_id", format!("expected a UUID, got {s:?}"));
@@ -436,6 +467,15 @@ impl<'a> Check<'a, '_> {
                 self.problem(key, format!("expected a string, got {}", describe(other)));
                 None
             }
+        }
+    }
+
+    /// A string kept in an index: at most [`MAX_FIELD_CHARS`].
+    fn indexed(&mut self, key: &str, need: Need) {
+        if let Some(s) = self.string(key, need)
+            && let Some(what) = length_problem(&s, MAX_FIELD_CHARS)
+        {
+            self.problem(key, what);
         }
     }
 

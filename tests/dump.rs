@@ -269,3 +269,139 @@ fn dumps_taken_while_files_are_applied_are_each_of_one_instant() {
     }
     eprintln!("orders in each dump: {sizes:?}");
 }
+
+/// Issue 22 §3: a tampered dump restored on sled where PostgreSQL refused
+/// it (an export record twice, after which `run --once` wrote 25,739 files
+/// of one order in 60 s; two orders with one external_id; an applied file
+/// twice; a NUL; a sequence at 2^64 − 1, after which the next file was
+/// `…-000000`). One admission check refuses each on both backends, with
+/// the same line and words.
+#[test]
+fn a_tampered_dump_is_refused_alike_on_sled_and_postgresql() {
+    let base = fs::read_to_string(
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/dumps/small.ndjson"),
+    )
+    .expect("the fixture");
+    let lines: Vec<String> = base.lines().map(str::to_string).collect();
+    let first = |kind: &str| {
+        lines
+            .iter()
+            .position(|l| l.contains(&format!(r#""type":"{kind}""#)))
+            .unwrap_or_else(|| panic!("a {kind} in the fixture"))
+    };
+    // The dump with `edit` made to its records, the closing line's count
+    // made right.
+    let tampered = |edit: &dyn Fn(&mut Vec<String>)| {
+        let mut body: Vec<String> = lines[1..lines.len() - 1].to_vec();
+        edit(&mut body);
+        let mut out = vec![lines[0].clone()];
+        out.extend(body.iter().cloned());
+        out.push(format!(
+            r#"{{"format":"ordersync-dump-end","records":{}}}"#,
+            body.len()
+        ));
+        out.join("\n") + "\n"
+    };
+    let at = |kind: &str| first(kind) - 1; // in the body
+    let order_line = lines[first("order")].clone();
+    let id = order_line
+        .split(r#""id":""#)
+        .nth(1)
+        .and_then(|s| s.split('"').next())
+        .expect("the order's id")
+        .to_string();
+    let cases: Vec<(&str, String, String)> = vec![
+        (
+            "export-twice",
+            tampered(&|b| {
+                let i = at("export");
+                let l = b[i].clone();
+                b.insert(i + 1, l);
+            }),
+            format!(
+                "line {}: an export record of the order",
+                first("export") + 2
+            ),
+        ),
+        (
+            "external-id-twice",
+            tampered(&|b| {
+                let i = at("order");
+                let other = uuid::Uuid::new_v4().to_string();
+                let l = b[i].replace(&id, &other);
+                b.insert(i + 1, l);
+            }),
+            format!(
+                "line {}: the external_id \"A-1\" a second time",
+                first("order") + 2
+            ),
+        ),
+        (
+            "applied-file-twice",
+            tampered(&|b| {
+                let i = at("applied_file");
+                let l = b[i].clone();
+                b.insert(i + 1, l);
+            }),
+            format!("line {}: the applied file", first("applied_file") + 2),
+        ),
+        (
+            "nul",
+            tampered(&|b| {
+                let i = at("event");
+                b[i] = b[i].replace(r#""detail":""#, r#""detail":"\u0000"#);
+            }),
+            format!("line {}: detail", first("event") + 1),
+        ),
+        (
+            "sequence-at-the-end",
+            tampered(&|b| {
+                let i = at("sequence");
+                b[i] = b[i].replace(r#""last":1"#, r#""last":18446744073709551615"#);
+            }),
+            format!(
+                "line {}: last 18446744073709551615 is beyond the largest export sequence number",
+                first("sequence") + 1
+            ),
+        ),
+        (
+            "long-external-id",
+            tampered(&|b| {
+                let i = at("order");
+                b[i] = b[i].replace(r#""A-1""#, &format!("\"{}\"", "A".repeat(3_000)));
+            }),
+            format!(
+                "line {}: external_id: 3000 characters; at most 255 are allowed",
+                first("order") + 1
+            ),
+        ),
+    ];
+    let mut stores: Vec<Option<common::TestDb>> = vec![None];
+    if common::pg_server().is_some() {
+        stores.push(Some(common::TestDb::create()));
+    }
+    for (name, text, expect) in &cases {
+        for db in &stores {
+            let config = match db {
+                None => TWO_SYSTEMS.to_string(),
+                Some(db) => common::with_postgres_store(TWO_SYSTEMS, db.url()),
+            };
+            let w = Work::as_given(&config);
+            fs::write(w.path("d.ndjson"), text).unwrap();
+            let out = w.cmd(&["restore", "d.ndjson"]);
+            let err = String::from_utf8_lossy(&out.stderr);
+            let backend = if db.is_some() { "postgres" } else { "sled" };
+            assert_eq!(out.status.code(), Some(1), "{name} on {backend}: {err}");
+            assert!(
+                err.contains(expect.as_str()),
+                "{name} on {backend}: expected {expect:?} in {err}"
+            );
+        }
+        // The PostgreSQL database is reused: a refused restore leaves it
+        // empty (one transaction).
+    }
+    // The fixture itself restores.
+    let w = Work::as_given(TWO_SYSTEMS);
+    fs::write(w.path("d.ndjson"), &base).unwrap();
+    w.ok(&["restore", "d.ndjson"]);
+}

@@ -60,3 +60,40 @@ fn every_man_page_has_files_environment_and_exit_status() {
         .collect();
     assert_eq!(codes, ["0", "1", "2"]);
 }
+
+/// The pages as `deb-assets` writes them: (file name, text).
+fn pages() -> Vec<(String, String)> {
+    let dir = tempfile::tempdir().unwrap();
+    deb_assets::man_pages(ordersync::cli::Cli::command(), dir.path()).unwrap();
+    let mut pages: Vec<_> = std::fs::read_dir(dir.path())
+        .unwrap()
+        .map(|e| {
+            let path = e.unwrap().path();
+            let name = path.file_name().unwrap().to_string_lossy().into_owned();
+            (name, std::fs::read_to_string(&path).unwrap())
+        })
+        .collect();
+    pages.sort();
+    pages
+}
+
+/// Regression (issue 22): the pages did not mention PostgreSQL, `[cluster]`
+/// or `url_env` (the variable a URL with a password comes from), and their
+/// SYNOPSIS showed `[--config]` without its value.
+#[test]
+fn every_man_page_names_postgresql_the_pair_and_the_config_value() {
+    for (name, text) in pages() {
+        for needle in ["PostgreSQL", "[cluster]", "url_env"] {
+            assert!(text.contains(needle), "{name}: no {needle:?}:\n{text}");
+        }
+        let synopsis = text
+            .split(".SH SYNOPSIS\n")
+            .nth(1)
+            .and_then(|rest| rest.split("\n.SH ").next())
+            .unwrap_or_else(|| panic!("{name}: no SYNOPSIS:\n{text}"));
+        assert!(
+            synopsis.contains("[\\fB\\-\\-config\\fR \\fIPATH\\fR]"),
+            "{name}: {synopsis}"
+        );
+    }
+}

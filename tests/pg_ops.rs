@@ -178,7 +178,10 @@ fn an_outage_is_one_line_and_the_store_is_probed_often() {
         };
         assert!(secs <= 2.0, "a probe {v} away: {l}\n{log}");
     }
-    assert!(log.contains("the store works again"), "{log}");
+    assert!(
+        log.contains("the store works again") || log.contains("answers again"),
+        "{log}"
+    );
 }
 
 /// Regression (issue 22 §5): after a PostgreSQL restart, a CLI request
@@ -490,7 +493,7 @@ fn a_promoted_replica_is_found_and_nothing_is_lost() {
     let check = w.ok(&["check"]);
     assert!(
         check.contains(&format!(
-            "postgresql://postgres@{dir},{dir}/postgres?target_session_attrs=read-write",
+            "postgresql://postgres@/postgres?host={dir}&port=5432&host={dir}&port=5433&target_session_attrs=read-write",
             dir = cluster.dir
         )),
         "{check}"

@@ -72,7 +72,7 @@ fn read_commands_never_create_a_store() {
         };
         assert!(
             err.contains(&format!("no store in {place}"))
-                && err.contains("(`run`, `init` and `status --wait` create it)"),
+                && err.contains("(`run`, `init`, `status --wait` and `restore` create it)"),
             "{args:?}: {err}"
         );
         assert!(!w.path("state/db").exists(), "{args:?} created a store");

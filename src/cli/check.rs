@@ -4,6 +4,9 @@
 use std::path::Path;
 
 use super::{CliError, table};
+// What it prints goes through the CLI's stdout: a failed write (a closed
+// pipe) returns from `run` instead of panicking (cli::out!).
+use super::{out as print, outln as println};
 use crate::config::{Backend, Config, ConfigError, StoreConfig, SystemConfig, Transport};
 
 pub fn run(c: &Config) -> Result<(), CliError> {

@@ -31,10 +31,16 @@ pub fn run(config: &Config, args: &[String], output: Option<&Path>) -> Result<()
             tmp.persist(path)
                 .with_context(|| format!("writing {}", path.display()))?;
             crate::fsutil::sync_dir(dir).with_context(|| format!("syncing {}", dir.display()))?;
-            eprintln!("dumped {records} records to {}", path.display());
+            // On stderr, as stdout may be the dump elsewhere; a closed
+            // stderr is no reason to fail a dump that is complete.
+            let _ = writeln!(
+                io::stderr(),
+                "dumped {records} records to {}",
+                path.display()
+            );
         }
         None => {
-            let mut stdout = io::stdout().lock();
+            let mut stdout = super::stdout();
             write(config, args, &mut stdout)?;
             stdout.flush().context("writing the dump")?;
         }
@@ -54,8 +60,9 @@ fn write(config: &Config, args: &[String], out: &mut dyn Write) -> Result<u64, C
     Ok(engine.store.dump_to(out).context("dumping the store")?)
 }
 
-/// Loads the dump `file` (`-`: stdin) into the configured state folder,
-/// which must hold no store yet (it is created).
+/// Loads the dump `file` (`-`: stdin) into the configured store (the
+/// state folder's sled database, or the PostgreSQL database), which must
+/// hold no store yet (it is created).
 pub fn restore(config: &Config, file: &Path) -> Result<String, CliError> {
     let state = &config.paths.state;
     if control::ask(state, &["status".into()])
@@ -64,7 +71,8 @@ pub fn restore(config: &Config, file: &Path) -> Result<String, CliError> {
         .is_some()
     {
         return Err(anyhow::anyhow!(
-            "the daemon is running on the state folder {}: restore loads a dump into a new, empty state folder, with no daemon running",
+            "the daemon is running on this store ({}; its control socket in {} answers): restore loads a dump into a new, empty store, with no daemon running",
+            config.store_shown(),
             state.display()
         )
         .into());
@@ -75,6 +83,7 @@ pub fn restore(config: &Config, file: &Path) -> Result<String, CliError> {
         Box::new(std::fs::File::open(file).with_context(|| format!("opening {}", file.display()))?)
     };
     let engine = open_engine(config, OpenMode::Create)?;
+    crate::cluster::hold_for_command(&engine, "`restore`")?;
     let done = engine
         .store
         .restore_from(BufReader::with_capacity(1 << 20, input))
@@ -83,6 +92,6 @@ pub fn restore(config: &Config, file: &Path) -> Result<String, CliError> {
         "restored {} records ({} orders) into {}\n",
         done.records,
         done.orders,
-        state.display()
+        config.store_shown()
     ))
 }

@@ -41,8 +41,9 @@ pub fn run(dir: &Path) -> Result<(), CliError> {
         let d = p.outbox.join(&s.id);
         std::fs::create_dir_all(&d).with_context(|| format!("creating {}", d.display()))?;
     }
-    // The store too: `init` and `run` are the only commands that create it.
+    // The store too, as `run`, `status --wait` and `restore` do (the
+    // other commands never create one).
     crate::store::Store::open(&p.state, &config.store)?;
-    println!("wrote {} and its folders", file.display());
+    super::outln!("wrote {} and its folders", file.display());
     Ok(())
 }

@@ -1,6 +1,25 @@
 //! The command line (SPEC §10): argument parsing and one module per
 //! subcommand. Every command works whether or not the daemon is running.
 
+/// `print!` for a command's output: writes to [`stdout`] and returns the
+/// failure from the enclosing function (`Result<_, CliError>`), so a closed
+/// pipe ends the command quietly instead of panicking as `print!` does.
+macro_rules! out {
+    ($($arg:tt)*) => {
+        std::io::Write::write_fmt(&mut $crate::cli::stdout(), format_args!($($arg)*))
+            .map_err($crate::cli::printing)?
+    };
+}
+
+/// `println!` for a command's output, as [`out!`].
+macro_rules! outln {
+    ($($arg:tt)*) => {
+        $crate::cli::out!("{}\n", format_args!($($arg)*))
+    };
+}
+
+pub(crate) use {out, outln};
+
 mod check;
 mod dump;
 mod init;
@@ -13,6 +32,7 @@ mod validate;
 
 use std::io;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use clap::{Parser, Subcommand};
 
@@ -95,8 +115,9 @@ pub enum Command {
         #[arg(long, short, value_name = "FILE")]
         output: Option<PathBuf>,
     },
-    /// Load a dump into a new, empty store in the configured state folder
-    /// (creating it); the daemon must not be running.
+    /// Load a dump into a new, empty store: the configured one ([store]:
+    /// sled in the state folder, or the PostgreSQL database), creating it;
+    /// the daemon must not be running.
     Restore {
         /// The dump file (`-`: stdin).
         file: PathBuf,
@@ -113,6 +134,19 @@ pub enum Command {
         #[arg(required = true)]
         files: Vec<PathBuf>,
     },
+}
+
+impl Command {
+    /// What is logged on stderr when `RUST_LOG` does not say: `info` for
+    /// the commands that do the daemon's work (`run`, and `status --wait`,
+    /// which does it when no daemon runs), `warn` for the others, whose
+    /// result is what they print (`dump` printed an INFO line besides it).
+    pub fn log_level(&self) -> tracing::Level {
+        match self {
+            Command::Run { .. } | Command::Status { wait: true, .. } => tracing::Level::INFO,
+            _ => tracing::Level::WARN,
+        }
+    }
 }
 
 #[derive(Debug, Subcommand)]
@@ -241,7 +275,11 @@ pub const MAN_SECTIONS: &[ManSection] = &[
             ),
             (
                 "RUST_LOG",
-                "What is logged on stderr: error, warn, info (the default), debug or trace, optionally per module (ordersync=debug).",
+                "What is logged on stderr: error, warn, info, debug or trace, optionally per module (ordersync=debug). The default: info for run and status --wait, warn for the other commands (they print their result, nothing else).",
+            ),
+            (
+                "the variable [store] url_env names",
+                "With [store] backend = \"postgres\": the PostgreSQL URL (postgresql://user:password@host/db, or key=value conninfo), read when the config is loaded; the way to keep a password out of the config file (in a systemd drop-in's EnvironmentFile=, for the service). [store] url gives it in the file instead.",
             ),
             (
                 "NOTIFY_SOCKET, WATCHDOG_USEC",
@@ -263,6 +301,10 @@ pub const MAN_SECTIONS: &[ManSection] = &[
             (
                 "/etc/ordersync/config.toml",
                 "Otherwise the config, as the Debian package installs it. When neither exists the command exits 2 naming both.",
+            ),
+            (
+                "STATE (the config's [paths] state)",
+                "The state: sled's database (the default backend). With [store] backend = \"postgres\" the state is in a PostgreSQL database instead ([store] url or url_env) and this folder keeps only the control socket. With [cluster] (node, lease), two machines share that database as an active/standby pair: one node leads, the other takes over within the lease; each keeps its own STATE folder.",
             ),
             (
                 "STATE/ordersync.sock",
@@ -298,7 +340,7 @@ pub fn run(cli: Cli, args: &[String]) -> Result<(), CliError> {
         } => status::wait(&load()?, json, timeout),
         Command::Dump { output } => dump::run(&load()?, args, output.as_deref()),
         Command::Restore { file } => {
-            print!("{}", dump::restore(&load()?, &file)?);
+            out!("{}", dump::restore(&load()?, &file)?);
             Ok(())
         }
         Command::Validate { system, files } => {
@@ -312,8 +354,7 @@ pub fn run(cli: Cli, args: &[String]) -> Result<(), CliError> {
         command => {
             let config = load()?;
             // sled allows one process: when the daemon runs, it answers.
-            let stdout = io::stdout().lock();
-            let mut out = io::BufWriter::with_capacity(64 * 1024, stdout);
+            let mut out = io::BufWriter::with_capacity(64 * 1024, stdout());
             let asked = crate::control::ask_to(&config.paths.state, args, &mut out)
                 .map_err(|e| anyhow::anyhow!("asking the running daemon: {e}"))?;
             if let Some((code, stderr)) = asked {
@@ -329,6 +370,11 @@ pub fn run(cli: Cli, args: &[String]) -> Result<(), CliError> {
             // Usage errors (exit 2) come before a missing store (exit 1).
             check_usage(&config, &command)?;
             let engine = crate::control::open_engine(&config, crate::control::OpenMode::Existing)?;
+            // A command that writes holds the writer's lease on PostgreSQL
+            // (inside the daemon, the daemon's).
+            if let Command::Reexport { .. } = &command {
+                crate::cluster::hold_for_command(&engine, "`reexport`")?;
+            }
             let done = execute(&engine, command, &mut out);
             flush(&mut out)?;
             done
@@ -363,6 +409,51 @@ pub fn execute(e: &Engine, command: Command, out: &mut dyn io::Write) -> Result<
 /// A failure to write what a command prints (a closed pipe, a full disk).
 pub fn printing(e: io::Error) -> CliError {
     CliError::Runtime(anyhow::anyhow!("writing the output: {e}"))
+}
+
+/// Set once a write to standard output found its reader gone (EPIPE).
+static STDOUT_CLOSED: AtomicBool = AtomicBool::new(false);
+
+/// Standard output as the commands write it: a write that fails because
+/// the reader went away (`ordersync check | head -1`) is noted, so that the
+/// failure it returns, however it is wrapped on the way up, ends the
+/// process quietly ([`stdout_closed`]). Rust ignores SIGPIPE, so without
+/// this `print!` panics there; restoring SIGPIPE instead would also kill a
+/// command silently on a write to a closed socket (the daemon's, a
+/// PostgreSQL server's), which must be an error it reports or retries.
+pub struct Stdout(io::StdoutLock<'static>);
+
+/// The process's standard output, for a command's output.
+pub fn stdout() -> Stdout {
+    Stdout(io::stdout().lock())
+}
+
+/// Whether a write to standard output found its reader gone: the command
+/// then stops, and `main` exits 0 without a message (the reader wanted no
+/// more, as `head` does), as ripgrep does.
+pub fn stdout_closed() -> bool {
+    STDOUT_CLOSED.load(Ordering::Relaxed)
+}
+
+impl Stdout {
+    fn note<T>(r: io::Result<T>) -> io::Result<T> {
+        if let Err(e) = &r
+            && e.kind() == io::ErrorKind::BrokenPipe
+        {
+            STDOUT_CLOSED.store(true, Ordering::Relaxed);
+        }
+        r
+    }
+}
+
+impl io::Write for Stdout {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        Self::note(self.0.write(buf))
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        Self::note(self.0.flush())
+    }
 }
 
 /// Flushes what a command printed.

@@ -31,7 +31,7 @@ pub fn run(e: &Engine, system: &str, since: &str) -> Result<String, CliError> {
     let since = parse_since(since)?;
     let n = e
         .store
-        .reexport(system, since, chrono::Utc::now().timestamp_millis())?;
+        .reexport(system, since, e.store.now().timestamp_millis())?;
     e.store.flush()?;
     Ok(format!("{n} order(s) pending again for {system}\n"))
 }

@@ -6,6 +6,14 @@ use crate::control::{OpenMode, open_engine};
 use crate::engine::Engine;
 
 pub fn run(config: Config, once: bool) -> Result<(), CliError> {
+    // The first line says which config and which store: a config switched
+    // to PostgreSQL and one still on sled look alike otherwise.
+    tracing::info!(
+        version = env!("CARGO_PKG_VERSION"),
+        config = %config.file.display(),
+        store = %config.store_shown(),
+        "ordersync starting"
+    );
     if once {
         let engine = open_engine(&config, OpenMode::Create)?;
         return once_with(&engine);
@@ -13,34 +21,17 @@ pub fn run(config: Config, once: bool) -> Result<(), CliError> {
     crate::daemon::run(config).map_err(CliError::Runtime)
 }
 
-/// `run --once` on an open engine: drain the inbox, export, flush. A node
-/// of a pair (`[cluster]`) does it only while no node leads: it takes the
-/// lease for the run and lets it go after.
+/// `run --once` on an open engine: drain the inbox, export, flush. On
+/// PostgreSQL it holds the writer's lease for the run (refused, naming the
+/// holder, while a daemon or another command writes the store).
 pub fn once_with(engine: &Engine) -> Result<(), CliError> {
-    let Some(pg) = engine.store.postgres().filter(|pg| pg.fence().is_some()) else {
-        return drain(engine);
-    };
-    let node = engine
-        .config
-        .cluster
-        .as_ref()
-        .map_or("", |c| c.node.as_str());
-    if pg.take_lease(node)?.is_none() {
-        let leader = pg
-            .lease_holder()?
-            .map_or_else(|| "another node".into(), |h| h.node);
-        return Err(CliError::Runtime(anyhow::anyhow!(
-            "{leader} leads the pair on this store: `run --once` runs only while no node leads (the leader does this work)"
-        )));
+    crate::cluster::hold_for_command(engine, "`run --once`")?;
+    if engine.store.postgres().is_some() {
+        // No write of another process is in flight: what one left half
+        // written goes (on sled, the opening did it).
+        engine.remove_stale_temporaries()?;
     }
-    let done = engine
-        .remove_stale_temporaries()
-        .map_err(CliError::from)
-        .and_then(|()| drain(engine));
-    if let Err(e) = pg.step_down(true) {
-        tracing::warn!(error = %e, "the lease could not be let go: another node takes over when it expires");
-    }
-    done
+    drain(engine)
 }
 
 fn drain(engine: &Engine) -> Result<(), CliError> {

@@ -112,7 +112,7 @@ pub fn wait(config: &Config, json: bool, timeout: Duration) -> Result<(), CliErr
             // No daemon: do the work here, then report.
             let engine = open_engine(config, OpenMode::Create)?;
             super::run::once_with(&engine)?;
-            print!("{}", run(&engine, json)?);
+            super::out!("{}", run(&engine, json)?);
             return Ok(());
         };
         let v: Value = serde_json::from_str(&answer)
@@ -138,7 +138,7 @@ pub fn wait(config: &Config, json: bool, timeout: Duration) -> Result<(), CliErr
                 &["status"]
             };
             if let Some(out) = ask_status(args)? {
-                print!("{out}");
+                super::out!("{out}");
                 return Ok(());
             }
             continue; // the daemon stopped meanwhile

@@ -94,7 +94,7 @@ pub fn run(config_path: &Path, system: Option<&str>, files: &[PathBuf]) -> Resul
             config_path.display()
         ));
     }
-    print!("{out}");
+    super::out!("{out}");
     match invalid {
         0 => Ok(()),
         n => Err(CliError::Runtime(anyhow::anyhow!(

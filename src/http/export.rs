@@ -25,7 +25,7 @@ use axum::response::Response;
 use serde_json::Value;
 
 use super::query::{self, ExportQuery};
-use super::{authenticate, forbidden, json_body, problems, unauthorized};
+use super::{authenticate, forbidden, json_body, problems, server_error, unauthorized};
 use crate::engine::Engine;
 use crate::filter::FilterGroup;
 use crate::order::Facts;
@@ -65,15 +65,64 @@ pub(super) async fn handle(
         return problems(status, "invalid request", list);
     };
     let (tx, rx) = tokio::sync::mpsc::channel::<Result<Bytes, std::io::Error>>(4);
+    let (first_tx, first_rx) = tokio::sync::oneshot::channel::<Result<Bytes, StoreError>>();
     let engine = engine.clone();
     tokio::task::spawn_blocking(move || {
-        if let Err(e) = stream(&engine.store, &query, &tx) {
-            tracing::error!(error = %e, system = %query.system_id, "HTTP export: store failure; the answer is cut short");
-            let _ = tx.blocking_send(Err(std::io::Error::other(e.to_string())));
+        let mut out = Out {
+            first: Some(first_tx),
+            rest: tx,
+        };
+        if let Err(e) = stream(&engine.store, &query, &mut out) {
+            match out.first.take() {
+                // Nothing sent yet: the answer is this error.
+                Some(first) => {
+                    let _ = first.send(Err(e));
+                }
+                None => {
+                    tracing::error!(error = %e, system = %query.system_id, "HTTP export: store failure; the answer is cut short");
+                    let _ = out
+                        .rest
+                        .blocking_send(Err(std::io::Error::other(e.to_string())));
+                }
+            }
         }
     });
-    let body = axum::body::Body::from_stream(tokio_stream::wrappers::ReceiverStream::new(rx));
+    // The status is decided only once the first chunk (or the whole
+    // answer, or the store's error) is in hand: a store failure or a
+    // statement timeout before it is a JSON problem, not a 200 with an
+    // empty body.
+    let first = match first_rx.await {
+        Ok(Ok(bytes)) => bytes,
+        Ok(Err(e)) if e.is_unreachable() => {
+            tracing::error!(error = %e, "HTTP export: store failure");
+            return super::unavailable(&e.to_string());
+        }
+        Ok(Err(e)) => return server_error(&e.to_string()),
+        Err(_) => return server_error("the export's reader stopped before its first page"),
+    };
+    use tokio_stream::StreamExt;
+    let rest = tokio_stream::wrappers::ReceiverStream::new(rx);
+    let body = axum::body::Body::from_stream(
+        tokio_stream::once(Ok::<_, std::io::Error>(first)).chain(rest),
+    );
     json_body(StatusCode::OK, body)
+}
+
+/// Where [`stream`] sends the answer's bytes: the first chunk to the
+/// handler, which decides the status on it, the rest to the body.
+struct Out {
+    first: Option<tokio::sync::oneshot::Sender<Result<Bytes, StoreError>>>,
+    rest: tokio::sync::mpsc::Sender<Result<Bytes, std::io::Error>>,
+}
+
+impl Out {
+    /// Sends `bytes`; `false` when the client is gone.
+    fn send(&mut self, bytes: Vec<u8>) -> bool {
+        match self.first.take() {
+            Some(first) => first.send(Ok(Bytes::from(bytes))).is_ok(),
+            None => self.rest.blocking_send(Ok(Bytes::from(bytes))).is_ok(),
+        }
+    }
 }
 
 /// Sends the answer in chunks; stops early when the client is gone.
@@ -84,11 +133,7 @@ pub(super) async fn handle(
 /// when there are filters. The document itself is read only for the orders
 /// sent. Orders of earlier pages are skipped at that cost: every one is
 /// decided here, however the backend narrowed the candidates.
-fn stream(
-    store: &Store,
-    q: &ExportQuery,
-    tx: &tokio::sync::mpsc::Sender<Result<Bytes, std::io::Error>>,
-) -> Result<(), StoreError> {
+fn stream(store: &Store, q: &ExportQuery, tx: &mut Out) -> Result<(), StoreError> {
     let mut out: Vec<u8> = b"{\"orders\":[".to_vec();
     let mut skip = q.page.saturating_mul(q.limit);
     let mut sent = 0usize;
@@ -160,16 +205,13 @@ fn stream(
         in_chunk += 1;
         if in_chunk >= CHUNK {
             in_chunk = 0;
-            if tx
-                .blocking_send(Ok(Bytes::from(std::mem::take(&mut out))))
-                .is_err()
-            {
+            if !tx.send(std::mem::take(&mut out)) {
                 return Ok(()); // the client went away
             }
         }
     }
     out.extend_from_slice(b"]}\n");
-    let _ = tx.blocking_send(Ok(Bytes::from(out)));
+    tx.send(out);
     Ok(())
 }
 

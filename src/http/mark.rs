@@ -77,8 +77,8 @@ pub(super) async fn handle(
         Reading::Whole | Reading::Stopped => {}
     }
     let Entries {
-        rows,
-        problems: list,
+        mut rows,
+        problems: mut list,
     } = match parsed {
         Ok(e) => e,
         Err(BodyError::TooMany) => {
@@ -102,6 +102,16 @@ pub(super) async fn handle(
         let at = format!("orders[{}].system_id", row.line - 1);
         return respond(forbidden(&caller, &at, &row.system_id));
     }
+    // The rows' own rules (a NUL, a length) before the store reads
+    // anything for them: a value PostgreSQL cannot compare is the entry's
+    // problem (422), as on sled, never the store's failure (500).
+    rows.retain(|row| match row.check() {
+        Ok(()) => true,
+        Err(p) => {
+            list.push(located(p));
+            false
+        }
+    });
     if rows.is_empty() && list.is_empty() {
         return json_body(
             StatusCode::OK,
@@ -113,7 +123,7 @@ pub(super) async fn handle(
     let engine = engine.clone();
     let result = tokio::task::spawn_blocking(move || {
         let ctx = Context {
-            now: chrono::Utc::now().timestamp_millis(),
+            now: engine.store.now().timestamp_millis(),
             systems: &engine.config.systems,
             allow_negative: engine.config.inventory.allow_negative,
             only_system: None,

@@ -62,6 +62,11 @@ pub fn parse(raw: &str) -> (Option<ExportQuery>, Option<String>, Vec<Problem>) {
         }
     };
     let mut problems = Vec::new();
+    // U+0000 is no use in a query and what PostgreSQL refuses in a
+    // text: refused here, on both backends, before the store is asked.
+    for (key, v) in &tree {
+        nul_paths(v, &key.escape_debug().to_string(), &mut problems);
+    }
     for key in tree.keys() {
         if !KNOWN.contains(&key.as_str()) {
             let expected = format!("expected one of {}", KNOWN.join(", "));
@@ -173,6 +178,30 @@ pub fn parse(raw: &str) -> (Option<ExportQuery>, Option<String>, Vec<Problem>) {
         page,
     });
     (query, system_id, problems)
+}
+
+/// A problem for each string (or key) in `v`, at `path`, that holds U+0000.
+fn nul_paths(v: &Value, path: &str, problems: &mut Vec<Problem>) {
+    const WHAT: &str = "contains U+0000 (NUL), which no query value may hold";
+    match v {
+        Value::String(s) if s.contains('\0') => problems.push(Problem::new(path, WHAT)),
+        Value::Array(a) => {
+            for (i, item) in a.iter().enumerate() {
+                nul_paths(item, &format!("{path}[{i}]"), problems);
+            }
+        }
+        Value::Object(m) => {
+            for (k, item) in m {
+                let at = format!("{path}[{}]", k.escape_debug());
+                if k.contains('\0') {
+                    problems.push(Problem::new(at, WHAT));
+                } else {
+                    nul_paths(item, &at, problems);
+                }
+            }
+        }
+        _ => {}
+    }
 }
 
 /// `filter_groups[g][or]`, `filter_groups[g][filters][f][key|operator|value|not]`.
@@ -398,6 +427,22 @@ mod tests {
                 format!("{:?}", ok(raw).filter_groups)
             );
         }
+    }
+
+    /// Issue 22: a NUL in a filter value reached PostgreSQL, which refused
+    /// the query after the answer's 200 was sent.
+    #[test]
+    fn a_nul_anywhere_is_named() {
+        let (_, _, problems) = parse(
+            "system_id=erp&filter_groups[0][filters][0][key]=channel&filter_groups[0][filters][0][operator]=eq&filter_groups[0][filters][0][value]=a%00b",
+        );
+        let text: Vec<String> = problems.iter().map(ToString::to_string).collect();
+        assert_eq!(
+            text,
+            [
+                "filter_groups[0][filters][0][value]: contains U+0000 (NUL), which no query value may hold"
+            ]
+        );
     }
 
     #[test]

@@ -41,7 +41,7 @@ pub enum StoreError {
     Locked(String),
     /// A read command found no database: it never creates one.
     #[error(
-        "no store in {0}: has the daemon ever run? (`run`, `init` and `status --wait` create it)"
+        "no store in {0}: has the daemon ever run? (`run`, `init`, `status --wait` and `restore` create it)"
     )]
     Missing(String),
     /// The state folder (or its database) was deleted or replaced while the
@@ -72,10 +72,14 @@ pub enum StoreError {
     /// `postgres::is_refusal`): not an outage; someone must fix it.
     #[error("{0}")]
     Refused(String),
-    /// A write of a node of a pair that does not hold the leader's lease
-    /// (`[cluster]`): refused by the database, nothing of it was written.
+    /// A write of a process that does not hold the writer's lease (on
+    /// PostgreSQL): refused by the database, nothing of it was written.
     #[error("{0}")]
     Fenced(String),
+    /// Another process holds the writer's lease and renews it: this one may
+    /// not write (the message names it).
+    #[error("{0}")]
+    Held(String),
     /// sled failed otherwise: corruption, a bug. Its cause is in the
     /// message and deliberately not a `source`: an error chain printed
     /// with `{:#}` would say it twice.
@@ -110,6 +114,22 @@ impl StoreError {
     /// for it may help.
     pub fn is_unreachable(&self) -> bool {
         matches!(self, StoreError::Server(_))
+    }
+
+    /// The database refused the data of a write itself, not for want of a
+    /// server: PostgreSQL's SQLSTATE classes 22 (data exception), 23
+    /// (integrity constraint) and 54 (program limit exceeded, such as an
+    /// index row too large). Another write without that data may succeed,
+    /// so the engine isolates the file that caused it instead of waiting.
+    /// The server's message names its SQLSTATE (`postgres::describe`).
+    pub fn is_data_error(&self) -> bool {
+        let StoreError::Server(message) = self else {
+            return false;
+        };
+        message
+            .split_once("(SQLSTATE ")
+            .and_then(|(_, rest)| rest.get(..2))
+            .is_some_and(|class| matches!(class, "22" | "23" | "54"))
     }
 
     /// A write of a node of a pair refused by the leader's lease: this
@@ -176,7 +196,8 @@ impl Store {
                     url: &pg.url,
                     pool_size: pg.pool_size,
                     statement_timeout: pg.statement_timeout,
-                    lease: pg.lease,
+                    lease: pg.lease.unwrap_or(crate::config::DEFAULT_LEASE),
+                    paired: pg.lease.is_some(),
                 },
                 create,
             )?),
@@ -189,14 +210,36 @@ impl Store {
     }
 
     /// Until when this process may write a file for the store: no limit
-    /// (`None`), but on a node of a pair only while its lease holds (renewed
-    /// here; [`StoreError::Fenced`] when it does not). The database fences
-    /// the store's own writes; this is for the export files, which it
-    /// cannot fence.
+    /// (`None`) on sled, where the store's lock is held for the process's
+    /// life; on PostgreSQL only while its writer's lease holds
+    /// ([`StoreError::Fenced`] when it does not). The database fences the
+    /// store's own writes; this is for the export files, which it cannot
+    /// fence.
     pub fn lease_deadline(&self) -> Result<Option<std::time::Instant>, StoreError> {
         match &self.db {
             Engine::Postgres(pg) => pg.lease_deadline(),
             Engine::Sled(_) => Ok(None),
+        }
+    }
+
+    /// Now, by the one clock that decides: the database server's on
+    /// PostgreSQL (every process writing or reading it agrees, whatever its
+    /// own clock says), this machine's on sled (one process).
+    pub fn now(&self) -> chrono::DateTime<chrono::Utc> {
+        match &self.db {
+            Engine::Postgres(pg) => pg.now(),
+            Engine::Sled(_) => chrono::Utc::now(),
+        }
+    }
+
+    /// Holds the writer's lease for this process's writes until the store
+    /// is closed, as `node` (PostgreSQL: see `Live::hold_lease`; nothing
+    /// to do on sled, whose lock the open store holds). `what` names the
+    /// command in a refusal.
+    pub fn hold_lease(&self, node: &str, what: &str) -> Result<(), StoreError> {
+        match &self.db {
+            Engine::Postgres(pg) => pg.hold_lease(node, what),
+            Engine::Sled(_) => Ok(()),
         }
     }
 
@@ -581,7 +624,9 @@ mod tests {
             }
             store.flush().unwrap();
         }
-        let store = Store::open(&state, &sled_backend::tests::SMALL).unwrap();
+        let store =
+            sled_backend::tests::when_unlocked(|| Store::open(&state, &sled_backend::tests::SMALL))
+                .unwrap();
         assert_eq!(store.order_count().unwrap(), 3);
         assert_eq!(
             store.count_in_state("erp", ExportState::Pending).unwrap(),

@@ -6,11 +6,14 @@
 //!   changes, the applied-file rows among them, in one transaction: they
 //!   are all there or none is. `applied_files` is unique on (name, SHA-256),
 //!   so a second process applying the same file fails its whole group.
-//! - **One writing process.** [`Live::open`] takes a session-level advisory
-//!   lock on a connection of its own and keeps it while open: a second
-//!   `run` on the same database is refused as a second one on the same
-//!   sled folder is. After an error (the server restarted) [`Live::reopen`]
-//!   takes it again.
+//! - **One writing process.** Every write transaction is fenced by the
+//!   writer's lease ([`super::lease`]): it commits only while this process
+//!   holds the lease, whatever happened to its sessions. A process alone on
+//!   the store (no `[cluster]`) also takes a session-level advisory lock on
+//!   a connection of its own when it opens the store, as a fast refusal of
+//!   a second `run` (as a second one on the same sled folder is refused);
+//!   safety does not rest on it: it is lost with its session (a terminated
+//!   backend, a restarted server), the lease is not.
 //! - **Derived records are the tables' own.** The listing entries of the
 //!   export states ([`Key::Index`]) and the external-id lookups
 //!   ([`Key::External`], [`Key::ExternalUuid`]) are the indexes of
@@ -141,13 +144,26 @@ impl r2d2::ManageConnection for Manager {
     }
 }
 
-/// An outage of the server, as this process saw it: since when, if one
-/// is going on. One error line per outage, whoever notices it first (the
-/// pool failing to connect, or the daemon's work failing); the others'
-/// lines are debug ones.
+/// Who tells an outage of the server, once: the first to call `first`
+/// (true) logs it at error level; `over` (true when one was going on)
+/// ends it. A daemon sets the flag its loop and its lease's wait share
+/// (`tell_outages_with`); any other process has this module's own.
+static OUTAGE_HOOKS: std::sync::OnceLock<OutageHooks> = std::sync::OnceLock::new();
+
+/// `first` and `over`: see [`OUTAGE_HOOKS`].
+type OutageHooks = (fn() -> bool, fn() -> bool);
+
+/// This process's outage flag when no hooks are set.
+static OUTAGE: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+/// Makes `first` and `over` the process's outage flag (the daemon's; once).
+pub fn tell_outages_with(first: fn() -> bool, over: fn() -> bool) {
+    let _ = OUTAGE_HOOKS.set((first, over));
+}
+
+/// An outage of the server, as the pool and the reads see it.
 #[derive(Clone, Debug)]
 struct Outage {
-    since: std::sync::Arc<Mutex<Option<std::time::Instant>>>,
     server: String,
 }
 
@@ -155,19 +171,22 @@ impl Outage {
     /// Marks an outage begun: true when none was going on (the caller
     /// logs it).
     fn begin(&self) -> bool {
-        let mut since = self.since.lock().unwrap_or_else(|e| e.into_inner());
-        if since.is_some() {
-            return false;
+        use std::sync::atomic::Ordering;
+        match OUTAGE_HOOKS.get() {
+            Some((first, _)) => first(),
+            None => !OUTAGE.swap(true, Ordering::SeqCst),
         }
-        *since = Some(std::time::Instant::now());
-        true
     }
 
-    /// A connection was made: an outage going on has ended.
+    /// The server answered: an outage going on has ended.
     fn end(&self) {
-        let took = self.since.lock().unwrap_or_else(|e| e.into_inner()).take();
-        if let Some(t) = took {
-            tracing::info!(server = %self.server, after = ?t.elapsed(), "the store's database answers again");
+        use std::sync::atomic::Ordering;
+        let was = match OUTAGE_HOOKS.get() {
+            Some((_, over)) => over(),
+            None => OUTAGE.swap(false, Ordering::SeqCst),
+        };
+        if was {
+            tracing::info!(server = %self.server, "the store's database answers again");
         }
     }
 }
@@ -210,9 +229,16 @@ pub struct Live {
     writer: Mutex<()>,
     /// Ids handed out: the next one and the end of its block.
     ids: Mutex<(u64, u64)>,
-    /// A node of a pair: the lease that fences every write (and no
-    /// writer's lock); `None` for a store of one process.
-    fence: Option<Fence>,
+    /// The writer's lease that fences every write.
+    fence: std::sync::Arc<Fence>,
+    /// A node of a pair (`[cluster]`): no writer's advisory lock.
+    paired: bool,
+    /// The session held the advisory lock once: losing it later (the
+    /// session ended) is no refusal, the lease decides.
+    opened: std::sync::atomic::AtomicBool,
+    /// A command's lease keeper ([`Live::hold_lease`]), stopped and the
+    /// lease let go when the store is closed.
+    keeper: Mutex<Option<Keeper>>,
     /// A writing process: the watch of its commits waiting on synchronous
     /// standbys (`sync_wait.rs`).
     sync_wait: Option<super::sync_wait::Watch>,
@@ -220,13 +246,35 @@ pub struct Live {
     outage: Outage,
 }
 
+/// The thread that renews a command's lease, and its stop flag.
+struct Keeper {
+    done: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    thread: std::thread::JoinHandle<()>,
+}
+
+impl Drop for Live {
+    fn drop(&mut self) {
+        let keeper = self.keeper.lock().unwrap_or_else(|e| e.into_inner()).take();
+        if let Some(k) = keeper {
+            k.done.store(true, std::sync::atomic::Ordering::SeqCst);
+            let _ = k.thread.join();
+            if let Err(e) = self.step_down(true) {
+                tracing::warn!(error = %e, "the writer's lease could not be let go: another process takes it when it expires");
+            }
+        }
+    }
+}
+
 /// How to reach the server.
 pub struct Options<'a> {
     pub url: &'a str,
     pub pool_size: u32,
     pub statement_timeout: Option<Duration>,
-    /// `[cluster] lease`: this process is a node of a pair.
-    pub lease: Option<Duration>,
+    /// How long the writer's lease lasts: `[cluster] lease`, or the
+    /// default for a process alone.
+    pub lease: Duration,
+    /// This process is a node of a pair (`[cluster]`).
+    pub paired: bool,
 }
 
 impl Live {
@@ -251,16 +299,17 @@ impl Live {
         } else {
             first.check_schema().map_err(from_pg)?;
         }
-        // A node of a pair frozen inside a transaction holds the lease's
-        // row from its fence to its COMMIT: the server ends such a session
-        // after the lease, so that the other node can take over.
+        // A process frozen inside a transaction holds the lease's row
+        // from its fence to its COMMIT: the server ends such a session
+        // after the lease, so that another process can take over.
         let mut pooled = config.clone();
-        if let Some(lease) = options.lease {
-            set_millis(&mut pooled, "idle_in_transaction_session_timeout", lease);
-        }
+        set_millis(
+            &mut pooled,
+            "idle_in_transaction_session_timeout",
+            options.lease,
+        );
         let pids = super::sync_wait::Pids::default();
         let outage = Outage {
-            since: Default::default(),
             server: server.clone(),
         };
         let pool = r2d2::Pool::builder()
@@ -292,11 +341,15 @@ impl Live {
             session: Mutex::new(None),
             writer: Mutex::new(()),
             ids: Mutex::new((0, 0)),
-            fence: options.lease.map(Fence::new),
+            fence: std::sync::Arc::new(Fence::new(options.lease)),
+            paired: options.paired,
+            opened: Default::default(),
+            keeper: Mutex::new(None),
             sync_wait,
             outage,
         };
         live.take_session()?;
+        live.on_session(|c| live.fence.read_clock(c))?;
         Ok(live)
     }
 
@@ -333,26 +386,31 @@ impl Live {
     /// A write refused: this node does not hold the leader's lease.
     pub fn fenced(&self) -> StoreError {
         StoreError::Fenced(format!(
-            "PostgreSQL at {}: this node does not hold the leader's lease (another node leads, or its lease expired): nothing was written",
+            "PostgreSQL at {}: this process does not hold the writer's lease (another ordersync process writes this store, or this one's lease expired): nothing was written",
             self.server
         ))
     }
 
-    /// Until when this node may write a file: `None` (no limit) for a
-    /// store of one process; for a node of a pair, half its lease after it
+    /// Until when this process may write a file: half its lease after it
     /// asked to renew it, if the renewal succeeded (the lease then holds at
     /// least that long), else [`StoreError::Fenced`]. For what the database
     /// cannot fence: a file about to be written.
     pub fn lease_deadline(&self) -> Result<Option<std::time::Instant>, StoreError> {
-        let Some(fence) = &self.fence else {
-            return Ok(None);
-        };
+        let fence = &self.fence;
+        if fence.epoch() == 0 {
+            return Err(self.fenced());
+        }
         let asked = std::time::Instant::now();
         if self.renew_lease()? {
             Ok(Some(asked + fence.lease / 2))
         } else {
             Err(self.fenced())
         }
+    }
+
+    /// Now, by the database server's clock (see [`Fence::now`]).
+    pub fn now(&self) -> chrono::DateTime<chrono::Utc> {
+        self.fence.now()
     }
 
     fn err(&self, e: postgres::Error) -> StoreError {
@@ -402,13 +460,6 @@ impl Live {
             .and_then(super::sync_wait::Watch::reason)
     }
 
-    /// Marks an outage of the server begun (a failure the caller saw):
-    /// true when it is the first anyone saw, and the caller logs it; false
-    /// when it was logged already (the pool could not connect).
-    pub fn outage_begins(&self) -> bool {
-        self.outage.begin()
-    }
-
     /// The server's replication, as `status` warns of it
     /// ([`super::replication_warning`]).
     pub fn replication_warning(&self) -> Result<Option<String>, StoreError> {
@@ -426,7 +477,7 @@ impl Live {
             .config
             .connect(self.tls.clone())
             .map_err(|e| self.err(e))?;
-        if self.fence.is_some() {
+        if self.paired {
             // A pair's nodes share the store: the lease, taken and renewed
             // on this session, decides who writes.
             *session = Some(client);
@@ -436,11 +487,18 @@ impl Live {
             .query_one("SELECT pg_try_advisory_lock($1)", &[&WRITER_LOCK])
             .map_err(|e| self.err(e))?
             .get(0);
-        if !got {
+        let reconnected = self.opened.swap(true, std::sync::atomic::Ordering::SeqCst);
+        if !got && !reconnected {
             return Err(StoreError::Locked(format!(
                 "the database at {}",
                 self.server
             )));
+        }
+        if !got {
+            // The session that held it ended (a terminated backend, a
+            // restarted server) and another process has it now: the lease
+            // still decides who writes, and refuses that one.
+            tracing::warn!(server = %self.server, "the writer's advisory lock was lost with its session and another process holds it now: the writer's lease still fences every write");
         }
         *session = Some(client);
         Ok(())
@@ -462,39 +520,93 @@ impl Live {
         f(client).map_err(|e| self.err(e))
     }
 
-    /// The lease of a node of a pair; `None` for a store of one process.
-    pub fn fence(&self) -> Option<&Fence> {
-        self.fence.as_ref()
+    /// The writer's lease.
+    pub fn fence(&self) -> &Fence {
+        &self.fence
     }
 
-    /// Takes the leader's lease for `node` if it is free: the epoch this
-    /// process now leads under, or `None` (another node holds it).
-    pub fn take_lease(&self, node: &str) -> Result<Option<i64>, StoreError> {
-        let Some(fence) = &self.fence else {
-            return Ok(None);
-        };
-        self.on_session(|c| fence.take(c, node))
-    }
-
-    /// Renews this node's lease: false when it no longer holds it (another
-    /// node took it after it expired).
-    pub fn renew_lease(&self) -> Result<bool, StoreError> {
-        let Some(fence) = &self.fence else {
-            return Ok(true);
-        };
-        self.on_session(|c| fence.holds(c))
-    }
-
-    /// Leads no more: every write is refused from now on; with `release`,
-    /// the lease is also let go at once (a clean stop) for another node.
-    pub fn step_down(&self, release: bool) -> Result<(), StoreError> {
-        let Some(fence) = &self.fence else {
+    /// Holds the writer's lease for this process's commands (`run
+    /// --once`, `reexport`, `restore`, a test's engine) until the store is
+    /// closed: taken as `node`, renewed every fifth of the lease on a
+    /// thread and a connection of its own. A holder that does not renew it
+    /// (killed) is waited for up to a lease and a second; one of this
+    /// machine known to have ended, not at all; one that renews it is
+    /// [`StoreError::Held`], naming it. Nothing to do when this process
+    /// holds it already.
+    pub fn hold_lease(&self, node: &str, what: &str) -> Result<(), StoreError> {
+        let mut keeper = self.keeper.lock().unwrap_or_else(|e| e.into_inner());
+        if keeper.is_some() && self.fence.epoch() != 0 {
             return Ok(());
-        };
+        }
+        let lease = self.fence.lease;
+        let start = std::time::Instant::now();
+        while self.take_lease(node)?.is_none() {
+            if start.elapsed() > lease + Duration::from_secs(1) {
+                let holder = self.lease_holder()?.filter(|h| h.live).map_or_else(
+                    || "another process".into(),
+                    |h| format!("node {:?}", h.node),
+                );
+                return Err(StoreError::Held(format!(
+                    "{holder} holds the writer's lease on the database at {} and renews it: {what} writes only while no other ordersync process does (the daemon that holds it does this work)",
+                    self.server
+                )));
+            }
+            std::thread::sleep(Duration::from_millis(200));
+        }
+        let fence = self.fence.clone();
+        let (config, tls) = ((*self.config).clone(), self.tls.clone());
+        let connect = move || config.connect(tls.clone());
+        let client = connect().map_err(|e| self.err(e))?;
+        let done = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let stop = done.clone();
+        let thread = std::thread::Builder::new()
+            .name("lease".into())
+            .spawn(move || keep(&fence, client, connect, &stop))
+            .map_err(|e| StoreError::Server(format!("starting the lease's thread: {e}")))?;
+        *keeper = Some(Keeper { done, thread });
+        Ok(())
+    }
+
+    /// Whether this process is a node of a pair (`[cluster]`).
+    pub fn paired(&self) -> bool {
+        self.paired
+    }
+
+    /// Takes the writer's lease for `node` if it is free, or held by a
+    /// process of this machine that has ended (see [`super::lease::ended`]):
+    /// the epoch this process now holds it under, or `None` (another
+    /// process holds it).
+    pub fn take_lease(&self, node: &str) -> Result<Option<i64>, StoreError> {
+        let fence = &self.fence;
+        let taken = self.on_session(|c| {
+            let dead = super::lease::holder(c)?
+                .filter(|h| h.live && super::lease::ended(&h.process))
+                .map(|h| h.process);
+            fence.take(c, node, dead.as_deref())
+        })?;
+        if taken.is_some() {
+            // Timeline ids from a block taken from now on: every block
+            // comes after those any other process had (`event_blocks`), so
+            // an order's timeline stays in order across writers.
+            *self.ids.lock().unwrap_or_else(|e| e.into_inner()) = (0, 0);
+        }
+        Ok(taken)
+    }
+
+    /// Renews this process's lease: false when it no longer holds it
+    /// (another took it after it expired).
+    pub fn renew_lease(&self) -> Result<bool, StoreError> {
+        self.on_session(|c| self.fence.holds(c))
+    }
+
+    /// Holds the lease no more: every write is refused from now on; with
+    /// `release`, the lease is also let go at once (a clean stop) for
+    /// another process.
+    pub fn step_down(&self, release: bool) -> Result<(), StoreError> {
         if release {
-            self.on_session(|c| fence.release(c))
+            self.on_session(|c| self.fence.release(c))
         } else {
-            fence.set_epoch(0);
+            self.fence.set_epoch(0);
             Ok(())
         }
     }
@@ -502,6 +614,35 @@ impl Live {
     /// Who holds the leader's lease, if any node ever took it.
     pub fn lease_holder(&self) -> Result<Option<Holder>, StoreError> {
         self.on_session(super::lease::holder)
+    }
+
+    /// Claims the node name `node` for this process (`token`), with its
+    /// settings (see [`super::nodes`]): taken when a live process holds it.
+    pub fn claim_node(
+        &self,
+        node: &str,
+        token: Uuid,
+        settings: &serde_json::Value,
+    ) -> Result<super::nodes::Claim, StoreError> {
+        let window = self.fence.lease.as_millis() as f64;
+        self.on_session(|c| super::nodes::claim(c, node, token, self.paired, settings, window))
+    }
+
+    /// The other nodes seen within a lease.
+    pub fn other_nodes(&self, node: &str) -> Result<Vec<super::nodes::Other>, StoreError> {
+        let window = self.fence.lease.as_millis() as f64;
+        self.on_session(|c| super::nodes::others(c, node, window))
+    }
+
+    /// Renews this process's claim of `node`: false when another process
+    /// took the name.
+    pub fn node_seen(&self, node: &str, token: Uuid) -> Result<bool, StoreError> {
+        self.on_session(|c| super::nodes::seen(c, node, token))
+    }
+
+    /// Gives the node name up (a clean stop).
+    pub fn leave_node(&self, node: &str, token: Uuid) -> Result<(), StoreError> {
+        self.on_session(|c| super::nodes::leave(c, node, token))
     }
 
     fn int(
@@ -580,6 +721,55 @@ impl Live {
                 }
             }
         }))
+    }
+}
+
+/// Renews `fence` every fifth of its lease on `client` (connected again by
+/// `connect` when its session ends) until `stop`; a lease taken by another
+/// process, or not renewed within four fifths of it, ends the holding:
+/// every write is refused from then on.
+fn keep(
+    fence: &Fence,
+    mut client: Client,
+    connect: impl Fn() -> Result<Client, postgres::Error>,
+    stop: &std::sync::atomic::AtomicBool,
+) {
+    use std::sync::atomic::Ordering;
+    use std::time::Instant;
+    let every = fence.lease / 5;
+    let mut renewed = Instant::now();
+    loop {
+        let until = Instant::now() + every;
+        while Instant::now() < until {
+            if stop.load(Ordering::SeqCst) {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(20).min(every));
+        }
+        let asked = Instant::now();
+        if client.is_closed()
+            && let Ok(c) = connect()
+        {
+            client = c;
+        }
+        match fence.holds(&mut client) {
+            Ok(true) => renewed = asked,
+            Ok(false) => {
+                tracing::error!(
+                    "the writer's lease was taken by another process: nothing more is written"
+                );
+                fence.set_epoch(0);
+                return;
+            }
+            Err(e) if renewed.elapsed() >= fence.lease * 4 / 5 => {
+                tracing::error!(error = %e, "the writer's lease could not be renewed: nothing more is written");
+                fence.set_epoch(0);
+                return;
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "the writer's lease could not be renewed; trying again")
+            }
+        }
     }
 }
 
@@ -792,9 +982,7 @@ impl Backend for Live {
         } = &mut *conn;
         let mut tx = client.transaction().map_err(|e| self.err(e))?;
         super::write::write(&mut tx, prepared, &changes)?.map_err(|e| self.err(e))?;
-        if let Some(fence) = &self.fence
-            && !fence.holds(&mut tx).map_err(|e| self.err(e))?
-        {
+        if !self.fence.holds(&mut tx).map_err(|e| self.err(e))? {
             // Rolled back when `tx` is dropped: nothing of it is written.
             return Err(self.fenced());
         }

@@ -21,6 +21,7 @@ use super::batch::Content;
 mod candidates;
 pub mod lease;
 pub mod live;
+pub mod nodes;
 mod prefetch;
 mod sync_wait;
 mod write;
@@ -37,6 +38,7 @@ pub const MIGRATIONS: &[&str] = &[
     include_str!("migrations/0002_live.sql"),
     include_str!("migrations/0003_http.sql"),
     include_str!("migrations/0004_leader.sql"),
+    include_str!("migrations/0005_writers.sql"),
 ];
 
 /// The schema version this binary writes and reads.
@@ -69,7 +71,7 @@ pub enum PgError {
     },
     /// A read command found no schema: it never creates one.
     #[error(
-        "no ordersync store in the database at {0}: has the daemon ever run? (`run`, `init` and `restore` create it)"
+        "no ordersync store in the database at {0}: has the daemon ever run? (`run`, `init`, `status --wait` and `restore` create it)"
     )]
     Missing(String),
 }
@@ -77,8 +79,9 @@ pub enum PgError {
 /// Where a URL points, for messages: every host with its port, the
 /// database and `target_session_attrs` when given, without the user's
 /// password (`postgresql://os@db1:5432,db2:5433/orders?target_session_attrs=read-write`).
-/// A Unix socket's folder is shown without a port. A URL with an `@` in
-/// its password not written `%40` is not shown (the config refuses it).
+/// A Unix socket's folder goes in the query, with its port. A URL with an
+/// `@` in its password not written `%40` is not shown (the config refuses
+/// it).
 pub fn shown(url: &str) -> String {
     let Ok((rest, settings)) = tls::split(url) else {
         return "(an unreadable PostgreSQL URL)".into();
@@ -87,33 +90,43 @@ pub fn shown(url: &str) -> String {
         return "(an unreadable PostgreSQL URL)".into();
     };
     let ports = c.get_ports();
-    let host = c
-        .get_hosts()
-        .iter()
-        .enumerate()
-        .map(|(i, h)| match h {
+    // One port for every host, or one per host (postgres's rule).
+    let port_of = |i: usize| ports.get(i).or(ports.first().filter(|_| ports.len() == 1));
+    // A unix socket's folder goes in the query, as libpq writes it
+    // (`postgresql://u@/db?host=/run/postgresql&port=5433`): in the
+    // authority it read `postgresql://u@/run/postgresql:5433/db`.
+    let (mut tcp, mut query) = (Vec::new(), Vec::new());
+    for (i, h) in c.get_hosts().iter().enumerate() {
+        match h {
             postgres::config::Host::Tcp(h) => {
                 let h = if h.contains(':') {
                     format!("[{h}]")
                 } else {
                     h.clone()
                 };
-                // One port for every host, or one per host (postgres's rule).
-                match ports.get(i).or(ports.first().filter(|_| ports.len() == 1)) {
+                tcp.push(match port_of(i) {
                     Some(p) => format!("{h}:{p}"),
                     None => h,
+                });
+            }
+            postgres::config::Host::Unix(p) => {
+                query.push(format!("host={}", p.display()));
+                if let Some(p) = port_of(i) {
+                    query.push(format!("port={p}"));
                 }
             }
-            postgres::config::Host::Unix(p) => p.display().to_string(),
-        })
-        .collect::<Vec<_>>()
-        .join(",");
+        }
+    }
+    if let Some(a) = settings.session {
+        query.push(format!("target_session_attrs={}", tls::session_name(a)));
+    }
     let db = c.get_dbname().unwrap_or("");
     let user = c.get_user().map_or(String::new(), |u| format!("{u}@"));
-    let attrs = settings.session.map_or(String::new(), |a| {
-        format!("?target_session_attrs={}", tls::session_name(a))
-    });
-    format!("postgresql://{user}{host}/{db}{attrs}")
+    let query = match query.is_empty() {
+        true => String::new(),
+        false => format!("?{}", query.join("&")),
+    };
+    format!("postgresql://{user}{}/{db}{query}", tcp.join(","))
 }
 
 /// An open connection to the store's database.
@@ -851,7 +864,7 @@ mod tests {
         );
         assert_eq!(
             shown("postgresql://os@/o?host=/run/postgresql"),
-            "postgresql://os@/run/postgresql/o"
+            "postgresql://os@/o?host=/run/postgresql"
         );
         let s = shown("postgresql://os:p@ss@db/orders");
         assert!(!s.contains("ss"), "{s}");
