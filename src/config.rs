@@ -143,7 +143,9 @@ pub struct HttpConfig {
     pub idle_timeout: Duration,
     /// At most this many connections at once (fewer when the descriptor
     /// limit is low: see `crate::http`); more wait in the kernel's backlog.
-    pub max_connections: usize,
+    /// `None` (not set): derived from the descriptor limit at start
+    /// (`crate::http::serve::connection_cap`).
+    pub max_connections: Option<usize>,
 }
 
 impl Default for HttpConfig {
@@ -155,7 +157,7 @@ impl Default for HttpConfig {
             header_timeout: raw.header_timeout,
             body_timeout: raw.body_timeout,
             idle_timeout: raw.idle_timeout,
-            max_connections: raw.max_connections as usize,
+            max_connections: raw.max_connections.map(|n| n as usize),
         }
     }
 }
@@ -419,7 +421,7 @@ struct RawHttp {
     body_timeout: Duration,
     #[serde(with = "humantime_serde")]
     idle_timeout: Duration,
-    max_connections: u32,
+    max_connections: Option<u32>,
 }
 
 impl Default for RawHttp {
@@ -430,7 +432,7 @@ impl Default for RawHttp {
             header_timeout: Duration::from_secs(5),
             body_timeout: Duration::from_secs(10),
             idle_timeout: Duration::from_secs(5),
-            max_connections: 1024,
+            max_connections: None,
         }
     }
 }
@@ -1417,7 +1419,7 @@ fn http_config(raw: RawHttp, systems: &[SystemConfig]) -> Result<HttpConfig, (St
             return Err((k.to_string(), "must be more than 0s".into()));
         }
     }
-    if raw.max_connections == 0 {
+    if raw.max_connections == Some(0) {
         return Err((
             "http.max_connections".to_string(),
             "must be at least 1".into(),
@@ -1467,7 +1469,7 @@ fn http_config(raw: RawHttp, systems: &[SystemConfig]) -> Result<HttpConfig, (St
         header_timeout: raw.header_timeout,
         body_timeout: raw.body_timeout,
         idle_timeout: raw.idle_timeout,
-        max_connections: raw.max_connections as usize,
+        max_connections: raw.max_connections.map(|n| n as usize),
     })
 }
 

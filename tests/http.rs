@@ -920,7 +920,7 @@ fn http_config_is_checked_and_shown() {
     );
     assert!(!out.contains(&sha(ERP_TOKEN)), "{out}");
     assert!(
-        out.contains("http limits: max_connections 1024 (at most the open-files limit minus 256), header_timeout 5s, body_timeout 10s, idle_timeout 5s"),
+        out.contains("http limits: max_connections the open-files limit minus 256, at most 4096, header_timeout 5s, body_timeout 10s, idle_timeout 5s"),
         "{out}"
     );
     for (config, key) in [

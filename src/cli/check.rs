@@ -120,10 +120,23 @@ pub fn run(c: &Config) -> Result<(), CliError> {
     }
     if c.http.listen.is_some() {
         let h = &c.http;
+        let max = h.max_connections.map_or_else(
+            || {
+                format!(
+                    "the open-files limit minus {}, at most {}",
+                    crate::http::serve::FD_RESERVE,
+                    crate::http::serve::DEFAULT_CAP_MAX
+                )
+            },
+            |n| {
+                format!(
+                    "{n} (at most the open-files limit minus {})",
+                    crate::http::serve::FD_RESERVE
+                )
+            },
+        );
         println!(
-            "http limits: max_connections {} (at most the open-files limit minus {}), header_timeout {}, body_timeout {}, idle_timeout {}",
-            h.max_connections,
-            crate::http::serve::FD_RESERVE,
+            "http limits: max_connections {max}, header_timeout {}, body_timeout {}, idle_timeout {}",
             humantime::format_duration(h.header_timeout),
             humantime::format_duration(h.body_timeout),
             humantime::format_duration(h.idle_timeout),

@@ -80,12 +80,23 @@ impl Timeouts {
     }
 }
 
+/// The most connections the server holds when `max_connections` is not
+/// set, whatever the descriptor limit: what a flood of idle connections
+/// can cost in memory stays bounded (a few tens of MiB).
+pub const DEFAULT_CAP_MAX: u64 = 4096;
+
 /// How many connections the server may hold at once: `max_connections`,
 /// but never more than the descriptor soft limit (`nofile`) minus
-/// [`FD_RESERVE`], and at least 1.
-pub fn connection_cap(max_connections: usize, nofile: Option<u64>) -> usize {
+/// [`FD_RESERVE`], and at least 1. Not set: that room itself, at most
+/// [`DEFAULT_CAP_MAX`] (1,024 where the limit is unknown).
+pub fn connection_cap(max_connections: Option<usize>, nofile: Option<u64>) -> usize {
     let room = nofile.map_or(u64::MAX, |n| n.saturating_sub(FD_RESERVE).max(1));
-    (max_connections as u64).min(room) as usize
+    let wanted = match max_connections {
+        Some(n) => n as u64,
+        None if nofile.is_none() => 1024,
+        None => DEFAULT_CAP_MAX,
+    };
+    wanted.min(room) as usize
 }
 
 /// The process's current descriptor soft limit (`None`: unlimited).
@@ -485,11 +496,22 @@ mod tests {
 
     #[test]
     fn the_cap_keeps_a_reserve_of_descriptors() {
-        assert_eq!(connection_cap(1024, Some(1024)), 768);
-        assert_eq!(connection_cap(1024, Some(65536)), 1024);
-        assert_eq!(connection_cap(10, Some(1024)), 10);
-        assert_eq!(connection_cap(1024, None), 1024);
+        assert_eq!(connection_cap(Some(1024), Some(1024)), 768);
+        assert_eq!(connection_cap(Some(1024), Some(65536)), 1024);
+        assert_eq!(connection_cap(Some(10), Some(1024)), 10);
+        assert_eq!(connection_cap(Some(1024), None), 1024);
         // A limit below the reserve still serves one connection.
-        assert_eq!(connection_cap(1024, Some(100)), 1);
+        assert_eq!(connection_cap(Some(1024), Some(100)), 1);
+    }
+
+    /// Not set, the cap follows the descriptor limit (issue 22 §4: a fixed
+    /// 1,024 left a daemon with 65,536 descriptors shedding at 1,024), up
+    /// to a bound on what idle connections can cost.
+    #[test]
+    fn the_default_cap_follows_the_descriptor_limit() {
+        assert_eq!(connection_cap(None, Some(1024)), 768);
+        assert_eq!(connection_cap(None, Some(2048)), 1792);
+        assert_eq!(connection_cap(None, Some(65536)), 4096);
+        assert_eq!(connection_cap(None, None), 1024);
     }
 }
