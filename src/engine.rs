@@ -22,7 +22,7 @@ use crate::fsutil::Dir;
 use crate::inbox::{self, Candidate, ReadOutcome, Settle};
 use crate::input;
 use crate::problem::Problem;
-use crate::store::{Applied, ApplyError, Context, Group, Store, StoreError};
+use crate::store::{Applied, ApplyError, Context, Group, SMALL_FILE, Store, StoreError};
 
 /// A failure that stops processing (the file in hand stays in the inbox).
 #[derive(Debug, thiserror::Error)]
@@ -81,6 +81,54 @@ pub const GROUP_FILES: usize = 256;
 pub const GROUP_BYTES: u64 = 16 << 20;
 /// How long a group goes on taking files before its flush.
 pub const GROUP_TIME: Duration = Duration::from_millis(500);
+
+/// The most bytes of small files a group reads and parses before it
+/// stages them (a wave: see [`Engine::process_group`]).
+pub const WAVE_BYTES: u64 = 2 << 20;
+
+/// A file read and parsed, not yet staged.
+struct Opened<'b> {
+    sha256: [u8; 32],
+    now: chrono::DateTime<Utc>,
+    parsed: input::Parsed<'b>,
+}
+
+/// Records what became of file `i` of a group (`c`, staged since `took`):
+/// its result, or its place among the files to archive after the flush.
+/// `Some(data)` when the store failed, which ends the group: `data` says
+/// whether the store refused data ([`StoreError::is_data_error`]) rather
+/// than failed.
+fn record(
+    i: usize,
+    c: &Candidate,
+    step: Result<Step, EngineError>,
+    took: Instant,
+    results: &mut [Result<Outcome, EngineError>],
+    to_archive: &mut Vec<(usize, Staged)>,
+) -> Option<bool> {
+    match step {
+        Ok(Step::Done(outcome)) => {
+            if let Outcome::Rejected(..) = outcome {
+                crate::metrics::global().file_rejected(&c.name, took.elapsed());
+            }
+            results[i] = Ok(outcome);
+            None
+        }
+        Ok(Step::Archive(staged)) => {
+            if staged.summary.is_some() {
+                crate::metrics::global().file_applied(staged.kind, took.elapsed());
+            }
+            to_archive.push((i, staged));
+            results[i] = Ok(Outcome::NotReady); // replaced after the flush
+            None
+        }
+        Err(e) => {
+            let store = e.store_error().map(StoreError::is_data_error);
+            results[i] = Err(e);
+            store
+        }
+    }
+}
 
 /// What became of a file in a group before the group's flush.
 enum Step {
@@ -230,6 +278,11 @@ impl Engine {
     /// holds as for one file (a crash before the flush leaves the files to
     /// be applied again, after it to be archived without effect).
     ///
+    /// Small files are taken in waves (up to [`WAVE_BYTES`]): each wave's
+    /// files are read and parsed first and the store reads ahead what they
+    /// all need ([`Store::read_ahead`]: on PostgreSQL a few round trips for
+    /// the wave, not a few per file), then each is staged in turn.
+    ///
     /// The group ends after [`GROUP_FILES`] files, [`GROUP_BYTES`] read or
     /// [`GROUP_TIME`], whichever comes first, so it is a bounded step: the
     /// result has one entry per file taken (the others are for the next
@@ -253,33 +306,95 @@ impl Engine {
         // A store failure while staging: the file's index, and whether the
         // store refused data (not an outage).
         let mut failed: Option<(usize, bool)> = None;
-        for (i, c) in cs.iter().enumerate() {
-            if i > 0 && (i >= GROUP_FILES || read >= GROUP_BYTES || start.elapsed() >= GROUP_TIME) {
-                break;
+        let full = |i: usize, read: u64| {
+            i > 0 && (i >= GROUP_FILES || read >= GROUP_BYTES || start.elapsed() >= GROUP_TIME)
+        };
+        let mut i = 0;
+        'files: while i < cs.len() && !full(i, read) {
+            if cs[i].size > SMALL_FILE as u64 {
+                // A big file: staged alone (its chunks commit as they go).
+                let took = Instant::now();
+                read += cs[i].size;
+                results.push(Ok(Outcome::NotReady));
+                let step = self.stage(&cs[i], &group);
+                if let Some(data) = record(i, &cs[i], step, took, &mut results, &mut to_archive) {
+                    failed = Some((i, data));
+                    break;
+                }
+                i += 1;
+                continue;
             }
-            read += c.size;
-            let took = Instant::now();
-            match self.stage(c, &group) {
-                Ok(Step::Done(outcome)) => {
-                    if let Outcome::Rejected(..) = outcome {
-                        crate::metrics::global().file_rejected(&c.name, took.elapsed());
+            // A wave: the next small files, read and parsed first, so that
+            // the store reads what they all need at once (on PostgreSQL, a
+            // few round trips for the wave, not a few per file); then each
+            // is staged in turn, as a file alone is.
+            let first = i;
+            let mut wave_bytes: u64 = 0;
+            while i < cs.len()
+                && cs[i].size <= SMALL_FILE as u64
+                && (i == first || (!full(i, read) && wave_bytes + cs[i].size <= WAVE_BYTES))
+            {
+                read += cs[i].size;
+                wave_bytes += cs[i].size;
+                results.push(Ok(Outcome::NotReady));
+                i += 1;
+            }
+            let mut contents: Vec<(usize, Vec<u8>)> = Vec::with_capacity(i - first);
+            for w in first..i {
+                match self.read(&cs[w]) {
+                    Ok(Ok(bytes)) => contents.push((w, bytes)),
+                    Ok(Err(outcome)) => {
+                        let step = Ok(Step::Done(outcome));
+                        record(
+                            w,
+                            &cs[w],
+                            step,
+                            Instant::now(),
+                            &mut results,
+                            &mut to_archive,
+                        );
                     }
-                    results.push(Ok(outcome))
+                    Err(e) => results[w] = Err(e),
                 }
-                Ok(Step::Archive(staged)) => {
-                    if staged.summary.is_some() {
-                        crate::metrics::global().file_applied(staged.kind, took.elapsed());
+            }
+            let opened: Vec<(usize, Opened)> = contents
+                .iter()
+                .map(|(w, bytes)| (*w, self.open_file(&cs[*w], bytes)))
+                .collect();
+            let labels: Vec<String> = opened.iter().map(|(w, _)| cs[*w].label()).collect();
+            let ahead: Vec<(&str, &[u8; 32], &input::Input)> = opened
+                .iter()
+                .zip(&labels)
+                .filter_map(|((_, f), label)| {
+                    f.parsed
+                        .input
+                        .as_ref()
+                        .map(|input| (label.as_str(), &f.sha256, input))
+                })
+                .collect();
+            if let (Some(&(w, _)), false) = (opened.first(), ahead.is_empty()) {
+                let ctx = self.context(self.store.now().timestamp_millis(), None);
+                match self.store.read_ahead(&group, &ahead, &ctx) {
+                    Ok(()) => {}
+                    // Speed only: each file reads what it needs as it is
+                    // staged, and the one the store refuses is found then.
+                    Err(e) if e.is_data_error() => {
+                        tracing::debug!(error = %e, "reading ahead for a group's files failed; they read one by one");
                     }
-                    to_archive.push((i, staged));
-                    results.push(Ok(Outcome::NotReady)); // replaced below
+                    Err(e) => {
+                        results[w] = Err(e.into());
+                        failed = Some((w, false));
+                        break 'files;
+                    }
                 }
-                Err(e) => {
-                    let store = e.store_error().map(StoreError::is_data_error);
-                    results.push(Err(e));
-                    if let Some(data) = store {
-                        failed = Some((i, data));
-                        break;
-                    }
+            }
+            drop(ahead);
+            for (w, file) in opened {
+                let took = Instant::now();
+                let step = self.stage_opened(&cs[w], file, &group);
+                if let Some(data) = record(w, &cs[w], step, took, &mut results, &mut to_archive) {
+                    failed = Some((w, data));
+                    break 'files;
                 }
             }
         }
@@ -388,7 +503,7 @@ impl Engine {
                 // read): nothing of it was written. A big one may have
                 // applied chunks already, so it is not rejected: it stays.
                 (Err(e), _)
-                    if c.size <= crate::store::SMALL_FILE as u64
+                    if c.size <= SMALL_FILE as u64
                         && e.store_error().is_some_and(StoreError::is_data_error) =>
                 {
                     let p = Problem::new(
@@ -413,17 +528,26 @@ impl Engine {
     /// Reads, parses and applies one file into `group` (no commit, no
     /// flush). A rejected file is moved to `errors/` here.
     fn stage(&self, c: &Candidate, group: &Group) -> Result<Step, EngineError> {
+        match self.read(c)? {
+            Ok(bytes) => self.stage_opened(c, self.open_file(c, &bytes), group),
+            Err(outcome) => Ok(Step::Done(outcome)),
+        }
+    }
+
+    /// A file's bytes, or what became of it when it could not be read
+    /// whole (changed while read; larger than `max_file_size`: rejected).
+    fn read(&self, c: &Candidate) -> Result<Result<Vec<u8>, Outcome>, EngineError> {
         // A big file's check pass logs its progress only after some
         // seconds: say at once that it is being worked on.
-        if c.size > crate::store::SMALL_FILE as u64 {
+        if c.size > SMALL_FILE as u64 {
             tracing::info!(file = ?c.label(), bytes = c.size, "reading and checking a big file");
         } else {
             tracing::debug!(file = ?c.label(), bytes = c.size, "reading");
         }
         let max = self.config.inbox.max_file_size;
-        let bytes = match inbox::read(c, max).map_err(io_err("reading", &c.path))? {
-            ReadOutcome::Content(b) => b,
-            ReadOutcome::Changed => return Ok(Step::Done(Outcome::NotReady)),
+        match inbox::read(c, max).map_err(io_err("reading", &c.path))? {
+            ReadOutcome::Content(b) => Ok(Ok(b)),
+            ReadOutcome::Changed => Ok(Err(Outcome::NotReady)),
             ReadOutcome::TooLarge(n) => {
                 let p = Problem::new(
                     "file",
@@ -431,27 +555,56 @@ impl Engine {
                         "{n} bytes is larger than [inbox] max_file_size ({max} bytes); not read"
                     ),
                 );
-                return self.reject(c, vec![p]).map(Step::Done);
+                self.reject(c, vec![p]).map(Err)
             }
-        };
-        let sha256: [u8; 32] = Sha256::digest(&bytes).into();
+        }
+    }
+
+    /// A file's bytes parsed, with their hash and the time they were read.
+    fn open_file<'b>(&self, c: &Candidate, bytes: &'b [u8]) -> Opened<'b> {
+        let sha256: [u8; 32] = Sha256::digest(bytes).into();
         let now = self.store.now();
         let parsed = input::parse(
             &c.name,
-            &bytes,
+            bytes,
             self.config.inbox.encoding,
             now.timestamp_millis(),
         );
+        Opened {
+            sha256,
+            now,
+            parsed,
+        }
+    }
+
+    /// What the rules know of this configuration, for a file from the
+    /// drop folder of `only_system` (or the inbox).
+    fn context<'c>(&'c self, now: i64, only_system: Option<&'c str>) -> Context<'c> {
+        Context {
+            now,
+            systems: &self.config.systems,
+            allow_negative: self.config.inventory.allow_negative,
+            only_system,
+        }
+    }
+
+    /// Applies a parsed file into `group`, or rejects it (to `errors/`).
+    fn stage_opened(
+        &self,
+        c: &Candidate,
+        file: Opened,
+        group: &Group,
+    ) -> Result<Step, EngineError> {
+        let Opened {
+            sha256,
+            now,
+            parsed,
+        } = file;
         let Some(input) = &parsed.input else {
             return self.reject(c, parsed.problems).map(Step::Done);
         };
-        let ctx = Context {
-            now: now.timestamp_millis(),
-            systems: &self.config.systems,
-            allow_negative: self.config.inventory.allow_negative,
-            // A system's own inbox takes acks for that system only.
-            only_system: c.system.as_deref(),
-        };
+        // A system's own inbox takes acks for that system only.
+        let ctx = self.context(now.timestamp_millis(), c.system.as_deref());
         match self
             .store
             .apply(group, &c.label(), &sha256, input, &parsed.problems, &ctx)

@@ -22,35 +22,56 @@ use crate::order::{Facts, Order};
 
 /// Reads ahead what applying `input` (a small file, whole) will read.
 pub(super) fn input(tx: &Tx, input: &Input, ctx: &Context) -> Result<(), StoreError> {
+    inputs(tx, &[input], Vec::new(), ctx)
+}
+
+/// Reads ahead what applying each of `inputs` (small files, whole, one
+/// group's) will read, with `extra` keys in the first round (their
+/// applied-file checks): a group's reads cost the same few round trips
+/// however many files it holds.
+pub(super) fn inputs(
+    tx: &Tx,
+    inputs: &[&Input],
+    extra: Vec<Key>,
+    ctx: &Context,
+) -> Result<(), StoreError> {
     if !tx.prefetching() {
         return Ok(());
     }
-    let mut orders: Vec<&Order> = Vec::new();
-    let mut acks: Vec<&AckRow> = Vec::new();
-    let mut stock: Vec<&StockRow> = Vec::new();
     // Streams are read a second time for this: small files only (big ones
     // name their reads chunk by chunk, [`items`]).
     let mut streamed_orders: Vec<Order> = Vec::new();
     let mut streamed_rows: Vec<CsvRow> = Vec::new();
-    match input {
-        Input::Orders(o) => orders.extend(o.iter().map(|(_, o)| o)),
-        Input::Acks(rows) => acks.extend(rows),
-        Input::Stock { rows, .. } => stock.extend(rows),
-        Input::OrderStream(s) => {
-            let _ = s.each(|(_, o)| {
-                if let Ok(o) = o {
-                    streamed_orders.push(o);
-                }
-                Ok::<_, ()>(())
-            });
+    for input in inputs {
+        match input {
+            Input::OrderStream(s) => {
+                let _ = s.each(|(_, o)| {
+                    if let Ok(o) = o {
+                        streamed_orders.push(o);
+                    }
+                    Ok::<_, ()>(())
+                });
+            }
+            Input::Rows(r) => {
+                let _ = r.each(|row| {
+                    if let Ok(row) = row {
+                        streamed_rows.push(row);
+                    }
+                    Ok::<_, ()>(())
+                });
+            }
+            Input::Orders(_) | Input::Acks(_) | Input::Stock { .. } => {}
         }
-        Input::Rows(r) => {
-            let _ = r.each(|row| {
-                if let Ok(row) = row {
-                    streamed_rows.push(row);
-                }
-                Ok::<_, ()>(())
-            });
+    }
+    let mut orders: Vec<&Order> = Vec::new();
+    let mut acks: Vec<&AckRow> = Vec::new();
+    let mut stock: Vec<&StockRow> = Vec::new();
+    for input in inputs {
+        match input {
+            Input::Orders(o) => orders.extend(o.iter().map(|(_, o)| o)),
+            Input::Acks(rows) => acks.extend(rows),
+            Input::Stock { rows, .. } => stock.extend(rows),
+            Input::OrderStream(_) | Input::Rows(_) => {}
         }
     }
     orders.extend(streamed_orders.iter());
@@ -60,7 +81,7 @@ pub(super) fn input(tx: &Tx, input: &Input, ctx: &Context) -> Result<(), StoreEr
             CsvRow::Stock { row, .. } => stock.push(row),
         }
     }
-    read(tx, &orders, &acks, &stock, ctx)
+    read(tx, extra, &orders, &acks, &stock, ctx)
 }
 
 /// Reads ahead what applying `items` (a chunk of a big file) will read.
@@ -81,7 +102,7 @@ pub(super) fn items<'i>(
             _ => {}
         }
     }
-    read(tx, &orders, &acks, &stock, ctx)
+    read(tx, Vec::new(), &orders, &acks, &stock, ctx)
 }
 
 /// Reads ahead what acknowledging `acks` will read (HTTP's mark-exported).
@@ -90,7 +111,7 @@ pub(super) fn ack_rows(tx: &Tx, acks: &[AckRow], ctx: &Context) -> Result<(), St
         return Ok(());
     }
     let acks: Vec<&AckRow> = acks.iter().collect();
-    read(tx, &[], &acks, &[], ctx)
+    read(tx, Vec::new(), &[], &acks, &[], ctx)
 }
 
 /// The export states of `ids` for `system` (marking a batch written).
@@ -116,6 +137,7 @@ fn counts<'s>(systems: &'s [&'s str]) -> impl Iterator<Item = Key> + 's {
 
 fn read(
     tx: &Tx,
+    extra: Vec<Key>,
     orders: &[&Order],
     acks: &[&AckRow],
     stock: &[&StockRow],
@@ -123,7 +145,8 @@ fn read(
 ) -> Result<(), StoreError> {
     let systems: Vec<&str> = ctx.systems.iter().map(|s| s.id.as_str()).collect();
     // Round 1: what the input names by itself.
-    let mut first: Vec<Key> = counts(&systems).collect();
+    let mut first: Vec<Key> = extra;
+    first.extend(counts(&systems));
     for o in orders {
         first.push(keys::order(o.id));
         first.push(keys::external(&o.external_id));

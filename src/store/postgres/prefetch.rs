@@ -11,6 +11,7 @@ use uuid::Uuid;
 
 use super::super::backend::Value;
 use super::super::keys::{self, Key};
+use super::super::records::AppliedFile;
 use super::super::{ExportState, encode};
 use super::live::{Conn, export_at, order_of};
 
@@ -26,6 +27,7 @@ pub(super) fn prefetch(
     let mut skus: HashSet<&str> = HashSet::new();
     let (mut n_order, mut n_system, mut n_sha): (Vec<Uuid>, Vec<&str>, Vec<&[u8]>) =
         (Vec::new(), Vec::new(), Vec::new());
+    let (mut f_name, mut f_sha): (Vec<&str>, Vec<&[u8]>) = (Vec::new(), Vec::new());
     let mut counts = false;
     for key in keys {
         match key {
@@ -43,6 +45,10 @@ pub(super) fn prefetch(
                 n_order.push(*id);
                 n_system.push(system);
                 n_sha.push(sha256);
+            }
+            Key::File { name, sha256 } => {
+                f_name.push(name);
+                f_sha.push(sha256);
             }
             Key::OrderCount | Key::StateCount { .. } => counts = true,
             _ => {}
@@ -170,6 +176,45 @@ pub(super) fn prefetch(
                         id,
                         system: system.to_string(),
                         sha256: sha,
+                    },
+                    None,
+                ));
+            }
+        }
+    }
+    if !f_name.is_empty() {
+        // The applied-file checks of a group's files.
+        let mut found: HashSet<(String, Vec<u8>)> = HashSet::new();
+        for r in conn.query(
+            "SELECT a.name, a.sha256, a.at, a.kind FROM applied_files a
+               JOIN unnest($1::text[], $2::bytea[]) AS g (name, sha256)
+                 ON a.name = g.name AND a.sha256 = g.sha256",
+            &[&f_name, &f_sha],
+        )? {
+            let (name, sha): (String, Vec<u8>) = (r.get(0), r.get(1));
+            if let Ok(sha256) = <[u8; 32]>::try_from(sha.as_slice()) {
+                let rec = AppliedFile {
+                    at: r.get(2),
+                    kind: r.get(3),
+                };
+                let key = Key::File {
+                    name: name.clone(),
+                    sha256,
+                };
+                out.push((key, Some(Value::from(encode(&rec)))));
+            }
+            found.insert((name, sha));
+        }
+        let missing = f_name
+            .iter()
+            .zip(&f_sha)
+            .filter(|(name, sha)| !found.contains(&(name.to_string(), sha.to_vec())));
+        for (name, sha) in missing {
+            if let Ok(sha256) = <[u8; 32]>::try_from(*sha) {
+                out.push((
+                    Key::File {
+                        name: name.to_string(),
+                        sha256,
                     },
                     None,
                 ));
