@@ -545,7 +545,7 @@ impl OwnCluster {
         let data = format!("{}/data", self.dir);
         let log = format!("{}/server.log", self.dir);
         let opts = format!(
-            "-c listen_addresses='' -c unix_socket_directories='{}' -c max_connections=200",
+            "-c listen_addresses='' -c unix_socket_directories='{}' -c max_connections=200 -c shared_preload_libraries=pg_stat_statements",
             self.dir
         );
         let mut all = vec!["-D", &data, "-l", &log, "-w", "-o", &opts];
