@@ -475,22 +475,25 @@ fn write_rows(
             &[&b.a, &b.b],
         )?;
     }
-    for b in &r.batches {
-        let orders = serde_json::to_value(&b.orders).unwrap_or(Json::Null);
+    if !r.batches.is_empty() {
+        // One statement for a group's batches, however many files it has.
+        let (mut system, mut seq, mut file, mut orders, mut size, mut sha256) =
+            (vec![], vec![], vec![], vec![], vec![], vec![]);
+        for b in &r.batches {
+            system.push(b.system.as_str());
+            seq.push(b.seq as i64);
+            file.push(b.file.as_str());
+            orders.push(serde_json::to_value(&b.orders).unwrap_or(Json::Null));
+            size.push(b.content.as_ref().map(|c| c.size as i64));
+            sha256.push(b.content.as_ref().map(|c| c.sha256.clone()));
+        }
         run.run(
             tx,
             "INSERT INTO export_batches (system, seq, file, orders, size, sha256)
-             VALUES ($1, $2, $3, $4, $5, $6)
+             SELECT * FROM unnest($1::text[], $2::int8[], $3::text[], $4::jsonb[], $5::int8[], $6::text[])
              ON CONFLICT (system, seq) DO UPDATE SET file = excluded.file,
                  orders = excluded.orders, size = excluded.size, sha256 = excluded.sha256",
-            &[
-                &b.system,
-                &(b.seq as i64),
-                &b.file,
-                &orders,
-                &b.content.as_ref().map(|c| c.size as i64),
-                &b.content.as_ref().map(|c| c.sha256.clone()),
-            ],
+            &[&system, &seq, &file, &orders, &size, &sha256],
         )?;
     }
     let s = &r.settings;
