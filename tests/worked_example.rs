@@ -1,5 +1,5 @@
-//! The README's worked example, run as written (its `sh` block, with the
-//! test's binary for `./target/release/ordersync`) on a copy of the config
+//! The README's five-minute walk-through, run as written (its `sh` block,
+//! with the test's binary for `./target/release/ordersync`) on a copy of the config
 //! `ordersync init` writes (`contrib/config.example.toml`, which the
 //! repository's own `config.toml` matches in its systems, see below), once
 //! with no daemon and once with the daemon running: it must give the outputs
@@ -14,13 +14,13 @@ use std::process::Command;
 
 use common::Work;
 
-/// The `sh` block of the README's "A worked example" section.
+/// The `sh` block of the README's "A five-minute walk-through" section.
 fn example() -> String {
     let readme = include_str!("../README.md");
     let section = readme
-        .split("## A worked example")
+        .split("## A five-minute walk-through")
         .nth(1)
-        .expect("a worked example section");
+        .expect("a walk-through section");
     let block = section
         .split("```sh\n")
         .nth(1)
