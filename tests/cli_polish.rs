@@ -152,7 +152,7 @@ const SETTLED: &str =
     "[inbox]\nsettle = \"1s\"\n[[systems]]\nid = \"erp\"\n[[systems]]\nid = \"wms\"\n";
 
 /// Without a daemon, `status --wait` does the work (as `run --once`) and
-/// then reports it: the README's worked example shows its outputs.
+/// then reports it: the README's walk-through shows its outputs.
 #[test]
 fn status_wait_without_a_daemon_drains_the_inbox_first() {
     let w = Work::new(SETTLED);

@@ -379,8 +379,8 @@ fn an_external_id_equal_to_the_orders_own_id_is_fine() {
 // ---- CSV rows and their header -------------------------------------------------
 
 /// Regression: a row with fewer fields than the header was accepted when the
-/// missing ones were optional (`note`) or unknown columns; the README says it
-/// is an error. Longer rows are fine only when the extra cells are empty.
+/// missing ones were optional (`note`) or unknown columns; the contract (§3)
+/// says it is an error. Longer rows are fine only when the extra cells are empty.
 #[test]
 fn csv_rows_must_match_their_header() {
     let w = Work::new(TWO_SYSTEMS);

@@ -312,7 +312,7 @@ pub const MAN_SECTIONS: &[ManSection] = &[
             ),
             (
                 "/usr/share/doc/ordersync/",
-                "README.md; CONTRACT.md, the contract to hand partners (every config key, the file formats, the guarantees), with order.schema.json, the order format as a JSON Schema; DEPLOY.md.",
+                "README.md; GUIDE.md, the manual; CONTRACT.md, the contract to hand partners (every config key, the file formats, the guarantees), with order.schema.json, the order format as a JSON Schema; DEPLOY.md.",
             ),
         ],
     ),
