@@ -97,3 +97,77 @@ fn every_man_page_names_postgresql_the_pair_and_the_config_value() {
         );
     }
 }
+
+/// Issue 26 §3: the man pages and completions are in the repository
+/// (`contrib/man`, `contrib/completions`: what the package ships and a
+/// reader finds), and are what `deb-assets` writes from the CLI and
+/// CONTRACT.md now. A change to either without regenerating them fails
+/// here.
+#[test]
+fn the_pages_and_completions_in_the_repository_are_current() {
+    let fresh = tempfile::tempdir().unwrap();
+    deb_assets::write_all(fresh.path()).unwrap();
+    let repo = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("contrib");
+    for sub in ["man", "completions"] {
+        let names = |dir: &std::path::Path| -> Vec<String> {
+            let mut n: Vec<String> = std::fs::read_dir(dir)
+                .unwrap_or_else(|e| panic!("{}: {e}", dir.display()))
+                .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+                .collect();
+            n.sort();
+            n
+        };
+        let (want, have) = (fresh.path().join(sub), repo.join(sub));
+        assert_eq!(
+            names(&want),
+            names(&have),
+            "contrib/{sub} is not what deb-assets writes: run `cargo run --example deb-assets -- contrib` and commit"
+        );
+        for name in names(&want) {
+            let (a, b) = (
+                std::fs::read(want.join(&name)).unwrap(),
+                std::fs::read(have.join(&name)).unwrap(),
+            );
+            assert!(
+                a == b,
+                "contrib/{sub}/{name} is out of date: run `cargo run --example deb-assets -- contrib` and commit"
+            );
+        }
+    }
+}
+
+/// The config's page names every key CONTRACT.md section 2 documents
+/// (which `config.rs`'s tests keep equal to the keys the config accepts),
+/// PostgreSQL's and `[cluster]`'s included.
+#[test]
+fn the_config_page_names_every_key() {
+    let dir = tempfile::tempdir().unwrap();
+    deb_assets::config_page(dir.path()).unwrap();
+    let page = std::fs::read_to_string(dir.path().join("ordersync.toml.5")).unwrap();
+    for section in [
+        "[paths]",
+        "[inbox]",
+        "[inventory]",
+        "[store]",
+        "[[systems]]",
+        "[http]",
+        "[cluster]",
+        "[[http.tokens]]",
+    ] {
+        assert!(page.contains(&format!(".SH {section}")), "no {section}");
+    }
+    for key in [
+        "url_env",
+        "pool_size",
+        "lease",
+        "node",
+        "batch_size",
+        "max_connections",
+        "settle",
+    ] {
+        assert!(
+            page.contains(&format!(".TP\n\\fB{}\\fR", key)),
+            "no key {key}:\n{page}"
+        );
+    }
+}
