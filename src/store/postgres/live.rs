@@ -21,6 +21,9 @@
 //!   them are queries on those tables.
 //! - **A commit is durable**, so [`Backend::flush`] has nothing to do.
 
+// Without the `tls` feature the connector is `NoTls`, which is `Copy`.
+#![cfg_attr(not(feature = "tls"), allow(clippy::clone_on_copy))]
+
 use std::collections::{HashMap, VecDeque};
 use std::sync::{Mutex, MutexGuard};
 use std::time::Duration;

@@ -23,6 +23,9 @@
 //! Meanwhile the daemon's loop waits in the commit: the group's files stay
 //! in the inbox and nothing is exported until a standby has them.
 
+// Without the `tls` feature the connector is `NoTls`, which is `Copy`.
+#![cfg_attr(not(feature = "tls"), allow(clippy::clone_on_copy))]
+
 use std::collections::HashSet;
 use std::sync::{Arc, Mutex, Weak};
 use std::time::{Duration, Instant};

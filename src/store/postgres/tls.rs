@@ -34,17 +34,16 @@
 //! take the rest of the password for the host, and print it).
 
 use std::path::PathBuf;
-use std::sync::Arc;
 
 use postgres::config::{Host, SslMode, TargetSessionAttrs};
-use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
-use rustls::crypto::WebPkiSupportedAlgorithms;
-use rustls::pki_types::pem::PemObject;
-use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
-use rustls::{ClientConfig, DigitallySignedStruct, RootCertStore, SignatureScheme};
 
 /// What connects: rustls. With `ssl_mode` Disable it is never used.
+#[cfg(feature = "tls")]
 pub(crate) type Tls = tokio_postgres_rustls::MakeRustlsConnect;
+/// Built without the `tls` feature (the fuzz targets' build: no C
+/// cryptography library to compile): plain connections only.
+#[cfg(not(feature = "tls"))]
+pub(crate) type Tls = postgres::NoTls;
 
 /// libpq's `sslmode`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -351,147 +350,172 @@ pub(crate) fn connector(url: &str) -> Result<(postgres::Config, Tls), String> {
         Mode::Allow | Mode::Prefer => SslMode::Prefer,
         Mode::Require | Mode::VerifyCa | Mode::VerifyFull => SslMode::Require,
     });
+    #[cfg(feature = "tls")]
     let tls = match config.get_ssl_mode() {
         // Never used: no roots are read.
-        SslMode::Disable => rustls_connector(&Settings {
+        SslMode::Disable => with_rustls::connector(&Settings {
             mode: Mode::Require,
             rootcert: None,
             session: None,
         })?,
-        _ => rustls_connector(&settings)?,
+        _ => with_rustls::connector(&settings)?,
+    };
+    #[cfg(not(feature = "tls"))]
+    let tls = match config.get_ssl_mode() {
+        SslMode::Require => {
+            return Err(
+                "this ordersync was built without TLS (the cargo feature `tls`): sslmode require, verify-ca and verify-full need it"
+                    .into(),
+            );
+        }
+        _ => postgres::NoTls,
     };
     Ok((config, tls))
 }
 
-/// The rustls connector for `settings` (aws-lc-rs's cryptography; TLS 1.2
-/// and 1.3; ALPN `postgresql`, as libpq 17 sends).
-fn rustls_connector(settings: &Settings) -> Result<Tls, String> {
-    let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
-    let builder = ClientConfig::builder_with_provider(provider.clone())
-        .with_safe_default_protocol_versions()
-        .map_err(|e| format!("TLS: {e}"))?;
-    let check_chain = settings.rootcert.is_some() || settings.mode == Mode::VerifyCa;
-    let mut config = match settings.mode {
-        Mode::VerifyFull => {
-            let roots = roots(settings.rootcert.as_ref())?;
-            let verifier =
-                rustls::client::WebPkiServerVerifier::builder_with_provider(roots, provider)
-                    .build()
-                    .map_err(|e| format!("TLS: {e}"))?;
-            builder.with_webpki_verifier(verifier).with_no_client_auth()
+/// The rustls side of [`connector`].
+#[cfg(feature = "tls")]
+mod with_rustls {
+    use std::sync::Arc;
+
+    use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
+    use rustls::crypto::WebPkiSupportedAlgorithms;
+    use rustls::pki_types::pem::PemObject;
+    use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
+    use rustls::{ClientConfig, DigitallySignedStruct, RootCertStore, SignatureScheme};
+
+    use super::{Mode, RootCert, Settings, Tls};
+
+    /// The rustls connector for `settings` (aws-lc-rs's cryptography; TLS 1.2
+    /// and 1.3; ALPN `postgresql`, as libpq 17 sends).
+    pub(super) fn connector(settings: &Settings) -> Result<Tls, String> {
+        let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+        let builder = ClientConfig::builder_with_provider(provider.clone())
+            .with_safe_default_protocol_versions()
+            .map_err(|e| format!("TLS: {e}"))?;
+        let check_chain = settings.rootcert.is_some() || settings.mode == Mode::VerifyCa;
+        let mut config = match settings.mode {
+            Mode::VerifyFull => {
+                let roots = roots(settings.rootcert.as_ref())?;
+                let verifier =
+                    rustls::client::WebPkiServerVerifier::builder_with_provider(roots, provider)
+                        .build()
+                        .map_err(|e| format!("TLS: {e}"))?;
+                builder.with_webpki_verifier(verifier).with_no_client_auth()
+            }
+            _ => {
+                let roots = match check_chain {
+                    true => Some(roots(settings.rootcert.as_ref())?),
+                    false => None,
+                };
+                builder
+                    .dangerous()
+                    .with_custom_certificate_verifier(Arc::new(NoNameCheck {
+                        roots,
+                        algorithms: provider.signature_verification_algorithms,
+                    }))
+                    .with_no_client_auth()
+            }
+        };
+        config.alpn_protocols = vec![b"postgresql".to_vec()];
+        Ok(Tls::new(config))
+    }
+
+    /// The trusted roots: the file's, or the system's store.
+    fn roots(rootcert: Option<&RootCert>) -> Result<Arc<RootCertStore>, String> {
+        let mut store = RootCertStore::empty();
+        match rootcert {
+            Some(RootCert::File(path)) => {
+                let shown = path.display();
+                let certs = CertificateDer::pem_file_iter(path)
+                    .and_then(|certs| certs.collect::<Result<Vec<_>, _>>())
+                    .map_err(|e| format!("sslrootcert {shown}: {}", pem_error(&e)))?;
+                let (added, _) = store.add_parsable_certificates(certs);
+                if added == 0 {
+                    return Err(format!(
+                        "sslrootcert {shown}: no CA certificate in it (a PEM file of `-----BEGIN CERTIFICATE-----` blocks is expected)"
+                    ));
+                }
+            }
+            Some(RootCert::System) | None => {
+                let found = rustls_native_certs::load_native_certs();
+                store.add_parsable_certificates(found.certs);
+                if store.is_empty() {
+                    let why = found
+                        .errors
+                        .first()
+                        .map_or(String::new(), |e| format!(" ({e})"));
+                    return Err(format!(
+                        "no CA certificate in the system's store{why}: install ca-certificates, or give the server's CA as sslrootcert=FILE"
+                    ));
+                }
+            }
         }
-        _ => {
-            let roots = match check_chain {
-                true => Some(roots(settings.rootcert.as_ref())?),
-                false => None,
-            };
-            builder
-                .dangerous()
-                .with_custom_certificate_verifier(Arc::new(NoNameCheck {
+        Ok(Arc::new(store))
+    }
+
+    fn pem_error(e: &rustls::pki_types::pem::Error) -> String {
+        match e {
+            rustls::pki_types::pem::Error::Io(io) => io.to_string(),
+            other => format!("not a PEM file: {other:?}"),
+        }
+    }
+
+    /// The verifier below verify-full: the server's signature of the
+    /// handshake is always checked (it holds the key of the certificate it
+    /// sent); the certificate's chain up to `roots` only when there are roots
+    /// (verify-ca, or sslrootcert given); its name never. Without roots, TLS
+    /// keeps the traffic from being read passively, not from a server in the
+    /// middle: libpq's sslmode=require.
+    #[derive(Debug)]
+    struct NoNameCheck {
+        roots: Option<Arc<RootCertStore>>,
+        algorithms: WebPkiSupportedAlgorithms,
+    }
+
+    impl ServerCertVerifier for NoNameCheck {
+        fn verify_server_cert(
+            &self,
+            end_entity: &CertificateDer<'_>,
+            intermediates: &[CertificateDer<'_>],
+            _server_name: &ServerName<'_>,
+            _ocsp_response: &[u8],
+            now: UnixTime,
+        ) -> Result<ServerCertVerified, rustls::Error> {
+            if let Some(roots) = &self.roots {
+                let cert = rustls::server::ParsedCertificate::try_from(end_entity)?;
+                rustls::client::verify_server_cert_signed_by_trust_anchor(
+                    &cert,
                     roots,
-                    algorithms: provider.signature_verification_algorithms,
-                }))
-                .with_no_client_auth()
-        }
-    };
-    config.alpn_protocols = vec![b"postgresql".to_vec()];
-    Ok(Tls::new(config))
-}
-
-/// The trusted roots: the file's, or the system's store.
-fn roots(rootcert: Option<&RootCert>) -> Result<Arc<RootCertStore>, String> {
-    let mut store = RootCertStore::empty();
-    match rootcert {
-        Some(RootCert::File(path)) => {
-            let shown = path.display();
-            let certs = CertificateDer::pem_file_iter(path)
-                .and_then(|certs| certs.collect::<Result<Vec<_>, _>>())
-                .map_err(|e| format!("sslrootcert {shown}: {}", pem_error(&e)))?;
-            let (added, _) = store.add_parsable_certificates(certs);
-            if added == 0 {
-                return Err(format!(
-                    "sslrootcert {shown}: no CA certificate in it (a PEM file of `-----BEGIN CERTIFICATE-----` blocks is expected)"
-                ));
+                    intermediates,
+                    now,
+                    self.algorithms.all,
+                )?;
             }
+            Ok(ServerCertVerified::assertion())
         }
-        Some(RootCert::System) | None => {
-            let found = rustls_native_certs::load_native_certs();
-            store.add_parsable_certificates(found.certs);
-            if store.is_empty() {
-                let why = found
-                    .errors
-                    .first()
-                    .map_or(String::new(), |e| format!(" ({e})"));
-                return Err(format!(
-                    "no CA certificate in the system's store{why}: install ca-certificates, or give the server's CA as sslrootcert=FILE"
-                ));
-            }
+
+        fn verify_tls12_signature(
+            &self,
+            message: &[u8],
+            cert: &CertificateDer<'_>,
+            dss: &DigitallySignedStruct,
+        ) -> Result<HandshakeSignatureValid, rustls::Error> {
+            rustls::crypto::verify_tls12_signature(message, cert, dss, &self.algorithms)
         }
-    }
-    Ok(Arc::new(store))
-}
 
-fn pem_error(e: &rustls::pki_types::pem::Error) -> String {
-    match e {
-        rustls::pki_types::pem::Error::Io(io) => io.to_string(),
-        other => format!("not a PEM file: {other:?}"),
-    }
-}
-
-/// The verifier below verify-full: the server's signature of the
-/// handshake is always checked (it holds the key of the certificate it
-/// sent); the certificate's chain up to `roots` only when there are roots
-/// (verify-ca, or sslrootcert given); its name never. Without roots, TLS
-/// keeps the traffic from being read passively, not from a server in the
-/// middle: libpq's sslmode=require.
-#[derive(Debug)]
-struct NoNameCheck {
-    roots: Option<Arc<RootCertStore>>,
-    algorithms: WebPkiSupportedAlgorithms,
-}
-
-impl ServerCertVerifier for NoNameCheck {
-    fn verify_server_cert(
-        &self,
-        end_entity: &CertificateDer<'_>,
-        intermediates: &[CertificateDer<'_>],
-        _server_name: &ServerName<'_>,
-        _ocsp_response: &[u8],
-        now: UnixTime,
-    ) -> Result<ServerCertVerified, rustls::Error> {
-        if let Some(roots) = &self.roots {
-            let cert = rustls::server::ParsedCertificate::try_from(end_entity)?;
-            rustls::client::verify_server_cert_signed_by_trust_anchor(
-                &cert,
-                roots,
-                intermediates,
-                now,
-                self.algorithms.all,
-            )?;
+        fn verify_tls13_signature(
+            &self,
+            message: &[u8],
+            cert: &CertificateDer<'_>,
+            dss: &DigitallySignedStruct,
+        ) -> Result<HandshakeSignatureValid, rustls::Error> {
+            rustls::crypto::verify_tls13_signature(message, cert, dss, &self.algorithms)
         }
-        Ok(ServerCertVerified::assertion())
-    }
 
-    fn verify_tls12_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        rustls::crypto::verify_tls12_signature(message, cert, dss, &self.algorithms)
-    }
-
-    fn verify_tls13_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        rustls::crypto::verify_tls13_signature(message, cert, dss, &self.algorithms)
-    }
-
-    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
-        self.algorithms.supported_schemes()
+        fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
+            self.algorithms.supported_schemes()
+        }
     }
 }
 
