@@ -545,3 +545,49 @@ fn the_timeline_stays_in_order_across_writers() {
         "the timeline is out of order: {details:#?}"
     );
 }
+
+/// The writer's advisory lock, as `store/postgres/live.rs` takes it.
+const WRITER_LOCK: i64 = 0x6f72_6465_7273_7977;
+
+/// A process killed a moment ago still holds the writer's advisory lock
+/// until the server notices that its session ended. The next process (the
+/// restarted service, `run --once`) waits for the lock a moment rather than
+/// refuse, since the lease says nobody live holds the store. Before, it
+/// was refused with "in use" (seen in CI: `tests/big_files.rs` opening the
+/// store right after killing `run --once`). A live holder is still refused
+/// at once (the tests above).
+#[test]
+fn a_lock_left_by_an_ended_process_is_waited_for() {
+    if !runs_here() {
+        return;
+    }
+    let db = TestDb::create();
+    let w = Work::as_given("");
+    let text = config("a", db.url(), None, SYSTEMS);
+    // The schema, and a lease its holder gave back when it ended.
+    drop(engine(&w, "a", &text));
+    // A session holding the lock as a killed process's does, until the
+    // server notices: here for one second.
+    let mut dying = admin(&db);
+    dying
+        .query_one("SELECT pg_advisory_lock($1)", &[&WRITER_LOCK])
+        .expect("lock");
+    let release = std::thread::spawn(move || {
+        std::thread::sleep(Duration::from_secs(1));
+        drop(dying);
+    });
+    let started = Instant::now();
+    let file = write_config(&w, "b", &config("b", db.url(), None, SYSTEMS));
+    let opened = Engine::open(Config::load(&file).expect("config"));
+    release.join().unwrap();
+    let e = match opened {
+        Ok(e) => e,
+        Err(e) => panic!("refused although no live process held the store: {e}"),
+    };
+    assert!(
+        started.elapsed() >= Duration::from_millis(900),
+        "opened while the lock was still held"
+    );
+    w.drop_json("o.json", &order("o", &[("S", 1)]));
+    assert_eq!(e.drain().expect("drain").applied, 1);
+}

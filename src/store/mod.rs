@@ -37,7 +37,7 @@ use records::Versioned;
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
     /// Another process (the daemon, usually) holds the database.
-    #[error("the state folder {0} is in use by another ordersync process (is the daemon running?)")]
+    #[error("{0} is in use by another ordersync process (is the daemon running?)")]
     Locked(String),
     /// A read command found no database: it never creates one.
     #[error(

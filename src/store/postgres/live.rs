@@ -52,6 +52,11 @@ const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 /// down, every call fails after this (`/healthz` answers 503 in it).
 const POOL_WAIT: Duration = Duration::from_secs(2);
 
+/// How long the writer's advisory lock is waited for at start when the
+/// process that held it has ended (its session outlives it until the
+/// server notices).
+const DEAD_HOLDER_WAIT: Duration = Duration::from_secs(5);
+
 /// How many ids one `event_blocks` value stands for.
 const BLOCK: u64 = 1024;
 
@@ -486,10 +491,27 @@ impl Live {
             *session = Some(client);
             return Ok(());
         }
-        let got: bool = client
-            .query_one("SELECT pg_try_advisory_lock($1)", &[&WRITER_LOCK])
-            .map_err(|e| self.err(e))?
-            .get(0);
+        let try_lock = |client: &mut Client| -> Result<bool, StoreError> {
+            Ok(client
+                .query_one("SELECT pg_try_advisory_lock($1)", &[&WRITER_LOCK])
+                .map_err(|e| self.err(e))?
+                .get(0))
+        };
+        let mut got = try_lock(&mut client)?;
+        if !got && !self.opened.load(std::sync::atomic::Ordering::SeqCst) {
+            // Held by a process that has ended (killed, on this machine) or
+            // by one that never took the lease: its session goes as soon as
+            // the server notices, so the lock is waited for a moment
+            // rather than refused. A live holder is refused at once.
+            let holder = super::lease::holder(&mut client).map_err(|e| self.err(e))?;
+            if holder.is_none_or(|h| !h.live || super::lease::ended(&h.process)) {
+                let until = std::time::Instant::now() + DEAD_HOLDER_WAIT;
+                while !got && std::time::Instant::now() < until {
+                    std::thread::sleep(Duration::from_millis(50));
+                    got = try_lock(&mut client)?;
+                }
+            }
+        }
         let reconnected = self.opened.swap(true, std::sync::atomic::Ordering::SeqCst);
         if !got && !reconnected {
             return Err(StoreError::Locked(format!(

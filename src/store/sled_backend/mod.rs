@@ -266,9 +266,10 @@ fn open_sled(folder: &Path, options: &StoreConfig) -> Result<sled::Db, StoreErro
         .open()
     {
         Ok(db) => Ok(db),
-        Err(sled::Error::Io(e)) if is_lock_error(&e) => {
-            Err(StoreError::Locked(folder.display().to_string()))
-        }
+        Err(sled::Error::Io(e)) if is_lock_error(&e) => Err(StoreError::Locked(format!(
+            "the state folder {}",
+            folder.display()
+        ))),
         Err(sled::Error::Io(e)) => Err(sled::Error::Io(described(folder, &e)).into()),
         Err(e) => Err(e.into()),
     }
