@@ -77,16 +77,8 @@ fn list(problems: &[(String, String)]) -> String {
         .collect()
 }
 
-/// How inbox CSV files are decoded (JSON is always UTF-8).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
-pub enum Encoding {
-    #[serde(rename = "utf-8", alias = "utf8", alias = "UTF-8")]
-    Utf8,
-    #[serde(rename = "windows-1252", alias = "cp1252")]
-    Windows1252,
-    #[serde(rename = "iso-8859-1", alias = "latin1")]
-    Iso88591,
-}
+/// How inbox CSV files are decoded: the CSV reader's (`[inbox] encoding`).
+pub use crate::csvin::Encoding;
 
 /// Export file format of one system.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
@@ -269,7 +261,7 @@ impl PostgresConfig {
     /// The server as messages show it: `postgresql://user@host:port/db`,
     /// never the password.
     pub fn shown(&self) -> String {
-        crate::store::postgres::shown(&self.url)
+        crate::pgurl::shown(&self.url)
     }
 }
 
@@ -360,6 +352,22 @@ pub fn host_name() -> String {
 }
 
 impl SystemConfig {
+    /// Whether an order (its filled-in document) is eligible for this
+    /// system: its include flags, then every filter group (SPEC §7).
+    pub fn eligible(&self, doc: &serde_json::Value) -> bool {
+        // Every order is queued for an HTTP system; the GET request's
+        // include flags and filter groups decide what a client gets (SPEC
+        // §11).
+        if self.transport == Transport::Http {
+            return true;
+        }
+        let f = crate::order::Facts::of(doc);
+        (self.include_not_approved || f.approved)
+            && (self.include_cancelled || !f.cancelled)
+            && (self.include_archived || !f.archived)
+            && self.filter_groups.iter().all(|g| g.matches(doc))
+    }
+
     /// Identifies the settings that decide which orders are eligible (include
     /// flags and filters): when it changes, stored orders are re-evaluated.
     pub fn eligibility_fingerprint(&self) -> String {
@@ -1240,7 +1248,7 @@ fn check_postgres_url(url: &str) -> Result<(), String> {
         ));
     }
     // sslmode and sslrootcert are ordersync's (store/postgres/tls.rs).
-    let (url, _) = crate::store::postgres::tls::split(url)?;
+    let (url, _) = crate::pgurl::split(url)?;
     let e = match url.parse::<postgres::Config>() {
         Ok(_) => return Ok(()),
         Err(e) => e,

@@ -9,8 +9,19 @@
 use std::borrow::Cow;
 use std::collections::HashMap;
 
-use crate::config::Encoding;
 use crate::problem::Problem;
+
+/// How inbox CSV files are decoded (JSON is always UTF-8): `[inbox]
+/// encoding`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Deserialize)]
+pub enum Encoding {
+    #[serde(rename = "utf-8", alias = "utf8", alias = "UTF-8")]
+    Utf8,
+    #[serde(rename = "windows-1252", alias = "cp1252")]
+    Windows1252,
+    #[serde(rename = "iso-8859-1", alias = "latin1")]
+    Iso88591,
+}
 
 /// A decoded CSV file, read in two passes so that memory follows one
 /// row, not the file: [`Table::parse`] reads the header and checks every

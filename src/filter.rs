@@ -7,24 +7,6 @@
 use serde::Deserialize;
 use serde_json::Value;
 
-use crate::config::SystemConfig;
-use crate::order::Facts;
-
-/// Whether an order (its filled-in document) is eligible for `system`: its
-/// include flags, then every filter group (SPEC §7).
-pub fn eligible(system: &SystemConfig, doc: &Value) -> bool {
-    // Every order is queued for an HTTP system; the GET request's include
-    // flags and filter groups decide what a client gets (SPEC §11).
-    if system.transport == crate::config::Transport::Http {
-        return true;
-    }
-    let f = Facts::of(doc);
-    (system.include_not_approved || f.approved)
-        && (system.include_cancelled || !f.cancelled)
-        && (system.include_archived || !f.archived)
-        && system.filter_groups.iter().all(|g| g.matches(doc))
-}
-
 /// A filter group as written in the config. Unknown keys are reported by
 /// the config's reading (`serde_ignored`), with every other mistake.
 #[derive(Debug, Deserialize)]

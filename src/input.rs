@@ -4,7 +4,7 @@
 
 use serde_json::Value;
 
-use crate::config::Encoding;
+use crate::csvin::Encoding;
 use crate::csvin::{self, AckRow, CsvKind, StockRow, Table};
 
 /// The rows of a CSV file, read one at a time (see [`RowStream::each`]).

@@ -21,6 +21,7 @@ pub mod input;
 pub mod logging;
 pub mod metrics;
 pub mod order;
+pub mod pgurl;
 pub mod problem;
 pub mod store;
 pub mod validate;

@@ -12,12 +12,20 @@ use uuid::Uuid;
 
 use crate::problem::{Problem, describe};
 
+/// SHA-256 of an order as sent, in serde_json's canonical form (object keys
+/// sorted): equal content, equal hash.
+pub fn sent_hash(sent: &Value) -> [u8; 32] {
+    use sha2::{Digest, Sha256};
+    // Serialising a Value to a Vec cannot fail.
+    Sha256::digest(serde_json::to_vec(sent).unwrap_or_default()).into()
+}
+
 /// A validated order, ready to be applied to the store.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Order {
     pub id: Uuid,
     pub external_id: String,
-    /// SHA-256 of the object exactly as sent (`store::sent_hash`): updates
+    /// SHA-256 of the object exactly as sent ([`sent_hash`]): updates
     /// and duplicates are decided on it.
     pub sent_hash: [u8; 32],
     /// The object with every default filled in (id, status, line numbers…).
@@ -282,7 +290,7 @@ pub fn validate(
     Some(Order {
         id,
         external_id,
-        sent_hash: crate::store::sent_hash(value),
+        sent_hash: sent_hash(value),
         doc,
     })
 }
@@ -741,7 +749,7 @@ mod tests {
         assert_eq!(o.doc["line_items"][1]["line_number"], 2);
         assert_eq!(o.doc["line_items"][0]["requires_shipping"], true);
         assert_eq!(o.doc["x_custom"], json!({"kept": [1, 2]}));
-        assert_eq!(o.sent_hash, crate::store::sent_hash(&sample()));
+        assert_eq!(o.sent_hash, sent_hash(&sample()));
         let f = Facts::of(&o.doc);
         assert!(f.reserves());
         assert_eq!(f.shipped_lines, vec![("A".to_string(), 2)]);
@@ -903,7 +911,7 @@ mod tests {
         assert!(!line.contains_key("description") && !line.contains_key("unit_price"));
         assert_eq!(doc["x_custom"], Value::Null);
         // The order as sent is what duplicates are decided on: unchanged.
-        assert_eq!(v.sent_hash, crate::store::sent_hash(&o));
+        assert_eq!(v.sent_hash, sent_hash(&o));
     }
 
     /// Issue 15: a negative unit_price printed f64::MAX in 309 digits.

@@ -7,7 +7,6 @@ mod common;
 use std::path::Path;
 
 use ordersync::config::Config;
-use ordersync::filter::eligible;
 use proptest::prelude::*;
 use serde_json::{Value, json};
 
@@ -203,7 +202,7 @@ proptest! {
         o in doc(),
     ) {
         let c = config(&groups);
-        prop_assert_eq!(eligible(&c.systems[0], &o), oracle(&groups, &o), "{:?}", groups);
+        prop_assert_eq!(c.systems[0].eligible(&o), oracle(&groups, &o), "{:?}", groups);
     }
 
     #[test]
@@ -212,6 +211,6 @@ proptest! {
         negated.not = !f.not;
         let plain = config(&[(false, vec![f])]);
         let neg = config(&[(false, vec![negated])]);
-        prop_assert_ne!(eligible(&plain.systems[0], &o), eligible(&neg.systems[0], &o));
+        prop_assert_ne!(plain.systems[0].eligible(&o), neg.systems[0].eligible(&o));
     }
 }

@@ -3,7 +3,7 @@
 //! json export's order (the stored document with its `revision`).
 //!
 //! Which orders: every stored order is queued (`pending`) for an HTTP system
-//! (see [`crate::filter::eligible`]); for a file system, those its config
+//! (see [`crate::config::SystemConfig::eligible`]); for a file system, those its config
 //! makes eligible. The candidates are that system's `pending` and `written`
 //! orders, plus, with `not_exported_since`, those it acked at or after that
 //! time ([`Store::export_candidates`]; a backend may leave out, with an

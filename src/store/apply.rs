@@ -24,7 +24,6 @@ use super::{
 };
 use crate::config::SystemConfig;
 use crate::csvin::{AckRow, StockRow};
-use crate::filter::eligible;
 use crate::input::{CsvRow, Input};
 use crate::order::{Facts, Order};
 use crate::problem::Problem;
@@ -1196,7 +1195,7 @@ impl<'t> Writer<'t> {
         self.index_external(&rec.external_id, rec.id)?;
         self.bump(keys::order_count(), 1)?;
         for system in self.ctx.systems {
-            if eligible(system, &rec.doc) {
+            if system.eligible(&rec.doc) {
                 // A new order has no export record to read (orders are
                 // never removed, nor their export records left behind).
                 self.queue(&system.id, rec.id, rec.created(), rec.revision, None)?;
@@ -1234,7 +1233,7 @@ impl<'t> Writer<'t> {
             let state = self.export_state(&system.id, rec.id)?.map(|s| s.state);
             // Every system that had it written or acked gets it again; one
             // that has it pending gets the new revision when eligible still.
-            match (state, eligible(system, &rec.doc)) {
+            match (state, system.eligible(&rec.doc)) {
                 (Some(ExportState::Written | ExportState::Acked), _) | (_, true) => {
                     self.make_pending(&system.id, rec.id, rec.created(), rec.revision)?
                 }
@@ -1482,7 +1481,7 @@ impl<'t> Writer<'t> {
         for other in self.ctx.systems {
             if let Some(st) = self.export_state(&other.id, rec.id)?
                 && st.state == ExportState::Pending
-                && !eligible(other, &rec.doc)
+                && !other.eligible(&rec.doc)
             {
                 self.drop_pending(&other.id, rec.id)?;
             }

@@ -320,7 +320,7 @@ impl Store {
         for rec in self.orders() {
             let rec = rec?;
             let state = self.export_state(&system.id, rec.id)?;
-            let fits = crate::filter::eligible(system, &rec.doc);
+            let fits = system.eligible(&rec.doc);
             match state {
                 None if fits => queue.push(rec.id),
                 Some(s) if s.state == ExportState::Pending && !fits => drop.push(rec.id),

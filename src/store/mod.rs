@@ -25,9 +25,10 @@ use crate::config::StoreConfig;
 use serde::de::DeserializeOwned;
 use uuid::Uuid;
 
+pub use crate::order::sent_hash;
 pub use apply::{Applied, ApplyError, CHUNK, Context, Group, ROW_CHUNK, SMALL_FILE, Summary};
 pub use batch::{Batch, Content};
-pub use records::{Event, ExportDoc, ExportRecord, ExportState, OrderHead, OrderRecord, sent_hash};
+pub use records::{Event, ExportDoc, ExportRecord, ExportState, OrderHead, OrderRecord};
 
 use backend::{Backend, Seek};
 use keys::Key;

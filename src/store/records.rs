@@ -120,14 +120,6 @@ fn split(bytes: &[u8]) -> Option<Result<Split<'_>, String>> {
     })())
 }
 
-/// SHA-256 of an order as sent, in serde_json's canonical form (object keys
-/// sorted): equal content, equal hash.
-pub fn sent_hash(sent: &Value) -> [u8; 32] {
-    use sha2::{Digest, Sha256};
-    // Serialising a Value to a Vec cannot fail.
-    Sha256::digest(serde_json::to_vec(sent).unwrap_or_default()).into()
-}
-
 /// The first format, still read.
 #[derive(Deserialize)]
 struct OrderRecordV1 {
@@ -220,7 +212,7 @@ impl OrderRecord {
             id: v1.id,
             external_id: v1.external_id,
             revision: v1.revision,
-            sent_hash: sent_hash(&v1.sent),
+            sent_hash: crate::order::sent_hash(&v1.sent),
             doc: v1.doc,
             regulated: v1.regulated,
         })

@@ -76,58 +76,7 @@ pub enum PgError {
     Missing(String),
 }
 
-/// Where a URL points, for messages: every host with its port, the
-/// database and `target_session_attrs` when given, without the user's
-/// password (`postgresql://os@db1:5432,db2:5433/orders?target_session_attrs=read-write`).
-/// A Unix socket's folder goes in the query, with its port. A URL with an
-/// `@` in its password not written `%40` is not shown (the config refuses
-/// it).
-pub fn shown(url: &str) -> String {
-    let Ok((rest, settings)) = tls::split(url) else {
-        return "(an unreadable PostgreSQL URL)".into();
-    };
-    let Ok(c) = rest.parse::<postgres::Config>() else {
-        return "(an unreadable PostgreSQL URL)".into();
-    };
-    let ports = c.get_ports();
-    // One port for every host, or one per host (postgres's rule).
-    let port_of = |i: usize| ports.get(i).or(ports.first().filter(|_| ports.len() == 1));
-    // A unix socket's folder goes in the query, as libpq writes it
-    // (`postgresql://u@/db?host=/run/postgresql&port=5433`): in the
-    // authority it read `postgresql://u@/run/postgresql:5433/db`.
-    let (mut tcp, mut query) = (Vec::new(), Vec::new());
-    for (i, h) in c.get_hosts().iter().enumerate() {
-        match h {
-            postgres::config::Host::Tcp(h) => {
-                let h = if h.contains(':') {
-                    format!("[{h}]")
-                } else {
-                    h.clone()
-                };
-                tcp.push(match port_of(i) {
-                    Some(p) => format!("{h}:{p}"),
-                    None => h,
-                });
-            }
-            postgres::config::Host::Unix(p) => {
-                query.push(format!("host={}", p.display()));
-                if let Some(p) = port_of(i) {
-                    query.push(format!("port={p}"));
-                }
-            }
-        }
-    }
-    if let Some(a) = settings.session {
-        query.push(format!("target_session_attrs={}", tls::session_name(a)));
-    }
-    let db = c.get_dbname().unwrap_or("");
-    let user = c.get_user().map_or(String::new(), |u| format!("{u}@"));
-    let query = match query.is_empty() {
-        true => String::new(),
-        false => format!("?{}", query.join("&")),
-    };
-    format!("postgresql://{user}{}/{db}{query}", tcp.join(","))
-}
+pub use crate::pgurl::shown;
 
 /// An open connection to the store's database.
 pub struct Postgres {
