@@ -444,7 +444,29 @@ impl Engine {
         }
         self.store.flush()?;
         let mut days = Vec::new();
+        // A node of a pair moves inbox files only while it surely still
+        // leads (as it writes export files): one frozen after its commit
+        // and woken after another took over leaves them to that one, which
+        // finds them applied.
+        // `None`: to be asked; `Some(None)`: no end (sled).
+        let mut deadline: Option<Option<Instant>> = None;
+        let mut fenced = false;
         for (i, staged) in to_archive {
+            if fenced {
+                results[i] = Ok(Outcome::NotReady);
+                continue;
+            }
+            let passed = |d: &Option<Instant>| d.is_some_and(|d| Instant::now() >= d);
+            if deadline.as_ref().is_none_or(passed) {
+                match self.store.lease_deadline() {
+                    Ok(d) => deadline = Some(d),
+                    Err(e) => {
+                        fenced = true;
+                        results[i] = Err(e.into());
+                        continue;
+                    }
+                }
+            }
             let day = staged.now.date_naive();
             if !days.iter().any(|(d, _)| *d == day) {
                 days.push((day, staged.now));

@@ -214,8 +214,8 @@ impl Store {
     /// (`None`) on sled, where the store's lock is held for the process's
     /// life; on PostgreSQL only while its writer's lease holds
     /// ([`StoreError::Fenced`] when it does not). The database fences the
-    /// store's own writes; this is for the export files, which it cannot
-    /// fence.
+    /// store's own writes; this is for the export files and the inbox
+    /// files' moves, which it cannot fence.
     pub fn lease_deadline(&self) -> Result<Option<std::time::Instant>, StoreError> {
         match &self.db {
             Engine::Postgres(pg) => pg.lease_deadline(),
