@@ -1631,7 +1631,7 @@ mod tests {
     /// The keys CONTRACT.md section 2 documents: the first cell of each
     /// table row, under its `### [section]` heading.
     fn documented_keys() -> std::collections::BTreeSet<String> {
-        let contract = include_str!("../docs/CONTRACT.md");
+        let contract = include_str!("../../docs/CONTRACT.md");
         let section2 = contract
             .split("\n## 2. ")
             .nth(1)
