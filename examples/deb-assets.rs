@@ -1,7 +1,7 @@
 //! Writes the man pages and shell completions the Debian package ships,
 //! generated from the real command line definition (`ordersync::cli::Cli`)
 //! and, for the config file's page (`ordersync.toml(5)`), from the key
-//! tables of `docs/CONTRACT.md` section 2 (which a test of `config.rs`
+//! tables of `docs/CONTRACT.md` section 2 (which a test of `config/mod.rs`
 //! keeps equal to the keys the config accepts). They are kept in the
 //! repository, in `contrib/man/` and `contrib/completions/`:
 //!

@@ -137,7 +137,7 @@ fn the_pages_and_completions_in_the_repository_are_current() {
 }
 
 /// The config's page names every key CONTRACT.md section 2 documents
-/// (which `config.rs`'s tests keep equal to the keys the config accepts),
+/// (which `config`'s tests keep equal to the keys the config accepts),
 /// PostgreSQL's and `[cluster]`'s included.
 #[test]
 fn the_config_page_names_every_key() {
