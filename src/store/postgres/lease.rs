@@ -76,9 +76,6 @@ pub struct Fence {
     clock: Mutex<Option<(Instant, DateTime<Utc>)>>,
     /// The skew to this machine's clock was reported.
     skew_told: AtomicBool,
-    /// When (by this process's monotonic clock) a renewal that is now
-    /// durable was asked for: the lease holds at least a lease from then.
-    renewed: Mutex<Option<Instant>>,
 }
 
 /// Who holds the lease.
@@ -106,28 +103,7 @@ impl Fence {
             epoch: AtomicI64::new(0),
             clock: Mutex::new(None),
             skew_told: AtomicBool::new(false),
-            renewed: Mutex::new(None),
         }
-    }
-
-    /// Records that a renewal (or take) asked for at `asked` is durable.
-    pub fn renewed(&self, asked: Instant) {
-        let mut r = self.renewed.lock().unwrap_or_else(|e| e.into_inner());
-        if r.is_none_or(|t| t < asked) {
-            *r = Some(asked);
-        }
-    }
-
-    /// Until when this process surely holds the lease by a renewal already
-    /// made (half a lease after it was asked for, the margin every writer
-    /// keeps), if that is at least a quarter of a lease away; `None`: a
-    /// renewal is needed first (or the lease is not held).
-    pub fn surely_held(&self) -> Option<Instant> {
-        if self.epoch() == 0 {
-            return None;
-        }
-        let until = (*self.renewed.lock().unwrap_or_else(|e| e.into_inner()))? + self.lease / 2;
-        (until >= Instant::now() + self.lease / 4).then_some(until)
     }
 
     /// The epoch this process holds the lease under; 0 when it does not.

@@ -400,19 +400,16 @@ impl Live {
     }
 
     /// Until when this process may write or move a file: half its lease
-    /// after it asked for a renewal that succeeded (the lease then holds at
-    /// least that long) — the last one, a commit's included, while a
-    /// quarter of a lease of that is left, else one asked for now — or
-    /// [`StoreError::Fenced`]. For what the database cannot fence: a file
-    /// about to be written, an inbox file about to be archived.
+    /// after it asked to renew it, if the renewal succeeded (the lease then
+    /// holds at least that long), else [`StoreError::Fenced`]. For what the
+    /// database cannot fence: a file about to be written, an inbox file
+    /// about to be archived. Always asked of the server, never taken from
+    /// a renewal made earlier: the server's clock decides, and it may have
+    /// moved on (or the lease been cut short) since.
     pub fn lease_deadline(&self) -> Result<Option<std::time::Instant>, StoreError> {
         let fence = &self.fence;
         if fence.epoch() == 0 {
             return Err(self.fenced());
-        }
-        // A commit or renewal made lately already says so.
-        if let Some(until) = fence.surely_held() {
-            return Ok(Some(until));
         }
         let asked = std::time::Instant::now();
         if self.renew_lease()? {
@@ -609,7 +606,6 @@ impl Live {
     /// process holds it).
     pub fn take_lease(&self, node: &str) -> Result<Option<i64>, StoreError> {
         let fence = &self.fence;
-        let asked = std::time::Instant::now();
         let taken = self.on_session(|c| {
             let dead = super::lease::holder(c)?
                 .filter(|h| h.live && super::lease::ended(&h.process))
@@ -617,7 +613,6 @@ impl Live {
             fence.take(c, node, dead.as_deref())
         })?;
         if taken.is_some() {
-            fence.renewed(asked);
             // Timeline ids from a block taken from now on: every block
             // comes after those any other process had (`event_blocks`), so
             // an order's timeline stays in order across writers.
@@ -629,12 +624,7 @@ impl Live {
     /// Renews this process's lease: false when it no longer holds it
     /// (another took it after it expired).
     pub fn renew_lease(&self) -> Result<bool, StoreError> {
-        let asked = std::time::Instant::now();
-        let held = self.on_session(|c| self.fence.holds(c))?;
-        if held {
-            self.fence.renewed(asked);
-        }
-        Ok(held)
+        self.on_session(|c| self.fence.holds(c))
     }
 
     /// Holds the lease no more: every write is refused from now on; with
@@ -791,10 +781,7 @@ fn keep(
             client = c;
         }
         match fence.holds(&mut client) {
-            Ok(true) => {
-                renewed = asked;
-                fence.renewed(asked);
-            }
+            Ok(true) => renewed = asked,
             Ok(false) => {
                 tracing::error!(
                     "the writer's lease was taken by another process: nothing more is written"
@@ -1023,14 +1010,11 @@ impl Backend for Live {
         } = &mut *conn;
         let mut tx = client.transaction().map_err(|e| self.err(e))?;
         super::write::write(&mut tx, prepared, &changes)?.map_err(|e| self.err(e))?;
-        let asked = std::time::Instant::now();
         if !self.fence.holds(&mut tx).map_err(|e| self.err(e))? {
             // Rolled back when `tx` is dropped: nothing of it is written.
             return Err(self.fenced());
         }
         tx.commit().map_err(|e| self.err(e))?;
-        // The commit renewed the lease too.
-        self.fence.renewed(asked);
         tracing::trace!(
             changes = changes.len(),
             secs = start.elapsed().as_secs_f64(),
