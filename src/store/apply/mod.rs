@@ -7,7 +7,31 @@
 //! the store in one atomic batch, so a file applied before a crash, or
 //! re-sent, is recognised and never applied twice. Files of a group
 //! ([`Group`]) are staged one over the other and applied as one batch.
+//!
+//! Where each part lives (each file's head says what it guarantees, and
+//! what to know before changing it):
+//!
+//! - `mod.rs` (here): what an apply is given and returns ([`Context`],
+//!   [`Applied`], [`Summary`], [`ApplyError`]), the files of a group staged
+//!   together ([`Group`]), [`Store::apply`], which hands each item of a
+//!   file to its rule, and the bounds of a big file's chunks.
+//! - `tx.rs`: staging. [`Tx`] (writes held in memory over the store, or a
+//!   dry run), [`Writer`] (one file's writes and problems) with its typed
+//!   helpers, and how a write stops (`TxError`).
+//! - `files.rs`: files and dedupe. The applied-file record (each file
+//!   once), a big file checked whole then applied in chunks with a
+//!   progress record, and a streamed item's way to its rule.
+//! - `orders.rs`: orders and revisions. New, update, duplicate, stale,
+//!   archived; references that never name two orders; an order's export
+//!   state per system with its index entry and count.
+//! - `stock.rs`: stock and reservations. Per-SKU totals within
+//!   ±[`MAX_TOTAL`], an order's reservation, stock rows.
+//! - `acks.rs`: acknowledgements and regulation. An ack row checked, the
+//!   order marked acked, a note kept once, inventory regulated once.
+//!
+//! [`MAX_TOTAL`]: stock::MAX_TOTAL
 
+mod acks;
 mod files;
 mod orders;
 mod stock;
@@ -19,19 +43,15 @@ use std::cell::RefCell;
 use std::collections::HashSet;
 use std::sync::MutexGuard;
 
-use uuid::Uuid;
-
-use super::backend::Value;
 use super::keys::{self, Key};
-use super::{ExportRecord, ExportState, Store, StoreError};
+use super::{Store, StoreError};
 use crate::config::SystemConfig;
-use crate::csvin::AckRow;
 use crate::input::Input;
 use crate::problem::Problem;
 
+pub(super) use acks::Strictness;
 pub(super) use files::{Item, Progress};
 use files::{applied_file, chunk_of};
-use stock::{MAX_TOTAL, add_total};
 use tx::{Fetched, Staging, TxResult, finish};
 pub(super) use tx::{Tx, Writer, rejected};
 
@@ -273,288 +293,3 @@ const WRITES: usize = 16_384;
 /// Files up to this size are staged whole into their group, without a
 /// separate check (their whole write set is small).
 pub const SMALL_FILE: usize = 1 << 20;
-
-/// Whether a refused regulation fails the file (an ack row) or is only
-/// noted in the timeline (auto-ack, where no one could fix the file).
-#[derive(Clone, Copy, PartialEq, Eq)]
-pub(super) enum Strictness {
-    FailFile,
-    NoteOnly,
-}
-
-impl Writer<'_> {
-    // ---- acknowledgements ----------------------------------------------------
-
-    pub(super) fn ack_row(&mut self, row: &AckRow) -> TxResult<()> {
-        // The row's own rules (a CSV row was checked when read; an HTTP
-        // entry is checked here): one place for both paths.
-        if let Err(p) = row.check() {
-            self.problems.push(p);
-            return Ok(());
-        }
-        let at = format!("line {}", row.line);
-        if let Some(only) = self.ctx.only_system {
-            let foreign = crate::validate::foreign_acks(std::slice::from_ref(row), only);
-            if !foreign.is_empty() {
-                self.problems.extend(foreign);
-                return Ok(());
-            }
-        }
-        let system = self.ctx.systems.iter().find(|s| s.id == row.system_id);
-        if system.is_none() {
-            let known: Vec<&str> = self.ctx.systems.iter().map(|s| s.id.as_str()).collect();
-            self.problem(
-                &at,
-                format!(
-                    "unknown system {:?} (configured: {})",
-                    row.system_id,
-                    if known.is_empty() {
-                        "none".into()
-                    } else {
-                        known.join(", ")
-                    }
-                ),
-            );
-        }
-        let order = self.find_order_id(&row.order_id)?;
-        if order.is_none() {
-            self.problem(&at, format!("unknown order {:?}", row.order_id));
-        }
-        let (Some(system), Some(order)) = (system, order) else {
-            return Ok(());
-        };
-        self.ack(
-            &at,
-            order,
-            &system.id,
-            row.regulate,
-            row.note.as_deref(),
-            Strictness::FailFile,
-        )?;
-        self.summary.acks += 1;
-        Ok(())
-    }
-
-    /// Marks the order acked by `system` and, when asked and not done
-    /// before, regulates inventory. The order's head is read only to
-    /// regulate, its document only when it does: an acknowledgement that
-    /// changes nothing reads two small keys.
-    pub(super) fn ack(
-        &mut self,
-        at: &str,
-        id: Uuid,
-        system: &str,
-        regulate: bool,
-        note: Option<&str>,
-        strictness: Strictness,
-    ) -> TxResult<()> {
-        let old = self.export_state(system, id)?;
-        // Acked already (a re-sent acknowledgement): the first ack's time
-        // stays and nothing is written, unless the row brings a note or
-        // something left to do (regulating).
-        let again = old.as_ref().is_some_and(|o| o.state == ExportState::Acked);
-        if !again {
-            let new = ExportRecord {
-                state: ExportState::Acked,
-                sort: self.ctx.now,
-                file: old.as_ref().and_then(|o| o.file.clone()),
-                written_at: old.as_ref().and_then(|o| o.written_at),
-                acked_at: Some(self.ctx.now),
-                revision: old.as_ref().and_then(|o| o.revision),
-            };
-            self.set_state(system, id, old.as_ref(), &new)?;
-        }
-        // A note this system already acked the order with adds nothing:
-        // repeated calls do not grow the store (a note is kept once per
-        // order, system and text). Auto-ack's fixed note comes once per
-        // export, with a state change: nothing to remember.
-        let new_note = match note {
-            None => None,
-            Some(n) if strictness == Strictness::NoteOnly => Some(n),
-            Some(n) => {
-                let key = keys::note(id, system, n);
-                if self.tx.get(&key)?.is_some() {
-                    None
-                } else {
-                    self.tx.insert(key, Value::default());
-                    Some(n)
-                }
-            }
-        };
-        if !again || new_note.is_some() {
-            let again = if again { "again " } else { "" };
-            let mut detail = format!("{again}by {system} ({})", self.source);
-            if let Some(note) = note {
-                detail.push_str(&format!(": {note}"));
-            }
-            self.event(id, "acked", detail)?;
-        }
-        if !regulate {
-            return Ok(());
-        }
-        let Some(rec) = self.order_head(id)? else {
-            return Ok(());
-        };
-        if rec.regulated {
-            if again {
-                return Ok(());
-            }
-            return self.event(rec.id, "regulate skipped", "already regulated".into());
-        }
-        let facts = &rec.facts;
-        let mut refusal = None;
-        if facts.cancelled {
-            refusal = Some(format!(
-                "order {} is cancelled: it cannot regulate inventory",
-                rec.id
-            ));
-        }
-        // Lines of the same SKU are added up first, checked.
-        let per_sku = facts.per_sku().unwrap_or_else(|sku| {
-            refusal.get_or_insert(format!(
-                "regulating order {}: the quantities of {sku:?} add up beyond i64",
-                rec.id
-            ));
-            Vec::new()
-        });
-        let mut changes = Vec::with_capacity(per_sku.len());
-        for (sku, qty) in &per_sku {
-            let key = keys::stock(sku);
-            let before = self.get_int(&key)?;
-            let Some(after) = qty.checked_neg().and_then(|d| add_total(before, d)) else {
-                refusal.get_or_insert(format!(
-                    "regulating order {} would take {sku:?} from {before} in stock below -{MAX_TOTAL}",
-                    rec.id
-                ));
-                continue;
-            };
-            if after < 0 && !self.ctx.allow_negative && refusal.is_none() {
-                refusal = Some(format!(
-                    "regulating order {} would take {sku:?} from {before} to {after} in stock (allow_negative = false)",
-                    rec.id
-                ));
-            }
-            changes.push((key, after));
-        }
-        if let Some(why) = refusal {
-            return match strictness {
-                Strictness::FailFile => {
-                    self.problem(at, why);
-                    Ok(())
-                }
-                Strictness::NoteOnly => self.event(rec.id, "not regulated", why),
-            };
-        }
-        for (key, after) in changes {
-            self.put_int(key, after)?;
-        }
-        self.release(facts)?;
-        let Some(mut rec) = self.order_rec(rec.id)? else {
-            return Ok(());
-        };
-        rec.regulated = true;
-        if let Some(doc) = rec.doc.as_object_mut() {
-            doc.insert("archived".into(), true.into());
-        }
-        self.put_order(&rec)?;
-        let moved: Vec<String> = facts
-            .shipped_lines
-            .iter()
-            .map(|(sku, qty)| format!("{sku} -{qty}"))
-            .collect();
-        self.event(
-            rec.id,
-            "regulated",
-            format!("in_stock {}", moved.join(", ")),
-        )?;
-        self.event(rec.id, "archived", format!("by {system}'s acknowledgement"))?;
-        // Archived now: systems that do not take archived orders and have not
-        // been sent it yet no longer get it.
-        for other in self.ctx.systems {
-            if let Some(st) = self.export_state(&other.id, rec.id)?
-                && st.state == ExportState::Pending
-                && !other.eligible(&rec.doc)
-            {
-                self.drop_pending(&other.id, rec.id)?;
-            }
-        }
-        self.summary.regulated += 1;
-        Ok(())
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::test_support::{Fixture, order_input};
-    use super::*;
-    use crate::order;
-
-    /// Issue 15: the same note by the same system, acked again and again,
-    /// grew the timeline by a copy each time; a row's own rules (note
-    /// length, order_id a reference) hold for rows the store is given
-    /// directly, as over HTTP.
-    #[test]
-    fn a_repeated_note_adds_nothing_and_rows_are_checked_in_the_store() {
-        let f = Fixture::new();
-        assert!(f.apply("o.json", &order_input(&[("A", 1)])).is_ok());
-        let ctx = Context {
-            now: 6,
-            systems: &f.config.systems,
-            allow_negative: true,
-            only_system: None,
-        };
-        let row = |note: &str| AckRow {
-            line: 1,
-            order_id: "o-1".into(),
-            system_id: "erp".into(),
-            regulate: false,
-            note: Some(note.into()),
-        };
-        for note in ["picked", "picked", "packed", "picked", "packed"] {
-            f.store
-                .mark_exported(&[row(note)], &[], "HTTP", &ctx)
-                .unwrap();
-        }
-        let id = order::id_for_external_id("o-1");
-        let notes: Vec<String> = f
-            .store
-            .timeline(id)
-            .unwrap()
-            .into_iter()
-            .filter(|e| e.event == "acked")
-            .map(|e| e.detail)
-            .collect();
-        assert_eq!(
-            notes,
-            ["by erp (HTTP): picked", "again by erp (HTTP): packed"]
-        );
-        let before = f.store.dump().unwrap();
-        f.store
-            .mark_exported(&[row("picked")], &[], "HTTP", &ctx)
-            .unwrap();
-        assert_eq!(f.store.dump().unwrap(), before, "a repeat wrote something");
-
-        let mut bad = row(&"x".repeat(crate::csvin::MAX_NOTE_CHARS + 1));
-        let mut spaced = row("fine");
-        spaced.line = 2;
-        spaced.order_id = " o-1".into();
-        bad.line = 3;
-        match f
-            .store
-            .mark_exported(&[row("ok"), spaced, bad], &[], "HTTP", &ctx)
-        {
-            Err(ApplyError::Rejected(p)) => {
-                let text: Vec<String> = p.iter().map(Problem::to_string).collect();
-                assert_eq!(
-                    text,
-                    [
-                        "line 2: order_id: begins or ends with white space (\" o-1\"); not allowed in a reference",
-                        "line 3: note: 1001 characters; at most 1000 are kept per note",
-                    ]
-                );
-            }
-            other => panic!("not rejected: {other:?}"),
-        }
-        assert_eq!(f.store.dump().unwrap(), before);
-    }
-}
