@@ -98,6 +98,9 @@ pub(in crate::store) struct Writer<'t> {
 /// only what later checks read is kept (orders' heads, external ids,
 /// reservations and stock); the rest (documents, export state, timeline)
 /// is dropped, so memory stays small.
+///
+/// [`Store::write`]: crate::store::Store::write
+/// [`Group`]: super::Group
 pub(in crate::store) struct Tx<'t> {
     db: &'t dyn Backend,
     src: Source<'t>,
