@@ -6,7 +6,8 @@
 //! ([`Applied::AlreadyApplied`]). A small file is staged whole into its
 //! group ([`Store::apply`]). A big one ([`chunk_of`]: over [`SMALL_FILE`])
 //! is checked whole in a dry run first, then applied in chunks, each
-//! batch at most [`WRITES`] writes and followed by a flush, with a
+//! batch at most [`WRITES`] writes (on sled [`SLED_BATCH_WRITES`]), a
+//! flush after every [`WRITES`] and at each chunk's end, with a
 //! progress record (key `g`, [`Progress`]) that says where to resume after
 //! a crash or a stop; its last batch records the file and removes the
 //! progress. Memory follows a chunk, never the file. Also here: how an
@@ -24,7 +25,9 @@ use super::super::keys;
 use super::super::records::AppliedFile;
 use super::super::{Store, StoreError};
 use super::tx::{Abort, Fetched, Tx, TxError, TxResult, Writer, abort, finish};
-use super::{Applied, ApplyError, CHUNK, Context, ROW_CHUNK, SMALL_FILE, Summary, WRITES};
+use super::{
+    Applied, ApplyError, CHUNK, Context, ROW_CHUNK, SLED_BATCH_WRITES, SMALL_FILE, Summary, WRITES,
+};
 use crate::input::{CsvRow, Input};
 use crate::problem::Problem;
 
@@ -158,14 +161,23 @@ impl Store {
         let mut chunk: Vec<Item> = Vec::with_capacity(chunk_size);
         let mut seen: u64 = 0;
         let mut pace = Pace::new(name);
-        // Applies `chunk` in batches of at most WRITES writes each (the
-        // pages a batch dirties stay in memory until the flush that follows
-        // it); `last`: the file's last chunk, whose last batch records the
-        // file as applied.
+        // Applies `chunk` in atomic batches of at most `batch` writes each,
+        // flushing after every WRITES writes and at the chunk's end; `last`:
+        // the file's last chunk, whose last batch records the file as
+        // applied (the caller's flush makes it durable). Each batch records
+        // the progress with its writes and the store keeps batches in
+        // order, so a crash before a flush only has rows redone from the
+        // last progress kept, as a crash before any batch's flush did.
+        let batch = if self.postgres().is_some() {
+            WRITES
+        } else {
+            SLED_BATCH_WRITES
+        };
         let mut run = |chunk: &mut Vec<Item>,
                        last: bool,
                        summary: &mut Summary|
          -> Result<(), ApplyError> {
+            let mut unflushed = 0;
             loop {
                 let (s, k, end, wrote) = self.write(|tx| {
                     super::super::reads::items(tx, chunk.iter(), ctx)?;
@@ -174,7 +186,7 @@ impl Store {
                     for item in chunk.iter() {
                         w.item(item)?;
                         k += 1;
-                        if w.tx.writes() >= WRITES {
+                        if w.tx.writes() >= batch {
                             break;
                         }
                     }
@@ -191,11 +203,11 @@ impl Store {
                     // Rows that changed nothing (a re-sent ack file) need
                     // no progress record: after a crash they are redone,
                     // again changing nothing.
-                    let wrote = w.tx.writes() > 0;
+                    let wrote = w.tx.writes();
                     if end {
                         w.put(file_key.clone(), &applied_file(input, ctx))?;
                         tx.remove(progress_key.clone());
-                    } else if wrote {
+                    } else if wrote > 0 {
                         w.put(
                             progress_key.clone(),
                             &Progress {
@@ -212,8 +224,10 @@ impl Store {
                     // The caller's flush (the group's) makes it durable.
                     return Ok(());
                 }
-                if wrote {
+                unflushed += wrote;
+                if unflushed > 0 && (unflushed >= WRITES || chunk.is_empty()) {
                     self.flush()?;
+                    unflushed = 0;
                 }
                 self.chunk_done();
                 if chunk.is_empty() {

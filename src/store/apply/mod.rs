@@ -281,14 +281,29 @@ impl Store {
 pub const CHUNK: usize = 1_000;
 
 /// How many CSV rows (acknowledgements, stock) of a big file are taken at a
-/// time: a row writes far less than an order (a repeated ack nothing).
-pub const ROW_CHUNK: usize = 50_000;
+/// time: a row writes far less than an order (a repeated ack nothing). The
+/// rows of a chunk are held parsed while it is applied (50,000 of them
+/// were about 9 MiB of a 1M-row ack file's peak), and the batches that
+/// apply them are bounded by their writes ([`WRITES`]), not by this.
+pub const ROW_CHUNK: usize = 10_000;
 
-/// The most writes (keys inserted or removed) a batch of a big file stages
-/// before it is applied and the store is flushed: the staged writes, and
-/// the pages sled dirties applying them, stay in memory until then, so this
-/// bounds the memory a big file takes, whatever is in it.
+/// The most writes (keys inserted or removed) a big file applies between
+/// two flushes of the store; on PostgreSQL also the most one transaction
+/// of it holds.
 const WRITES: usize = 16_384;
+
+/// On sled, the most writes one atomic batch of a big file applies. sled
+/// holds every tree node a batch reads in, copies (one copy per key
+/// written) or evicts until the batch ends (one epoch guard for the whole
+/// batch), so this bounds the memory a big file takes, whatever is in it.
+/// A 1M-row ack file over 100,000 orders (a row that changes something
+/// writes four keys or more, each in another node) peaked at 299-309 MiB
+/// with batches of 16,384 writes and chunks of 50,000 rows, 266-268 MiB
+/// with 4,096 and 10,000, and 257-270 MiB with 1,024 and 10,000, on a
+/// shared machine. PostgreSQL keeps nothing of a transaction in this
+/// process: there a batch is [`WRITES`], one transaction, as many as
+/// before.
+const SLED_BATCH_WRITES: usize = 1_024;
 
 /// Files up to this size are staged whole into their group, without a
 /// separate check (their whole write set is small).
