@@ -6,7 +6,8 @@
 //! ([`Applied::AlreadyApplied`]). A small file is staged whole into its
 //! group ([`Store::apply`]). A big one ([`chunk_of`]: over [`SMALL_FILE`])
 //! is checked whole in a dry run first, then applied in chunks, each
-//! batch at most [`WRITES`] writes (on sled [`SLED_BATCH_WRITES`]), a
+//! batch at most [`WRITES`] writes (a CSV file on sled
+//! [`SLED_BATCH_WRITES`]), a
 //! flush after every [`WRITES`] and at each chunk's end, with a
 //! progress record (key `g`, [`Progress`]) that says where to resume after
 //! a crash or a stop; its last batch records the file and removes the
@@ -168,10 +169,9 @@ impl Store {
         // the progress with its writes and the store keeps batches in
         // order, so a crash before a flush only has rows redone from the
         // last progress kept, as a crash before any batch's flush did.
-        let batch = if self.postgres().is_some() {
-            WRITES
-        } else {
-            SLED_BATCH_WRITES
+        let batch = match input {
+            Input::Rows(_) if self.postgres().is_none() => SLED_BATCH_WRITES,
+            _ => WRITES,
         };
         let mut run = |chunk: &mut Vec<Item>,
                        last: bool,
