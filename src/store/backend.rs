@@ -15,8 +15,7 @@ use super::http::{Candidate, Narrowing};
 use super::keys::Key;
 use super::{ExportState, StoreError};
 
-/// A record's value, in its own encoding (see `keys.rs`).
-pub type Value = sled::IVec;
+pub use super::value::Value;
 
 /// A group's writes: key → new value, `None` for a removal.
 pub type Changes = BTreeMap<Key, Option<Value>>;

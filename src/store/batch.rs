@@ -312,7 +312,7 @@ impl Store {
         if self
             .db
             .get(&key)?
-            .is_some_and(|v| v == fingerprint.as_bytes())
+            .is_some_and(|v| *v == *fingerprint.as_bytes())
         {
             return Ok((0, 0));
         }

@@ -18,6 +18,7 @@ pub mod postgres;
 mod reads;
 mod records;
 mod sled_backend;
+mod value;
 
 use std::path::Path;
 

@@ -526,7 +526,7 @@ impl Db {
 
 impl Backend for Db {
     fn get(&self, key: &Key) -> Result<Option<Value>, StoreError> {
-        Ok(Db::get(self, layout::encode(key))?)
+        Ok(Db::get(self, layout::encode(key))?.map(Value::from_sled))
     }
 
     fn lock(&self) -> MutexGuard<'_, ()> {
@@ -541,7 +541,7 @@ impl Backend for Db {
         for (k, v) in changes {
             let k = layout::encode(&k);
             match v {
-                Some(v) => batch.insert(k, v),
+                Some(v) => batch.insert(k, v.into_sled()),
                 None => batch.remove(k),
             }
         }
@@ -588,7 +588,7 @@ impl Backend for Db {
                 })
                 .map(|kv| {
                     let (k, v) = kv?;
-                    Ok((layout::uuid_of(&k[1..]), v))
+                    Ok((layout::uuid_of(&k[1..]), Value::from_sled(v)))
                 }),
         )
     }
@@ -617,7 +617,7 @@ impl Backend for Db {
 
     fn events(&self, id: Uuid) -> Result<Vec<Value>, StoreError> {
         self.scan_prefix(layout::timeline_prefix(id))
-            .map(|kv| Ok(kv?.1))
+            .map(|kv| Ok(Value::from_sled(kv?.1)))
             .collect()
     }
 
@@ -636,7 +636,7 @@ impl Backend for Db {
 
     fn batches(&self, system: &str) -> Result<Vec<Value>, StoreError> {
         self.scan_prefix(layout::batch_prefix(system))
-            .map(|kv| Ok(kv?.1))
+            .map(|kv| Ok(Value::from_sled(kv?.1)))
             .collect()
     }
 
