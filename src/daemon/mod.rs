@@ -16,17 +16,41 @@
 //! Failures (an unreadable inbox on a network share, a full disk, an outbox
 //! that cannot be written) are logged and retried with backoff; the daemon
 //! keeps running. SIGTERM/SIGINT finish the file in hand and exit 0.
+//!
+//! ## Where each part is
+//!
+//! - here: [`Hint`], [`run`] (start-up: the signal listener, the store
+//!   opened, the watchdog between a big file's chunks, the control socket,
+//!   the HTTP API, then the loop) and the loop itself, [`run_loop`] /
+//!   `lead_loop`: scan → settle → process ready files in groups → export →
+//!   sleep until a hint or the earliest timer.
+//! - `lead.rs`: a daemon on PostgreSQL, `lead_when_due`: standby until it
+//!   takes the writer's lease, the loop while it leads, standby again when
+//!   the lease is lost or the database is gone.
+//! - `retry.rs`: failures and backoff: a file's and a system's retry
+//!   (`backoff`), the store's outages (`open_when_reachable` at start,
+//!   `store_failed` / `store_ok` in the loop, `ends_leading` for what the
+//!   loop cannot go on after).
+//! - `watcher.rs`: where file system hints come from: the notify watcher
+//!   (the callback only converts and `try_send`s) and an inbox folder's
+//!   identity, to watch it again when it is replaced.
+//! - `service.rs`: the daemon as a service: [`Systemd`] (`READY`,
+//!   `STATUS`, `WATCHDOG`, `STOPPING`), the signal listener (SIGTERM and
+//!   SIGINT set the stop flags and wake the loop), the open-files limit.
+//!
+//! Everything here runs on the loop's thread but the watcher's callback,
+//! the signal listener's thread and the lease's heartbeat; they reach the
+//! loop only through the hint channel and the stop flags.
 
 use std::collections::{HashMap, HashSet};
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::mpsc::{Receiver, RecvTimeoutError, SyncSender, sync_channel};
+use std::sync::mpsc::{Receiver, RecvTimeoutError, sync_channel};
 use std::time::{Duration, Instant};
 
 use anyhow::Context as _;
-use notify::event::{AccessKind, AccessMode, ModifyKind};
-use notify::{EventKind, RecommendedWatcher, RecursiveMode, Watcher};
+use notify::RecommendedWatcher;
 
 use crate::config::Config;
 use crate::control;
@@ -34,6 +58,17 @@ use crate::engine::{DrainStats, Engine, EngineError, Outcome};
 use crate::export::ExportError;
 use crate::inbox::{self, Settle};
 use crate::store::StoreError;
+
+mod lead;
+mod retry;
+mod service;
+mod watcher;
+
+use lead::lead_when_due;
+use retry::{backoff, ends_leading, open_when_reachable, store_failed, store_ok};
+pub use service::Systemd;
+use service::{raise_nofile_limit, spawn_signal_listener};
+use watcher::{identity, watch};
 
 /// Why the loop should look at the inbox now.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -66,13 +101,6 @@ pub const HINTS: usize = 1024;
 const COALESCE: Duration = Duration::from_millis(20);
 /// How often long work (a backlog being exported) logs its progress.
 const PROGRESS_EVERY: Duration = Duration::from_secs(5);
-const RETRY_FIRST: Duration = Duration::from_secs(1);
-const RETRY_MAX: Duration = Duration::from_secs(60);
-/// The longest pause between two probes of a store that fails (its
-/// database down, restarting, failing over): a probe is one connection,
-/// cheap, and a promoted replica is used as soon as it answers rather
-/// than after what is left of a minute's backoff.
-const STORE_PROBE_MAX: Duration = Duration::from_secs(2);
 
 /// Runs the daemon until SIGTERM or SIGINT.
 pub fn run(config: Config) -> anyhow::Result<()> {
@@ -175,364 +203,6 @@ pub fn run(config: Config) -> anyhow::Result<()> {
     result?;
     tracing::info!("stopped");
     Ok(())
-}
-
-/// A daemon on PostgreSQL: waits as a standby until it takes the lease,
-/// leads (the loop) until the lease is lost, then waits again; until a
-/// signal. A clean stop lets the lease go, so that another node takes over
-/// at once. A daemon `alone` (no `[cluster]`) is refused at start while
-/// another process holds the lease and renews it.
-#[allow(clippy::too_many_arguments)]
-fn lead_when_due(
-    engine: &Arc<Engine>,
-    role: &'static crate::cluster::Role,
-    hints: &Receiver<Hint>,
-    [shutdown, stop]: [&Arc<AtomicBool>; 2],
-    wake: &SyncSender<Hint>,
-    watch: &mut dyn FnMut() -> bool,
-    systemd: &mut Systemd,
-    alone: bool,
-) -> anyhow::Result<()> {
-    use crate::cluster;
-    let mut ready = false;
-    let mut first = true;
-    loop {
-        let refuse = alone && first;
-        let epoch = cluster::wait_to_lead(
-            engine,
-            role,
-            shutdown,
-            hints,
-            &mut |status| {
-                if refuse {
-                    // A daemon alone is ready once it leads.
-                    systemd.status(status);
-                } else if ready {
-                    systemd.status(status);
-                } else {
-                    // A standby is up and serving: ready as far as systemd
-                    // is concerned.
-                    systemd.ready(status);
-                    ready = true;
-                }
-            },
-            refuse,
-        )?;
-        first = false;
-        let Some(epoch) = epoch else { break };
-        cluster::lead(role, epoch);
-        stop.store(shutdown.load(Ordering::SeqCst), Ordering::SeqCst);
-        let done = Arc::new(AtomicBool::new(false));
-        let beat = cluster::heartbeat(
-            engine.clone(),
-            role,
-            stop.clone(),
-            done.clone(),
-            wake.clone(),
-        )
-        .context("starting the lease's heartbeat")?;
-        // No write of ours is in flight: what another leader left half
-        // written goes. Then the first write of a leader, fenced like
-        // every other.
-        let led = match engine
-            .remove_stale_temporaries()
-            .and_then(|()| engine.reconcile_systems())
-        {
-            Ok(()) => lead_loop(engine, hints, stop, watch, systemd),
-            Err(e) => Err(e.into()),
-        };
-        done.store(true, Ordering::SeqCst);
-        let _ = beat.join();
-        if shutdown.load(Ordering::SeqCst) {
-            if let Err(e) = led {
-                tracing::warn!(error = %format!("{e:#}"), "stopping after an error");
-            }
-            break;
-        }
-        let why = match &led {
-            Ok(()) => "the lease was lost".to_string(),
-            Err(e) => format!("{e:#}"),
-        };
-        let outage = matches!(&led, Err(e) if is_unreachable(e));
-        cluster::step_down(engine, role, &why, outage);
-        // A write refused by the fence or a database gone: standby again,
-        // and the lease decides. Anything else (the state folder replaced)
-        // ends the daemon as it would end one alone.
-        if let Err(e) = led
-            && !is_fenced(&e)
-            && !is_unreachable(&e)
-        {
-            return Err(e);
-        }
-        systemd.status("standby");
-    }
-    systemd.send(&[sd_notify::NotifyState::Stopping]);
-    if role.is_leader()
-        && let Some(pg) = engine.store.postgres()
-    {
-        match pg.step_down(true) {
-            Ok(()) => tracing::info!("the lease let go for another node"),
-            Err(e) => {
-                tracing::warn!(error = %e, "the lease could not be let go: another node takes over when it expires")
-            }
-        }
-    }
-    Ok(())
-}
-
-/// Whether the loop ended on a write the lease's fence refused.
-fn is_fenced(e: &anyhow::Error) -> bool {
-    store_errors(e).any(StoreError::is_fenced)
-}
-
-/// Whether the loop ended because the store's database could not be reached.
-fn is_unreachable(e: &anyhow::Error) -> bool {
-    store_errors(e).any(StoreError::is_unreachable)
-}
-
-fn store_errors(e: &anyhow::Error) -> impl Iterator<Item = &StoreError> {
-    e.chain().filter_map(|c| {
-        c.downcast_ref::<StoreError>().or_else(|| {
-            c.downcast_ref::<EngineError>()
-                .and_then(EngineError::store_error)
-        })
-    })
-}
-
-/// Raises the soft limit on open descriptors to the hard limit (systemd's
-/// default soft limit is 1024; the unit sets `LimitNOFILE=`), so that
-/// inbox scans, the store and the HTTP server's connections have room. The
-/// HTTP server keeps a reserve below whatever limit results
-/// (`crate::http::serve::connection_cap`). A failure only keeps the limit.
-fn raise_nofile_limit() {
-    use rustix::process::{Resource, getrlimit, setrlimit};
-    let mut limit = getrlimit(Resource::Nofile);
-    if limit.current == limit.maximum {
-        return;
-    }
-    let before = limit.current;
-    limit.current = limit.maximum;
-    match setrlimit(Resource::Nofile, limit) {
-        Ok(()) => {
-            tracing::debug!(from = ?before, to = ?limit.current, "raised the open-files soft limit")
-        }
-        Err(e) => {
-            tracing::warn!(error = %e, "cannot raise the open-files soft limit to the hard limit")
-        }
-    }
-}
-
-/// Turns file system events into hints. The callback only converts and
-/// `try_send`s: it never blocks the watcher's thread. A full channel drops
-/// the hint; the loop notices (see [`HINTS`]).
-/// Every inbox (the shared one and the systems' own) is watched; if one
-/// cannot be, the caller polls them all.
-fn watch(dirs: &[PathBuf], tx: SyncSender<Hint>) -> notify::Result<RecommendedWatcher> {
-    let mut w = notify::recommended_watcher(move |res: notify::Result<notify::Event>| {
-        let ev = match res {
-            Ok(ev) if !ev.need_rescan() => ev,
-            _ => {
-                let _ = tx.try_send(Hint::Rescan);
-                return;
-            }
-        };
-        match hint_of(&ev.kind) {
-            Some(HintKind::Changed) => {
-                let _ = tx.try_send(Hint::Changed);
-            }
-            Some(HintKind::Written) => {
-                for p in ev.paths {
-                    let _ = tx.try_send(Hint::Written(p));
-                }
-            }
-            Some(HintKind::Closed) => {
-                for p in ev.paths {
-                    let _ = tx.try_send(Hint::Closed(p));
-                }
-            }
-            None => {}
-        }
-    })?;
-    for dir in dirs {
-        w.watch(dir, RecursiveMode::NonRecursive)?;
-    }
-    Ok(w)
-}
-
-enum HintKind {
-    Changed,
-    Written,
-    Closed,
-}
-
-/// What an event says. Data written (inotify `IN_MODIFY`, also sent for a
-/// truncation) or a file created (`IN_CREATE`) means a writer has it open;
-/// `IN_CLOSE_WRITE` that it closed it. Opens and read-only closes say
-/// nothing (the daemon's own reads make them) and are not hints. Renames,
-/// removals and metadata changes are plain changes: they never hold a file
-/// back, since no close event follows them.
-fn hint_of(kind: &EventKind) -> Option<HintKind> {
-    match kind {
-        EventKind::Create(_)
-        | EventKind::Modify(ModifyKind::Data(_) | ModifyKind::Any | ModifyKind::Other) => {
-            Some(HintKind::Written)
-        }
-        EventKind::Access(AccessKind::Close(AccessMode::Write)) => Some(HintKind::Closed),
-        EventKind::Access(_) => None,
-        _ => Some(HintKind::Changed),
-    }
-}
-
-/// Opens the store and reconciles the systems' eligibility; while its
-/// database server cannot be reached (a PostgreSQL that is down or
-/// restarting), waits with backoff, logging the cause once, until it can or
-/// a signal stops the daemon (`None`). Any other failure ends the daemon.
-fn open_when_reachable(
-    config: &Config,
-    shutdown: &AtomicBool,
-    hints: &Receiver<Hint>,
-    reconcile: bool,
-) -> anyhow::Result<Option<Engine>> {
-    let mut attempts = 0u32;
-    loop {
-        // Reconciling the systems is the first write: a database that goes
-        // away during it is waited for as at the opening. (A node of a pair
-        // writes nothing until it leads.)
-        let opened = control::open_engine(config, control::OpenMode::Daemon).and_then(|engine| {
-            if reconcile {
-                engine.reconcile_systems()?;
-            }
-            Ok(engine)
-        });
-        match opened {
-            Ok(engine) => {
-                if attempts > 0 {
-                    tracing::info!(
-                        attempts = attempts + 1,
-                        "the store's database answers: starting"
-                    );
-                }
-                return Ok(Some(engine));
-            }
-            Err(crate::engine::EngineError::Store(e)) if e.is_unreachable() => {
-                attempts += 1;
-                let wait = store_backoff(attempts);
-                if attempts == 1 {
-                    tracing::error!(error = %e, retry_in = ?wait, "the store's database cannot be reached; waiting for it, with backoff");
-                } else {
-                    tracing::debug!(error = %e, attempts, retry_in = ?wait, "the store's database still cannot be reached");
-                }
-                Systemd::from_env().status("waiting for the store's database");
-                let until = Instant::now() + wait;
-                while Instant::now() < until {
-                    if shutdown.load(Ordering::SeqCst) {
-                        return Ok(None);
-                    }
-                    let _ = sd_notify::notify(&[sd_notify::NotifyState::Watchdog]);
-                    let _ = hints.recv_timeout(Duration::from_millis(250));
-                }
-            }
-            Err(e) => return Err(e.into()),
-        }
-    }
-}
-
-fn spawn_signal_listener(flags: [Arc<AtomicBool>; 2], tx: SyncSender<Hint>) -> anyhow::Result<()> {
-    use tokio::signal::unix::{SignalKind, signal};
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .context("starting the signal listener")?;
-    // Register before returning, so a signal right after start-up is caught.
-    let (mut term, mut int) = rt.block_on(async {
-        Ok::<_, std::io::Error>((
-            signal(SignalKind::terminate())?,
-            signal(SignalKind::interrupt())?,
-        ))
-    })?;
-    std::thread::Builder::new()
-        .name("signals".into())
-        .spawn(move || {
-            rt.block_on(async {
-                loop {
-                    tokio::select! {
-                        _ = term.recv() => {}
-                        _ = int.recv() => {}
-                    }
-                    flags[1].store(true, Ordering::SeqCst);
-                    if flags[0].swap(true, Ordering::SeqCst) {
-                        tracing::info!("already stopping: finishing the file in hand");
-                    } else {
-                        tracing::info!("stopping: finishing the file in hand");
-                    }
-                    let _ = tx.try_send(Hint::Wake);
-                }
-            });
-        })?;
-    Ok(())
-}
-
-/// systemd notifications (nothing happens without `NOTIFY_SOCKET`).
-pub struct Systemd {
-    /// Half of `WATCHDOG_USEC`, when the watchdog is on.
-    watchdog: Option<Duration>,
-    last_ping: Instant,
-    last_status: String,
-}
-
-impl Systemd {
-    /// Reads `NOTIFY_SOCKET` / `WATCHDOG_USEC` from the environment.
-    pub fn from_env() -> Systemd {
-        Systemd {
-            watchdog: sd_notify::watchdog_enabled().map(|d| d / 2),
-            last_ping: Instant::now(),
-            last_status: String::new(),
-        }
-    }
-
-    fn send(&self, states: &[sd_notify::NotifyState]) {
-        if let Err(e) = sd_notify::notify(states) {
-            tracing::debug!(error = %e, "sd_notify failed");
-        }
-    }
-
-    fn ready(&mut self, status: &str) {
-        self.send(&[
-            sd_notify::NotifyState::Ready,
-            sd_notify::NotifyState::Status(status),
-        ]);
-        self.last_status = status.to_string();
-    }
-
-    fn status(&mut self, status: &str) {
-        if status != self.last_status {
-            self.send(&[sd_notify::NotifyState::Status(status)]);
-            self.last_status = status.to_string();
-        }
-    }
-
-    /// Pings the watchdog if half its interval has passed. Called from the
-    /// loop itself, so a stuck loop is noticed.
-    fn ping_if_due(&mut self) {
-        if let Some(every) = self.watchdog
-            && self.last_ping.elapsed() >= every
-        {
-            self.send(&[sd_notify::NotifyState::Watchdog]);
-            self.last_ping = Instant::now();
-        }
-    }
-
-    fn next_ping(&self) -> Option<Instant> {
-        self.watchdog.map(|every| self.last_ping + every)
-    }
-}
-
-/// The identity of a folder: a share unmounted and mounted again, or a
-/// folder removed and made again, is another folder, whose events the old
-/// watch does not see.
-fn identity(dir: &std::path::Path) -> Option<(u64, u64)> {
-    use std::os::unix::fs::MetadataExt;
-    std::fs::metadata(dir).ok().map(|m| (m.dev(), m.ino()))
 }
 
 /// The loop. `watch` (re)establishes the watch on the inbox and says whether
@@ -888,72 +558,4 @@ fn lead_loop(
         engine.store.flush()?;
     }
     Ok(())
-}
-
-/// A store error the loop cannot go on after: the state folder gone, or
-/// (a node of a pair) a write the lease's fence refused.
-fn ends_leading(e: &StoreError) -> bool {
-    e.is_fatal() || e.is_fenced()
-}
-
-/// The store failed (`e`): reopens it, which clears the error sled keeps
-/// after a failed write, and holds off processing with backoff. Files in
-/// hand were not moved, and what they applied was not flushed, so they are
-/// applied again, once, when the store works. Logged at error level the
-/// first time only.
-fn store_failed(engine: &Engine, e: &EngineError, store_retry: &mut Option<(u32, Instant)>) {
-    let attempts = store_retry.map_or(0, |(n, _)| n) + 1;
-    let wait = store_backoff(attempts);
-    // One line per outage, whoever notices it first: this loop, the wait
-    // for the lease, or the store's connection pool (a connection that
-    // failed, also when only `/healthz` asked).
-    if attempts == 1 && crate::cluster::first_to_tell_outage() {
-        tracing::error!(error = %e, retry_in = ?wait, "the store failed; reopening it and retrying with backoff, files stay in the inbox");
-    } else {
-        tracing::debug!(error = %e, attempts, retry_in = ?wait, "the store still fails");
-    }
-    if let Err(e) = engine.store.reopen() {
-        tracing::debug!(error = %e, "reopening the store failed; retrying");
-    }
-    *store_retry = Some((attempts, Instant::now() + wait));
-}
-
-/// The store worked: ends an outage.
-fn store_ok(store_retry: &mut Option<(u32, Instant)>) {
-    if let Some((n, _)) = store_retry.take() {
-        crate::cluster::outage_over();
-        tracing::info!(attempts = n, "the store works again");
-    }
-}
-
-fn backoff(attempts: u32) -> Duration {
-    RETRY_FIRST
-        .saturating_mul(1 << attempts.saturating_sub(1).min(6))
-        .min(RETRY_MAX)
-}
-
-/// The pause before probing a failing store again: 1 s, then
-/// [`STORE_PROBE_MAX`].
-fn store_backoff(attempts: u32) -> Duration {
-    backoff(attempts).min(STORE_PROBE_MAX)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn backoff_doubles_up_to_a_minute() {
-        assert_eq!(backoff(1), Duration::from_secs(1));
-        assert_eq!(backoff(2), Duration::from_secs(2));
-        assert_eq!(backoff(5), Duration::from_secs(16));
-        assert_eq!(backoff(30), Duration::from_secs(60));
-    }
-
-    #[test]
-    fn a_failing_store_is_probed_every_two_seconds_at_most() {
-        assert_eq!(store_backoff(1), Duration::from_secs(1));
-        assert_eq!(store_backoff(2), Duration::from_secs(2));
-        assert_eq!(store_backoff(30), Duration::from_secs(2));
-    }
 }
