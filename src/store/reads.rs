@@ -191,6 +191,8 @@ fn read(
             second.push(keys::note(id, &a.system_id, note));
         }
         if a.regulate {
+            // Its head says what the regulation moves (round 3).
+            second.push(keys::order(id));
             regulated.push(id);
         }
     }
