@@ -24,6 +24,10 @@
 // Without the `tls` feature the connector is `NoTls`, which is `Copy`.
 #![cfg_attr(not(feature = "tls"), allow(clippy::clone_on_copy))]
 
+mod rows;
+use rows::{batch_of, state_of};
+pub(super) use rows::{export_at, order_of};
+
 use std::collections::{HashMap, VecDeque};
 use std::sync::{Mutex, MutexGuard};
 use std::time::Duration;
@@ -34,11 +38,10 @@ use uuid::Uuid;
 
 use super::super::apply::Progress;
 use super::super::backend::{Backend, Changes, Rows, Seek, Value};
-use super::super::batch::{Batch, Content};
 use super::super::dump::{DumpError, Restored};
 use super::super::keys::{self, Key};
 use super::super::records::AppliedFile;
-use super::super::{Event, ExportRecord, ExportState, OrderRecord, StoreError, encode};
+use super::super::{Event, ExportState, StoreError, encode};
 use super::lease::{Fence, Holder};
 use super::{PgError, describe, shown};
 
@@ -828,44 +831,6 @@ fn from_pg(e: PgError) -> StoreError {
     }
 }
 
-/// An order row (`id, external_id, revision, sent_sha256, regulated, doc`)
-/// as the store's order record.
-pub(super) fn order_of(row: &postgres::Row) -> OrderRecord {
-    let sha: Vec<u8> = row.get(3);
-    let mut sent_hash = [0u8; 32];
-    if sha.len() == 32 {
-        sent_hash.copy_from_slice(&sha);
-    }
-    OrderRecord {
-        id: row.get(0),
-        external_id: row.get(1),
-        revision: row.get::<_, i32>(2) as u32,
-        sent_hash,
-        regulated: row.get(4),
-        doc: row.get(5),
-    }
-}
-
-/// The export record in `row`'s columns from `at` on (`state, sort, file,
-/// written_at, acked_at, revision`), its state already read.
-pub(super) fn export_at(row: &postgres::Row, at: usize, state: ExportState) -> ExportRecord {
-    ExportRecord {
-        state,
-        sort: row.get(at + 1),
-        file: row.get(at + 2),
-        written_at: row.get(at + 3),
-        acked_at: row.get(at + 4),
-        revision: row.get::<_, Option<i32>>(at + 5).map(|r| r as u32),
-    }
-}
-
-fn state_of(name: &str, key: &Key) -> Result<ExportState, StoreError> {
-    ExportState::parse(name).ok_or_else(|| StoreError::Corrupt {
-        key: key.to_string(),
-        message: format!("unknown state {name:?}"),
-    })
-}
-
 impl Backend for Live {
     fn prefetches(&self) -> bool {
         true
@@ -1212,22 +1177,5 @@ impl Backend for Live {
             move |c, after| query.fetch(&mut c.client, after.as_ref(), PAGE),
             super::candidates::candidate,
         )
-    }
-}
-
-fn batch_of(r: &postgres::Row) -> Batch {
-    let content = match (r.get::<_, Option<i64>>(4), r.get::<_, Option<String>>(5)) {
-        (Some(size), Some(sha256)) => Some(Content {
-            size: size as u64,
-            sha256,
-        }),
-        _ => None,
-    };
-    Batch {
-        system: r.get(0),
-        seq: r.get::<_, i64>(1) as u64,
-        file: r.get(2),
-        orders: serde_json::from_value(r.get(3)).unwrap_or_default(),
-        content,
     }
 }
