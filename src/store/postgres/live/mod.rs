@@ -30,6 +30,7 @@ pub(super) use rows::{export_at, order_of};
 mod pool;
 pub use pool::{Conn, tell_outages_with};
 use pool::{Manager, Outage, PoolErrors};
+mod session;
 
 use std::collections::VecDeque;
 use std::sync::{Mutex, MutexGuard};
@@ -48,20 +49,12 @@ use super::super::{Event, ExportState, StoreError, encode};
 use super::lease::{Fence, Holder};
 use super::{PgError, shown};
 
-/// The advisory lock the one process that writes a store holds.
-const WRITER_LOCK: i64 = 0x6f72_6465_7273_7977;
-
 /// How long a connection to the server is waited for.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// How long a call waits for a connection of the pool: when the server is
 /// down, every call fails after this (`/healthz` answers 503 in it).
 const POOL_WAIT: Duration = Duration::from_secs(2);
-
-/// How long the writer's advisory lock is waited for at start when the
-/// process that held it has ended (its session outlives it until the
-/// server notices).
-const DEAD_HOLDER_WAIT: Duration = Duration::from_secs(5);
 
 /// How many ids one `event_blocks` value stands for.
 const BLOCK: u64 = 1024;
@@ -79,7 +72,7 @@ pub struct Live {
     tls: super::tls::Tls,
     /// The server for messages (never the password).
     server: String,
-    /// The connection that holds [`WRITER_LOCK`].
+    /// The connection that holds `WRITER_LOCK` (`session.rs`).
     session: Mutex<Option<Client>>,
     /// Held by the one writer staging a group.
     writer: Mutex<()>,
@@ -289,77 +282,6 @@ impl Live {
     /// ([`super::replication_warning`]).
     pub fn replication_warning(&self) -> Result<Option<String>, StoreError> {
         self.read(|c| super::replication_warning(&mut c.client))
-    }
-
-    /// Connects the session that holds the writer's lock (again).
-    fn take_session(&self) -> Result<(), StoreError> {
-        let mut session = self.session.lock().unwrap_or_else(|e| e.into_inner());
-        if session.as_ref().is_some_and(|c| !c.is_closed()) {
-            return Ok(());
-        }
-        *session = None;
-        let mut client = self
-            .config
-            .connect(self.tls.clone())
-            .map_err(|e| self.err(e))?;
-        if self.paired {
-            // A pair's nodes share the store: the lease, taken and renewed
-            // on this session, decides who writes.
-            *session = Some(client);
-            return Ok(());
-        }
-        let try_lock = |client: &mut Client| -> Result<bool, StoreError> {
-            Ok(client
-                .query_one("SELECT pg_try_advisory_lock($1)", &[&WRITER_LOCK])
-                .map_err(|e| self.err(e))?
-                .get(0))
-        };
-        let mut got = try_lock(&mut client)?;
-        if !got && !self.opened.load(std::sync::atomic::Ordering::SeqCst) {
-            // Held by a process that has ended (killed, on this machine) or
-            // by one that never took the lease: its session goes as soon as
-            // the server notices, so the lock is waited for a moment
-            // rather than refused. A live holder is refused at once.
-            let holder = super::lease::holder(&mut client).map_err(|e| self.err(e))?;
-            if holder.is_none_or(|h| !h.live || super::lease::ended(&h.process)) {
-                let until = std::time::Instant::now() + DEAD_HOLDER_WAIT;
-                while !got && std::time::Instant::now() < until {
-                    std::thread::sleep(Duration::from_millis(50));
-                    got = try_lock(&mut client)?;
-                }
-            }
-        }
-        let reconnected = self.opened.swap(true, std::sync::atomic::Ordering::SeqCst);
-        if !got && !reconnected {
-            return Err(StoreError::Locked(format!(
-                "the database at {}",
-                self.server
-            )));
-        }
-        if !got {
-            // The session that held it ended (a terminated backend, a
-            // restarted server) and another process has it now: the lease
-            // still decides who writes, and refuses that one.
-            tracing::warn!(server = %self.server, "the writer's advisory lock was lost with its session and another process holds it now: the writer's lease still fences every write");
-        }
-        *session = Some(client);
-        Ok(())
-    }
-
-    /// The session's connection, connected again if it was lost, for `f`.
-    fn on_session<T>(
-        &self,
-        f: impl FnOnce(&mut Client) -> Result<T, postgres::Error>,
-    ) -> Result<T, StoreError> {
-        self.take_session()?;
-        let mut session = self.session.lock().unwrap_or_else(|e| e.into_inner());
-        let Some(client) = session.as_mut() else {
-            return Err(StoreError::Server(format!(
-                "PostgreSQL at {}: no session",
-                self.server
-            )));
-        };
-        f(client).map_err(|e| self.err(e))
     }
 
     /// The writer's lease.
