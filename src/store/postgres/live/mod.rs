@@ -21,6 +21,22 @@
 //!   them are queries on those tables.
 //! - **A commit is durable**, so [`Backend::flush`] has nothing to do.
 //!
+//! Where each part lives:
+//!
+//! - `mod.rs` (here): [`Live`] and its fields, [`Live::open`] (the pool,
+//!   the schema, the session), small accessors, the dump and restore entry
+//!   points (each on a connection of its own, [`super::Postgres`]).
+//! - `pool.rs`: [`Conn`] (a connection and its prepared statements), the
+//!   pool's manager, outages told once, `Live::read` (a read again on
+//!   another connection when one turns out dead).
+//! - `session.rs`: the session outside the pool and the writer's advisory
+//!   lock (`take_session`, `on_session`).
+//! - `writer.rs`: the writer's lease (take, renew, deadline, step down, a
+//!   command's keeper thread, let go on drop) and node names.
+//! - `backend.rs`: `impl Backend for Live`: point reads, `commit` (the
+//!   fence in its transaction), ids, paged scans.
+//! - `rows.rs`: a row decoded into a record (shared with `prefetch.rs`).
+//!
 //! [`Key::Index`]: super::super::keys::Key::Index
 //! [`Key::External`]: super::super::keys::Key::External
 //! [`Key::ExternalUuid`]: super::super::keys::Key::ExternalUuid
