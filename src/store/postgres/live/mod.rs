@@ -161,7 +161,7 @@ impl Live {
             // r2d2 logs each failed connection of each slot (every second
             // while the server is down, naming no server): one line per
             // outage instead, naming the server (`Outage`), by the pool or
-            // by the daemon (`daemon::store_failed`), whichever sees it first.
+            // by the daemon (`daemon::retry::store_failed`), whichever sees it first.
             .error_handler(Box::new(PoolErrors {
                 outage: outage.clone(),
             }))
