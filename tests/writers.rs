@@ -591,3 +591,73 @@ fn a_lock_left_by_an_ended_process_is_waited_for() {
     w.drop_json("o.json", &order("o", &[("S", 1)]));
     assert_eq!(e.drain().expect("drain").applied, 1);
 }
+
+/// The first line of the answer to a GET of the export API without a
+/// token, or `None` when nothing listens on `port`.
+fn export_status(port: u16) -> Option<String> {
+    use std::io::{BufRead, BufReader, Write};
+    let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).ok()?;
+    s.set_read_timeout(Some(Duration::from_secs(10))).ok()?;
+    s.write_all(
+        b"GET /v10/orders/export?system_id=erp HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
+    )
+    .ok()?;
+    let mut line = String::new();
+    BufReader::new(s).read_line(&mut line).ok()?;
+    Some(line.trim_end().to_string())
+}
+
+/// Before: a daemon alone on PostgreSQL served its HTTP API as soon as it
+/// started, while it still waited for the writer's lease, and a client
+/// asking then was answered 503 "a standby and no node leads yet" (CI saw
+/// it once under load: `tests/http.rs::a_slow_client_does_not_stall_files`).
+/// Now it starts the API once it leads: until then nothing listens, and
+/// its first answer is a real one (here 401: no token).
+#[test]
+fn a_daemon_alone_serves_http_only_once_it_leads() {
+    if !runs_here() {
+        return;
+    }
+    let db = TestDb::create();
+    let w = Work::as_given("");
+    let port = common::free_port();
+    let http = format!("[http]\nlisten = \"127.0.0.1:{port}\"\n");
+    let text = config("a", db.url(), None, &format!("{http}{SYSTEMS}"));
+    // Another process holds the lease for two more seconds: the daemon
+    // waits for it.
+    let other = engine(&w, "other", &config("other", db.url(), None, SYSTEMS));
+    let pg = other.store.postgres().expect("postgres");
+    assert!(pg.take_lease("other").unwrap().is_some());
+    drop(other); // its session's advisory lock goes; the lease stays
+    admin(&db)
+        .execute(
+            "UPDATE leader SET expires = clock_timestamp() + interval '2 seconds'",
+            &[],
+        )
+        .unwrap();
+    let file = write_config(&w, "a", &text);
+    let a = Proc::start(&w, "a", &file, &[]);
+    let start = Instant::now();
+    let mut seen = Vec::new();
+    loop {
+        if let Some(status) = export_status(port) {
+            let leads = a.leads();
+            seen.push((start.elapsed(), status.clone(), leads));
+            if status.contains(" 401") {
+                break;
+            }
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(30),
+            "no answer from the API within 30 s: {seen:?}\n{}",
+            a.log_text()
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert!(
+        seen.iter().all(|(_, s, _)| !s.contains(" 503")),
+        "answered 503 while it waited for the lease: {seen:?}\n{}",
+        a.log_text()
+    );
+    assert!(a.leads(), "{}", a.log_text());
+}

@@ -25,7 +25,9 @@ use crate::store::StoreError;
 /// leads (the loop) until the lease is lost, then waits again; until a
 /// signal. A clean stop lets the lease go, so that another node takes over
 /// at once. A daemon `alone` (no `[cluster]`) is refused at start while
-/// another process holds the lease and renews it.
+/// another process holds the lease and renews it. `leading` is called each
+/// time the node has taken the lease, before it works (the HTTP API of a
+/// daemon alone starts there); its error ends the daemon.
 #[allow(clippy::too_many_arguments)]
 pub(super) fn lead_when_due(
     engine: &Arc<Engine>,
@@ -36,6 +38,7 @@ pub(super) fn lead_when_due(
     watch: &mut dyn FnMut() -> bool,
     systemd: &mut Systemd,
     alone: bool,
+    leading: &mut dyn FnMut() -> anyhow::Result<()>,
 ) -> anyhow::Result<()> {
     use crate::cluster;
     let mut ready = false;
@@ -65,6 +68,12 @@ pub(super) fn lead_when_due(
         first = false;
         let Some(epoch) = epoch else { break };
         cluster::lead(role, epoch);
+        if let Err(e) = leading() {
+            if let Some(pg) = engine.store.postgres() {
+                let _ = pg.step_down(true);
+            }
+            return Err(e);
+        }
         stop.store(shutdown.load(Ordering::SeqCst), Ordering::SeqCst);
         let done = Arc::new(AtomicBool::new(false));
         let beat = cluster::heartbeat(

@@ -178,11 +178,23 @@ pub fn run(config: Config) -> anyhow::Result<()> {
     })
     .context("starting the control socket")?;
     // The HTTP API, if configured, in its own thread on the same store; a
-    // bind failure is fatal here, before the loop starts. Dropped (stopped)
-    // when the loop ends.
-    let http = crate::http::start(engine.clone())?;
+    // bind failure is fatal, before the loop starts. Dropped (stopped)
+    // when the loop ends. A node of a pair serves it as a standby too
+    // (503 naming the leader, `/healthz`); a daemon alone on PostgreSQL
+    // starts it once it has taken the lease, so that its clients never
+    // meet a standby that is only starting.
+    let mut http = None;
+    if !leased || paired {
+        http = Some(crate::http::start(engine.clone())?);
+    }
     let mut systemd = Systemd::from_env();
     let result = if leased {
+        let mut serve = || -> anyhow::Result<()> {
+            if http.is_none() {
+                http = Some(crate::http::start(engine.clone())?);
+            }
+            Ok(())
+        };
         lead_when_due(
             &engine,
             role,
@@ -192,6 +204,7 @@ pub fn run(config: Config) -> anyhow::Result<()> {
             &mut watch_inbox,
             &mut systemd,
             !paired,
+            &mut serve,
         )
     } else {
         run_loop(&engine, &rx, &shutdown, &mut watch_inbox, &mut systemd)
