@@ -11,7 +11,9 @@ use std::sync::MutexGuard;
 
 use uuid::Uuid;
 
-use super::http::{Candidate, Narrowing};
+use super::OrderRecord;
+use super::candidates::{Candidate, Narrowing};
+use super::keys;
 use super::keys::Key;
 use super::{ExportState, StoreError};
 
@@ -110,6 +112,86 @@ pub trait Backend: Send + Sync {
         narrow: &Narrowing,
     ) -> Rows<'_, Candidate> {
         let _ = narrow;
-        super::http::merged(self, system, acked_since)
+        merged(self, system, acked_since)
+    }
+}
+
+/// The candidates of `GET /v10/orders/export` as sled gives them (and any
+/// backend without a query of its own): the `pending` index (already by
+/// `created`, streamed) merged with the `written` orders and, with
+/// `acked_since`, those acked at or after it. Those are sorted in memory
+/// (their index is by write or ack time): they are the orders a system has
+/// been sent but not acked, and a re-export window, not the whole store.
+/// Nothing is narrowed: `fields` is `None`.
+fn merged<'a, B: Backend + ?Sized>(
+    db: &'a B,
+    system: &str,
+    acked_since: Option<i64>,
+) -> Rows<'a, Candidate> {
+    let extra = (|| -> Result<Vec<(i64, Uuid)>, StoreError> {
+        let mut extra = Vec::new();
+        let mut add = |entry: Result<(i64, Uuid), StoreError>| -> Result<(), StoreError> {
+            let (_, id) = entry?;
+            let key = keys::order(id);
+            if let Some(bytes) = db.get(&key)? {
+                let head =
+                    OrderRecord::decode_head(&bytes).map_err(|message| StoreError::Corrupt {
+                        key: key.to_string(),
+                        message,
+                    })?;
+                extra.push((head.created, id));
+            }
+            Ok(())
+        };
+        for e in db.index(system, ExportState::Written, Seek::Start) {
+            add(e)?;
+        }
+        if let Some(since) = acked_since {
+            for e in db.index(system, ExportState::Acked, Seek::Sort(since)) {
+                add(e)?;
+            }
+        }
+        extra.sort_unstable();
+        Ok(extra)
+    })();
+    let extra = match extra {
+        Ok(e) => e,
+        Err(e) => return Box::new(std::iter::once(Err(e))),
+    };
+    let pending = db
+        .index(system, ExportState::Pending, Seek::Start)
+        .peekable();
+    Box::new(Merge {
+        pending,
+        extra: extra.into_iter().peekable(),
+    })
+}
+
+/// Merges two streams sorted by (created, id).
+struct Merge<P: Iterator<Item = Result<(i64, Uuid), StoreError>>> {
+    pending: std::iter::Peekable<P>,
+    extra: std::iter::Peekable<std::vec::IntoIter<(i64, Uuid)>>,
+}
+
+impl<P: Iterator<Item = Result<(i64, Uuid), StoreError>>> Iterator for Merge<P> {
+    type Item = Result<Candidate, StoreError>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        let take_extra = match (self.pending.peek(), self.extra.peek()) {
+            (None, None) => return None,
+            (Some(Err(_)), _) | (Some(_), None) => false,
+            (None, Some(_)) => true,
+            (Some(Ok(p)), Some(e)) => e < p,
+        };
+        let candidate = |(created, id)| Candidate {
+            created,
+            id,
+            fields: None,
+        };
+        if take_extra {
+            self.extra.next().map(|e| Ok(candidate(e)))
+        } else {
+            self.pending.next().map(|r| r.map(candidate))
+        }
     }
 }

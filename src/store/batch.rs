@@ -204,7 +204,7 @@ impl Store {
         ctx: &Context,
     ) -> Result<(), StoreError> {
         self.write(|tx| {
-            super::reads::exports(
+            super::apply::reads::exports(
                 tx,
                 &system.id,
                 batches

@@ -11,11 +11,11 @@
 mod apply;
 pub(crate) mod backend;
 mod batch;
+mod candidates;
 pub mod dump;
 mod http;
 pub mod keys;
 pub mod postgres;
-mod reads;
 mod records;
 mod sled_backend;
 mod value;

@@ -188,7 +188,7 @@ impl Store {
             loop {
                 let (s, k, end, wrote) = self.write(|tx| {
                     let named = chunk.iter().take(ahead);
-                    super::super::reads::items(tx, named, ctx)?;
+                    super::reads::items(tx, named, ctx)?;
                     let mut w = Writer::on(tx, ctx, name);
                     let mut k = 0;
                     for item in chunk.iter() {
@@ -287,7 +287,7 @@ impl Store {
         let ahead = tx.prefetching();
         let mut held: Vec<Item> = Vec::new();
         let check_held = |w: &mut Writer, held: &mut Vec<Item>| -> TxResult<()> {
-            super::super::reads::items(w.tx, held.iter(), ctx)?;
+            super::reads::items(w.tx, held.iter(), ctx)?;
             for item in held.drain(..) {
                 w.item(&item)?;
             }

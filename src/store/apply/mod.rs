@@ -34,6 +34,7 @@
 mod acks;
 mod files;
 mod orders;
+pub(in crate::store) mod reads;
 mod stock;
 #[cfg(test)]
 mod test_support;
@@ -187,7 +188,7 @@ impl Store {
             .map(|(name, sha256, _)| keys::file(name, sha256))
             .collect();
         let inputs: Vec<&Input> = files.iter().map(|(_, _, input)| *input).collect();
-        super::reads::inputs(&tx, &inputs, checks.clone(), ctx)?;
+        reads::inputs(&tx, &inputs, checks.clone(), ctx)?;
         group.read_ahead.borrow_mut().extend(checks);
         Ok(())
     }
@@ -235,7 +236,7 @@ impl Store {
                 return Ok(Applied::AlreadyApplied);
             }
             if !group.read_ahead.borrow().contains(&file_key) {
-                super::reads::input(&tx, input, ctx)?;
+                reads::input(&tx, input, ctx)?;
             }
             let mut w = Writer::on(&tx, ctx, name);
             w.problems.extend_from_slice(known);

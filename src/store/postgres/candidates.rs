@@ -29,7 +29,7 @@ use serde_json::{Map, Value as Json};
 use uuid::Uuid;
 
 use super::super::StoreError;
-use super::super::http::{Candidate, Cond, FILTER_KEYS, Narrowing, Test, TimeKey};
+use super::super::candidates::{Candidate, Cond, FILTER_KEYS, Narrowing, Test, TimeKey};
 
 type Param = Box<dyn ToSql + Sync + Send>;
 

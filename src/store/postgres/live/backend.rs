@@ -29,7 +29,7 @@ use super::rows::{batch_of, export_at, order_of, state_of};
 use super::{Conn, Live};
 use crate::store::apply::Progress;
 use crate::store::backend::{Backend, Changes, Rows, Seek, Value};
-use crate::store::http::{Candidate, Narrowing};
+use crate::store::candidates::{Candidate, Narrowing};
 use crate::store::keys::{self, Key};
 use crate::store::records::AppliedFile;
 use crate::store::{Event, ExportState, StoreError, encode};

@@ -9,13 +9,13 @@
 //! regulation moves. So keys come in rounds, each from what the earlier
 //! ones fetched.
 //!
-//! [`Backend::prefetches`]: super::backend::Backend::prefetches
+//! [`Backend::prefetches`]: super::super::backend::Backend::prefetches
 
 use uuid::Uuid;
 
-use super::apply::{Context, Item, Tx};
-use super::keys::{self, Key};
-use super::{ExportState, OrderRecord, StoreError};
+use super::super::keys::{self, Key};
+use super::super::{ExportState, OrderRecord, StoreError};
+use super::{Context, Item, Tx};
 use crate::csvin::{AckRow, StockRow};
 use crate::input::{CsvRow, Input};
 use crate::order::{Facts, Order};
@@ -106,7 +106,11 @@ pub(super) fn items<'i>(
 }
 
 /// Reads ahead what acknowledging `acks` will read (HTTP's mark-exported).
-pub(super) fn ack_rows(tx: &Tx, acks: &[AckRow], ctx: &Context) -> Result<(), StoreError> {
+pub(in crate::store) fn ack_rows(
+    tx: &Tx,
+    acks: &[AckRow],
+    ctx: &Context,
+) -> Result<(), StoreError> {
     if !tx.prefetching() {
         return Ok(());
     }
@@ -115,7 +119,7 @@ pub(super) fn ack_rows(tx: &Tx, acks: &[AckRow], ctx: &Context) -> Result<(), St
 }
 
 /// The export states of `ids` for `system` (marking a batch written).
-pub(super) fn exports(
+pub(in crate::store) fn exports(
     tx: &Tx,
     system: &str,
     ids: impl Iterator<Item = Uuid>,
@@ -215,7 +219,7 @@ fn read(
 }
 
 /// The head of the order `id`, from what was fetched (or staged).
-fn head(tx: &Tx, id: Uuid) -> Result<Option<super::OrderHead>, StoreError> {
+fn head(tx: &Tx, id: Uuid) -> Result<Option<super::super::OrderHead>, StoreError> {
     match tx.get(&keys::order(id))? {
         None => Ok(None),
         Some(bytes) => Ok(OrderRecord::decode_head(&bytes).ok()),
