@@ -546,7 +546,7 @@ fn the_timeline_stays_in_order_across_writers() {
     );
 }
 
-/// The writer's advisory lock, as `store/postgres/live.rs` takes it.
+/// The writer's advisory lock, as `store/postgres/live/session.rs` takes it.
 const WRITER_LOCK: i64 = 0x6f72_6465_7273_7977;
 
 /// A process killed a moment ago still holds the writer's advisory lock

@@ -1,4 +1,4 @@
-//! The narrow interface between the store's rules (`apply.rs`, `batch.rs`,
+//! The narrow interface between the store's rules (`apply/`, `batch.rs`,
 //! `http.rs`, the reads in `mod.rs`) and where the records live: sled
 //! (`sled_backend/`) or PostgreSQL (`postgres/`). The rules read records by
 //! [`Key`], stage their writes in memory, and hand a group's writes to
