@@ -8,8 +8,9 @@
 //! The token is checked from the headers before any byte of the body is
 //! read. The body is then parsed as it arrives ([`super::entries`]), within
 //! `[http] body_timeout` and [`super::MAX_BODY`]; an answer given before
-//! the body was read whole closes the connection rather than read the
-//! rest.
+//! the body was read whole closes the connection rather than parse the
+//! rest (what the client still sends is read and dropped for a moment, so
+//! that it reads the answer: `serve::linger`).
 
 use std::io::Read;
 use std::sync::Arc;

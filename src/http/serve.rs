@@ -51,6 +51,11 @@ use crate::config::HttpConfig;
 /// written, the store, the control socket, the watcher): the HTTP server
 /// never holds more than the soft limit minus this many connections.
 pub const FD_RESERVE: u64 = 256;
+/// How long a connection closed by the server still reads what its
+/// client sends, and how much ([`linger`]); a client still sending after
+/// that has its connection reset.
+const LINGER: Duration = Duration::from_secs(2);
+const LINGER_BYTES: usize = super::MAX_BODY;
 /// How long the accept loop waits after a failed `accept` (out of
 /// descriptors, say) before trying again, instead of spinning.
 const ACCEPT_BACKOFF: Duration = Duration::from_millis(100);
@@ -211,35 +216,31 @@ async fn connection(
         hyper::service::service_fn(move |req: hyper::Request<Incoming>| {
             let app = app.clone();
             let guard = activity.begin();
-            async move {
+            // Boxed: a connection polled without hyper's shutdown (for the
+            // lingering close) needs a future it can move.
+            Box::pin(async move {
                 let res = app.oneshot(req.map(Body::new)).await?;
                 Ok::<_, Infallible>(res.map(|inner| Guarded {
                     inner,
                     _guard: guard,
                 }))
-            }
+            })
         })
     };
-    let conn = hyper::server::conn::http1::Builder::new()
+    let mut conn = hyper::server::conn::http1::Builder::new()
         .keep_alive(true)
         // Timed by the watchdog below, not by hyper (which would need its
         // own timer).
         .header_read_timeout(None)
         .max_buf_size(MAX_BUF)
         .serve_connection(io, service);
-    tokio::pin!(conn);
     let mut stopping = false;
-    loop {
+    let ended = loop {
         tokio::select! {
-            r = conn.as_mut() => {
-                if let Err(e) = r {
-                    tracing::debug!(error = %e, "HTTP connection ended");
-                }
-                return;
-            }
+            r = std::future::poll_fn(|cx| conn.poll_without_shutdown(cx)) => break r,
             _ = stop.wait_for(|s| *s), if !stopping => {
                 stopping = true;
-                conn.as_mut().graceful_shutdown();
+                Pin::new(&mut conn).graceful_shutdown();
             }
             () = activity.expired(timeouts) => {
                 tracing::debug!("HTTP connection closed: idle or too slow a request head");
@@ -250,6 +251,44 @@ async fn connection(
                 return;
             }
         }
+    };
+    match ended {
+        Ok(()) => {
+            let stream = conn.into_parts().io.into_inner().inner;
+            linger(stream, stop).await;
+        }
+        Err(e) => tracing::debug!(error = %e, "HTTP connection ended"),
+    }
+}
+
+/// A lingering close: our side of the connection is shut (the client
+/// reads the answer to its end), then whatever the client still sends is
+/// read and dropped until it closes too, for at most [`LINGER`] and
+/// [`LINGER_BYTES`] or until the daemon stops. Without it, a connection
+/// closed with unread bytes (an answer given before the request's body was
+/// read whole: a body found not to be JSON in its first bytes, or over
+/// the size limit) is reset, and a reset can destroy the answer before the
+/// client has read it: the client would see "connection reset", not the
+/// 400 or 413 that says what was wrong.
+async fn linger(mut stream: TcpStream, mut stop: watch::Receiver<bool>) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    if stream.shutdown().await.is_err() {
+        return;
+    }
+    let mut buf = vec![0u8; 16 << 10];
+    let drain = async {
+        let mut left = LINGER_BYTES;
+        while left > 0 {
+            match stream.read(&mut buf).await {
+                Ok(0) | Err(_) => break,
+                Ok(n) => left = left.saturating_sub(n),
+            }
+        }
+    };
+    tokio::select! {
+        () = drain => {}
+        () = tokio::time::sleep(LINGER) => {}
+        _ = stop.wait_for(|s| *s) => {}
     }
 }
 
