@@ -1694,7 +1694,7 @@ fn store(r: &mut Report, grown: Option<tempfile::TempDir>) {
     r.verdict(
         "store",
         &format!(
-            "`status` at {} orders, no daemon: it opens the store (median of 5)",
+            "`status` at {} orders, no daemon: from the counts the last clean close left (median of 5)",
             thousands(orders as f64)
         ),
         format!("{:.0} ms", s.as_secs_f64() * 1e3),

@@ -369,6 +369,13 @@ pub fn run(cli: Cli, args: &[String]) -> Result<(), CliError> {
             }
             // Usage errors (exit 2) come before a missing store (exit 1).
             check_usage(&config, &command)?;
+            // A sled store at rest: its counts without opening it.
+            if let Command::Status { json, .. } = &command
+                && let Some(text) = status::at_rest(&config, *json)
+            {
+                out!("{text}");
+                return Ok(());
+            }
             let engine = crate::control::open_engine(&config, crate::control::OpenMode::Existing)?;
             // A command that writes holds the writer's lease on PostgreSQL
             // (inside the daemon, the daemon's).

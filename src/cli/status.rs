@@ -44,10 +44,39 @@ pub fn status_json(e: &Engine) -> Result<Value, CliError> {
     Ok(v)
 }
 
+/// The status of a sled store at rest (no process has it open) from the
+/// counts its last clean close left beside it, without opening it (see
+/// `store/sled_backend/at_rest.rs`); `None` when there are none to trust,
+/// or the store is on PostgreSQL (whose counts are one query away).
+pub fn at_rest(config: &Config, as_json: bool) -> Option<String> {
+    if config.store.backend != crate::config::Backend::Sled {
+        return None;
+    }
+    let kept = crate::store::KeptCounts::of(&config.paths.state)?;
+    let mut systems = Map::new();
+    for s in &config.systems {
+        let mut counts = Map::new();
+        for st in ExportState::ALL {
+            counts.insert(st.name().into(), kept.in_state(&s.id, st).into());
+        }
+        systems.insert(s.id.clone(), Value::Object(counts));
+    }
+    let v = json!({
+        "orders": kept.orders(),
+        "errors": inbox::error_count(config),
+        "systems": systems,
+    });
+    Some(render(config, &v, as_json))
+}
+
 pub fn run(e: &Engine, as_json: bool) -> Result<String, CliError> {
-    let v = status_json(e)?;
+    Ok(render(&e.config, &status_json(e)?, as_json))
+}
+
+/// The status `v` (see [`status_json`]) as printed.
+fn render(config: &Config, v: &Value, as_json: bool) -> String {
     if as_json {
-        return Ok(json_line(&v));
+        return json_line(v);
     }
     let mut out = String::new();
     for w in v["warnings"].as_array().into_iter().flatten() {
@@ -70,7 +99,7 @@ pub fn run(e: &Engine, as_json: bool) -> Result<String, CliError> {
         "written".into(),
         "acked".into(),
     ]];
-    for s in &e.config.systems {
+    for s in &config.systems {
         let c = &v["systems"][&s.id];
         rows.push(vec![
             s.id.clone(),
@@ -80,7 +109,7 @@ pub fn run(e: &Engine, as_json: bool) -> Result<String, CliError> {
         ]);
     }
     out.push_str(&table(&rows));
-    Ok(out)
+    out
 }
 
 /// `status --wait`: waits until the inbox holds no file to process and no

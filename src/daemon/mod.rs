@@ -214,6 +214,9 @@ pub fn run(config: Config) -> anyhow::Result<()> {
     }
     drop(http);
     result?;
+    // Other threads (the control socket's) hold the engine: the store is
+    // closed here, so that its counts are left for `status`.
+    engine.store.rest();
     tracing::info!("stopped");
     Ok(())
 }

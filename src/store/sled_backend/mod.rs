@@ -41,6 +41,7 @@ use std::path::{Path, PathBuf};
 use std::sync::{Mutex, MutexGuard, RwLock};
 use std::time::{Duration, Instant};
 
+pub mod at_rest;
 pub mod layout;
 
 use sled::IVec;
@@ -282,7 +283,42 @@ fn is_lock_error(e: &io::Error) -> bool {
         || e.raw_os_error() == Some(11)
 }
 
+impl Drop for Db {
+    fn drop(&mut self) {
+        self.rest();
+    }
+}
+
 impl Db {
+    /// A clean close: flushed, sled closed, then the counts at rest
+    /// written (see `at_rest.rs`). Anything amiss (the folder replaced, a
+    /// failed flush) leaves none: `status` then opens the store. Every use
+    /// after it finds the store closed.
+    pub(super) fn rest(&self) {
+        if self.handle().is_err() || self.check().is_err() || self.flush().is_err() {
+            return;
+        }
+        // A store a restore left part-loaded is refused by every open:
+        // `status` must open it to say so.
+        if !matches!(self.get(layout::RESTORING), Ok(None)) {
+            return;
+        }
+        let counts: Result<Vec<(Vec<u8>, i64)>, _> = self
+            .scan_prefix([layout::COUNT])
+            .map(|kv| kv.map(|(k, v)| (k.to_vec(), layout::int_of(&v))))
+            .collect();
+        let Ok(counts) = counts else { return };
+        // sled flushes and closes with its last handle: here, unless some
+        // other thread still holds one (then it writes later, the `db`
+        // file changes, and readers do not take the counts).
+        let sled = self.slot.write().ok().and_then(|mut s| s.take());
+        let Some(sled) = sled else { return };
+        drop(sled);
+        if let Err(e) = at_rest::write(&self.folder, counts) {
+            tracing::debug!(error = %e, "the store's counts at rest were not written");
+        }
+    }
+
     /// Opens the database in `folder`; with `create`, makes the folder and
     /// the database when missing, without it reports [`StoreError::Missing`].
     pub(super) fn open(
@@ -301,7 +337,11 @@ impl Db {
             .ok_or_else(|| StoreError::Replaced(shown(folder)))?;
         let io = |e: io::Error| sled::Error::Io(described(folder, &e));
         let durable = Durable::open(folder).map_err(io)?;
-        // The names sled made in a new store (`db`, `conf`, `blobs/`).
+        // Open, the store may change: its counts at rest go (see
+        // `at_rest.rs`), before anything is written.
+        at_rest::forget(folder).map_err(io)?;
+        // The names sled made in a new store (`db`, `conf`, `blobs/`), and
+        // the counts at rest gone.
         crate::fsutil::sync_dir(folder).map_err(io)?;
         Ok(Db {
             folder: folder.to_path_buf(),
