@@ -184,17 +184,17 @@ pub fn run(config: Config) -> anyhow::Result<()> {
     // starts it once it has taken the lease, so that its clients never
     // meet a standby that is only starting.
     let mut http = None;
+    let mut serve = || -> anyhow::Result<()> {
+        if http.is_none() {
+            http = Some(crate::http::start(engine.clone())?);
+        }
+        Ok(())
+    };
     if !leased || paired {
-        http = Some(crate::http::start(engine.clone())?);
+        serve()?;
     }
     let mut systemd = Systemd::from_env();
     let result = if leased {
-        let mut serve = || -> anyhow::Result<()> {
-            if http.is_none() {
-                http = Some(crate::http::start(engine.clone())?);
-            }
-            Ok(())
-        };
         lead_when_due(
             &engine,
             role,
