@@ -320,8 +320,16 @@ pub fn wait_to_lead(
                     tracing::info!("the store works again: its database answers");
                 }
                 let holder = pg.lease_holder().ok().flatten().filter(|h| h.live);
+                // This very process may hold it: a take that committed
+                // while the server went away before it answered. That
+                // lease runs out unrenewed and is taken then; it is no
+                // other writer to refuse.
+                let ours = holder.as_ref().is_some_and(|h| {
+                    let me = crate::store::postgres::lease::process();
+                    !me.is_empty() && h.process == me
+                });
                 let name = holder.map(|h| h.node);
-                if refuse && start.elapsed() > lease + Duration::from_secs(1) {
+                if refuse && !ours && start.elapsed() > lease + Duration::from_secs(1) {
                     return Err(anyhow!(
                         "another ordersync process writes this store: {} holds the writer's lease on {} and renews it. One daemon per store (or an active/standby pair, [cluster])",
                         name.as_deref()
