@@ -204,8 +204,25 @@ pub fn join(engine: &Engine, role: &Role, shutdown: &AtomicBool) -> anyhow::Resu
     let mine = settings(&engine.config);
     let lease = pg.fence().lease;
     let start = Instant::now();
+    // The server may go away (restart, fail over) right after the store
+    // opened: that is waited for here as everywhere else, not fatal.
+    let outage = |e: &crate::store::StoreError| -> bool {
+        if !e.is_unreachable() || shutdown.load(Ordering::SeqCst) {
+            return false;
+        }
+        if first_to_tell_outage() {
+            tracing::error!(error = %e, "the store failed while this node joined it; trying again every second");
+        }
+        std::thread::sleep(Duration::from_secs(1));
+        true
+    };
     loop {
-        match pg.claim_node(&role.node, role.token, &mine)? {
+        let claim = match pg.claim_node(&role.node, role.token, &mine) {
+            Ok(claim) => claim,
+            Err(e) if outage(&e) => continue,
+            Err(e) => return Err(e.into()),
+        };
+        match claim {
             Claim::Held => break,
             Claim::Taken { seen_ms } => {
                 if start.elapsed() > lease + Duration::from_secs(1)
@@ -221,7 +238,17 @@ pub fn join(engine: &Engine, role: &Role, shutdown: &AtomicBool) -> anyhow::Resu
             }
         }
     }
-    for other in pg.other_nodes(&role.node)? {
+    let others = loop {
+        match pg.other_nodes(&role.node) {
+            Ok(others) => break others,
+            Err(e) if outage(&e) => continue,
+            Err(e) => return Err(e.into()),
+        }
+    };
+    if outage_over() {
+        tracing::info!("the store works again: its database answers");
+    }
+    for other in others {
         let diff = differences(&mine, &other.settings);
         if !diff.is_empty() {
             let _ = pg.leave_node(&role.node, role.token);
