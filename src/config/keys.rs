@@ -9,6 +9,7 @@ use super::cluster::RawCluster;
 use super::http::{RawHttp, RawToken};
 use super::inbox::RawInbox;
 use super::paths::RawPaths;
+use super::remotes::{RawPull, RawPush, RawRemote};
 use super::store::RawStore;
 use super::systems::RawSystem;
 use super::{RawConfig, RawInventory};
@@ -61,6 +62,9 @@ pub(super) fn did_you_mean(unknown: &str) -> Option<&'static str> {
         "http" => fields::<RawHttp>(),
         "http.tokens[]" => fields::<RawToken>(),
         "cluster" => fields::<RawCluster>(),
+        "remotes[]" => fields::<RawRemote>(),
+        "remotes[].pull[]" => fields::<RawPull>(),
+        "remotes[].push[]" => fields::<RawPush>(),
         _ => &[],
     };
     keys.iter()

@@ -25,6 +25,7 @@ mod http;
 mod inbox;
 mod keys;
 mod paths;
+mod remotes;
 mod store;
 mod systems;
 
@@ -32,6 +33,7 @@ pub use cluster::{ClusterConfig, DEFAULT_LEASE, host_name};
 pub use http::{HttpConfig, TokenConfig};
 pub use inbox::{DEFAULT_IGNORE, Encoding, InboxConfig, parse_size};
 pub use paths::Paths;
+pub use remotes::{After, Auth, PullConfig, PushConfig, Ready, RemoteConfig};
 pub use store::{
     Backend, DEFAULT_POOL_SIZE, DEFAULT_STATEMENT_TIMEOUT, MAX_POOL_SIZE, MAX_STATEMENT_TIMEOUT,
     PostgresConfig, StoreConfig,
@@ -43,6 +45,7 @@ use http::{RawHttp, http_config};
 use inbox::RawInbox;
 use keys::{did_you_mean, key_path};
 use paths::{RawPaths, check_distinct_paths, check_system_inboxes};
+use remotes::{RawRemote, remotes_config};
 use store::{RawStore, store_config};
 use systems::RawSystem;
 
@@ -123,6 +126,8 @@ pub struct Config {
     /// `[cluster]`: this node of an active/standby pair, `None` when the
     /// section is absent (one daemon alone on its store).
     pub cluster: Option<ClusterConfig>,
+    /// `[[remotes]]`: partners' own SFTP servers.
+    pub remotes: Vec<RemoteConfig>,
 }
 
 impl Config {
@@ -177,6 +182,7 @@ struct RawConfig {
     systems: Vec<RawSystem>,
     http: RawHttp,
     cluster: Option<RawCluster>,
+    remotes: Vec<RawRemote>,
 }
 
 #[derive(Deserialize)]
@@ -425,6 +431,8 @@ impl Config {
             pg.lease = Some(c.lease);
         }
 
+        let remotes = remotes_config(raw.remotes, &resolve, &paths, &systems, &mut bad);
+
         if let Some(e) = ConfigError::of(path, bad) {
             return Err(e);
         }
@@ -439,6 +447,7 @@ impl Config {
             systems,
             http,
             cluster,
+            remotes,
         })
     }
 }
@@ -509,7 +518,7 @@ mod tests {
     /// raw struct appears here by itself; a new section (a new field of
     /// `RawConfig`) fails until it is added to `sections`.
     fn accepted_keys() -> std::collections::BTreeSet<String> {
-        let sections: [(&str, &[&str]); 8] = [
+        let sections: [(&str, &[&str]); 11] = [
             ("paths", fields::of::<RawPaths>()),
             ("inbox", fields::of::<RawInbox>()),
             ("inventory", fields::of::<RawInventory>()),
@@ -518,6 +527,9 @@ mod tests {
             ("http", fields::of::<RawHttp>()),
             ("http.tokens", fields::of::<RawToken>()),
             ("cluster", fields::of::<RawCluster>()),
+            ("remotes", fields::of::<remotes::RawRemote>()),
+            ("remotes.pull", fields::of::<remotes::RawPull>()),
+            ("remotes.push", fields::of::<remotes::RawPush>()),
         ];
         for top in fields::of::<RawConfig>() {
             assert!(
