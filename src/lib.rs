@@ -23,5 +23,7 @@ pub mod metrics;
 pub mod order;
 pub mod pgurl;
 pub mod problem;
+#[cfg(feature = "sftp")]
+pub mod remote;
 pub mod store;
 pub mod validate;

@@ -15,80 +15,13 @@
 mod common;
 
 use std::fs;
-use std::net::{TcpListener, TcpStream};
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::path::Path;
+use std::process::{Command, Stdio};
 use std::time::Duration;
 
+use common::sshd::{Sshd, start_sshd};
 use common::{Work, order, wait_for};
 use serde_json::json;
-
-struct Sshd {
-    child: Child,
-    port: u16,
-    key: PathBuf,
-    user: String,
-}
-
-impl Drop for Sshd {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn run(cmd: &mut Command) -> String {
-    let out = cmd.output().unwrap_or_else(|e| panic!("{cmd:?}: {e}"));
-    assert!(
-        out.status.success(),
-        "{cmd:?} failed:\n{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).into_owned()
-}
-
-fn start_sshd(dir: &Path) -> Sshd {
-    fs::create_dir_all(dir).unwrap();
-    for key in ["host_key", "client_key"] {
-        run(Command::new("ssh-keygen")
-            .args(["-q", "-t", "ed25519", "-N", "", "-f"])
-            .arg(dir.join(key)));
-    }
-    fs::copy(dir.join("client_key.pub"), dir.join("authorized_keys")).unwrap();
-    let user = run(Command::new("id").arg("-un")).trim().to_string();
-    let port = TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    let config = format!(
-        "Port {port}\nListenAddress 127.0.0.1\nHostKey {d}/host_key\nPidFile {d}/sshd.pid\n\
-         AuthorizedKeysFile {d}/authorized_keys\nStrictModes no\nUsePAM no\n\
-         PasswordAuthentication no\nKbdInteractiveAuthentication no\nPubkeyAuthentication yes\n\
-         PermitRootLogin prohibit-password\nAllowUsers {user}\nSubsystem sftp internal-sftp\nLogLevel ERROR\n",
-        d = dir.display()
-    );
-    fs::write(dir.join("sshd_config"), config).unwrap();
-    // sshd run by root insists on its privilege separation folder.
-    let _ = fs::create_dir_all("/run/sshd");
-    let child = Command::new("/usr/sbin/sshd")
-        .args(["-D", "-e", "-f"])
-        .arg(dir.join("sshd_config"))
-        .stdout(Stdio::null())
-        .stderr(fs::File::create(dir.join("sshd.log")).unwrap())
-        .spawn()
-        .expect("/usr/sbin/sshd (install openssh-server)");
-    wait_for("sshd to listen", Duration::from_secs(20), || {
-        TcpStream::connect(("127.0.0.1", port)).is_ok()
-    });
-    Sshd {
-        child,
-        port,
-        key: dir.join("client_key"),
-        user,
-    }
-}
 
 /// Runs an sftp batch; `limit_kbit` throttles the transfer.
 fn sftp(s: &Sshd, batch: &str, limit_kbit: Option<u32>) {

@@ -2,6 +2,8 @@
 //! with a config, an inbox and the real `ordersync` binary.
 #![allow(dead_code)]
 
+pub mod sshd;
+
 use std::fs;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};

@@ -1,0 +1,85 @@
+//! OpenSSH's sshd on 127.0.0.1, for the tests that talk SFTP to it
+//! (`sftp.rs`: partners uploading to us; `remote_session.rs`: ordersync
+//! as a client of a partner's server).
+
+use std::fs;
+use std::net::{TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use super::wait_for;
+
+pub struct Sshd {
+    pub child: Child,
+    pub port: u16,
+    /// The client's private key (ed25519, no passphrase).
+    pub key: PathBuf,
+    /// The user it lets in: whoever runs the test.
+    pub user: String,
+    /// Its folder: `host_key.pub`, `sshd.log`.
+    pub dir: PathBuf,
+}
+
+impl Drop for Sshd {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+pub fn run(cmd: &mut Command) -> String {
+    let out = cmd.output().unwrap_or_else(|e| panic!("{cmd:?}: {e}"));
+    assert!(
+        out.status.success(),
+        "{cmd:?} failed:\n{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// OpenSSH's sshd on 127.0.0.1 (a free port) with keys of its own in
+/// `dir`, letting in the user running the test with `key`.
+pub fn start_sshd(dir: &Path) -> Sshd {
+    fs::create_dir_all(dir).unwrap();
+    for key in ["host_key", "client_key"] {
+        run(Command::new("ssh-keygen")
+            .args(["-q", "-t", "ed25519", "-N", "", "-f"])
+            .arg(dir.join(key)));
+    }
+    fs::copy(dir.join("client_key.pub"), dir.join("authorized_keys")).unwrap();
+    let user = run(Command::new("id").arg("-un")).trim().to_string();
+    let port = TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let config = format!(
+        "Port {port}\nListenAddress 127.0.0.1\nHostKey {d}/host_key\nPidFile {d}/sshd.pid\n\
+         AuthorizedKeysFile {d}/authorized_keys\nStrictModes no\nUsePAM no\n\
+         PasswordAuthentication no\nKbdInteractiveAuthentication no\nPubkeyAuthentication yes\n\
+         PermitRootLogin prohibit-password\nAllowUsers {user}\nSubsystem sftp internal-sftp\nLogLevel ERROR\n",
+        d = dir.display()
+    );
+    fs::write(dir.join("sshd_config"), config).unwrap();
+    // sshd run by root insists on its privilege separation folder.
+    let _ = fs::create_dir_all("/run/sshd");
+    let child = Command::new("/usr/sbin/sshd")
+        .args(["-D", "-e", "-f"])
+        .arg(dir.join("sshd_config"))
+        .stdout(Stdio::null())
+        .stderr(fs::File::create(dir.join("sshd.log")).unwrap())
+        .spawn()
+        .expect("/usr/sbin/sshd (install openssh-server)");
+    wait_for("sshd to listen", Duration::from_secs(20), || {
+        TcpStream::connect(("127.0.0.1", port)).is_ok()
+    });
+    Sshd {
+        child,
+        port,
+        key: dir.join("client_key"),
+        user,
+        dir: dir.to_path_buf(),
+    }
+}
