@@ -95,6 +95,10 @@ pub trait Backend: Send + Sync {
     /// A system's export batches in flight, by sequence number.
     fn batches(&self, system: &str) -> Result<Vec<Value>, StoreError>;
 
+    /// Every transfer of a remote's ledger ([`Key::Transfer`]), by
+    /// direction and name.
+    fn transfers(&self, remote: &str) -> Result<Vec<(Key, Value)>, StoreError>;
+
     /// Every record as `(key, value)` in a stable order: what "the store
     /// did not change" is checked against.
     fn records(&self) -> Result<Vec<(String, Vec<u8>)>, StoreError>;

@@ -66,6 +66,44 @@ pub enum Key {
     OrderCount,
     /// The number of orders in a state for a system (`i64`).
     StateCount { state: ExportState, system: String },
+    /// A partner remote's transfer ([`Transfer`](super::ledger::Transfer)):
+    /// a pulled file by its remote path, a pushed one by `system/file`.
+    Transfer {
+        remote: String,
+        direction: Direction,
+        name: String,
+    },
+}
+
+/// Which way a transfer goes.
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize, serde::Deserialize,
+)]
+#[serde(rename_all = "snake_case")]
+pub enum Direction {
+    /// From a partner's server into one of our inboxes.
+    Pull,
+    /// From one of our outboxes to a partner's server.
+    Push,
+}
+
+impl Direction {
+    /// As the ledger, metrics and logs spell it.
+    pub fn name(self) -> &'static str {
+        match self {
+            Direction::Pull => "pull",
+            Direction::Push => "push",
+        }
+    }
+
+    /// The direction spelt `name`.
+    pub fn parse(name: &str) -> Option<Direction> {
+        match name {
+            "pull" => Some(Direction::Pull),
+            "push" => Some(Direction::Push),
+            _ => None,
+        }
+    }
 }
 
 impl fmt::Display for Key {
@@ -93,6 +131,11 @@ impl fmt::Display for Key {
             Key::StateCount { state, system } => {
                 write!(f, "count of {} orders for {system:?}", state.name())
             }
+            Key::Transfer {
+                remote,
+                direction,
+                name,
+            } => write!(f, "{} of {name:?} with remote {remote:?}", direction.name()),
         }
     }
 }
@@ -197,6 +240,15 @@ pub fn batch(system: &str) -> Key {
 
 pub fn system(system: &str) -> Key {
     Key::Fingerprint(system.into())
+}
+
+/// A transfer of the ledger (see [`Key::Transfer`]).
+pub fn transfer(remote: &str, direction: Direction, name: &str) -> Key {
+    Key::Transfer {
+        remote: remote.into(),
+        direction,
+        name: name.into(),
+    }
 }
 
 /// 16 bytes as a UUID (nil when the slice is malformed): the value of the

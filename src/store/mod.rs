@@ -15,6 +15,7 @@ mod candidates;
 pub mod dump;
 mod http;
 pub mod keys;
+pub mod ledger;
 pub mod postgres;
 mod records;
 mod sled_backend;

@@ -142,6 +142,18 @@ pub fn check(record: &Record) -> Result<(), String> {
             no_nul("kind", kind)
         }
         Record::Progress { name: n, .. } => name("name", n),
+        Record::Transfer {
+            remote,
+            name: n,
+            transfer,
+            ..
+        } => {
+            text("remote", remote)?;
+            name("name", n)?;
+            name("temp", &transfer.temp)?;
+            name("target", &transfer.target)?;
+            no_nul("sha256", &transfer.sha256)
+        }
         Record::Stock { sku, .. } | Record::Reserved { sku, .. } => text("sku", sku),
     }
 }
@@ -262,6 +274,19 @@ fn unique_key(record: &Record) -> Option<(&'static str, Vec<u8>)> {
             ("batch", join(&[system.as_bytes(), &seq.to_be_bytes()]))
         }
         Record::Fingerprint { system, .. } => ("fingerprint", system.as_bytes().to_vec()),
+        Record::Transfer {
+            remote,
+            direction,
+            name,
+            ..
+        } => (
+            "transfer",
+            join(&[
+                remote.as_bytes(),
+                direction.name().as_bytes(),
+                name.as_bytes(),
+            ]),
+        ),
     })
 }
 
@@ -291,5 +316,14 @@ fn describe_key(record: &Record) -> String {
         Record::Fingerprint { system, .. } => {
             format!("the fingerprint of the system {system:?}")
         }
+        Record::Transfer {
+            remote,
+            direction,
+            name,
+            ..
+        } => format!(
+            "the {} of {name:?} with the remote {remote:?}",
+            direction.name()
+        ),
     }
 }

@@ -54,6 +54,8 @@ use serde_json::Value;
 use uuid::Uuid;
 
 use super::batch::Content;
+use super::keys::Direction;
+use super::ledger::Transfer;
 use super::{ExportState, StoreError};
 
 mod admit;
@@ -213,6 +215,14 @@ pub enum Record {
     },
     /// The eligibility settings of a system last reconciled.
     Fingerprint { system: String, settings: String },
+    /// A partner transfer of the ledger: a pulled file by its remote path,
+    /// a pushed one by `system/file`.
+    Transfer {
+        remote: String,
+        direction: Direction,
+        name: String,
+        transfer: Transfer,
+    },
 }
 
 impl Record {

@@ -242,6 +242,26 @@ fn record_of(k: &[u8], v: &[u8], timeline: &mut EventSeq) -> Result<Option<Recor
             system: text(rest),
             settings: text(v),
         },
+        keys::TRANSFER => {
+            let nul = rest
+                .iter()
+                .position(|b| *b == 0)
+                .ok_or_else(|| corrupt("malformed key"))?;
+            let remote = text(&rest[..nul]);
+            match keys::transfer_key(&remote, k) {
+                Some(crate::store::keys::Key::Transfer {
+                    remote,
+                    direction,
+                    name,
+                }) => Record::Transfer {
+                    remote,
+                    direction,
+                    name,
+                    transfer: super::super::decode(&keys::Shown(k), v)?,
+                },
+                _ => return Err(corrupt("malformed key")),
+            }
+        }
         _ => return Ok(None),
     }))
 }
@@ -418,6 +438,12 @@ impl Store {
                 Record::Fingerprint { system, settings } => {
                     batch.put(keys::system(&system), settings.as_bytes())
                 }
+                Record::Transfer {
+                    remote,
+                    direction,
+                    name,
+                    transfer,
+                } => batch.put(keys::transfer(&remote, direction, &name), transfer.encode()),
             }
             done.records += 1;
             if batch.bytes >= RESTORE_BATCH_BYTES {

@@ -16,8 +16,9 @@ use postgres::{Client, IsolationLevel, Transaction};
 use serde_json::Value;
 use uuid::Uuid;
 
-use super::ExportState;
 use super::batch::Content;
+use super::keys::Direction;
+use super::{ExportState, StoreError};
 mod candidates;
 pub mod lease;
 pub mod live;
@@ -39,6 +40,7 @@ pub const MIGRATIONS: &[&str] = &[
     include_str!("migrations/0003_http.sql"),
     include_str!("migrations/0004_leader.sql"),
     include_str!("migrations/0005_writers.sql"),
+    include_str!("migrations/0006_transfers.sql"),
 ];
 
 /// The schema version this binary writes and reads.
@@ -204,7 +206,7 @@ impl Postgres {
                 "SELECT EXISTS (SELECT 1 FROM orders) OR EXISTS (SELECT 1 FROM stock)
                      OR EXISTS (SELECT 1 FROM applied_files) OR EXISTS (SELECT 1 FROM file_progress)
                      OR EXISTS (SELECT 1 FROM export_sequences) OR EXISTS (SELECT 1 FROM export_batches)
-                     OR EXISTS (SELECT 1 FROM system_settings)",
+                     OR EXISTS (SELECT 1 FROM system_settings) OR EXISTS (SELECT 1 FROM transfers)",
                 &[],
             )
             .map_err(|e| self.err(e))?
@@ -471,6 +473,34 @@ impl Postgres {
                 )
             },
         )?;
+        each_row(
+            &mut tx,
+            "SELECT remote, direction, name, record FROM transfers ORDER BY 1, 2, 3",
+            &err,
+            |row| {
+                let direction: String = row.get(1);
+                let name: String = row.get(2);
+                let corrupt = |message: String| {
+                    DumpError::Store(StoreError::Corrupt {
+                        key: format!("transfer {name:?}"),
+                        message,
+                    })
+                };
+                let direction = Direction::parse(&direction)
+                    .ok_or_else(|| corrupt(format!("direction {direction:?}")))?;
+                let transfer = serde_json::from_value(row.get(3))
+                    .map_err(|e| corrupt(format!("record: {e}")))?;
+                emit(
+                    &mut out,
+                    Record::Transfer {
+                        remote: row.get(0),
+                        direction,
+                        name,
+                        transfer,
+                    },
+                )
+            },
+        )?;
         line(
             &mut out,
             &Trailer {
@@ -608,6 +638,7 @@ struct Statements {
     sequence: postgres::Statement,
     batch: postgres::Statement,
     settings: postgres::Statement,
+    transfer: postgres::Statement,
 }
 
 impl Statements {
@@ -648,6 +679,9 @@ impl Statements {
             )?,
             settings: tx
                 .prepare("INSERT INTO system_settings (system, settings) VALUES ($1, $2)")?,
+            transfer: tx.prepare(
+                "INSERT INTO transfers (remote, direction, name, record) VALUES ($1, $2, $3, $4)",
+            )?,
         })
     }
 
@@ -778,6 +812,19 @@ impl Statements {
             }
             Record::Fingerprint { system, settings } => {
                 run(tx, &self.settings, &[system, settings])
+            }
+            Record::Transfer {
+                remote,
+                direction,
+                name,
+                transfer,
+            } => {
+                let record = serde_json::to_value(transfer).unwrap_or(Value::Null);
+                run(
+                    tx,
+                    &self.transfer,
+                    &[remote, &direction.name(), name, &record],
+                )
             }
         }
     }

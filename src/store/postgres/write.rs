@@ -17,6 +17,7 @@ use super::super::apply::Progress;
 use super::super::backend::Changes;
 use super::super::batch::Batch;
 use super::super::keys::{self, Key};
+use super::super::ledger::Transfer;
 use super::super::records::AppliedFile;
 use super::super::{Event, ExportRecord, StoreError, decode, decode_order};
 
@@ -118,6 +119,8 @@ struct Rows {
     batches_gone: Pairs<String, i64>,
     settings: Pairs<String, String>,
     settings_gone: Vec<String>,
+    /// (remote, direction, name) → the record (`None`: removed).
+    transfers: Vec<(String, &'static str, String, Option<Json>)>,
     order_count: Option<i64>,
     counts: Triples<String, &'static str, i64>,
 }
@@ -235,6 +238,24 @@ impl Rows {
                 .settings
                 .push(system.clone(), String::from_utf8_lossy(v).into_owned()),
             (Key::Fingerprint(system), None) => self.settings_gone.push(system.clone()),
+            (
+                Key::Transfer {
+                    remote,
+                    direction,
+                    name,
+                },
+                v,
+            ) => {
+                let record = match v {
+                    Some(v) => {
+                        let t: Transfer = decode(key, v)?;
+                        Some(serde_json::to_value(t).unwrap_or(Json::Null))
+                    }
+                    None => None,
+                };
+                self.transfers
+                    .push((remote.clone(), direction.name(), name.clone(), record));
+            }
             (Key::OrderCount, v) => self.order_count = Some(v.map_or(0, int)),
             (Key::StateCount { state, system }, v) => {
                 self.counts
@@ -511,6 +532,22 @@ fn write_rows(
             "DELETE FROM system_settings WHERE system = ANY($1)",
             &[&r.settings_gone],
         )?;
+    }
+    // One at a time: the ledger changes a transfer per commit.
+    for (remote, direction, name, record) in &r.transfers {
+        match record {
+            Some(record) => run.run(
+                tx,
+                "INSERT INTO transfers (remote, direction, name, record) VALUES ($1, $2, $3, $4)
+                 ON CONFLICT (remote, direction, name) DO UPDATE SET record = excluded.record",
+                &[remote, direction, name, record],
+            )?,
+            None => run.run(
+                tx,
+                "DELETE FROM transfers WHERE remote = $1 AND direction = $2 AND name = $3",
+                &[remote, direction, name],
+            )?,
+        };
     }
     if let Some(n) = r.order_count {
         run.run(tx, "UPDATE order_count SET n = $1", &[&n])?;

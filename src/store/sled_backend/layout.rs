@@ -16,6 +16,7 @@
 //! | `b` | system `\0` seq (8) | an export batch in flight (an older version kept one, under `b` system) |
 //! | `k` | system | fingerprint of its eligibility settings last reconciled |
 //! | `g` | file name `\0` SHA-256 (32) | a checked big file part-applied in chunks: how many of its orders are in |
+//! | `l` | remote `\0` `<` (pull) or `>` (push) name | a partner transfer ([`Transfer`](crate::store::ledger::Transfer)) |
 //! | `c` | `o` | the number of stored orders (i64) |
 //! | `c` | `p` / `w` / `a`, system | the number of orders in that state for the system (i64) |
 //! | `c` | `v` | the version of the counts (absent: not yet counted) |
@@ -28,7 +29,7 @@
 use uuid::Uuid;
 
 use crate::store::ExportState;
-use crate::store::keys::Key;
+use crate::store::keys::{Direction, Key};
 
 pub const ORDER: u8 = b'o';
 pub const EXTERNAL: u8 = b'x';
@@ -46,6 +47,7 @@ pub const SEQUENCE: u8 = b'q';
 pub const BATCH: u8 = b'b';
 pub const SYSTEM: u8 = b'k';
 pub const COUNT: u8 = b'c';
+pub const TRANSFER: u8 = b'l';
 /// Present while `restore` loads a dump: a store left with it was
 /// restored in part and is refused.
 pub const RESTORING: &[u8] = b"!restoring";
@@ -78,6 +80,11 @@ pub fn encode(key: &Key) -> Vec<u8> {
         Key::Fingerprint(system) => self::system(system),
         Key::OrderCount => order_count(),
         Key::StateCount { state, system } => count(*state, system),
+        Key::Transfer {
+            remote,
+            direction,
+            name,
+        } => transfer(remote, *direction, name),
     }
 }
 
@@ -228,6 +235,47 @@ pub fn batch(system: &str) -> Vec<u8> {
 
 pub fn system(system: &str) -> Vec<u8> {
     with(SYSTEM, &[system.as_bytes()])
+}
+
+fn direction_byte(direction: Direction) -> u8 {
+    match direction {
+        Direction::Pull => b'<',
+        Direction::Push => b'>',
+    }
+}
+
+/// A partner transfer: remote names never hold `\0` (config validation).
+pub fn transfer(remote: &str, direction: Direction, name: &str) -> Vec<u8> {
+    with(
+        TRANSFER,
+        &[
+            remote.as_bytes(),
+            b"\0",
+            &[direction_byte(direction)],
+            name.as_bytes(),
+        ],
+    )
+}
+
+/// All transfers of a remote.
+pub fn transfer_prefix(remote: &str) -> Vec<u8> {
+    with(TRANSFER, &[remote.as_bytes(), b"\0"])
+}
+
+/// The key of a transfer's tree key (the remote's name is `remote`).
+pub fn transfer_key(remote: &str, key: &[u8]) -> Option<Key> {
+    let rest = key.get(transfer_prefix(remote).len()..)?;
+    let (d, name) = rest.split_first()?;
+    let direction = match d {
+        b'<' => Direction::Pull,
+        b'>' => Direction::Push,
+        _ => return None,
+    };
+    Some(Key::Transfer {
+        remote: remote.into(),
+        direction,
+        name: String::from_utf8_lossy(name).into_owned(),
+    })
 }
 
 /// A key of the tree for messages (see [`describe`]).

@@ -680,6 +680,17 @@ impl Backend for Db {
             .collect()
     }
 
+    fn transfers(&self, remote: &str) -> Result<Vec<(Key, Value)>, StoreError> {
+        let mut out = Vec::new();
+        for kv in self.scan_prefix(layout::transfer_prefix(remote)) {
+            let (k, v) = kv?;
+            if let Some(key) = layout::transfer_key(remote, &k) {
+                out.push((key, Value::from_sled(v)));
+            }
+        }
+        Ok(out)
+    }
+
     fn records(&self) -> Result<Vec<(String, Vec<u8>)>, StoreError> {
         self.iter()
             .map(|kv| {

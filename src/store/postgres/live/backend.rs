@@ -30,7 +30,7 @@ use super::{Conn, Live};
 use crate::store::apply::Progress;
 use crate::store::backend::{Backend, Changes, Rows, Seek, Value};
 use crate::store::candidates::{Candidate, Narrowing};
-use crate::store::keys::{self, Key};
+use crate::store::keys::{self, Direction, Key};
 use crate::store::records::AppliedFile;
 use crate::store::{Event, ExportState, StoreError, encode};
 
@@ -160,6 +160,19 @@ impl Backend for Live {
                     )
                 })?;
                 Ok(row.map(|r| Value::from(r.get::<_, String>(0).as_bytes())))
+            }
+            Key::Transfer {
+                remote,
+                direction,
+                name,
+            } => {
+                let row = self.read(|c| {
+                    c.query_opt(
+                        "SELECT record FROM transfers WHERE remote = $1 AND direction = $2 AND name = $3",
+                        &[remote, &direction.name(), name],
+                    )
+                })?;
+                row.map(|r| transfer_value(key, r.get(0))).transpose()
             }
             Key::OrderCount => self.int("SELECT n FROM order_count", &[]),
             Key::StateCount { state, system } => self.int(
@@ -343,6 +356,30 @@ impl Backend for Live {
             .collect())
     }
 
+    fn transfers(&self, remote: &str) -> Result<Vec<(Key, Value)>, StoreError> {
+        let rows = self.read(|c| {
+            c.query(
+                "SELECT direction, name, record FROM transfers WHERE remote = $1 ORDER BY 1, 2",
+                &[&remote],
+            )
+        })?;
+        rows.iter()
+            .map(|r| {
+                let direction: String = r.get(0);
+                let key = Key::Transfer {
+                    remote: remote.into(),
+                    direction: Direction::parse(&direction).ok_or_else(|| StoreError::Corrupt {
+                        key: format!("transfer {:?}", r.get::<_, String>(1)),
+                        message: format!("direction {direction:?}"),
+                    })?,
+                    name: r.get(1),
+                };
+                let value = transfer_value(&key, r.get(2))?;
+                Ok((key, value))
+            })
+            .collect()
+    }
+
     fn records(&self) -> Result<Vec<(String, Vec<u8>)>, StoreError> {
         let mut pg = self.own()?;
         let mut out = Vec::new();
@@ -467,4 +504,14 @@ impl Live {
             }
         }))
     }
+}
+
+/// A transfer's stored `record` as the ledger's value.
+fn transfer_value(key: &Key, record: serde_json::Value) -> Result<Value, StoreError> {
+    let t: crate::store::ledger::Transfer =
+        serde_json::from_value(record).map_err(|e| StoreError::Corrupt {
+            key: key.to_string(),
+            message: e.to_string(),
+        })?;
+    Ok(Value::from(t.encode()))
 }
