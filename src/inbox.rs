@@ -123,6 +123,9 @@ pub fn shortened(name: &str) -> Option<String> {
     Some(format!("{}…{}", &name[..head], &name[tail..]))
 }
 
+/// The prefix of a partner remote's download in progress in an inbox.
+pub const PULL_TEMP_PREFIX: &str = ".ordersync-pull-";
+
 /// Lists the candidates, oldest mtime first, then by name. Entries that are
 /// never read (symlinks, folders, sockets, names that are not UTF-8) are
 /// logged once each, using `noted` to remember them.
@@ -141,7 +144,9 @@ pub fn scan(
             }
             continue;
         };
-        if cfg.ignore.is_match(&name) {
+        // A partner remote's download in progress (`remote/transfer.rs`),
+        // whatever the ignore patterns say.
+        if cfg.ignore.is_match(&name) || name.starts_with(PULL_TEMP_PREFIX) {
             continue;
         }
         if let Some(marker) = &cfg.ready_marker

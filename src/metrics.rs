@@ -52,6 +52,17 @@ struct SystemState {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct RemoteDirection {
+    remote: String,
+    direction: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct RemoteName {
+    remote: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct Request {
     route: String,
     status: String,
@@ -71,6 +82,10 @@ pub struct Metrics {
     orders: Gauge,
     per_system: Family<SystemState, Gauge>,
     leader: Gauge,
+    remote_files: Family<RemoteDirection, Counter>,
+    remote_bytes: Family<RemoteDirection, Counter>,
+    remote_errors: Family<RemoteName, Counter>,
+    remote_success: Family<RemoteName, Gauge<f64, AtomicU64>>,
 }
 
 /// The process's metrics.
@@ -101,6 +116,10 @@ impl Metrics {
             orders: Gauge::default(),
             per_system: Family::default(),
             leader: Gauge::default(),
+            remote_files: Family::default(),
+            remote_bytes: Family::default(),
+            remote_errors: Family::default(),
+            remote_success: Family::default(),
             registry: Registry::default(),
         };
         for kind in APPLIED_KINDS {
@@ -171,10 +190,75 @@ impl Metrics {
             "1 while this node leads (a daemon alone on its store always does), 0 on a standby of a pair",
             m.leader.clone(),
         );
+        registry.register(
+            "remote_files",
+            "Files moved with a partner's SFTP server, by remote and direction (pull, push)",
+            m.remote_files.clone(),
+        );
+        registry.register(
+            "remote_bytes",
+            "Bytes of the files moved with a partner's SFTP server, by remote and direction",
+            m.remote_bytes.clone(),
+        );
+        registry.register(
+            "remote_errors",
+            "Failed connections, passes and file transfers, by remote",
+            m.remote_errors.clone(),
+        );
+        registry.register(
+            "remote_last_success_timestamp_seconds",
+            "UNIX time a remote's last pass went through whole",
+            m.remote_success.clone(),
+        );
         Metrics {
             registry: root,
             ..m
         }
+    }
+
+    /// The counters of configured remotes, at 0 from the start.
+    pub fn remotes(&self, names: &[&str]) {
+        for remote in names {
+            for direction in ["pull", "push"] {
+                let key = RemoteDirection {
+                    remote: remote.to_string(),
+                    direction: direction.into(),
+                };
+                let _ = self.remote_files.get_or_create(&key);
+                let _ = self.remote_bytes.get_or_create(&key);
+            }
+            let _ = self.remote_errors.get_or_create(&RemoteName {
+                remote: remote.to_string(),
+            });
+        }
+    }
+
+    /// A file moved with a remote.
+    pub fn remote_file(&self, remote: &str, direction: &str, bytes: u64) {
+        let key = RemoteDirection {
+            remote: remote.into(),
+            direction: direction.into(),
+        };
+        self.remote_files.get_or_create(&key).inc();
+        self.remote_bytes.get_or_create(&key).inc_by(bytes);
+    }
+
+    /// A remote's connection, pass or file failed.
+    pub fn remote_error(&self, remote: &str) {
+        self.remote_errors
+            .get_or_create(&RemoteName {
+                remote: remote.into(),
+            })
+            .inc();
+    }
+
+    /// A remote's pass went through whole at `unix` seconds.
+    pub fn remote_succeeded(&self, remote: &str, unix: f64) {
+        self.remote_success
+            .get_or_create(&RemoteName {
+                remote: remote.into(),
+            })
+            .set(unix);
     }
 
     /// This node leads (or no longer does).

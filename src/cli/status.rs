@@ -35,6 +35,11 @@ pub fn status_json(e: &Engine) -> Result<Value, CliError> {
     {
         v["warnings"] = json!([w]);
     }
+    // Answered by a daemon: its partner remotes.
+    #[cfg(feature = "sftp")]
+    if !e.config.remotes.is_empty() {
+        v["remotes"] = crate::remote::status::json();
+    }
     // Answered by a daemon: its part in its store (`crate::cluster`).
     if let Some(role) = crate::cluster::role() {
         v["role"] = role.name().into();
@@ -109,6 +114,29 @@ fn render(config: &Config, v: &Value, as_json: bool) -> String {
         ]);
     }
     out.push_str(&table(&rows));
+    if let Some(remotes) = v["remotes"].as_object() {
+        let mut rows = vec![vec![
+            "remote".to_string(),
+            "state".into(),
+            "pulled".into(),
+            "pushed".into(),
+            "last success".into(),
+            "error".into(),
+        ]];
+        for (name, r) in remotes {
+            let text = |k: &str| r[k].as_str().unwrap_or("-").to_string();
+            rows.push(vec![
+                name.clone(),
+                text("state"),
+                r["pulled"].to_string(),
+                r["pushed"].to_string(),
+                text("last_success"),
+                text("error"),
+            ]);
+        }
+        out.push('\n');
+        out.push_str(&table(&rows));
+    }
     out
 }
 

@@ -130,6 +130,19 @@ pub fn run(config: Config) -> anyhow::Result<()> {
         crate::cluster::outage_over,
     );
     let role = crate::cluster::init(&engine);
+    // Partners' own SFTP servers: a thread each, transferring while this
+    // node leads; stopped (a transfer dropped where it is, the ledger
+    // resumes it) before the store is closed.
+    #[cfg(feature = "sftp")]
+    let remotes = crate::remote::task::spawn(
+        &engine,
+        &shutdown,
+        std::sync::Arc::new(move || role.is_leader()),
+    );
+    #[cfg(not(feature = "sftp"))]
+    if !engine.config.remotes.is_empty() {
+        anyhow::bail!("[[remotes]] needs ordersync built with the feature sftp");
+    }
     if leased {
         crate::cluster::join(&engine, role, &shutdown)?;
     }
@@ -213,6 +226,13 @@ pub fn run(config: Config) -> anyhow::Result<()> {
         crate::cluster::leave(&engine, role);
     }
     drop(http);
+    #[cfg(feature = "sftp")]
+    {
+        shutdown.store(true, Ordering::SeqCst);
+        for t in remotes {
+            let _ = t.join();
+        }
+    }
     result?;
     // Other threads (the control socket's) hold the engine: the store is
     // closed here, so that its counts are left for `status`.

@@ -291,6 +291,10 @@ async fn healthz(State(engine): State<Arc<Engine>>) -> Response {
         Ok(Ok(_)) => {
             let mut body = role_fields();
             body.insert("status".into(), "ok".into());
+            #[cfg(feature = "sftp")]
+            if !crate::remote::status::snapshot().is_empty() {
+                body.insert("remotes".into(), crate::remote::status::json());
+            }
             (StatusCode::OK, axum::Json(serde_json::Value::Object(body))).into_response()
         }
         Ok(Err(e)) => unavailable(&e.to_string()),

@@ -343,6 +343,34 @@ impl Session {
         }
     }
 
+    /// The regular file at `path` (`None`: nothing there, or not a
+    /// regular file; a symlink is never followed).
+    pub async fn stat(&self, path: &str) -> Result<Option<Listed>, RemoteError> {
+        match self.sftp.symlink_metadata(path).await {
+            Ok(m) if m.file_type().is_file() => Ok(Some(Listed {
+                name: path.rsplit('/').next().unwrap_or(path).to_string(),
+                size: m.size.unwrap_or(0),
+                mtime: m.mtime.unwrap_or(0),
+            })),
+            Ok(_) => Ok(None),
+            Err(russh_sftp::client::error::Error::Status(s))
+                if s.status_code == StatusCode::NoSuchFile =>
+            {
+                Ok(None)
+            }
+            Err(e) => Err(self.failed(format!("cannot stat {path}: {e}"))),
+        }
+    }
+
+    /// Gives `from` the name `to`, refused when something is at `to`
+    /// (SFTP v3's rename).
+    pub async fn rename(&self, from: &str, to: &str) -> Result<(), RemoteError> {
+        self.sftp
+            .rename(from, to)
+            .await
+            .map_err(|e| self.failed(format!("cannot rename {from} to {to}: {e}")))
+    }
+
     /// Removes the remote file `path`.
     pub async fn remove(&self, path: &str) -> Result<(), RemoteError> {
         self.sftp
