@@ -28,6 +28,20 @@ use common::sshd::{Sshd, run, start_sshd};
 use common::{Work, names, order, wait_for};
 use serde_json::Value;
 
+/// [`wait_for`], with the daemon's log when it times out.
+fn wait_logged(d: &common::Daemon, what: &str, timeout: Duration, mut check: impl FnMut() -> bool) {
+    let start = std::time::Instant::now();
+    while !check() {
+        if start.elapsed() > timeout {
+            panic!(
+                "timed out after {timeout:?} waiting for {what}; the daemon's log:\n{}",
+                d.log_text()
+            );
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
 /// sshd and ssh-keygen are there; under ORDERSYNC_E2E=1 they must be.
 fn have_sshd() -> bool {
     let there = ["/usr/sbin/sshd", "/usr/bin/ssh-keygen"]
@@ -163,7 +177,8 @@ fn orders_come_from_a_partners_server_and_exports_go_back_once() {
     fs::write(p.path("out/readme.txt"), "hello").unwrap();
 
     let mut d = w.start(&[]);
-    wait_for(
+    wait_logged(
+        &d,
         "the export and its marker at the partner",
         Duration::from_secs(60),
         || {
@@ -205,7 +220,7 @@ fn orders_come_from_a_partners_server_and_exports_go_back_once() {
 
     // The partner uses the name again for a new file: pulled again.
     p.put("o1.json", &order("R-2", &[("SKU-1", 1)]));
-    wait_for("the second order", Duration::from_secs(60), || {
+    wait_logged(&d, "the second order", Duration::from_secs(60), || {
         w.json(&["status"])["orders"] == 2
     });
     wait_for(
@@ -318,9 +333,12 @@ fn sigkill_at_any_moment_loses_nothing_and_delivers_nothing_twice() {
         next += 1;
     }
     let mut d = w.start(&[]);
-    wait_for("every order delivered", Duration::from_secs(120), || {
-        p.delivered_ids().len() == total
-    });
+    wait_logged(
+        &d,
+        "every order delivered",
+        Duration::from_secs(120),
+        || p.delivered_ids().len() == total,
+    );
     wait_for("the partner's out emptied", Duration::from_secs(30), || {
         names(&p.path("out")).is_empty()
     });

@@ -39,7 +39,10 @@ pub fn spawn(
         let spawned = std::thread::Builder::new()
             .name(format!("remote {name}"))
             .spawn(move || {
-                let rt = match tokio::runtime::Builder::new_current_thread()
+                // Multi-threaded (one worker) so that the store's blocking
+                // calls can step off it (`block_in_place`).
+                let rt = match tokio::runtime::Builder::new_multi_thread()
+                    .worker_threads(1)
                     .enable_all()
                     .build()
                 {
@@ -49,8 +52,20 @@ pub fn spawn(
                         return;
                     }
                 };
-                let remote = Remote::new(cfg, &engine.config);
-                rt.block_on(run(remote, &engine, &shutdown, &*leading));
+                // A panic (a bug) is logged and the remote starts over
+                // after a pause: the ledger resumes where it was.
+                while !shutdown.load(Ordering::SeqCst) {
+                    let remote = Remote::new(cfg.clone(), &engine.config);
+                    let ran = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                        rt.block_on(run(remote, &engine, &shutdown, &*leading))
+                    }));
+                    if ran.is_ok() {
+                        break;
+                    }
+                    tracing::error!(remote = %cfg.name, "the remote's task failed (a bug); starting it again in 10 s");
+                    status::failed(&cfg.name, "the remote's task failed; see the log", true);
+                    std::thread::sleep(Duration::from_secs(10));
+                }
             });
         match spawned {
             Ok(t) => threads.push(t),

@@ -149,7 +149,7 @@ impl Remote {
     /// connection): run once per connection, before a pass.
     pub async fn resume(&mut self, s: &Session, store: &Store) -> Result<Passed, PassError> {
         let mut passed = Passed::default();
-        for (direction, name, t) in store.unfinished_transfers(&self.cfg.name)? {
+        for (direction, name, t) in store_unfinished_transfers(store, &self.cfg.name)? {
             let result = match direction {
                 Direction::Pull => self.resume_pull(s, store, &name, &t).await,
                 Direction::Push => self.resume_push(s, store, &name, &t).await,
@@ -256,8 +256,7 @@ impl Remote {
         marker: Option<&str>,
     ) -> Result<bool, FileError> {
         let remote = self.cfg.name.clone();
-        let earlier = store
-            .transfer(&remote, Direction::Pull, path)
+        let earlier = store_transfer(store, &remote, Direction::Pull, path)
             .map_err(|e| store_err(path, e))?;
         if let Some(t) = &earlier
             && t.stage == Stage::Pulled
@@ -273,8 +272,7 @@ impl Remote {
                     at: now(store),
                     ..t.clone()
                 };
-                store
-                    .record_transfer(&remote, Direction::Pull, path, Some(&done))
+                store_record_transfer(store, &remote, Direction::Pull, path, Some(&done))
                     .map_err(|e| store_err(path, e))?;
                 return Ok(false);
             }
@@ -324,7 +322,7 @@ impl Remote {
             target: target.to_string_lossy().into_owned(),
             at: now(store),
         };
-        if let Err(e) = store.record_transfer(&remote, Direction::Pull, path, Some(&t)) {
+        if let Err(e) = store_record_transfer(store, &remote, Direction::Pull, path, Some(&t)) {
             let _ = std::fs::remove_file(&temp);
             return Err(store_err(path, e));
         }
@@ -337,8 +335,7 @@ impl Remote {
             at: now(store),
             ..t
         };
-        store
-            .record_transfer(&remote, Direction::Pull, path, Some(&done))
+        store_record_transfer(store, &remote, Direction::Pull, path, Some(&done))
             .map_err(|e| store_err(path, e))?;
         Ok(true)
     }
@@ -465,8 +462,7 @@ impl Remote {
             at: now(store),
             ..t.clone()
         };
-        store
-            .record_transfer(&self.cfg.name, Direction::Pull, path, Some(&done))
+        store_record_transfer(store, &self.cfg.name, Direction::Pull, path, Some(&done))
             .map_err(|e| store_err(path, e))
     }
 
@@ -503,8 +499,7 @@ impl Remote {
         // the listing waits for the next pass, one whose batch is still in
         // flight is not yet an export (a crash would write its orders
         // again).
-        let in_flight: HashSet<String> = store
-            .batches_in_flight(&push.system)?
+        let in_flight: HashSet<String> = store_batches_in_flight(store, &push.system)?
             .into_iter()
             .map(|b| b.file)
             .collect();
@@ -567,8 +562,7 @@ impl Remote {
         let size = std::fs::symlink_metadata(&local)
             .map_err(|e| local_err(&shown, "reading", e))?
             .len();
-        let earlier = store
-            .transfer(&remote, Direction::Push, &key)
+        let earlier = store_transfer(store, &remote, Direction::Push, &key)
             .map_err(|e| store_err(&shown, e))?
             .filter(|t| t.sha256 == sha256);
         let final_path = remote_join(&push.to, name);
@@ -594,8 +588,7 @@ impl Remote {
                 at: now(store),
             },
         };
-        store
-            .record_transfer(&remote, Direction::Push, &key, Some(&t))
+        store_record_transfer(store, &remote, Direction::Push, &key, Some(&t))
             .map_err(|e| store_err(&shown, e))?;
         let deadline = self.cfg.io_timeout * 4 + Duration::from_secs(size / (64 << 10));
         let n = s
@@ -610,8 +603,7 @@ impl Remote {
         }
         t.stage = Stage::Renaming;
         t.at = now(store);
-        store
-            .record_transfer(&remote, Direction::Push, &key, Some(&t))
+        store_record_transfer(store, &remote, Direction::Push, &key, Some(&t))
             .map_err(|e| store_err(&shown, e))?;
         self.rename_pushed(s, store, &key, &t).await?;
         status::transferred(&remote, Direction::Push, n);
@@ -643,8 +635,7 @@ impl Remote {
             at: now(store),
             ..t.clone()
         };
-        store
-            .record_transfer(&self.cfg.name, Direction::Push, key, Some(&done))
+        store_record_transfer(store, &self.cfg.name, Direction::Push, key, Some(&done))
             .map_err(|e| store_err(&t.target, e))
     }
 
@@ -683,8 +674,7 @@ impl Remote {
                         .await
                         .map_err(|e| remote_err(&t.temp, e))?;
                 }
-                store
-                    .record_transfer(&self.cfg.name, Direction::Push, key, None)
+                store_record_transfer(store, &self.cfg.name, Direction::Push, key, None)
                     .map_err(|e| store_err(&t.target, e))
             }
         }
@@ -743,7 +733,47 @@ fn sha256_file(path: &Path) -> io::Result<String> {
 
 /// The store's clock, UNIX ms.
 fn now(store: &Store) -> i64 {
-    store.now().timestamp_millis()
+    blocking(|| store.now().timestamp_millis())
+}
+
+/// The store's calls block (PostgreSQL's client runs a runtime of its
+/// own): off the remote's runtime, whose other tasks (the connection's)
+/// go on meanwhile.
+fn blocking<T>(f: impl FnOnce() -> T) -> T {
+    tokio::task::block_in_place(f)
+}
+
+fn store_transfer(
+    store: &Store,
+    remote: &str,
+    direction: Direction,
+    name: &str,
+) -> Result<Option<Transfer>, StoreError> {
+    blocking(|| store.transfer(remote, direction, name))
+}
+
+fn store_record_transfer(
+    store: &Store,
+    remote: &str,
+    direction: Direction,
+    name: &str,
+    t: Option<&Transfer>,
+) -> Result<(), StoreError> {
+    blocking(|| store.record_transfer(remote, direction, name, t))
+}
+
+fn store_unfinished_transfers(
+    store: &Store,
+    remote: &str,
+) -> Result<Vec<(Direction, String, Transfer)>, StoreError> {
+    blocking(|| store.unfinished_transfers(remote))
+}
+
+fn store_batches_in_flight(
+    store: &Store,
+    system: &str,
+) -> Result<Vec<crate::store::Batch>, StoreError> {
+    blocking(|| store.batches_in_flight(system))
 }
 
 #[cfg(test)]
