@@ -237,6 +237,32 @@ fn orders_come_from_a_partners_server_and_exports_go_back_once() {
         log.contains("left alone on the remote") && log.contains("control character"),
         "{log}"
     );
+
+    // The ledger is in the dump, and a restore brings it back exactly.
+    w.ok(&["dump", "--output", "d.ndjson"]);
+    let transfers = |w: &Work, f: &str| -> Vec<Value> {
+        fs::read_to_string(w.path(f))
+            .unwrap()
+            .lines()
+            .map(|l| serde_json::from_str::<Value>(l).unwrap())
+            .filter(|v| v["type"] == "transfer")
+            .collect()
+    };
+    let ledger = transfers(&w, "d.ndjson");
+    let pulls = ledger.iter().filter(|t| t["direction"] == "pull").count();
+    let pushes = ledger.iter().filter(|t| t["direction"] == "push").count();
+    assert_eq!((pulls, pushes), (1, 4), "{ledger:?}");
+    assert!(
+        ledger
+            .iter()
+            .all(|t| ["done", "pushed"].contains(&t["transfer"]["stage"].as_str().unwrap())),
+        "{ledger:?}"
+    );
+    let again = Work::new(&p.config());
+    fs::copy(w.path("d.ndjson"), again.path("d.ndjson")).unwrap();
+    again.ok(&["restore", "d.ndjson"]);
+    again.ok(&["dump", "--output", "e.ndjson"]);
+    assert_eq!(transfers(&again, "e.ndjson"), ledger);
 }
 
 #[test]

@@ -41,7 +41,7 @@ impl From<sled::Error> for DumpError {
 
 /// The key kinds a dump holds, in the order it lists them (orders before
 /// whatever names an order). Indexes and counts are left out.
-const KINDS: [u8; 11] = [
+const KINDS: [u8; 12] = [
     keys::ORDER,
     keys::TIMELINE,
     keys::EXPORT,
@@ -53,6 +53,7 @@ const KINDS: [u8; 11] = [
     keys::SEQUENCE,
     keys::BATCH,
     keys::SYSTEM,
+    keys::TRANSFER,
 ];
 
 impl Store {
