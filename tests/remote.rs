@@ -136,7 +136,7 @@ to = "{root}/in"
     fn delivered(&self) -> Vec<String> {
         names(&self.path("in"))
             .into_iter()
-            .filter(|n| !n.ends_with(".done"))
+            .filter(|n| !n.ends_with(".done") && !n.starts_with('.'))
             .collect()
     }
 
@@ -335,14 +335,17 @@ fn sigkill_at_any_moment_loses_nothing_and_delivers_nothing_twice() {
         .unwrap_or(50);
     let mut rng = Lcg(0x5eed_0023);
     let mut next = 0;
+    // Orders of about 1 MB, so that kills land inside transfers too.
+    let big = |i: usize| {
+        let mut o = order(&format!("R-{i}"), &[("SKU-1", 1)]);
+        o["padding"] = "x".repeat(1 << 20).into();
+        o
+    };
     for _ in 0..kills {
         // New orders at the partner while we come and go.
         for _ in 0..rng.below(3) {
             if next < total {
-                p.put(
-                    &format!("o{next}.json"),
-                    &order(&format!("R-{next}"), &[("SKU-1", 1)]),
-                );
+                p.put(&format!("o{next}.json"), &big(next));
                 next += 1;
             }
         }
@@ -352,10 +355,7 @@ fn sigkill_at_any_moment_loses_nothing_and_delivers_nothing_twice() {
         let _ = d.child.wait();
     }
     while next < total {
-        p.put(
-            &format!("o{next}.json"),
-            &order(&format!("R-{next}"), &[("SKU-1", 1)]),
-        );
+        p.put(&format!("o{next}.json"), &big(next));
         next += 1;
     }
     let mut d = w.start(&[]);

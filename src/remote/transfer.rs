@@ -149,7 +149,34 @@ impl Remote {
     /// connection): run once per connection, before a pass.
     pub async fn resume(&mut self, s: &Session, store: &Store) -> Result<Passed, PassError> {
         let mut passed = Passed::default();
-        for (direction, name, t) in store_unfinished_transfers(store, &self.cfg.name)? {
+        let unfinished = store_unfinished_transfers(store, &self.cfg.name)?;
+        // Downloads a kill cut short, before the ledger had them: gone.
+        let kept: HashSet<&str> = unfinished
+            .iter()
+            .filter(|(d, _, _)| *d == Direction::Pull)
+            .map(|(_, _, t)| t.temp.as_str())
+            .collect();
+        let folders: HashSet<&PathBuf> = self.cfg.pulls.iter().map(|p| &p.into).collect();
+        for folder in folders {
+            let Ok(dir) = Dir::open(folder) else { continue };
+            for name in dir.names().unwrap_or_default() {
+                let path = dir.join(&name);
+                if name.starts_with(PULL_TEMP_PREFIX)
+                    && !kept.contains(path.to_string_lossy().as_ref())
+                    && matches!(dir.entry(&name), Ok(Some(Entry::File(_))))
+                {
+                    match std::fs::remove_file(&path) {
+                        Ok(()) => {
+                            tracing::info!(remote = %self.cfg.name, file = %path.display(), "removed a download cut short")
+                        }
+                        Err(e) => {
+                            tracing::warn!(remote = %self.cfg.name, file = %path.display(), error = %e, "cannot remove a download cut short")
+                        }
+                    }
+                }
+            }
+        }
+        for (direction, name, t) in unfinished {
             let result = match direction {
                 Direction::Pull => self.resume_pull(s, store, &name, &t).await,
                 Direction::Push => self.resume_push(s, store, &name, &t).await,
