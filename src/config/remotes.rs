@@ -194,6 +194,9 @@ pub(super) fn remotes_config(
     bad: &mut Vec<(String, String)>,
 ) -> Vec<RemoteConfig> {
     let mut names = std::collections::HashSet::new();
+    // A system's files are delivered by one push: a delivered file moves
+    // into `sent/`, so a second push would never see it.
+    let mut pushed = std::collections::HashSet::new();
     let mut out = Vec::with_capacity(raw.len());
     for (i, r) in raw.into_iter().enumerate() {
         let key = |k: &str| format!("remotes[{i}].{k}");
@@ -377,7 +380,17 @@ pub(super) fn remotes_config(
                         p.system
                     ),
                 )),
-                Some(_) => {}
+                Some(_) => {
+                    if !pushed.insert(p.system.clone()) {
+                        bad.push((
+                            key("system"),
+                            format!(
+                                "{:?} is pushed by another [[remotes.push]] already: a system's files go to one place",
+                                p.system
+                            ),
+                        ));
+                    }
+                }
             }
             if let Err(m) = remote_folder(&p.to) {
                 bad.push((key("to"), m));
@@ -517,6 +530,12 @@ to = "in"
 [[remotes.push]]
 system = "nope"
 to = "/in/../.."
+[[remotes.push]]
+system = "erp"
+to = "/a"
+[[remotes.push]]
+system = "erp"
+to = "/b"
 "#,
         );
         for want in [
@@ -535,6 +554,7 @@ to = "/in/../.."
             "remotes[0].push[0].to: ",
             "remotes[0].push[1].system: unknown system \"nope\"",
             "remotes[0].push[1].to: ",
+            "remotes[0].push[3].system: \"erp\" is pushed by another",
         ] {
             assert!(e.contains(want), "{want}: {e}");
         }

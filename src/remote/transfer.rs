@@ -66,7 +66,7 @@ struct FileError {
     path: String,
     what: String,
     /// The connection or the store failed: the pass ends.
-    fatal: Option<PassError>,
+    fatal: Option<Box<PassError>>,
 }
 
 impl FileError {
@@ -82,7 +82,7 @@ impl FileError {
 fn remote_err(path: &str, e: RemoteError) -> FileError {
     let what = e.to_string();
     // A timeout leaves the connection unusable.
-    let fatal = matches!(e, RemoteError::TimedOut { .. }).then_some(PassError::Remote(e));
+    let fatal = matches!(e, RemoteError::TimedOut { .. }).then(|| Box::new(PassError::Remote(e)));
     FileError {
         path: path.to_string(),
         what,
@@ -94,7 +94,7 @@ fn store_err(path: &str, e: StoreError) -> FileError {
     FileError {
         path: path.to_string(),
         what: e.to_string(),
-        fatal: Some(PassError::Store(e)),
+        fatal: Some(Box::new(PassError::Store(e))),
     }
 }
 
@@ -184,7 +184,7 @@ impl Remote {
             if let Err(e) = result {
                 self.report(&e, &mut passed);
                 if let Some(fatal) = e.fatal {
-                    return Err(fatal);
+                    return Err(*fatal);
                 }
             }
         }
@@ -244,7 +244,7 @@ impl Remote {
                 Err(e) => {
                     self.report(&e, passed);
                     if let Some(fatal) = e.fatal {
-                        return Err(fatal);
+                        return Err(*fatal);
                     }
                 }
             }
@@ -547,7 +547,7 @@ impl Remote {
                 Err(e) => {
                     self.report(&e, passed);
                     if let Some(fatal) = e.fatal {
-                        return Err(fatal);
+                        return Err(*fatal);
                     }
                 }
             }
@@ -564,7 +564,7 @@ impl Remote {
                 Err(e) => {
                     self.report(&e, passed);
                     if let Some(fatal) = e.fatal {
-                        return Err(fatal);
+                        return Err(*fatal);
                     }
                 }
             }
