@@ -399,3 +399,148 @@ fn sigkill_at_any_moment_loses_nothing_and_delivers_nothing_twice() {
     assert!(leftovers.is_empty(), "left behind: {leftovers:?}");
     assert_eq!(names(&p.path("done")).len(), total);
 }
+
+/// `ordersync --config FILE status --json` in `w`'s folder (`None` when it
+/// does not answer).
+fn node_status(w: &Work, config: &str) -> Option<Value> {
+    let out = w.cmd(&["--config", config, "status", "--json"]);
+    serde_json::from_slice(&out.stdout).ok()
+}
+
+#[test]
+fn a_takeover_in_a_pair_neither_loses_nor_doubles_a_transfer() {
+    if !have_sshd() || common::test_backend() != common::Backend::Postgres {
+        // A pair needs PostgreSQL: the PostgreSQL pass runs it.
+        return;
+    }
+    let scratch = tempfile::tempdir().unwrap();
+    let p = Partner::start(scratch.path());
+    let base = p.config().replace("settle = \"1s\"", "settle = \"0s\"");
+    let w = Work::new(&base);
+    // Two nodes on the one store and spool, each with its state folder.
+    let shared = fs::read_to_string(w.path("config.toml")).unwrap();
+    for node in ["a", "b"] {
+        let mut t: toml::Table = shared.parse().unwrap();
+        let mut paths = toml::Table::new();
+        paths.insert("state".into(), format!("state-{node}").into());
+        t.insert("paths".into(), paths.into());
+        let mut cluster = toml::Table::new();
+        cluster.insert("node".into(), node.into());
+        cluster.insert("lease".into(), "3s".into());
+        t.insert("cluster".into(), cluster.into());
+        fs::write(
+            w.path(&format!("{node}.toml")),
+            toml::to_string(&t).unwrap(),
+        )
+        .unwrap();
+    }
+    let spawn = |node: &str| {
+        Command::new(env!("CARGO_BIN_EXE_ordersync"))
+            .args(["--config", &format!("{node}.toml"), "run"])
+            .current_dir(w.dir.path())
+            .env("RUST_LOG", "info")
+            .env_remove("NOTIFY_SOCKET")
+            .env_remove("WATCHDOG_USEC")
+            .stdout(std::process::Stdio::null())
+            .stderr(
+                fs::OpenOptions::new()
+                    .create(true)
+                    .append(true)
+                    .open(w.path(&format!("{node}.log")))
+                    .unwrap(),
+            )
+            .spawn()
+            .unwrap()
+    };
+    let total = 30;
+    let big = |i: usize| {
+        let mut o = order(&format!("R-{i}"), &[("SKU-1", 1)]);
+        o["padding"] = "x".repeat(1 << 20).into();
+        o
+    };
+    let mut nodes = [Some(spawn("a")), Some(spawn("b"))];
+    let node_names = ["a", "b"];
+    let mut next = 0;
+    let mut rng = Lcg(0x7a1e_0023);
+    let mut leaders_killed = 0;
+    for _ in 0..5 {
+        for _ in 0..6 {
+            if next < total {
+                p.put(&format!("o{next}.json"), &big(next));
+                next += 1;
+            }
+        }
+        // The leader, killed in the middle of whatever it does.
+        let leader = (0..2).find(|&i| {
+            node_status(&w, &format!("{}.toml", node_names[i]))
+                .is_some_and(|s| s["role"] == "leader")
+        });
+        std::thread::sleep(Duration::from_millis(300 + rng.below(1500)));
+        if let Some(i) = leader {
+            leaders_killed += 1;
+            if let Some(mut c) = nodes[i].take() {
+                let _ = c.kill();
+                let _ = c.wait();
+            }
+            std::thread::sleep(Duration::from_millis(500));
+            nodes[i] = Some(spawn(node_names[i]));
+        }
+    }
+    while next < total {
+        p.put(&format!("o{next}.json"), &big(next));
+        next += 1;
+    }
+    assert!(
+        leaders_killed >= 3,
+        "only {leaders_killed} leaders found to kill"
+    );
+    let logs = || {
+        node_names
+            .iter()
+            .map(|n| fs::read_to_string(w.path(&format!("{n}.log"))).unwrap_or_default())
+            .collect::<Vec<_>>()
+            .join("\n----\n")
+    };
+    let start = std::time::Instant::now();
+    while p.delivered_ids().len() < total || !names(&p.path("out")).is_empty() {
+        assert!(
+            start.elapsed() < Duration::from_secs(180),
+            "not everything went across; the nodes' logs:\n{}",
+            logs()
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    for c in nodes.iter_mut().flatten() {
+        let _ = Command::new("kill")
+            .args(["-TERM", &c.id().to_string()])
+            .status();
+        let _ = c.wait();
+    }
+    let twice: Vec<_> = p
+        .delivered_ids()
+        .into_iter()
+        .filter(|(_, n)| *n != 1)
+        .collect();
+    assert!(twice.is_empty(), "delivered more than once: {twice:?}");
+    for id in 0..total {
+        let show = w.json(&["--config", "a.toml", "orders", "show", &format!("R-{id}")]);
+        let received = show["timeline"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|e| e["event"] == "received")
+            .count();
+        assert_eq!(received, 1, "R-{id}: {show}");
+    }
+    let leftovers: Vec<String> = names(&p.path("in"))
+        .into_iter()
+        .filter(|n| n.starts_with('.'))
+        .chain(
+            names(&w.path("inbox"))
+                .into_iter()
+                .filter(|n| n.starts_with(".ordersync")),
+        )
+        .collect();
+    assert!(leftovers.is_empty(), "left behind: {leftovers:?}");
+    assert_eq!(names(&p.path("done")).len(), total);
+}
