@@ -544,3 +544,52 @@ fn a_takeover_in_a_pair_neither_loses_nor_doubles_a_transfer() {
     assert!(leftovers.is_empty(), "left behind: {leftovers:?}");
     assert_eq!(names(&p.path("done")).len(), total);
 }
+
+#[test]
+fn a_key_file_others_may_read_is_refused() {
+    if !have_sshd() {
+        return;
+    }
+    let scratch = tempfile::tempdir().unwrap();
+    let p = Partner::start(scratch.path());
+    let w = Work::new(&p.config());
+    use std::os::unix::fs::PermissionsExt;
+    fs::set_permissions(&p.sshd.key, fs::Permissions::from_mode(0o644)).unwrap();
+    // `check` says so, naming the key.
+    let out = w.cmd(&["check"]);
+    let said = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert!(!out.status.success(), "{said}");
+    assert!(
+        said.contains("remotes[0].identity") && said.contains("chmod 600"),
+        "{said}"
+    );
+    // The daemon runs, and the remote transfers nothing with it.
+    p.put("o1.json", &order("R-1", &[("SKU-1", 2)]));
+    let mut d = w.start(&[]);
+    wait_logged(&d, "the remote failing", Duration::from_secs(30), || {
+        w.json(&["status"])["remotes"]["acme"]["state"] == "failing"
+    });
+    let status = w.json(&["status"]);
+    let error = status["remotes"]["acme"]["error"]
+        .as_str()
+        .unwrap_or_default();
+    assert!(error.contains("group or others"), "{status}");
+    assert_eq!(names(&p.path("out")), vec!["o1.json"]);
+    // Fixed: it goes on by itself.
+    fs::set_permissions(&p.sshd.key, fs::Permissions::from_mode(0o600)).unwrap();
+    wait_logged(&d, "the order pulled", Duration::from_secs(60), || {
+        w.json(&["status"])["orders"] == 1
+    });
+    assert!(d.terminate().success());
+
+    // A known_hosts that lists no key for the host: `check` says so.
+    fs::write(&p.known_hosts, "").unwrap();
+    let out = w.cmd(&["check"]);
+    let said = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert!(
+        !out.status.success()
+            && said.contains("remotes[0].known_hosts")
+            && said.contains("lists no key"),
+        "{said}"
+    );
+}

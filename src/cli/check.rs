@@ -51,6 +51,13 @@ pub fn run(c: &Config) -> Result<(), CliError> {
             format!("cannot listen on {addr}: {e}"),
         ));
     }
+    // Partner remotes: their key files and known_hosts.
+    #[cfg(feature = "sftp")]
+    for (i, r) in c.remotes.iter().enumerate() {
+        for (key, m) in crate::remote::local_problems(r) {
+            problems.push((format!("remotes[{i}].{key}"), m));
+        }
+    }
     if let Some(e) = ConfigError::of(&c.file, problems) {
         return Err(CliError::Config(e));
     }

@@ -80,16 +80,7 @@ pub fn check_text(
             line: i + 1,
             what: e.to_string(),
         })?;
-        let for_host = match entry.host_patterns() {
-            HostPatterns::Patterns(patterns) => patterns.contains(&name),
-            HostPatterns::HashedName { salt, hash } => {
-                let Ok(mut mac) = <Hmac<sha1::Sha1> as KeyInit>::new_from_slice(salt) else {
-                    continue;
-                };
-                mac.update(name.as_bytes());
-                mac.verify_slice(hash).is_ok()
-            }
-        };
+        let for_host = names_host(entry.host_patterns(), &name);
         if !for_host || entry.public_key().key_data() != key.key_data() {
             continue;
         }
@@ -114,6 +105,45 @@ pub fn check_text(
             fingerprint,
             path: path.to_string(),
         })
+    }
+}
+
+/// How many usable keys (not `@revoked`, not a CA) the file at `path`
+/// lists for `host`:`port`; an error for a file that cannot be read or a
+/// line that does not parse. For `check`: a file that lists none refuses
+/// every connection.
+pub fn keys_for(path: &Path, host: &str, port: u16) -> Result<usize, HostKeyError> {
+    let shown = path.display().to_string();
+    let text = std::fs::read_to_string(path).map_err(|source| HostKeyError::Read {
+        path: shown.clone(),
+        source,
+    })?;
+    let name = host_name(host, port);
+    let mut n = 0;
+    for (i, entry) in KnownHosts::new(&text).enumerate() {
+        let entry = entry.map_err(|e| HostKeyError::Line {
+            path: shown.clone(),
+            line: i + 1,
+            what: e.to_string(),
+        })?;
+        if entry.marker().is_none() && names_host(entry.host_patterns(), &name) {
+            n += 1;
+        }
+    }
+    Ok(n)
+}
+
+/// Whether a line's host patterns name `name` exactly (plain or hashed).
+fn names_host(patterns: &HostPatterns, name: &str) -> bool {
+    match patterns {
+        HostPatterns::Patterns(patterns) => patterns.iter().any(|p| p == name),
+        HostPatterns::HashedName { salt, hash } => {
+            let Ok(mut mac) = <Hmac<sha1::Sha1> as KeyInit>::new_from_slice(salt) else {
+                return false;
+            };
+            mac.update(name.as_bytes());
+            mac.verify_slice(hash).is_ok()
+        }
     }
 }
 

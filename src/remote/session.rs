@@ -134,6 +134,7 @@ impl Session {
                 )?;
             let logged_in = match &remote.auth {
                 Auth::Identity(file) => {
+                    super::identity_problem(file).map_err(&failed)?;
                     let key = load_secret_key(file, None).map_err(|e| {
                         failed(format!("cannot read the key {}: {e}", file.display()))
                     })?;

@@ -34,6 +34,9 @@ pub fn spawn(
     let mut threads = Vec::new();
     for cfg in engine.config.remotes.clone() {
         status::update(&cfg.name, |s| s.state = "connecting");
+        for (key, m) in super::local_problems(&cfg) {
+            tracing::error!(remote = %cfg.name, key, "{m}");
+        }
         let (engine, shutdown, leading) = (engine.clone(), shutdown.clone(), leading.clone());
         let name = cfg.name.clone();
         let spawned = std::thread::Builder::new()
