@@ -593,3 +593,75 @@ fn a_key_file_others_may_read_is_refused() {
         "{said}"
     );
 }
+
+/// `curl -sS http://127.0.0.1:PORT/PATH`: the body.
+fn curl(port: u16, path: &str) -> String {
+    let out = Command::new("curl")
+        .arg("-sS")
+        .arg(format!("http://127.0.0.1:{port}{path}"))
+        .output()
+        .expect("run curl");
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+#[test]
+fn a_marker_decides_and_goes_with_its_file_and_metrics_count() {
+    if !have_sshd() || !common::have_tool("curl", "the remote's metrics") {
+        return;
+    }
+    let scratch = tempfile::tempdir().unwrap();
+    let p = Partner::start(scratch.path());
+    let port = common::free_port();
+    let config = p
+        .config()
+        .replace(
+            "settle = \"1s\"\nafter = \"move\"",
+            "ready = \"marker\"\nmarker = \".ready\"\nafter = \"delete\"",
+        )
+        .replace(&format!("archive = \"{}/done\"\n", p.root.display()), "")
+        .replace(
+            "[inbox]\nsettle = \"0s\"",
+            &format!("[inbox]\nsettle = \"0s\"\nready_marker = \".ok\"\n[http]\nlisten = \"127.0.0.1:{port}\""),
+        );
+    assert!(
+        config.contains("ready = \"marker\"") && config.contains(".ok"),
+        "{config}"
+    );
+    let w = Work::new(&config);
+    p.put("o1.json", &order("R-1", &[("SKU-1", 2)]));
+    let mut d = w.spawn(&[]);
+    wait_logged(&d, "the daemon's control socket", Duration::from_secs(20), || {
+        w.path("state/ordersync.sock").exists()
+    });
+    // No marker: not taken, however long it holds still.
+    std::thread::sleep(Duration::from_secs(4));
+    assert_eq!(names(&p.path("out")), vec!["o1.json"]);
+    assert_eq!(w.json(&["status"])["orders"], 0);
+    // Its marker: taken, both gone from the server, and applied (the
+    // inbox waits for its own marker, which the pull writes).
+    fs::write(p.path("out/o1.json.ready"), "").unwrap();
+    wait_logged(&d, "the order applied", Duration::from_secs(60), || {
+        w.json(&["status"])["orders"] == 1
+    });
+    wait_logged(
+        &d,
+        "the server's folder emptied",
+        Duration::from_secs(30),
+        || names(&p.path("out")).is_empty(),
+    );
+    assert!(names(&p.path("done")).is_empty());
+    wait_logged(&d, "the export delivered", Duration::from_secs(30), || {
+        p.delivered_ids().get("R-1") == Some(&1)
+    });
+    let metrics = curl(port, "/metrics");
+    for want in [
+        "ordersync_remote_files_total{remote=\"acme\",direction=\"pull\"} 1",
+        "ordersync_remote_errors_total{remote=\"acme\"} 0",
+        "ordersync_remote_last_success_timestamp_seconds{remote=\"acme\"}",
+    ] {
+        assert!(metrics.contains(want), "{want} not in:\n{metrics}");
+    }
+    let health: Value = serde_json::from_str(&curl(port, "/healthz")).unwrap();
+    assert_eq!(health["remotes"]["acme"]["state"], "ok", "{health}");
+    assert!(d.terminate().success());
+}
