@@ -231,6 +231,12 @@ fn orders_come_from_a_partners_server_and_exports_go_back_once() {
     wait_for("its export at the partner", Duration::from_secs(30), || {
         p.delivered_ids().get("R-2") == Some(&1)
     });
+    // Everything delivered and moved aside (markers too) before the stop,
+    // so that the ledger has every transfer finished.
+    wait_for("the outbox emptied", Duration::from_secs(30), || {
+        names(&w.path("outbox/erp")).iter().all(|n| n == "sent")
+            && names(&w.path("outbox/erp/sent")).len() == 4
+    });
     assert!(d.terminate().success(), "{}", d.log_text());
     let log = d.log_text();
     assert!(
@@ -630,9 +636,12 @@ fn a_marker_decides_and_goes_with_its_file_and_metrics_count() {
     let w = Work::new(&config);
     p.put("o1.json", &order("R-1", &[("SKU-1", 2)]));
     let mut d = w.spawn(&[]);
-    wait_logged(&d, "the daemon's control socket", Duration::from_secs(20), || {
-        w.path("state/ordersync.sock").exists()
-    });
+    wait_logged(
+        &d,
+        "the daemon's control socket",
+        Duration::from_secs(20),
+        || w.path("state/ordersync.sock").exists(),
+    );
     // No marker: not taken, however long it holds still.
     std::thread::sleep(Duration::from_secs(4));
     assert_eq!(names(&p.path("out")), vec!["o1.json"]);
@@ -664,4 +673,94 @@ fn a_marker_decides_and_goes_with_its_file_and_metrics_count() {
     let health: Value = serde_json::from_str(&curl(port, "/healthz")).unwrap();
     assert_eq!(health["remotes"]["acme"]["state"], "ok", "{health}");
     assert!(d.terminate().success());
+}
+
+/// A tmpfs mounted on a folder, unmounted when dropped.
+struct Tmpfs(std::path::PathBuf);
+
+impl Tmpfs {
+    fn mount(at: &Path, size: &str) -> Option<Tmpfs> {
+        fs::create_dir_all(at).ok()?;
+        let ok = Command::new("mount")
+            .args(["-t", "tmpfs", "-o", &format!("size={size}"), "tmpfs"])
+            .arg(at)
+            .output()
+            .is_ok_and(|o| o.status.success());
+        ok.then(|| Tmpfs(at.to_path_buf()))
+    }
+}
+
+impl Drop for Tmpfs {
+    fn drop(&mut self) {
+        let _ = Command::new("umount").arg("-l").arg(&self.0).status();
+    }
+}
+
+#[test]
+fn a_full_local_disk_loses_nothing_and_leaves_nothing_behind() {
+    if !have_sshd() {
+        return;
+    }
+    let scratch = tempfile::tempdir().unwrap();
+    let p = Partner::start(scratch.path());
+    let w = Work::new(&p.config().replace("settle = \"1s\"", "settle = \"0s\""));
+    let Some(_mount) = Tmpfs::mount(&w.path("inbox"), "4m") else {
+        eprintln!("skipped: cannot mount a tmpfs");
+        return;
+    };
+    // The inbox's disk full (a hidden file the inbox never reads).
+    {
+        use std::io::Write;
+        let mut f = fs::File::create(w.path("inbox/.filler")).unwrap();
+        let chunk = vec![0u8; 64 * 1024];
+        for c in [&chunk[..], &chunk[..1]] {
+            while f.write_all(c).is_ok() {}
+        }
+        let _ = f.sync_all();
+    }
+    let mut big = order("R-1", &[("SKU-1", 2)]);
+    big["padding"] = "x".repeat(256 << 10).into();
+    p.put("o1.json", &big);
+    let mut d = w.start(&[]);
+    wait_logged(&d, "the remote failing", Duration::from_secs(30), || {
+        w.json(&["status"])["remotes"]["acme"]["state"] == "failing"
+    });
+    let status = w.json(&["status"]);
+    let error = status["remotes"]["acme"]["error"]
+        .as_str()
+        .unwrap_or_default();
+    assert!(error.contains("o1.json"), "names the file: {status}");
+    assert_eq!(
+        names(&p.path("out")),
+        vec!["o1.json"],
+        "still at the partner"
+    );
+    let inbox: Vec<String> = names(&w.path("inbox"))
+        .into_iter()
+        .filter(|n| n != ".filler")
+        .collect();
+    assert!(inbox.is_empty(), "a partial download left: {inbox:?}");
+    // Space again: taken once.
+    fs::remove_file(w.path("inbox/.filler")).unwrap();
+    wait_logged(&d, "the order applied", Duration::from_secs(60), || {
+        w.json(&["status"])["orders"] == 1
+    });
+    wait_logged(
+        &d,
+        "the partner's out emptied",
+        Duration::from_secs(30),
+        || names(&p.path("out")).is_empty(),
+    );
+    assert!(d.terminate().success());
+    let received = w
+        .events("R-1")
+        .iter()
+        .filter(|e| e.as_str() == "received")
+        .count();
+    assert_eq!(received, 1);
+    let log = d.log_text();
+    assert!(
+        log.contains("remote transfer failed") && log.contains("acme"),
+        "{log}"
+    );
 }

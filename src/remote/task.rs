@@ -136,7 +136,11 @@ async fn run(
                 session = None;
                 Err(PassError::Remote(RemoteError::Failed {
                     host: remote.cfg.host.clone(),
-                    what: format!("{} file(s) failed", passed.errors),
+                    what: format!(
+                        "{} file(s) failed; the first: {}",
+                        passed.errors,
+                        passed.first_error.unwrap_or_default()
+                    ),
                 }))
             } else {
                 Ok(())
@@ -170,7 +174,7 @@ async fn run(
                         "REFUSED: the server's host key is not the one in known_hosts; nothing is transferred until known_hosts is corrected"
                     ),
                     PassError::Remote(RemoteError::Failed { what, .. })
-                        if what.ends_with("file(s) failed") => {}
+                        if what.contains(" file(s) failed; the first: ") => {}
                     _ => {
                         tracing::warn!(remote = %name, error = %e, retry_in = ?wait, "remote failed")
                     }

@@ -103,12 +103,14 @@ fn local_err(path: &str, what: &str, e: io::Error) -> FileError {
 }
 
 /// What a pass did.
-#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
 pub struct Passed {
     pub pulled: u64,
     pub pushed: u64,
     /// Files that failed (each logged).
     pub errors: u64,
+    /// The first of them: where and what.
+    pub first_error: Option<String>,
 }
 
 /// One remote's transfers.
@@ -141,8 +143,10 @@ impl Remote {
     /// A file failed: one log line naming the remote and the path.
     fn report(&self, e: &FileError, passed: &mut Passed) {
         tracing::warn!(remote = %self.cfg.name, path = %e.path, error = %e.what, "remote transfer failed");
-        status::failed(&self.cfg.name, &format!("{}: {}", e.path, e.what), false);
+        let what = format!("{}: {}", e.path, e.what);
+        status::failed(&self.cfg.name, &what, false);
         passed.errors += 1;
+        passed.first_error.get_or_insert(what);
     }
 
     /// Finishes what the ledger says was left half done (a crash, a lost
