@@ -123,6 +123,11 @@ pub struct Remote {
     seen: HashMap<String, (u64, u32, Instant)>,
     /// Names logged once (unsafe names).
     noted: HashSet<String>,
+    /// Remote paths whose pull the ledger has unfinished (pulled, not yet
+    /// deleted or moved): looked up whether ready or not. Others are looked
+    /// up only once ready, so a big folder costs no store read per file
+    /// and poll.
+    unfinished_pulls: HashSet<String>,
 }
 
 impl Remote {
@@ -133,6 +138,7 @@ impl Remote {
             inbox_marker: config.inbox.ready_marker.clone(),
             seen: HashMap::new(),
             noted: HashSet::new(),
+            unfinished_pulls: HashSet::new(),
         }
     }
 
@@ -154,6 +160,11 @@ impl Remote {
     pub async fn resume(&mut self, s: &Session, store: &Store) -> Result<Passed, PassError> {
         let mut passed = Passed::default();
         let unfinished = store_unfinished_transfers(store, &self.cfg.name)?;
+        self.unfinished_pulls = unfinished
+            .iter()
+            .filter(|(d, _, _)| *d == Direction::Pull)
+            .map(|(_, name, _)| name.clone())
+            .collect();
         // Downloads a kill cut short, before the ledger had them: gone.
         let kept: HashSet<&str> = unfinished
             .iter()
@@ -287,6 +298,9 @@ impl Remote {
         marker: Option<&str>,
     ) -> Result<bool, FileError> {
         let remote = self.cfg.name.clone();
+        if !ready && !self.unfinished_pulls.contains(path) {
+            return Ok(false);
+        }
         let earlier = store_transfer(store, &remote, Direction::Pull, path)
             .map_err(|e| store_err(path, e))?;
         if let Some(t) = &earlier
@@ -305,6 +319,7 @@ impl Remote {
                 };
                 store_record_transfer(store, &remote, Direction::Pull, path, Some(&done))
                     .map_err(|e| store_err(path, e))?;
+                self.unfinished_pulls.remove(path);
                 return Ok(false);
             }
             // Otherwise the partner put a new file under the same name.
@@ -357,6 +372,7 @@ impl Remote {
             let _ = std::fs::remove_file(&temp);
             return Err(store_err(path, e));
         }
+        self.unfinished_pulls.insert(path.to_string());
         status::transferred(&remote, Direction::Pull, n);
         tracing::info!(remote = %remote, path = %path, into = %target.display(), bytes = n, "pulled");
         self.place(&t, path)?;
@@ -368,6 +384,7 @@ impl Remote {
         };
         store_record_transfer(store, &remote, Direction::Pull, path, Some(&done))
             .map_err(|e| store_err(path, e))?;
+        self.unfinished_pulls.remove(path);
         Ok(true)
     }
 
@@ -494,7 +511,9 @@ impl Remote {
             ..t.clone()
         };
         store_record_transfer(store, &self.cfg.name, Direction::Pull, path, Some(&done))
-            .map_err(|e| store_err(path, e))
+            .map_err(|e| store_err(path, e))?;
+        self.unfinished_pulls.remove(path);
+        Ok(())
     }
 
     // ---- push ----
@@ -593,9 +612,23 @@ impl Remote {
         let size = std::fs::symlink_metadata(&local)
             .map_err(|e| local_err(&shown, "reading", e))?
             .len();
-        let earlier = store_transfer(store, &remote, Direction::Push, &key)
-            .map_err(|e| store_err(&shown, e))?
-            .filter(|t| t.sha256 == sha256);
+        let mut earlier = store_transfer(store, &remote, Direction::Push, &key)
+            .map_err(|e| store_err(&shown, e))?;
+        if let Some(t) = earlier.take_if(|t| t.sha256 != sha256)
+            && !t.stage.is_finished()
+        {
+            // The file changed since its transfer began (it should not):
+            // the old upload's temporary goes, and it starts anew.
+            if s.stat(&t.temp)
+                .await
+                .map_err(|e| remote_err(&t.temp, e))?
+                .is_some()
+            {
+                s.remove(&t.temp)
+                    .await
+                    .map_err(|e| remote_err(&t.temp, e))?;
+            }
+        }
         let final_path = remote_join(&push.to, name);
         let mut t = match earlier {
             Some(t) if t.stage == Stage::Pushed => {
