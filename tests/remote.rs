@@ -24,35 +24,9 @@ use std::path::Path;
 use std::process::Command;
 use std::time::Duration;
 
-use common::sshd::{Sshd, run, start_sshd};
+use common::sshd::{Sshd, have_sshd, run, start_sshd};
 use common::{Work, names, order, wait_for};
 use serde_json::Value;
-
-/// [`wait_for`], with the daemon's log when it times out.
-fn wait_logged(d: &common::Daemon, what: &str, timeout: Duration, mut check: impl FnMut() -> bool) {
-    let start = std::time::Instant::now();
-    while !check() {
-        if start.elapsed() > timeout {
-            panic!(
-                "timed out after {timeout:?} waiting for {what}; the daemon's log:\n{}",
-                d.log_text()
-            );
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
-}
-
-/// sshd and ssh-keygen are there; under ORDERSYNC_E2E=1 they must be.
-fn have_sshd() -> bool {
-    let there = ["/usr/sbin/sshd", "/usr/bin/ssh-keygen"]
-        .iter()
-        .all(|p| Path::new(p).is_file());
-    assert!(
-        there || std::env::var("ORDERSYNC_E2E").as_deref() != Ok("1"),
-        "sshd and ssh-keygen are needed (apt-get install openssh-server openssh-client)"
-    );
-    there
-}
 
 /// A partner: sshd, its known_hosts line, and its folders `out` (orders for
 /// us), `done` (what we took), `in` (our export files).
@@ -177,8 +151,7 @@ fn orders_come_from_a_partners_server_and_exports_go_back_once() {
     fs::write(p.path("out/readme.txt"), "hello").unwrap();
 
     let mut d = w.start(&[]);
-    wait_logged(
-        &d,
+    d.wait_for(
         "the export and its marker at the partner",
         Duration::from_secs(60),
         || {
@@ -220,7 +193,7 @@ fn orders_come_from_a_partners_server_and_exports_go_back_once() {
 
     // The partner uses the name again for a new file: pulled again.
     p.put("o1.json", &order("R-2", &[("SKU-1", 1)]));
-    wait_logged(&d, "the second order", Duration::from_secs(60), || {
+    d.wait_for("the second order", Duration::from_secs(60), || {
         w.json(&["status"])["orders"] == 2
     });
     wait_for(
@@ -365,12 +338,9 @@ fn sigkill_at_any_moment_loses_nothing_and_delivers_nothing_twice() {
         next += 1;
     }
     let mut d = w.start(&[]);
-    wait_logged(
-        &d,
-        "every order delivered",
-        Duration::from_secs(120),
-        || p.delivered_ids().len() == total,
-    );
+    d.wait_for("every order delivered", Duration::from_secs(120), || {
+        p.delivered_ids().len() == total
+    });
     wait_for("the partner's out emptied", Duration::from_secs(30), || {
         names(&p.path("out")).is_empty()
     });
@@ -572,7 +542,7 @@ fn a_key_file_others_may_read_is_refused() {
     // The daemon runs, and the remote transfers nothing with it.
     p.put("o1.json", &order("R-1", &[("SKU-1", 2)]));
     let mut d = w.start(&[]);
-    wait_logged(&d, "the remote failing", Duration::from_secs(30), || {
+    d.wait_for("the remote failing", Duration::from_secs(30), || {
         w.json(&["status"])["remotes"]["acme"]["state"] == "failing"
     });
     let status = w.json(&["status"]);
@@ -583,7 +553,7 @@ fn a_key_file_others_may_read_is_refused() {
     assert_eq!(names(&p.path("out")), vec!["o1.json"]);
     // Fixed: it goes on by itself.
     fs::set_permissions(&p.sshd.key, fs::Permissions::from_mode(0o600)).unwrap();
-    wait_logged(&d, "the order pulled", Duration::from_secs(60), || {
+    d.wait_for("the order pulled", Duration::from_secs(60), || {
         w.json(&["status"])["orders"] == 1
     });
     assert!(d.terminate().success());
@@ -636,8 +606,7 @@ fn a_marker_decides_and_goes_with_its_file_and_metrics_count() {
     let w = Work::new(&config);
     p.put("o1.json", &order("R-1", &[("SKU-1", 2)]));
     let mut d = w.spawn(&[]);
-    wait_logged(
-        &d,
+    d.wait_for(
         "the daemon's control socket",
         Duration::from_secs(20),
         || w.path("state/ordersync.sock").exists(),
@@ -649,17 +618,16 @@ fn a_marker_decides_and_goes_with_its_file_and_metrics_count() {
     // Its marker: taken, both gone from the server, and applied (the
     // inbox waits for its own marker, which the pull writes).
     fs::write(p.path("out/o1.json.ready"), "").unwrap();
-    wait_logged(&d, "the order applied", Duration::from_secs(60), || {
+    d.wait_for("the order applied", Duration::from_secs(60), || {
         w.json(&["status"])["orders"] == 1
     });
-    wait_logged(
-        &d,
+    d.wait_for(
         "the server's folder emptied",
         Duration::from_secs(30),
         || names(&p.path("out")).is_empty(),
     );
     assert!(names(&p.path("done")).is_empty());
-    wait_logged(&d, "the export delivered", Duration::from_secs(30), || {
+    d.wait_for("the export delivered", Duration::from_secs(30), || {
         p.delivered_ids().get("R-1") == Some(&1)
     });
     let metrics = curl(port, "/metrics");
@@ -722,7 +690,7 @@ fn a_full_local_disk_loses_nothing_and_leaves_nothing_behind() {
     big["padding"] = "x".repeat(256 << 10).into();
     p.put("o1.json", &big);
     let mut d = w.start(&[]);
-    wait_logged(&d, "the remote failing", Duration::from_secs(30), || {
+    d.wait_for("the remote failing", Duration::from_secs(30), || {
         w.json(&["status"])["remotes"]["acme"]["state"] == "failing"
     });
     let status = w.json(&["status"]);
@@ -742,15 +710,12 @@ fn a_full_local_disk_loses_nothing_and_leaves_nothing_behind() {
     assert!(inbox.is_empty(), "a partial download left: {inbox:?}");
     // Space again: taken once.
     fs::remove_file(w.path("inbox/.filler")).unwrap();
-    wait_logged(&d, "the order applied", Duration::from_secs(60), || {
+    d.wait_for("the order applied", Duration::from_secs(60), || {
         w.json(&["status"])["orders"] == 1
     });
-    wait_logged(
-        &d,
-        "the partner's out emptied",
-        Duration::from_secs(30),
-        || names(&p.path("out")).is_empty(),
-    );
+    d.wait_for("the partner's out emptied", Duration::from_secs(30), || {
+        names(&p.path("out")).is_empty()
+    });
     assert!(d.terminate().success());
     let received = w
         .events("R-1")

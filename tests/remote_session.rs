@@ -15,21 +15,9 @@ use std::net::TcpListener;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use common::sshd::{run, start_sshd};
+use common::sshd::{have_sshd, run, start_sshd};
 use ordersync::config::Config;
 use ordersync::remote::session::{RemoteError, Session};
-
-/// sshd and ssh-keygen are there; under ORDERSYNC_E2E=1 they must be.
-fn have_sshd() -> bool {
-    let there = ["/usr/sbin/sshd", "/usr/bin/ssh-keygen"]
-        .iter()
-        .all(|p| Path::new(p).is_file());
-    assert!(
-        there || std::env::var("ORDERSYNC_E2E").as_deref() != Ok("1"),
-        "sshd and ssh-keygen are needed (apt-get install openssh-server openssh-client)"
-    );
-    there
-}
 
 /// A config with one remote on 127.0.0.1:`port`.
 fn remote(

@@ -12,7 +12,7 @@ use std::time::Duration;
 
 use super::session::{RemoteError, Session};
 use super::status;
-use super::transfer::{PassError, Remote};
+use super::transfer::{PassError, Passed, Remote};
 use crate::engine::Engine;
 
 /// The longest wait between two attempts of a failing remote.
@@ -99,8 +99,9 @@ async fn until(shutdown: &AtomicBool) {
     }
 }
 
+/// 1 s after the first failure in a row, doubling to [`MAX_BACKOFF`].
 fn backoff(failures: u32) -> Duration {
-    Duration::from_secs(1u64 << failures.min(9)).min(MAX_BACKOFF)
+    Duration::from_secs(1u64 << failures.saturating_sub(1).min(9)).min(MAX_BACKOFF)
 }
 
 async fn run(
@@ -129,30 +130,32 @@ async fn run(
                 session = Some(s);
             }
             let s = session.as_ref().expect("connected above");
-            let passed = remote.pass(s, &engine.store).await?;
-            if passed.errors > 0 {
-                // Logged per file: the next pass tries again, on a fresh
-                // connection in case this one is what fails.
-                session = None;
-                Err(PassError::Remote(RemoteError::Failed {
-                    host: remote.cfg.host.clone(),
-                    what: format!(
-                        "{} file(s) failed; the first: {}",
-                        passed.errors,
-                        passed.first_error.unwrap_or_default()
-                    ),
-                }))
-            } else {
-                Ok(())
-            }
+            remote.pass(s, &engine.store).await
         };
         // A stop drops a transfer wherever it is: the ledger resumes it.
-        let result: Result<(), PassError> = tokio::select! {
+        let result: Result<Passed, PassError> = tokio::select! {
             r = work => r,
             () = until(shutdown) => break,
         };
         match result {
-            Ok(()) => {
+            // Files that failed (each logged): tried again at the next
+            // poll, on the same connection (one that broke fails its next
+            // listing, and that is a failure of the pass).
+            Ok(passed) if passed.errors > 0 => {
+                failures = 0;
+                // Counted in the metrics per file already.
+                let error = format!(
+                    "{} file(s) failed; the first: {}",
+                    passed.errors,
+                    passed.first_error.unwrap_or_default()
+                );
+                status::update(&name, |s| {
+                    s.state = "failing";
+                    s.error = Some(error);
+                });
+                nap(remote.cfg.poll, shutdown).await;
+            }
+            Ok(_) => {
                 if failures > 0 {
                     tracing::info!(remote = %name, "the remote works again");
                 }
@@ -163,18 +166,12 @@ async fn run(
             Err(e) => {
                 session = None;
                 failures = failures.saturating_add(1);
-                let wait = backoff(failures).max(if failures == 1 {
-                    Duration::ZERO
-                } else {
-                    Duration::from_secs(1)
-                });
+                let wait = backoff(failures);
                 match &e {
                     PassError::Remote(RemoteError::HostKey { .. }) => tracing::error!(
                         remote = %name, error = %e, retry_in = ?wait,
                         "REFUSED: the server's host key is not the one in known_hosts; nothing is transferred until known_hosts is corrected"
                     ),
-                    PassError::Remote(RemoteError::Failed { what, .. })
-                        if what.contains(" file(s) failed; the first: ") => {}
                     _ => {
                         tracing::warn!(remote = %name, error = %e, retry_in = ?wait, "remote failed")
                     }

@@ -5,7 +5,7 @@
 //! **Pull** (a partner's `from` into one of our inboxes). A file is taken
 //! once it is ready: its size and mtime held still for `settle`, or its
 //! marker is there. It is downloaded to a hidden temporary in the inbox
-//! (`.ordersync-pull-<uuid>.part`, which the inbox never reads), fsynced,
+//! (`.ordersync-pull-<remote>.<uuid>.part`, which the inbox never reads), fsynced,
 //! and checked unchanged on the server (a file that grew meanwhile is
 //! dropped and waited for again); the ledger records it *pulled*; it takes
 //! its name in the inbox (never replacing a file there: a name still taken
@@ -146,6 +146,13 @@ impl Remote {
         &self.cfg.name
     }
 
+    /// The start of this remote's download temporaries in an inbox:
+    /// `.ordersync-pull-<remote>.` (a remote's name has no `.`, so no
+    /// remote's prefix is another's).
+    fn temp_prefix(&self) -> String {
+        format!("{PULL_TEMP_PREFIX}{}.", self.cfg.name)
+    }
+
     /// A file failed: one log line naming the remote and the path.
     fn report(&self, e: &FileError, passed: &mut Passed) {
         tracing::warn!(remote = %self.cfg.name, path = %e.path, error = %e.what, "remote transfer failed");
@@ -166,6 +173,9 @@ impl Remote {
             .map(|(_, name, _)| name.clone())
             .collect();
         // Downloads a kill cut short, before the ledger had them: gone.
+        // Only this remote's (its name is in the temporary's): another
+        // remote pulling into the same inbox may be downloading now.
+        let mine = self.temp_prefix();
         let kept: HashSet<&str> = unfinished
             .iter()
             .filter(|(d, _, _)| *d == Direction::Pull)
@@ -176,7 +186,7 @@ impl Remote {
             let Ok(dir) = Dir::open(folder) else { continue };
             for name in dir.names().unwrap_or_default() {
                 let path = dir.join(&name);
-                if name.starts_with(PULL_TEMP_PREFIX)
+                if name.starts_with(&mine)
                     && !kept.contains(path.to_string_lossy().as_ref())
                     && matches!(dir.entry(&name), Ok(Some(Entry::File(_))))
                 {
@@ -329,7 +339,7 @@ impl Remote {
         }
         let temp = pull
             .into
-            .join(format!("{PULL_TEMP_PREFIX}{}.part", Uuid::new_v4()));
+            .join(format!("{}{}.part", self.temp_prefix(), Uuid::new_v4()));
         let target = pull.into.join(&f.name);
         let deadline = self.cfg.io_timeout * 4 + Duration::from_secs(f.size / (64 << 10));
         let result = async {

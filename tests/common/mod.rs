@@ -378,6 +378,25 @@ impl Daemon {
         }
     }
 
+    /// [`wait_for`], with the daemon's log when it times out.
+    pub fn wait_for(
+        &self,
+        what: &str,
+        timeout: std::time::Duration,
+        mut check: impl FnMut() -> bool,
+    ) {
+        let start = std::time::Instant::now();
+        while !check() {
+            if start.elapsed() > timeout {
+                panic!(
+                    "timed out after {timeout:?} waiting for {what}; the daemon's log:\n{}",
+                    self.log_text()
+                );
+            }
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+    }
+
     pub fn log_text(&self) -> String {
         fs::read_to_string(&self.log).unwrap_or_default()
     }

@@ -28,6 +28,18 @@ impl Drop for Sshd {
     }
 }
 
+/// sshd and ssh-keygen are there; under ORDERSYNC_E2E=1 they must be.
+pub fn have_sshd() -> bool {
+    let there = ["/usr/sbin/sshd", "/usr/bin/ssh-keygen"]
+        .iter()
+        .all(|p| Path::new(p).is_file());
+    assert!(
+        there || std::env::var("ORDERSYNC_E2E").as_deref() != Ok("1"),
+        "sshd and ssh-keygen are needed (apt-get install openssh-server openssh-client)"
+    );
+    there
+}
+
 pub fn run(cmd: &mut Command) -> String {
     let out = cmd.output().unwrap_or_else(|e| panic!("{cmd:?}: {e}"));
     assert!(
