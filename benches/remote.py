@@ -4,9 +4,9 @@
     cargo build --release
     python3 benches/remote.py target/release/ordersync [FILES] [PUSHES] [BIG_MB] [ROUNDS]
 
-Defaults: FILES 2,000, PUSHES 500, BIG_MB 200, ROUNDS 1 (or `$REMOTE_BENCH_FILES`,
-`$REMOTE_BENCH_PUSHES`, `$REMOTE_BENCH_BIG_MB`, `$REMOTE_BENCH_ROUNDS`); about 1-2 minutes on
-2 cores. Starts OpenSSH's sshd on 127.0.0.1 (a free port) as tests/common/sshd.rs does
+Defaults: FILES 2,000, PUSHES 2,000, BIG_MB 200, ROUNDS 2 (or `$REMOTE_BENCH_FILES`,
+`$REMOTE_BENCH_PUSHES`, `$REMOTE_BENCH_BIG_MB`, `$REMOTE_BENCH_ROUNDS`); about 1 minute on
+2 quiet cores, 3-4 under heavy load. Starts OpenSSH's sshd on 127.0.0.1 (a free port) as tests/common/sshd.rs does
 (ed25519 host and client keys made with ssh-keygen, internal-sftp, LogLevel ERROR, run as
 the current user), in a folder under /tmp that is removed at the end. Three measurements:
 
@@ -26,9 +26,13 @@ each file fsynced, on our side for a get, by the server for a put). What a cron 
 would do, without a ledger, a temporary name or a check. Every `sftp` run includes its own
 connection and login; every ordersync run includes the daemon's start and its login.
 
-Prints each run, then per row the best of the rounds, the ratio ordersync / `sftp -b`, the
-daemon's CPU time and peak RSS (VmHWM). With `REMOTE_BENCH_STRACE=DIR` the daemon runs under
-`strace -f -c` (one summary per run in DIR; times, CPU and RSS are then not meaningful).
+Prints each run, then per row the best of the rounds and the ratio ordersync / `sftp -b` (and
+/ `sftp -b -f`) of the bests and within each round, the daemon's CPU time and peak RSS
+(VmHWM) in its best round. With `REMOTE_BENCH_STRACE=DIR` the daemon runs under
+`strace -f -c -w` (a summary of the calls and their wall time per ordersync run, in DIR; the
+rates, CPU and RSS printed are then not meaningful). With `REMOTE_BENCH_PULL_ONLY=1` the
+inbox ignores the pulled files (`*.json`): the pull row is the transfer alone, without the
+orders' ingest competing for the store and the disk.
 Nothing is asserted: the figures go into docs/BENCHMARKS.md by hand.
 """
 import json
@@ -49,16 +53,20 @@ def arg(i, env, default):
 
 BIN = os.path.abspath(sys.argv[1])
 FILES = arg(2, "REMOTE_BENCH_FILES", 2000)
-PUSHES = arg(3, "REMOTE_BENCH_PUSHES", 500)
+PUSHES = arg(3, "REMOTE_BENCH_PUSHES", 2000)
 BIG_MB = arg(4, "REMOTE_BENCH_BIG_MB", 200)
-ROUNDS = arg(5, "REMOTE_BENCH_ROUNDS", 1)
+ROUNDS = arg(5, "REMOTE_BENCH_ROUNDS", 2)
 STRACE = os.environ.get("REMOTE_BENCH_STRACE")
+PULL_ONLY = os.environ.get("REMOTE_BENCH_PULL_ONLY") == "1"
 TICKS = os.sysconf("SC_CLK_TCK")
 
 
 def order(i):
-    """tests/common/mod.rs `order()`, with two lines: about 1 KB pretty-printed."""
+    """tests/common/mod.rs `order()` with two lines and fuller addresses: about 1 KB
+    pretty-printed."""
     ext = f"R-{i:07d}"
+    address = {"company_name": "Acme GmbH", "contact_name": "Ada", "contact_email": "ada@example.com",
+               "address1": "Main St 1", "city": "Berlin", "postcode": "10115", "country": "DE"}
     return {
         "external_id": ext,
         "type": "Sales Order",
@@ -66,10 +74,10 @@ def order(i):
         "reference": f"ref-{ext}",
         "created": 1_790_000_000_000,
         "updated": 1_790_000_000_000,
-        "line_items": [{"sku": f"SKU-{i % 50}", "qty_ordered": 2, "unit_price": 10.0},
-                       {"sku": f"SKU-{(i + 7) % 50}", "qty_ordered": 1, "unit_price": 4.5}],
-        "billing_address": {"address1": "Main St 1", "city": "Berlin", "country": "DE"},
-        "shipping_address": {"address1": "Main St 1", "city": "Berlin", "country": "DE"},
+        "line_items": [{"sku": f"SKU-{i % 50}", "description": "a mug", "qty_ordered": 2, "unit_price": 10.0},
+                       {"sku": f"SKU-{(i + 7) % 50}", "description": "a lid", "qty_ordered": 1, "unit_price": 4.5}],
+        "billing_address": dict(address),
+        "shipping_address": dict(address),
         "shipping_rule": {"name": "DHL", "recovery": 5.0},
         "tax_rule": {"name": "VAT", "inclusive": False, "rate": 0.19},
     }
@@ -147,7 +155,7 @@ class Daemon:
         self.log = open(work / "daemon.log", "w")
         cmd = [BIN, "run"]
         if STRACE:
-            cmd = ["strace", "-f", "-c", "-o", str(Path(STRACE) / f"{label}.txt"), *cmd]
+            cmd = ["strace", "-f", "-c", "-w", "-o", str(Path(STRACE) / f"{label}.txt"), *cmd]
         self.proc = subprocess.Popen(cmd, cwd=work, stdout=subprocess.DEVNULL, stderr=self.log,
                                      env=dict(os.environ, RUST_LOG="warn"))
 
@@ -166,7 +174,11 @@ class Daemon:
 
     def stop(self):
         usage = self.usage()
-        self.proc.send_signal(signal.SIGTERM)
+        if STRACE:  # the daemon is strace's child: it gets the signal, strace prints when it ends
+            with open(f"/proc/{self.proc.pid}/task/{self.proc.pid}/children") as f:
+                os.kill(int(f.read().split()[0]), signal.SIGTERM)
+        else:
+            self.proc.send_signal(signal.SIGTERM)
         if self.proc.wait(timeout=60) != 0:
             sys.exit(f"the daemon's stop failed:\n{(self.work / 'daemon.log').read_text()[-3000:]}")
         return usage
@@ -186,7 +198,7 @@ def wait(what, daemon, check, timeout=600, every=0.02):
         time.sleep(every)
 
 
-def config(sshd, work, partner, extra_inbox="", system="", remote=""):
+def config(sshd, work, extra_inbox="", system="", remote=""):
     (work / "config.toml").write_text(
         f'[inbox]\nsettle = "0s"\n{extra_inbox}'
         f'[[systems]]\nid = "erp"\n{system}'
@@ -222,7 +234,8 @@ def pull_ordersync(sshd, root, src, label, expect_orders):
     """(seconds until `out` is empty, seconds until the orders are applied, cpu, rss)."""
     out, work = fresh(root, "partner/out"), fresh(root, "w-" + label)
     link_all(src, out)
-    config(sshd, work, root / "partner", extra_inbox='ignore = [".*", "*.bin"]\n',
+    ignore = '[".*", "*.bin", "*.json"]' if PULL_ONLY else '[".*", "*.bin"]'
+    config(sshd, work, extra_inbox=f"ignore = {ignore}\n",
            remote=f'[[remotes.pull]]\nfrom = "{out}"\ninto = "inbox"\nsettle = "0s"\nafter = "delete"\n')
     start = time.perf_counter()
     d = Daemon(work, label)
@@ -274,7 +287,7 @@ def push_ordersync(sshd, root, prepared, n, label):
     work = root / ("w-" + label)
     shutil.rmtree(work, ignore_errors=True)
     shutil.copytree(prepared, work)
-    config(sshd, work, root / "partner", system="batch_size = 1\n",
+    config(sshd, work, system="batch_size = 1\n",
            remote=f'[[remotes.push]]\nsystem = "erp"\nto = "{into}"\n')
     start = time.perf_counter()
     d = Daemon(work, label)
@@ -304,7 +317,9 @@ def main():
         with open(big / "big.bin", "wb") as f:
             for _ in range(BIG_MB):
                 f.write(os.urandom(1 << 20))
+        t = time.perf_counter()
         prepared, push_copy = push_prepare(root, PUSHES)
+        print(f"made {PUSHES} export files with run --once in {time.perf_counter() - t:.1f} s", flush=True)
         push_size = sum(os.path.getsize(push_copy / n) for n in os.listdir(push_copy)) / max(PUSHES, 1)
         print(f"sshd on 127.0.0.1:{sshd.port}; pull {FILES} files of {size:,.0f} B; "
               f"push {PUSHES} export files of {push_size:,.0f} B; big {BIG_MB} MiB; {ROUNDS} round(s)",
@@ -321,10 +336,12 @@ def main():
                 t = pull_sftp(sshd, root, small, f)
                 note(("pull", "sftp-f" if f else "sftp"), FILES / t,
                      f"pull  sftp -b{' -f' if f else '   '}      {FILES / t:9,.0f} files/s  ({t:.2f} s)")
-            e, a, cpu, rss = pull_ordersync(sshd, root, small, f"pull-{rnd}", FILES)
+            e, a, cpu, rss = pull_ordersync(sshd, root, small, f"pull-{rnd}", 0 if PULL_ONLY else FILES)
+            applied = "not applied (REMOTE_BENCH_PULL_ONLY)" if PULL_ONLY else \
+                f"all applied at {a:.2f} s = {FILES / a:,.0f} files/s"
             note(("pull", "ordersync"), FILES / e,
                  f"pull  ordersync        {FILES / e:9,.0f} files/s  ({e:.2f} s to an empty out; "
-                 f"all applied at {a:.2f} s = {FILES / a:,.0f} files/s; CPU {cpu:.2f} s; peak RSS {rss:.1f} MiB)")
+                 f"{applied}; CPU {cpu:.2f} s; peak RSS {rss:.1f} MiB)")
             res.setdefault(("pull", "applied"), []).append(FILES / a)
             res.setdefault(("pull", "cpu"), []).append(cpu)
             res.setdefault(("pull", "rss"), []).append(rss)
@@ -352,17 +369,19 @@ def main():
             res.setdefault(("big", "rss"), []).append(rss)
 
         print()
-        print(f"best of {ROUNDS} round(s)    ordersync      sftp -b   ratio     sftp -b -f  ratio    "
-              f"daemon CPU  peak RSS")
+        print(f"best of {ROUNDS} round(s)    ordersync         sftp -b  ratio    sftp -b -f  ratio  "
+              f"(ratios within each round)   daemon CPU  peak RSS")
         rows = [("pull", f"pull {FILES} files", "files/s"), ("push", f"push {PUSHES} files", "files/s"),
                 ("big", f"pull {BIG_MB} MiB", "MiB/s")]
         for kind, label, unit in rows:
-            o, s, sf = (max(res[(kind, k)]) for k in ("ordersync", "sftp", "sftp-f"))
-            i = res[(kind, "ordersync")].index(o)
-            print(f"{label:22} {o:9,.1f} {unit:7} {s:9,.1f} {o / s:6.3f}x   {sf:9,.1f} {o / sf:6.3f}x   "
-                  f"{res[(kind, 'cpu')][i]:6.2f} s  {res[(kind, 'rss')][i]:6.1f} MiB")
-        print(f"pull, until all applied: {max(res[('pull', 'applied')]):,.1f} files/s "
-              f"({max(res[('pull', 'applied')]) / max(res[('pull', 'sftp')]):.3f}x sftp -b)")
+            o, s, sf = (res[(kind, k)] for k in ("ordersync", "sftp", "sftp-f"))
+            i = o.index(max(o))
+            per = ", ".join(f"{a / b:.2f}/{a / c:.2f}" for a, b, c in zip(o, s, sf))
+            print(f"{label:22} {max(o):9,.1f} {unit:7} {max(s):9,.1f} {max(o) / max(s):5.2f}x  {max(sf):9,.1f} "
+                  f"{max(o) / max(sf):5.2f}x  ({per})   {res[(kind, 'cpu')][i]:6.2f} s  {res[(kind, 'rss')][i]:6.1f} MiB")
+        a = res[("pull", "applied")]
+        if not PULL_ONLY:
+            print(f"pull, until all applied: {max(a):,.1f} files/s ({max(a) / max(res[('pull', 'sftp')]):.2f}x sftp -b)")
     finally:
         sshd.stop()
         shutil.rmtree(root, ignore_errors=True)
