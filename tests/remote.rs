@@ -729,3 +729,32 @@ fn a_full_local_disk_loses_nothing_and_leaves_nothing_behind() {
         "{log}"
     );
 }
+
+#[test]
+fn a_backlog_at_the_partner_never_holds_up_pushes() {
+    if !have_sshd() {
+        return;
+    }
+    let scratch = tempfile::tempdir().unwrap();
+    let p = Partner::start(scratch.path());
+    let w = Work::new(&p.config().replace("settle = \"1s\"", "settle = \"0s\""));
+    // 1,200 files waiting at the partner (not orders: they go to errors/).
+    for i in 0..1200 {
+        fs::write(p.path(&format!("out/junk-{i:04}.json")), "{").unwrap();
+    }
+    // One order of ours to export and push.
+    w.drop_json("local.json", &order("R-LOCAL", &[("SKU-1", 1)]));
+    let mut d = w.start(&[]);
+    d.wait_for("our export delivered", Duration::from_secs(120), || {
+        p.delivered_ids().get("R-LOCAL") == Some(&1)
+    });
+    let left = names(&p.path("out")).len();
+    assert!(
+        left > 0,
+        "the push waited until the whole backlog was pulled"
+    );
+    d.wait_for("the backlog pulled", Duration::from_secs(120), || {
+        names(&p.path("out")).is_empty()
+    });
+    assert!(d.terminate().success());
+}

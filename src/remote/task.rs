@@ -155,13 +155,15 @@ async fn run(
                 });
                 nap(remote.cfg.poll, shutdown).await;
             }
-            Ok(_) => {
+            Ok(passed) => {
                 if failures > 0 {
                     tracing::info!(remote = %name, "the remote works again");
                 }
                 failures = 0;
                 status::succeeded(&name);
-                nap(remote.cfg.poll, shutdown).await;
+                if !passed.more {
+                    nap(remote.cfg.poll, shutdown).await;
+                }
             }
             Err(e) => {
                 session = None;

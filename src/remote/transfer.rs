@@ -111,7 +111,14 @@ pub struct Passed {
     pub errors: u64,
     /// The first of them: where and what.
     pub first_error: Option<String>,
+    /// Files were left for the next pass (a pull's share of a pass is
+    /// bounded, so that a backlog at the partner never holds up pushes):
+    /// it comes at once.
+    pub more: bool,
 }
+
+/// The most files one pull takes in a pass.
+pub const MAX_PULLS_PER_PASS: usize = 500;
 
 /// One remote's transfers.
 pub struct Remote {
@@ -237,7 +244,10 @@ impl Remote {
         pull: &PullConfig,
         passed: &mut Passed,
     ) -> Result<(), PassError> {
-        let listed = s.list(&pull.from).await?;
+        let mut listed = s.list(&pull.from).await?;
+        // Oldest first, as the inbox takes its own.
+        listed.sort_by(|a, b| (a.mtime, &a.name).cmp(&(b.mtime, &b.name)));
+        let mut taken = 0;
         let marker = match &pull.ready {
             Ready::Marker(m) => Some(m.as_str()),
             Ready::Stable => None,
@@ -263,8 +273,16 @@ impl Remote {
                 Some(m) => names.contains(format!("{}{m}", f.name).as_str()),
                 None => self.stable(&path, f, pull.settle),
             };
+            if taken >= MAX_PULLS_PER_PASS {
+                // The pushes' turn; the next pass comes at once.
+                passed.more = true;
+                continue;
+            }
             match self.pull_one(s, store, pull, &path, f, ready, marker).await {
-                Ok(true) => passed.pulled += 1,
+                Ok(true) => {
+                    passed.pulled += 1;
+                    taken += 1;
+                }
                 Ok(false) => {}
                 Err(e) => {
                     self.report(&e, passed);
