@@ -95,8 +95,11 @@ pub trait Backend: Send + Sync {
     /// A system's export batches in flight, by sequence number.
     fn batches(&self, system: &str) -> Result<Vec<Value>, StoreError>;
 
-    /// Every transfer of a remote's ledger ([`Key::Transfer`]), by
-    /// direction and name.
+    /// The transfers of a remote's ledger ([`Key::Transfer`]) not yet
+    /// finished, by direction and name; a backend may give finished ones
+    /// too (the caller leaves them out). PostgreSQL answers from a partial
+    /// index, so the cost follows the work in hand, not the history; sled
+    /// scans the remote's records.
     fn transfers(&self, remote: &str) -> Result<Vec<(Key, Value)>, StoreError>;
 
     /// Every record as `(key, value)` in a stable order: what "the store

@@ -359,7 +359,9 @@ impl Backend for Live {
     fn transfers(&self, remote: &str) -> Result<Vec<(Key, Value)>, StoreError> {
         let rows = self.read(|c| {
             c.query(
-                "SELECT direction, name, record FROM transfers WHERE remote = $1 ORDER BY 1, 2",
+                "SELECT direction, name, record FROM transfers
+                   WHERE remote = $1 AND record->>'stage' NOT IN ('done', 'pushed')
+                   ORDER BY 1, 2",
                 &[&remote],
             )
         })?;

@@ -11,3 +11,8 @@ CREATE TABLE transfers (
     record    jsonb NOT NULL,
     PRIMARY KEY (remote, direction, name)
 );
+
+-- What a remote resumes when it connects: its transfers not finished, found
+-- without reading its history.
+CREATE INDEX transfers_unfinished ON transfers (remote)
+    WHERE record->>'stage' NOT IN ('done', 'pushed');
