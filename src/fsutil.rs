@@ -286,6 +286,20 @@ impl Dir {
         Ok(self.join(name))
     }
 
+    /// Whether `path` is this very folder (a rename within it is synced
+    /// once).
+    fn is(&self, path: &Path) -> bool {
+        let path = if path.as_os_str().is_empty() {
+            Path::new(".")
+        } else {
+            path
+        };
+        match (rustix::fs::fstat(&self.fd), rustix::fs::stat(path)) {
+            (Ok(a), Ok(b)) => a.st_dev == b.st_dev && a.st_ino == b.st_ino,
+            _ => false,
+        }
+    }
+
     /// Moves the file `from` into this folder as `name`, durably (the rename
     /// is flushed in both folders), never replacing anything at `name`
     /// (`AlreadyExists`). Across file systems (EXDEV) the file is copied to
@@ -294,7 +308,9 @@ impl Dir {
     pub fn move_in(&self, from: &Path, name: &str) -> io::Result<PathBuf> {
         let to = self.move_in_unsynced(from, name)?;
         self.sync()?;
-        if let Some(parent) = from.parent() {
+        if let Some(parent) = from.parent()
+            && !self.is(parent)
+        {
             sync_dir(parent)?;
         }
         Ok(to)
@@ -436,6 +452,23 @@ pub fn move_file(from: &Path, dir: &Path, name: &str) -> io::Result<PathBuf> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A rename within one folder syncs it once: the folder knows itself,
+    /// however its path is spelt, and no other.
+    #[test]
+    fn a_folder_knows_itself() {
+        let dir = tempfile::tempdir().unwrap();
+        let sub = dir.path().join("in");
+        fs::create_dir(&sub).unwrap();
+        let d = Dir::open(&sub).unwrap();
+        assert!(d.is(&sub));
+        assert!(d.is(&dir.path().join("in/../in")));
+        assert!(!d.is(dir.path()));
+        assert!(!d.is(&dir.path().join("missing")));
+        fs::write(sub.join(".t"), b"x").unwrap();
+        d.move_in(&sub.join(".t"), "t").unwrap();
+        assert_eq!(fs::read(sub.join("t")).unwrap(), b"x");
+    }
 
     #[test]
     fn free_name_never_overwrites() {
