@@ -167,29 +167,25 @@ impl Session {
                     user: remote.user.clone(),
                 });
             }
+            // An SFTP channel of the connection.
+            let sftp_channel = async || {
+                let channel = ssh
+                    .channel_open_session()
+                    .await
+                    .map_err(|e| failed(e.to_string()))?;
+                channel
+                    .request_subsystem(true, "sftp")
+                    .await
+                    .map_err(|e| failed(e.to_string()))?;
+                Ok::<_, RemoteError>(channel.into_stream())
+            };
             // The control channel first: its answer lists the extensions.
-            let channel = ssh
-                .channel_open_session()
-                .await
-                .map_err(|e| failed(e.to_string()))?;
-            channel
-                .request_subsystem(true, "sftp")
-                .await
-                .map_err(|e| failed(e.to_string()))?;
             let control =
-                RawSftpSession::new_with_config(channel.into_stream(), sftp_config.clone());
+                RawSftpSession::new_with_config(sftp_channel().await?, sftp_config.clone());
             let version = control.init().await.map_err(|e| failed(e.to_string()))?;
             let has = |n: &str| version.extensions.get(n).is_some_and(|v| v == "1");
             let (posix_rename, fsync) = (has("posix-rename@openssh.com"), has("fsync@openssh.com"));
-            let channel = ssh
-                .channel_open_session()
-                .await
-                .map_err(|e| failed(e.to_string()))?;
-            channel
-                .request_subsystem(true, "sftp")
-                .await
-                .map_err(|e| failed(e.to_string()))?;
-            let sftp = SftpSession::new_with_config(channel.into_stream(), sftp_config)
+            let sftp = SftpSession::new_with_config(sftp_channel().await?, sftp_config)
                 .await
                 .map_err(|e| failed(e.to_string()))?;
             Ok(Session {

@@ -647,15 +647,7 @@ impl Remote {
         {
             // The file changed since its transfer began (it should not):
             // the old upload's temporary goes, and it starts anew.
-            if s.stat(&t.temp)
-                .await
-                .map_err(|e| remote_err(&t.temp, e))?
-                .is_some()
-            {
-                s.remove(&t.temp)
-                    .await
-                    .map_err(|e| remote_err(&t.temp, e))?;
-            }
+            remove_if_there(s, &t.temp).await?;
         }
         let final_path = remote_join(&push.to, name);
         let mut t = match earlier {
@@ -757,20 +749,24 @@ impl Remote {
             _ => {
                 // Its file is gone from the outbox (an operator): the
                 // half-written temporary goes too, and the record.
-                if s.stat(&t.temp)
-                    .await
-                    .map_err(|e| remote_err(&t.temp, e))?
-                    .is_some()
-                {
-                    s.remove(&t.temp)
-                        .await
-                        .map_err(|e| remote_err(&t.temp, e))?;
-                }
+                remove_if_there(s, &t.temp).await?;
                 store_record_transfer(store, &self.cfg.name, Direction::Push, key, None)
                     .map_err(|e| store_err(&t.target, e))
             }
         }
     }
+}
+
+/// Removes the remote file at `path` if it is there.
+async fn remove_if_there(s: &Session, path: &str) -> Result<(), FileError> {
+    if s.stat(path)
+        .await
+        .map_err(|e| remote_err(path, e))?
+        .is_some()
+    {
+        s.remove(path).await.map_err(|e| remote_err(path, e))?;
+    }
+    Ok(())
 }
 
 /// A delivered export file moves into `sent/` beside it (a name taken
