@@ -20,48 +20,14 @@ mod common;
 
 use std::collections::HashMap;
 use std::fs;
-use std::path::Path;
 use std::process::Command;
 use std::time::Duration;
 
-use common::sshd::{Sshd, have_sshd, run, start_sshd};
-use common::{Work, names, order, wait_for};
+use common::sshd::{Partner, have_sshd, known_hosts_line, run};
+use common::{Tmpfs, Work, names, order, wait_for};
 use serde_json::Value;
 
-/// A partner: sshd, its known_hosts line, and its folders `out` (orders for
-/// us), `done` (what we took), `in` (our export files).
-struct Partner {
-    sshd: Sshd,
-    known_hosts: std::path::PathBuf,
-    root: std::path::PathBuf,
-}
-
 impl Partner {
-    fn start(dir: &Path) -> Partner {
-        let sshd = start_sshd(&dir.join("ssh"));
-        let host_pub = fs::read_to_string(sshd.dir.join("host_key.pub")).unwrap();
-        let key: Vec<&str> = host_pub.split_whitespace().take(2).collect();
-        let known_hosts = dir.join("known_hosts");
-        fs::write(
-            &known_hosts,
-            format!("[127.0.0.1]:{} {}\n", sshd.port, key.join(" ")),
-        )
-        .unwrap();
-        let root = dir.join("partner");
-        for f in ["out", "done", "in"] {
-            fs::create_dir_all(root.join(f)).unwrap();
-        }
-        Partner {
-            sshd,
-            known_hosts,
-            root,
-        }
-    }
-
-    fn path(&self, rel: &str) -> std::path::PathBuf {
-        self.root.join(rel)
-    }
-
     /// Writes a file into `out` as a partner would: aside, then renamed.
     fn put(&self, name: &str, v: &Value) {
         let tmp = self.path(&format!("out/.{name}.part"));
@@ -256,11 +222,9 @@ fn a_changed_host_key_is_refused_loudly_and_nothing_moves() {
     run(Command::new("ssh-keygen")
         .args(["-q", "-t", "ed25519", "-N", "", "-f"])
         .arg(&other));
-    let other_pub = fs::read_to_string(other.with_extension("pub")).unwrap();
-    let key: Vec<&str> = other_pub.split_whitespace().take(2).collect();
     fs::write(
         &p.known_hosts,
-        format!("[127.0.0.1]:{} {}\n", p.sshd.port, key.join(" ")),
+        known_hosts_line(p.sshd.port, &other.with_extension("pub")),
     )
     .unwrap();
     let w = Work::new(&p.config());
@@ -641,27 +605,6 @@ fn a_marker_decides_and_goes_with_its_file_and_metrics_count() {
     let health: Value = serde_json::from_str(&curl(port, "/healthz")).unwrap();
     assert_eq!(health["remotes"]["acme"]["state"], "ok", "{health}");
     assert!(d.terminate().success());
-}
-
-/// A tmpfs mounted on a folder, unmounted when dropped.
-struct Tmpfs(std::path::PathBuf);
-
-impl Tmpfs {
-    fn mount(at: &Path, size: &str) -> Option<Tmpfs> {
-        fs::create_dir_all(at).ok()?;
-        let ok = Command::new("mount")
-            .args(["-t", "tmpfs", "-o", &format!("size={size}"), "tmpfs"])
-            .arg(at)
-            .output()
-            .is_ok_and(|o| o.status.success());
-        ok.then(|| Tmpfs(at.to_path_buf()))
-    }
-}
-
-impl Drop for Tmpfs {
-    fn drop(&mut self) {
-        let _ = Command::new("umount").arg("-l").arg(&self.0).status();
-    }
 }
 
 #[test]

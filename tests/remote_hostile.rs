@@ -32,48 +32,14 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use common::sshd::{Sshd, have_sshd, run, start_sshd};
+use common::sshd::{Partner, Sshd, have_sshd, run};
 use common::{Work, free_port, names, order, wait_for};
 use serde_json::Value;
 
 /// The generous bound of every wait (a noisy 2-core CI machine).
 const WAIT: Duration = Duration::from_secs(60);
 
-/// A partner: sshd, its known_hosts line, and its folders `out` (files for
-/// us), `done` (what we took, with `after = "move"`), `in` (our export
-/// files).
-struct Partner {
-    sshd: Sshd,
-    known_hosts: PathBuf,
-    root: PathBuf,
-}
-
 impl Partner {
-    fn start(dir: &Path) -> Partner {
-        let sshd = start_sshd(&dir.join("ssh"));
-        let host_pub = fs::read_to_string(sshd.dir.join("host_key.pub")).unwrap();
-        let key: Vec<&str> = host_pub.split_whitespace().take(2).collect();
-        let known_hosts = dir.join("known_hosts");
-        fs::write(
-            &known_hosts,
-            format!("[127.0.0.1]:{} {}\n", sshd.port, key.join(" ")),
-        )
-        .unwrap();
-        let root = dir.join("partner");
-        for f in ["out", "done", "in"] {
-            fs::create_dir_all(root.join(f)).unwrap();
-        }
-        Partner {
-            sshd,
-            known_hosts,
-            root,
-        }
-    }
-
-    fn path(&self, rel: &str) -> PathBuf {
-        self.root.join(rel)
-    }
-
     /// Writes a file into `out` as a partner would: aside, then renamed.
     fn put(&self, name: &str, bytes: &[u8]) {
         let tmp = self.path(&format!("out/.{name}.part"));

@@ -10,12 +10,11 @@
 mod common;
 
 use std::fs;
-use std::io::Read;
 use std::net::TcpListener;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use common::sshd::{have_sshd, run, start_sshd};
+use common::sshd::{have_sshd, known_hosts_line, run, start_sshd};
 use ordersync::config::Config;
 use ordersync::remote::session::{RemoteError, Session};
 
@@ -53,12 +52,10 @@ fn a_partners_server_is_used_only_with_its_listed_key() {
     }
     let dir = tempfile::tempdir().unwrap();
     let sshd = start_sshd(&dir.path().join("ssh"));
-    let host_pub = fs::read_to_string(sshd.dir.join("host_key.pub")).unwrap();
-    let host_key: Vec<&str> = host_pub.split_whitespace().take(2).collect();
     let known = dir.path().join("known_hosts");
     fs::write(
         &known,
-        format!("[127.0.0.1]:{} {}\n", sshd.port, host_key.join(" ")),
+        known_hosts_line(sshd.port, &sshd.dir.join("host_key.pub")),
     )
     .unwrap();
     let rt = rt();
@@ -123,16 +120,10 @@ fn a_partners_server_is_used_only_with_its_listed_key() {
     run(std::process::Command::new("ssh-keygen")
         .args(["-q", "-t", "ed25519", "-N", "", "-f"])
         .arg(&other));
-    let mut other_pub = String::new();
-    fs::File::open(dir.path().join("other.pub"))
-        .unwrap()
-        .read_to_string(&mut other_pub)
-        .unwrap();
-    let other_key: Vec<&str> = other_pub.split_whitespace().take(2).collect();
     let changed = dir.path().join("known_hosts.changed");
     fs::write(
         &changed,
-        format!("[127.0.0.1]:{} {}\n", sshd.port, other_key.join(" ")),
+        known_hosts_line(sshd.port, &dir.path().join("other.pub")),
     )
     .unwrap();
     let e = rt

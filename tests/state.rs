@@ -15,7 +15,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, ExitStatus};
 use std::time::{Duration, Instant};
 
-use common::{Daemon, Work, order, wait_for};
+use common::{Daemon, Tmpfs, Work, order, wait_for};
 
 const LONG: Duration = Duration::from_secs(30);
 
@@ -189,27 +189,6 @@ fn a_store_keeps_its_compression_when_the_config_changes() {
 }
 
 // ---- 2. A full disk ----------------------------------------------------------
-
-/// A tmpfs mounted on a folder, unmounted when dropped.
-struct Tmpfs(PathBuf);
-
-impl Tmpfs {
-    fn mount(at: &Path, size: &str) -> Option<Tmpfs> {
-        fs::create_dir_all(at).ok()?;
-        let ok = Command::new("mount")
-            .args(["-t", "tmpfs", "-o", &format!("size={size}"), "tmpfs"])
-            .arg(at)
-            .output()
-            .is_ok_and(|o| o.status.success());
-        ok.then(|| Tmpfs(at.to_path_buf()))
-    }
-}
-
-impl Drop for Tmpfs {
-    fn drop(&mut self) {
-        let _ = Command::new("umount").arg("-l").arg(&self.0).status();
-    }
-}
 
 /// Fills the file system holding `path` with one file; returns its size.
 fn fill(path: &Path) -> u64 {

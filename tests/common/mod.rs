@@ -752,3 +752,25 @@ pub fn with_postgres_store(config: &str, url: &str) -> String {
 pub fn is_progress(key: &str) -> bool {
     key.starts_with("g:") || key.starts_with(r#"{"type":"progress""#)
 }
+
+/// A tmpfs mounted on a folder (a small disk to fill), unmounted when
+/// dropped; `None` where mounting is not allowed.
+pub struct Tmpfs(PathBuf);
+
+impl Tmpfs {
+    pub fn mount(at: &Path, size: &str) -> Option<Tmpfs> {
+        fs::create_dir_all(at).ok()?;
+        let ok = Command::new("mount")
+            .args(["-t", "tmpfs", "-o", &format!("size={size}"), "tmpfs"])
+            .arg(at)
+            .output()
+            .is_ok_and(|o| o.status.success());
+        ok.then(|| Tmpfs(at.to_path_buf()))
+    }
+}
+
+impl Drop for Tmpfs {
+    fn drop(&mut self) {
+        let _ = Command::new("umount").arg("-l").arg(&self.0).status();
+    }
+}

@@ -95,3 +95,45 @@ pub fn start_sshd(dir: &Path) -> Sshd {
         dir: dir.to_path_buf(),
     }
 }
+
+/// A known_hosts line for a server on 127.0.0.1:`port` with the public key
+/// in `public_key_file` (OpenSSH's `.pub` format).
+pub fn known_hosts_line(port: u16, public_key_file: &Path) -> String {
+    let text = fs::read_to_string(public_key_file).unwrap();
+    let key: Vec<&str> = text.split_whitespace().take(2).collect();
+    format!("[127.0.0.1]:{port} {}\n", key.join(" "))
+}
+
+/// A partner who hosts its own SFTP server: sshd, a known_hosts file
+/// listing its key, and its folders under `root`: `out` (files for us),
+/// `done` (what we took, when moved), `in` (what we deliver).
+pub struct Partner {
+    pub sshd: Sshd,
+    pub known_hosts: PathBuf,
+    pub root: PathBuf,
+}
+
+impl Partner {
+    pub fn start(dir: &Path) -> Partner {
+        let sshd = start_sshd(&dir.join("ssh"));
+        let known_hosts = dir.join("known_hosts");
+        fs::write(
+            &known_hosts,
+            known_hosts_line(sshd.port, &sshd.dir.join("host_key.pub")),
+        )
+        .unwrap();
+        let root = dir.join("partner");
+        for f in ["out", "done", "in"] {
+            fs::create_dir_all(root.join(f)).unwrap();
+        }
+        Partner {
+            sshd,
+            known_hosts,
+            root,
+        }
+    }
+
+    pub fn path(&self, rel: &str) -> PathBuf {
+        self.root.join(rel)
+    }
+}
